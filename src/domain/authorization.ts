@@ -1,0 +1,173 @@
+/**
+ * The one authorization rule of the platform. Every decision — MQTT connect, publish and
+ * subscribe, and every REST route — is answered here, so the broker and the API cannot
+ * disagree. Pure: callers resolve the devices first, then ask.
+ *
+ * The rule (spec: Devices, Access keys, MQTT):
+ * - a device acts for itself; a `gateway` or `edgeCompute` device also acts for peripherals
+ *   of its application: a `peripheral` bound to it, or a `peripheral` without `gatewayId`
+ *   or a `floating` device (any gateway);
+ * - peripherals never connect or authenticate themselves;
+ * - the access key must be active and cover the acting device (by all, ids or tags); it
+ *   need not list the peripherals, the device-class rule decides those.
+ */
+import { actsForPeripherals, boundGatewayId, isPeripheralClass } from './device-class.js';
+import type { AccessKey, Device } from './model.js';
+import { filterCovers, filterMatches, filtersOverlap } from './topics.js';
+
+export type Principal =
+  /** An operator's API token: manages everything, is never an MQTT client. */
+  | { kind: 'admin' }
+  /** A device, over its MQTT connection or with a device token from `POST /auth/device`. */
+  | { kind: 'device'; device: Device; key: AccessKey };
+
+export type Action =
+  | { type: 'connect' }
+  | { type: 'reportState'; target: Device | undefined }
+  | { type: 'receiveCommands'; target: Device | undefined }
+  | { type: 'receiveErrors'; target: Device | undefined }
+  | { type: 'readDevice'; target: Device | undefined }
+  | { type: 'sendCommand'; target: Device | undefined }
+  | { type: 'manage' }
+  /** A topic outside the platform prefix, governed by the key's filterType. */
+  | { type: 'publishTopic'; topic: string }
+  | { type: 'subscribeTopic'; filter: string; prefix: string };
+
+export type Decision =
+  | { allow: true }
+  /** 401: the credential itself is not usable; 403: not allowed; 404: no such device here. */
+  | { allow: false; status: 401 | 403 | 404; reason: string };
+
+const ALLOW: Decision = { allow: true };
+const deny = (status: 401 | 403 | 404, reason: string): Decision => ({ allow: false, status, reason });
+
+export function keyCoversDevice(key: AccessKey, device: Device): boolean {
+  if (key.applicationId !== device.applicationId) return false;
+  if (key.deviceIds === null && key.deviceTags === null) return true;
+  if (key.deviceIds?.includes(device.id)) return true;
+  return key.deviceTags?.some((want) => device.tags.some((t) => t.key === want.key && t.value === want.value)) ?? false;
+}
+
+export function authorize(principal: Principal, action: Action): Decision {
+  if (principal.kind === 'admin') return authorizeAdmin(action);
+  const { device: actor, key } = principal;
+  if (key.status !== 'active') return deny(401, `access key ${key.key} is inactive`);
+  if (!keyCoversDevice(key, actor)) {
+    return deny(401, `access key ${key.key} does not cover device ${actor.id}`);
+  }
+  if (isPeripheralClass(actor.deviceClass)) {
+    return deny(403, `${actor.id} is a ${actor.deviceClass} device; peripherals connect only through a gateway`);
+  }
+
+  switch (action.type) {
+    case 'connect':
+      return ALLOW;
+    case 'manage':
+      return deny(403, 'a device token cannot manage applications, devices or keys');
+    case 'reportState':
+    case 'receiveCommands':
+      return actFor(actor, action.target);
+    case 'receiveErrors':
+    case 'readDevice':
+      if (!action.target) return deny(404, 'device not found');
+      if (action.target.id !== actor.id) {
+        return sameApplication(actor, action.target)
+          ? deny(403, `device ${actor.id} may only read its own data, not that of ${action.target.id}`)
+          : notInApplication(actor, action.target);
+      }
+      return ALLOW;
+    case 'sendCommand':
+      if (!action.target) return deny(404, 'device not found');
+      if (!sameApplication(actor, action.target)) return notInApplication(actor, action.target);
+      return keyCoversDevice(key, action.target)
+        ? ALLOW
+        : deny(403, `access key ${key.key} does not cover device ${action.target.id}`);
+    case 'publishTopic':
+      return customTopic(key, key.pubTopics, action.topic, 'publish');
+    case 'subscribeTopic':
+      return customSubscription(key, action.filter, action.prefix);
+  }
+}
+
+function authorizeAdmin(action: Action): Decision {
+  switch (action.type) {
+    case 'connect':
+    case 'publishTopic':
+    case 'subscribeTopic':
+      return deny(403, 'an API token is not an MQTT client');
+    case 'manage':
+      return ALLOW;
+    default:
+      return action.target ? ALLOW : deny(404, 'device not found');
+  }
+}
+
+function sameApplication(a: Device, b: Device): boolean {
+  return a.applicationId === b.applicationId;
+}
+
+// Another application's device is reported as absent, so ids cannot be probed across applications.
+function notInApplication(actor: Device, target: Device): Decision {
+  return deny(404, `device ${target.id} not found in application ${actor.applicationId}`);
+}
+
+/** May `actor` report state for / receive commands of `target`? */
+function actFor(actor: Device, target: Device | undefined): Decision {
+  if (!target) return deny(404, 'device not found');
+  if (target.id === actor.id) return ALLOW;
+  if (!sameApplication(actor, target)) return notInApplication(actor, target);
+  if (!actsForPeripherals(actor.deviceClass)) {
+    return deny(403, `${actor.deviceClass} device ${actor.id} may act only for itself, not for ${target.id}`);
+  }
+  if (!isPeripheralClass(target.deviceClass)) {
+    return deny(
+      403,
+      `gateway ${actor.id} may act only for peripherals; ${target.id} is a ${target.deviceClass} device`,
+    );
+  }
+  const bound = boundGatewayId(target);
+  if (bound !== null && bound !== actor.id) {
+    return deny(403, `peripheral ${target.id} is bound to gateway ${bound}, not to ${actor.id}`);
+  }
+  return ALLOW;
+}
+
+function customTopic(key: AccessKey, listed: string[], topic: string, verb: string): Decision {
+  if (topic.startsWith('$')) return deny(403, `topics starting with $ are reserved: ${topic}`);
+  switch (key.filterType) {
+    case 'all':
+      return ALLOW;
+    case 'none':
+      return deny(403, `access key ${key.key} allows no topics outside the platform's; cannot ${verb} ${topic}`);
+    case 'whitelist':
+      return listed.some((p) => filterMatches(p, topic))
+        ? ALLOW
+        : deny(403, `topic ${topic} is not in the ${verb} topics of access key ${key.key}`);
+    case 'blacklist':
+      return listed.some((p) => filterMatches(p, topic))
+        ? deny(403, `topic ${topic} is blacklisted for ${verb} by access key ${key.key}`)
+        : ALLOW;
+  }
+}
+
+function customSubscription(key: AccessKey, filter: string, prefix: string): Decision {
+  if (filter.startsWith('$')) return deny(403, `topics starting with $ are reserved: ${filter}`);
+  // A wildcard that could reach the platform's own topics would leak other devices' commands.
+  if (filtersOverlap(filter, `${prefix}/#`)) {
+    return deny(403, `subscription ${filter} could match ${prefix}/ topics; subscribe to exact device topics`);
+  }
+  switch (key.filterType) {
+    case 'all':
+      return ALLOW;
+    case 'none':
+      return deny(403, `access key ${key.key} allows no topics outside the platform's; cannot subscribe ${filter}`);
+    case 'whitelist':
+      return key.subTopics.some((p) => filterCovers(p, filter))
+        ? ALLOW
+        : deny(403, `subscription ${filter} is not within the subscribe topics of access key ${key.key}`);
+    case 'blacklist':
+      return key.subTopics.some((p) => filtersOverlap(p, filter))
+        ? deny(403, `subscription ${filter} overlaps a blacklisted topic of access key ${key.key}`)
+        : ALLOW;
+  }
+}

@@ -1,0 +1,120 @@
+/**
+ * The one storage interface. The embedded SQLite backend implements it today; a PostgreSQL
+ * backend must pass the same contract suite (test/store/contract.ts) later. All methods are
+ * async so a networked backend fits; ids and timestamps (epoch ms) are chosen by the caller.
+ */
+import type {
+  AccessKey,
+  Application,
+  CommandRecord,
+  Device,
+  DeviceClass,
+  DeviceLogEntry,
+  DeviceStatus,
+  StateRecord,
+  StoredAccessKey,
+  Tag,
+} from '../domain/model.js';
+
+export interface ApiTokenRecord {
+  id: string;
+  name: string;
+  secretHash: string;
+  creationDate: number;
+}
+
+export interface DeviceQuery {
+  deviceClass?: DeviceClass[];
+  /** Case-insensitive substring of the name. */
+  filter?: string;
+  /** Devices having every one of these tags (a tag without value matches any value of the key). */
+  tags?: Array<{ key: string; value?: string }>;
+  page: number;
+  perPage: number;
+}
+
+export interface TimeRangeQuery {
+  /** Inclusive bounds in epoch ms. */
+  start?: number;
+  end?: number;
+  limit: number;
+  sortDirection: 'asc' | 'desc';
+}
+
+export interface CompositeValue {
+  value: unknown;
+  time: number;
+}
+
+/** A peripheral reported through a gateway (or a device reporting itself). */
+export interface ReportMark {
+  deviceId: string;
+  reportedBy: string;
+  time: number;
+}
+
+export interface ConnectionChange {
+  deviceId: string;
+  connected: boolean;
+  time: number;
+}
+
+/**
+ * Everything ingest and the broker write, applied in one transaction: the unit of a group
+ * commit. When `applyBatch` resolves, all of it is durable.
+ */
+export interface WriteBatch {
+  /** In arrival order; two states of one device with the same time merge (later keys win). */
+  states: StateRecord[];
+  reports: ReportMark[];
+  connections: ConnectionChange[];
+  logs: DeviceLogEntry[];
+}
+
+export interface Store {
+  close(): Promise<void>;
+
+  getSetting(key: string): Promise<string | undefined>;
+  setSetting(key: string, value: string): Promise<void>;
+
+  createApiToken(token: ApiTokenRecord): Promise<void>;
+  listApiTokens(): Promise<ApiTokenRecord[]>;
+
+  createApplication(app: Application): Promise<void>;
+  getApplication(id: string): Promise<Application | undefined>;
+  listApplications(): Promise<Application[]>;
+  updateApplication(app: Application): Promise<void>;
+  /** Removes the application and everything in it. */
+  deleteApplication(id: string): Promise<void>;
+
+  createDevice(device: Device): Promise<void>;
+  getDevice(id: string): Promise<Device | undefined>;
+  listDevices(applicationId: string, query: DeviceQuery): Promise<{ items: Device[]; totalCount: number }>;
+  /** Ids of the peripherals bound to a gateway. */
+  listBoundPeripherals(gatewayId: string): Promise<string[]>;
+  updateDevice(device: Device): Promise<void>;
+  /** Removes the device with its states, commands and logs. */
+  deleteDevice(id: string): Promise<void>;
+  getDeviceStatuses(ids: string[]): Promise<Map<string, DeviceStatus>>;
+  /** Marks every device disconnected (start-up after a crash, or shutdown). */
+  resetConnections(time: number): Promise<void>;
+
+  createKey(key: StoredAccessKey): Promise<void>;
+  getKey(id: string): Promise<StoredAccessKey | undefined>;
+  getKeyByKey(key: string): Promise<StoredAccessKey | undefined>;
+  listKeys(applicationId: string): Promise<AccessKey[]>;
+  updateKey(key: AccessKey): Promise<void>;
+  deleteKey(id: string): Promise<void>;
+
+  applyBatch(batch: WriteBatch): Promise<void>;
+  queryStates(deviceId: string, query: TimeRangeQuery): Promise<StateRecord[]>;
+  getCompositeState(deviceId: string): Promise<Record<string, CompositeValue>>;
+
+  insertCommand(command: CommandRecord): Promise<void>;
+  queryCommands(deviceId: string, query: TimeRangeQuery): Promise<CommandRecord[]>;
+
+  /** Newest first. */
+  listLogs(deviceId: string, query: { limit: number; before?: number }): Promise<DeviceLogEntry[]>;
+}
+
+export type { Tag };
