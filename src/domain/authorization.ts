@@ -13,7 +13,7 @@
  */
 import { actsForPeripherals, boundGatewayId, isPeripheralClass } from './device-class.js';
 import type { AccessKey, Device } from './model.js';
-import { filterCovers, filterMatches, filtersOverlap } from './topics.js';
+import { filterCovers, filterMatches, filtersOverlap, hasWildcard } from './topics.js';
 
 export type Principal =
   /** An operator's API token: manages everything, is never an MQTT client. */
@@ -83,6 +83,8 @@ export function authorize(principal: Principal, action: Action): Decision {
         ? ALLOW
         : deny(403, `access key ${key.key} does not cover device ${action.target.id}`);
     case 'publishTopic':
+      // A topic name never holds wildcards [MQTT-3.3.2-2]; as a "topic" it would slip past a blacklist.
+      if (hasWildcard(action.topic)) return deny(403, `a publish topic cannot contain + or #: ${action.topic}`);
       return customTopic(key, key.pubTopics, action.topic, 'publish');
     case 'subscribeTopic':
       return customSubscription(key, action.filter, action.prefix);

@@ -10,6 +10,13 @@ export const MAX_AGE_MS = 30 * 24 * 3600 * 1000;
 export const MAX_FUTURE_MS = 24 * 3600 * 1000;
 /** Numbers below this are seconds since the epoch, above it milliseconds (1e11 s is the year 5138). */
 const SECONDS_THRESHOLD = 1e11;
+/**
+ * ISO 8601 / RFC 3339 dates and date-times. Checked before `Date.parse`, which on its own also
+ * reads free text ("sensor 7" is a date in 2001 to V8), turning garbage into a wrong time.
+ */
+const ISO_DATE_RE = /^\d{4}-\d{2}-\d{2}([Tt ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?([Zz]|[+-]\d{2}(:?\d{2})?)?)?$/;
+/** A plain decimal number, as a device would write one in a string (no hex, binary, octal or Infinity). */
+const DECIMAL_RE = /^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$/;
 
 export interface ParsedState {
   time: number;
@@ -57,6 +64,7 @@ export function parseTime(value: unknown, now: number): number | undefined {
   if (typeof value === 'string') {
     const trimmed = value.trim();
     if (/^-?\d+(\.\d+)?$/.test(trimmed)) return parseTime(Number(trimmed), now);
+    if (!ISO_DATE_RE.test(trimmed)) return undefined;
     const ms = Date.parse(trimmed);
     return Number.isNaN(ms) ? undefined : ms;
   }
@@ -82,8 +90,8 @@ export function convertValue(dataType: DataType, value: unknown): Conversion {
   switch (dataType) {
     case 'number': {
       if (typeof value === 'number') return Number.isFinite(value) ? { ok: true, value } : wrong();
-      if (typeof value === 'string' && value.trim() !== '') {
-        const n = Number(value);
+      if (typeof value === 'string') {
+        const n = DECIMAL_RE.test(value.trim()) ? Number(value) : Number.NaN;
         return Number.isFinite(n) ? { ok: true, value: n } : { ok: false, reason: `"${clip(value)}" is not a number` };
       }
       return wrong();
@@ -109,7 +117,9 @@ export function convertValue(dataType: DataType, value: unknown): Conversion {
       }
       if (typeof value === 'string') {
         const parts = value.split(',').map((p) => p.trim());
-        if (parts.length === 2 && parts.every((p) => p !== '')) return gpsString(Number(parts[0]), Number(parts[1]));
+        if (parts.length === 2 && parts.every((p) => DECIMAL_RE.test(p))) {
+          return gpsString(Number(parts[0]), Number(parts[1]));
+        }
         return { ok: false, reason: `"${clip(value)}" is not a "latitude,longitude" position` };
       }
       return wrong();
@@ -158,7 +168,8 @@ export function parseStates(payload: unknown, attributes: readonly AttributeDef[
       issues.push({ index, reason: `state time ${new Date(time).toISOString()} is more than 1 day ahead; ignored` });
       continue;
     }
-    const data: Record<string, unknown> = {};
+    // No prototype: an attribute named __proto__ must be stored like any other.
+    const data: Record<string, unknown> = Object.create(null);
     for (const [name, value] of Object.entries(item.data)) {
       const def = byName.get(name);
       if (!def) {

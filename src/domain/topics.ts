@@ -13,17 +13,18 @@ const SUFFIXES = new Set(['state', 'command', 'error']);
 /** Classifies a concrete topic name (no wildcards) against the wire contract. */
 export function parseTopic(topic: string, prefix = DEFAULT_TOPIC_PREFIX): ParsedTopic {
   if (topic !== prefix && !topic.startsWith(`${prefix}/`)) return { kind: 'custom' };
-  const parts = topic.split('/');
-  const deviceId = parts[1] ?? '';
+  // The levels after the prefix, which may itself have several levels: [deviceId, suffix].
+  const parts = topic.slice(prefix.length + 1).split('/');
+  const deviceId = parts[0] ?? '';
   if (!isId(deviceId)) {
     return { kind: 'invalid', reason: `"${deviceId}" is not a device id (24 lowercase hex characters)` };
   }
-  const suffix = parts[2];
-  if (parts.length === 3 && suffix !== undefined && SUFFIXES.has(suffix)) {
+  const suffix = parts[1];
+  if (parts.length === 2 && suffix !== undefined && SUFFIXES.has(suffix)) {
     return { kind: suffix as 'state' | 'command' | 'error', deviceId };
   }
   const suggestion = `${prefix}/${deviceId}/state`;
-  if (parts.length === 2) {
+  if (parts.length === 1) {
     return { kind: 'invalid', reason: `topic ${topic} has no /state suffix`, suggestion };
   }
   return { kind: 'invalid', reason: `topic ${topic} is not a ${prefix} topic`, suggestion };
@@ -58,8 +59,17 @@ export function filterMatches(filter: string, topic: string): boolean {
   return f.length === t.length;
 }
 
+/**
+ * Filters whose first level starts with `$` match only `$` topics, and no other filter matches
+ * those [MQTT-4.7.2-1]: such a pair shares no topic.
+ */
+function dollarMismatch(a: string, b: string): boolean {
+  return a.startsWith('$') !== b.startsWith('$');
+}
+
 /** True when every topic matched by `inner` is also matched by `outer`. */
 export function filterCovers(outer: string, inner: string): boolean {
+  if (dollarMismatch(outer, inner)) return false;
   const o = outer.split('/');
   const n = inner.split('/');
   for (let i = 0; i < o.length; i++) {
@@ -75,6 +85,7 @@ export function filterCovers(outer: string, inner: string): boolean {
 
 /** True when some topic could be matched by both filters. */
 export function filtersOverlap(a: string, b: string): boolean {
+  if (dollarMismatch(a, b)) return false;
   const x = a.split('/');
   const y = b.split('/');
   const n = Math.max(x.length, y.length);

@@ -1,0 +1,82 @@
+/**
+ * The REST side (spec: REST). Every route declares its schemas; authentication happens once in
+ * an onRequest hook, authorization through the domain rule; every error leaves as
+ * `{ type, message }` with its HTTP status.
+ */
+import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
+import Fastify, { type FastifyError, type FastifyInstance } from 'fastify';
+import { ERROR_TYPES, type ErrorType, GatehouseError } from '../core/errors.js';
+import type { Platform } from '../core/platform.js';
+import type { Principal } from '../domain/authorization.js';
+import { MAX_PAYLOAD_BYTES } from '../domain/state.js';
+import { applicationRoutes } from './routes/applications.js';
+import { authRoutes } from './routes/auth.js';
+import { deviceDataRoutes } from './routes/device-data.js';
+import { deviceRoutes } from './routes/devices.js';
+import { keyRoutes } from './routes/keys.js';
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    principal: Principal | null;
+  }
+  interface FastifyContextConfig {
+    /** Routes anyone may call. */
+    public?: boolean;
+  }
+}
+
+export type Api = FastifyInstance extends infer _ ? ReturnType<typeof createApi> : never;
+
+export function createApi(platform: Platform, options: { logger?: boolean } = {}) {
+  const app = Fastify({
+    logger: options.logger ?? false,
+    bodyLimit: MAX_PAYLOAD_BYTES,
+    // Ids are matched by schema; keep unknown query keys out rather than silently dropping them.
+    ajv: { customOptions: { removeAdditional: false, coerceTypes: 'array', useDefaults: true } },
+  }).withTypeProvider<TypeBoxTypeProvider>();
+
+  app.decorateRequest('principal', null);
+  app.addHook('onRequest', async (request) => {
+    if (request.routeOptions.config.public) return;
+    if (!request.routeOptions.url) return; // unknown route: answered 404 by the not-found handler
+    request.principal = await platform.authenticateBearer(request.headers.authorization);
+  });
+
+  app.setErrorHandler((error: FastifyError | GatehouseError, request, reply) => {
+    const { status, type, message } = describeError(error);
+    if (status >= 500) request.log.error(error);
+    void reply.code(status).send({ type, message });
+  });
+  app.setNotFoundHandler((request, reply) => {
+    void reply.code(404).send({ type: 'NotFound', message: `no route ${request.method} ${request.url}` });
+  });
+
+  app.get('/health', { config: { public: true } }, async () => ({ status: 'ok' }));
+  app.register(authRoutes(platform));
+  app.register(applicationRoutes(platform));
+  app.register(deviceRoutes(platform));
+  app.register(keyRoutes(platform));
+  app.register(deviceDataRoutes(platform));
+  return app;
+}
+
+const TYPE_BY_STATUS = new Map<number, ErrorType>(
+  Object.entries(ERROR_TYPES).map(([type, status]) => [status, type as ErrorType]),
+);
+
+function describeError(error: FastifyError | GatehouseError): { status: number; type: string; message: string } {
+  if (error instanceof GatehouseError) return { status: error.status, type: error.type, message: error.message };
+  if (error.validation) {
+    return {
+      status: 400,
+      type: 'Validation',
+      message: `${error.validationContext ?? 'request'} ${error.message.replace(/^(body|querystring|params|headers)\s*/, '')}`,
+    };
+  }
+  if (error.code === 'FST_ERR_CTP_BODY_TOO_LARGE') {
+    return { status: 413, type: 'PayloadTooLarge', message: `request body exceeds ${MAX_PAYLOAD_BYTES} bytes` };
+  }
+  const status = error.statusCode && error.statusCode >= 400 && error.statusCode < 500 ? error.statusCode : 500;
+  if (status === 500) return { status, type: 'InternalError', message: 'internal error' };
+  return { status, type: TYPE_BY_STATUS.get(status) ?? 'BadRequest', message: error.message };
+}

@@ -1,0 +1,108 @@
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
+import { Type } from '@sinclair/typebox';
+import { GatehouseError } from '../../core/errors.js';
+import type { Platform } from '../../core/platform.js';
+import { DEVICE_CLASSES, type DeviceClass } from '../../domain/model.js';
+import { allow } from '../guard.js';
+import { presentDevice, presentDevices } from '../present.js';
+import { AppParams, Device, DeviceBody, DeviceListQuery, DeviceParams, DevicePatch, Success } from '../schemas.js';
+
+export const deviceRoutes =
+  (platform: Platform): FastifyPluginAsyncTypebox =>
+  async (app) => {
+    const { registry } = platform;
+
+    app.post(
+      '/applications/:applicationId/devices',
+      { schema: { params: AppParams, body: DeviceBody, response: { 201: Device } } },
+      async (request, reply) => {
+        allow(request, { type: 'manage' });
+        const device = await registry.createDevice(request.params.applicationId, request.body);
+        return reply.code(201).send(await presentDevice(platform, device));
+      },
+    );
+
+    app.get(
+      '/applications/:applicationId/devices',
+      {
+        schema: {
+          params: AppParams,
+          querystring: DeviceListQuery,
+          response: {
+            200: Type.Object({
+              items: Type.Array(Device),
+              count: Type.Integer(),
+              totalCount: Type.Integer(),
+              page: Type.Integer(),
+              perPage: Type.Integer(),
+            }),
+          },
+        },
+      },
+      async (request) => {
+        allow(request, { type: 'manage' });
+        const { applicationId } = request.params;
+        await registry.requireApplication(applicationId);
+        const { page, perPage, filter } = request.query;
+        const { items, totalCount } = await registry.listDevices(applicationId, {
+          page,
+          perPage,
+          ...(filter ? { filter } : {}),
+          ...(request.query.deviceClass ? { deviceClass: parseClasses(request.query.deviceClass) } : {}),
+          ...(request.query.tagFilter ? { tags: parseTagFilter(request.query.tagFilter) } : {}),
+        });
+        return { items: await presentDevices(platform, items), count: items.length, totalCount, page, perPage };
+      },
+    );
+
+    app.get(
+      '/applications/:applicationId/devices/:deviceId',
+      { schema: { params: DeviceParams, response: { 200: Device } } },
+      async (request) => {
+        const device = await registry.device(request.params.deviceId);
+        const target = device?.applicationId === request.params.applicationId ? device : undefined;
+        allow(request, { type: 'readDevice', target });
+        return presentDevice(platform, target!);
+      },
+    );
+
+    app.patch(
+      '/applications/:applicationId/devices/:deviceId',
+      { schema: { params: DeviceParams, body: DevicePatch, response: { 200: Device } } },
+      async (request) => {
+        allow(request, { type: 'manage' });
+        const { applicationId, deviceId } = request.params;
+        return presentDevice(platform, await registry.updateDevice(applicationId, deviceId, request.body));
+      },
+    );
+
+    app.delete(
+      '/applications/:applicationId/devices/:deviceId',
+      { schema: { params: DeviceParams, response: { 200: Success } } },
+      async (request) => {
+        allow(request, { type: 'manage' });
+        await registry.deleteDevice(request.params.applicationId, request.params.deviceId);
+        return { success: true as const };
+      },
+    );
+  };
+
+function parseClasses(value: string): DeviceClass[] {
+  const classes = value.split(',').map((c) => c.trim());
+  const unknown = classes.filter((c) => !(DEVICE_CLASSES as readonly string[]).includes(c));
+  if (unknown.length > 0) {
+    throw new GatehouseError(
+      'Validation',
+      `unknown deviceClass ${unknown.join(', ')}; one of ${DEVICE_CLASSES.join(', ')}`,
+    );
+  }
+  return classes as DeviceClass[];
+}
+
+/** `tagFilter=key` or `tagFilter=key:value`, repeatable. */
+function parseTagFilter(value: string | string[]): Array<{ key: string; value?: string }> {
+  return (Array.isArray(value) ? value : [value]).map((entry) => {
+    const at = entry.indexOf(':');
+    return at < 0 ? { key: entry } : { key: entry.slice(0, at), value: entry.slice(at + 1) };
+  });
+}

@@ -1,0 +1,210 @@
+/** JSON schemas of the REST contract (spec: REST), declared once with TypeBox. */
+import { type Static, Type } from '@sinclair/typebox';
+import { ID_PATTERN, NAME_PATTERN } from '../domain/ids.js';
+import { DATA_TYPES, DEVICE_CLASSES, KEY_FILTER_TYPES } from '../domain/model.js';
+
+export const Id = Type.String({ pattern: ID_PATTERN });
+const Name = Type.String({ minLength: 1, maxLength: 255 });
+const Description = Type.String({ maxLength: 32_767 });
+const IsoTime = Type.String({ format: 'date-time' });
+/** A string enum as `{type: string, enum}`: validation errors then list the allowed values. */
+const StringEnum = <T extends readonly string[]>(values: T) =>
+  Type.Unsafe<T[number]>({ type: 'string', enum: [...values] });
+const Nullable = <T extends ReturnType<typeof Type.String>>(t: T) => Type.Union([t, Type.Null()]);
+
+export const AppParams = Type.Object({ applicationId: Id });
+export const DeviceParams = Type.Object({ applicationId: Id, deviceId: Id });
+export const KeyParams = Type.Object({ applicationId: Id, keyId: Id });
+
+export const Success = Type.Object({ success: Type.Literal(true) });
+export const ErrorBody = Type.Object({ type: Type.String(), message: Type.String() });
+
+export const RateLimit = Type.Object(
+  {
+    messages: Type.Integer({ minimum: 0, maximum: 1_000_000 }),
+    windowSeconds: Type.Integer({ minimum: 1, maximum: 86_400 }),
+  },
+  { additionalProperties: false },
+);
+
+export const ApplicationBody = Type.Object(
+  {
+    name: Name,
+    description: Type.Optional(Description),
+    rateLimit: Type.Optional(RateLimit),
+    peripheralTimeoutSeconds: Type.Optional(Type.Integer({ minimum: 1, maximum: 30 * 86_400 })),
+  },
+  { additionalProperties: false },
+);
+export const ApplicationPatch = Type.Partial(ApplicationBody, { additionalProperties: false });
+export const Application = Type.Object({
+  id: Id,
+  name: Type.String(),
+  description: Type.String(),
+  rateLimit: RateLimit,
+  peripheralTimeoutSeconds: Type.Integer(),
+  creationDate: IsoTime,
+  lastUpdated: IsoTime,
+});
+
+export const Tag = Type.Object(
+  { key: Type.String({ pattern: NAME_PATTERN }), value: Type.String({ minLength: 1, maxLength: 255 }) },
+  { additionalProperties: false },
+);
+export const Attribute = Type.Object(
+  {
+    name: Type.String({ pattern: NAME_PATTERN }),
+    dataType: StringEnum(DATA_TYPES),
+    description: Type.Optional(Type.String({ maxLength: 1024 })),
+  },
+  { additionalProperties: false },
+);
+const DeviceClass = StringEnum(DEVICE_CLASSES);
+
+export const DeviceBody = Type.Object(
+  {
+    name: Name,
+    description: Type.Optional(Description),
+    deviceClass: Type.Optional(DeviceClass),
+    gatewayId: Type.Optional(Nullable(Id)),
+    tags: Type.Optional(Type.Array(Tag, { maxItems: 100 })),
+    attributes: Type.Optional(Type.Array(Attribute, { maxItems: 256 })),
+  },
+  { additionalProperties: false },
+);
+export const DevicePatch = Type.Partial(DeviceBody, { additionalProperties: false });
+export const ConnectionInfo = Type.Object({
+  connected: Type.Union([Type.Literal(1), Type.Literal(0), Type.Null()]),
+  time: Type.Union([IsoTime, Type.Null()]),
+});
+export const Device = Type.Object({
+  id: Id,
+  applicationId: Id,
+  name: Type.String(),
+  description: Type.String(),
+  deviceClass: DeviceClass,
+  gatewayId: Type.Union([Id, Type.Null()]),
+  tags: Type.Array(Tag),
+  attributes: Type.Array(Attribute),
+  connectionInfo: ConnectionInfo,
+  lastReportedBy: Type.Union([Type.Object({ deviceId: Type.String(), time: IsoTime }), Type.Null()]),
+  creationDate: IsoTime,
+  lastUpdated: IsoTime,
+});
+export const DeviceListQuery = Type.Object(
+  {
+    page: Type.Integer({ minimum: 0, default: 0 }),
+    perPage: Type.Integer({ minimum: 1, maximum: 1000, default: 100 }),
+    deviceClass: Type.Optional(Type.String({ maxLength: 200 })),
+    filter: Type.Optional(Type.String({ maxLength: 255 })),
+    tagFilter: Type.Optional(Type.Union([Type.String(), Type.Array(Type.String())])),
+  },
+  { additionalProperties: false },
+);
+
+export const KeyBody = Type.Object(
+  {
+    description: Type.Optional(Description),
+    status: Type.Optional(StringEnum(['active', 'inactive'] as const)),
+    filterType: Type.Optional(StringEnum(KEY_FILTER_TYPES)),
+    deviceIds: Type.Optional(Type.Union([Type.Array(Id, { maxItems: 10_000 }), Type.Null()])),
+    deviceTags: Type.Optional(Type.Union([Type.Array(Tag, { maxItems: 100 }), Type.Null()])),
+    pubTopics: Type.Optional(Type.Array(Type.String({ minLength: 1, maxLength: 255 }), { maxItems: 100 })),
+    subTopics: Type.Optional(Type.Array(Type.String({ minLength: 1, maxLength: 255 }), { maxItems: 100 })),
+  },
+  { additionalProperties: false },
+);
+export const Key = Type.Object({
+  id: Id,
+  applicationId: Id,
+  key: Type.String(),
+  description: Type.String(),
+  status: Type.String(),
+  filterType: Type.String(),
+  deviceIds: Type.Union([Type.Array(Id), Type.Null()]),
+  deviceTags: Type.Union([Type.Array(Tag), Type.Null()]),
+  pubTopics: Type.Array(Type.String()),
+  subTopics: Type.Array(Type.String()),
+  creationDate: IsoTime,
+  lastUpdated: IsoTime,
+});
+export const KeyWithSecret = Type.Intersect([Key, Type.Object({ secret: Type.String() })]);
+
+export const AuthDeviceBody = Type.Object(
+  {
+    deviceId: Id,
+    key: Type.String({ minLength: 1, maxLength: 255 }),
+    secret: Type.String({ minLength: 1, maxLength: 1024 }),
+    tokenTTL: Type.Optional(Type.Integer({ minimum: 60, maximum: 365 * 86_400 })),
+  },
+  { additionalProperties: false },
+);
+export const AuthDeviceReply = Type.Object({
+  applicationId: Id,
+  deviceId: Id,
+  deviceClass: DeviceClass,
+  token: Type.String(),
+});
+
+export const TimeRangeQuery = Type.Object(
+  {
+    start: Type.Optional(Type.Integer()),
+    end: Type.Optional(Type.Integer()),
+    duration: Type.Optional(Type.Integer({ minimum: 0 })),
+    limit: Type.Integer({ minimum: 1, maximum: 10_000, default: 1 }),
+    sortDirection: Type.Unsafe<'asc' | 'desc'>({ type: 'string', enum: ['asc', 'desc'], default: 'desc' }),
+  },
+  { additionalProperties: false },
+);
+export const StateEntry = Type.Object({
+  time: IsoTime,
+  data: Type.Record(Type.String(), Type.Unknown()),
+  reportedBy: Type.String(),
+});
+export const CompositeQuery = Type.Object(
+  { attributes: Type.Optional(Type.String({ maxLength: 10_000 })) },
+  { additionalProperties: false },
+);
+export const StateReply = Type.Object({
+  success: Type.Literal(true),
+  stored: Type.Integer(),
+  dropped: Type.Optional(
+    Type.Array(Type.Object({ index: Type.Integer(), attribute: Type.Optional(Type.String()), reason: Type.String() })),
+  ),
+});
+
+export const CommandBody = Type.Object(
+  {
+    name: Name,
+    payload: Type.Optional(Type.Unknown()),
+    time: Type.Optional(Type.Unknown()),
+  },
+  { additionalProperties: false },
+);
+export const ManyCommandBody = Type.Object(
+  {
+    name: Name,
+    payload: Type.Optional(Type.Unknown()),
+    time: Type.Optional(Type.Unknown()),
+    deviceIds: Type.Optional(Type.Array(Id, { maxItems: 10_000 })),
+    deviceTags: Type.Optional(Type.Array(Tag, { maxItems: 100 })),
+  },
+  { additionalProperties: false },
+);
+export const CommandEntry = Type.Object({
+  id: Id,
+  name: Type.String(),
+  payload: Type.Unknown(),
+  time: IsoTime,
+  routedTo: Type.Array(Type.String()),
+  sentBy: Type.String(),
+});
+export const LogsQuery = Type.Object(
+  {
+    limit: Type.Integer({ minimum: 1, maximum: 1000, default: 100 }),
+    before: Type.Optional(Type.Integer()),
+  },
+  { additionalProperties: false },
+);
+
+export type ApplicationBodyT = Static<typeof ApplicationBody>;

@@ -1,0 +1,84 @@
+import type { Client } from 'aedes';
+import type { Principal } from '../domain/authorization.js';
+
+/** One live MQTT connection of a device, with what the platform tracks about it. */
+export interface Session {
+  client: Client;
+  principal: Extract<Principal, { kind: 'device' }>;
+  deviceId: string;
+  ipAddress: string | null;
+  connectedAt: number;
+  messagesFromClient: number;
+  messagesToClient: number;
+  /** Command topics subscribed, by device id, with the granted QoS. */
+  commandSubscriptions: Map<string, 0 | 1>;
+  /** QoS of the subscription to its own error topic, if any. */
+  errorSubscription: 0 | 1 | null;
+  /** Why the server is closing it, when the server is. */
+  closeReason: string | null;
+  /** Ingest of this client's publishes in arrival order; set while one waits on the store. */
+  pending: Promise<void> | null;
+}
+
+/** Sessions by device id, and who is subscribed to each device's command topic. */
+export class SessionTable {
+  private readonly byDevice = new Map<string, Session>();
+  private readonly byClient = new WeakMap<Client, Session>();
+  private readonly commandSubscribers = new Map<string, Set<Session>>();
+
+  bind(session: Session): void {
+    this.byClient.set(session.client, session);
+  }
+
+  /** The session of an aedes client, once authenticated. */
+  of(client: Client | null): Session | undefined {
+    return client ? this.byClient.get(client) : undefined;
+  }
+
+  activate(session: Session): void {
+    this.byDevice.set(session.deviceId, session);
+  }
+
+  /** Removes the session; false when a newer connection of the device had already replaced it. */
+  deactivate(session: Session): boolean {
+    for (const deviceId of session.commandSubscriptions.keys()) this.unsubscribeCommands(session, deviceId);
+    if (this.byDevice.get(session.deviceId) !== session) return false;
+    this.byDevice.delete(session.deviceId);
+    return true;
+  }
+
+  current(deviceId: string): Session | undefined {
+    return this.byDevice.get(deviceId);
+  }
+
+  all(): IterableIterator<Session> {
+    return this.byDevice.values();
+  }
+
+  get size(): number {
+    return this.byDevice.size;
+  }
+
+  subscribeCommands(session: Session, deviceId: string, qos: 0 | 1): void {
+    session.commandSubscriptions.set(deviceId, qos);
+    let set = this.commandSubscribers.get(deviceId);
+    if (!set) {
+      set = new Set();
+      this.commandSubscribers.set(deviceId, set);
+    }
+    set.add(session);
+  }
+
+  unsubscribeCommands(session: Session, deviceId: string): void {
+    session.commandSubscriptions.delete(deviceId);
+    const set = this.commandSubscribers.get(deviceId);
+    if (!set) return;
+    set.delete(session);
+    if (set.size === 0) this.commandSubscribers.delete(deviceId);
+  }
+
+  /** Live sessions subscribed to a device's command topic. */
+  commandSubscribersOf(deviceId: string): Session[] {
+    return [...(this.commandSubscribers.get(deviceId) ?? [])].filter((s) => this.byDevice.get(s.deviceId) === s);
+  }
+}

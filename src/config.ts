@@ -1,0 +1,78 @@
+/**
+ * Configuration (spec: Operator access and start-up): one schema, filled from CLI flags, then
+ * GATEHOUSE_* environment variables, then defaults; validated before anything starts.
+ */
+import path from 'node:path';
+
+export interface GatehouseConfig {
+  dataDir: string;
+  host: string;
+  mqttPort: number;
+  httpPort: number;
+  /** MQTT over TLS, when a certificate and key are configured. */
+  mqttsPort: number;
+  tlsCert: string | undefined;
+  tlsKey: string | undefined;
+  adminToken: string | undefined;
+}
+
+/** A start-up problem the operator can fix; printed as one line naming the option to change. */
+export class ConfigError extends Error {
+  override name = 'ConfigError';
+}
+
+interface Option {
+  key: keyof GatehouseConfig;
+  flag: string;
+  env: string;
+}
+
+export const OPTIONS: Option[] = [
+  { key: 'dataDir', flag: '--data-dir', env: 'GATEHOUSE_DATA_DIR' },
+  { key: 'host', flag: '--host', env: 'GATEHOUSE_HOST' },
+  { key: 'mqttPort', flag: '--mqtt-port', env: 'GATEHOUSE_MQTT_PORT' },
+  { key: 'httpPort', flag: '--http-port', env: 'GATEHOUSE_HTTP_PORT' },
+  { key: 'mqttsPort', flag: '--mqtts-port', env: 'GATEHOUSE_MQTTS_PORT' },
+  { key: 'tlsCert', flag: '--tls-cert', env: 'GATEHOUSE_TLS_CERT' },
+  { key: 'tlsKey', flag: '--tls-key', env: 'GATEHOUSE_TLS_KEY' },
+];
+
+export function optionName(key: keyof GatehouseConfig): string {
+  const o = OPTIONS.find((opt) => opt.key === key);
+  return o ? `${o.flag} or ${o.env}` : key;
+}
+
+function port(key: keyof GatehouseConfig, raw: string | undefined, fallback: number): number {
+  if (raw === undefined || raw === '') return fallback;
+  const n = Number(raw);
+  if (!Number.isInteger(n) || n < 0 || n > 65_535) {
+    throw new ConfigError(`invalid port "${raw}": expected an integer from 0 to 65535 (set ${optionName(key)})`);
+  }
+  return n;
+}
+
+export function resolveConfig(
+  flags: Partial<Record<keyof GatehouseConfig, string>>,
+  env: NodeJS.ProcessEnv = process.env,
+): GatehouseConfig {
+  const pick = (key: keyof GatehouseConfig): string | undefined => {
+    const option = OPTIONS.find((o) => o.key === key);
+    return flags[key] ?? (option ? env[option.env] : undefined);
+  };
+  const tlsCert = pick('tlsCert') || undefined;
+  const tlsKey = pick('tlsKey') || undefined;
+  if (Boolean(tlsCert) !== Boolean(tlsKey)) {
+    throw new ConfigError('MQTT over TLS needs both a certificate and a key (set --tls-cert and --tls-key)');
+  }
+  const host = pick('host') || '127.0.0.1';
+  return {
+    dataDir: path.resolve(pick('dataDir') || 'data'),
+    host,
+    mqttPort: port('mqttPort', pick('mqttPort'), 1883),
+    httpPort: port('httpPort', pick('httpPort'), 8080),
+    mqttsPort: port('mqttsPort', pick('mqttsPort'), 8883),
+    tlsCert,
+    tlsKey,
+    adminToken: env.GATEHOUSE_ADMIN_TOKEN || undefined,
+  };
+}

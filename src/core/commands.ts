@@ -1,0 +1,76 @@
+/**
+ * Commands (spec: Commands): validated, routed to the connected client that should carry them,
+ * and recorded with where they went.
+ */
+import { authorize, type Principal } from '../domain/authorization.js';
+import { isPeripheralClass } from '../domain/device-class.js';
+import { newId } from '../domain/ids.js';
+import type { CommandRecord, Device } from '../domain/model.js';
+import { parseTime } from '../domain/state.js';
+import { errorForStatus } from './errors.js';
+import type { Platform } from './platform.js';
+
+export interface CommandInput {
+  name: string;
+  payload?: unknown;
+  time?: unknown;
+}
+
+/** Sends one command to one device the principal may command. */
+export async function sendCommand(
+  platform: Platform,
+  principal: Principal,
+  device: Device,
+  input: CommandInput,
+): Promise<CommandRecord> {
+  const decision = authorize(principal, { type: 'sendCommand', target: device });
+  if (!decision.allow) throw errorForStatus(decision.status, decision.reason);
+  return deliver(platform, principal, device, input);
+}
+
+async function deliver(
+  platform: Platform,
+  principal: Principal,
+  device: Device,
+  input: CommandInput,
+): Promise<CommandRecord> {
+  const now = platform.clock();
+  const time = parseTime(input.time, now) ?? now;
+  const payload = input.payload ?? null;
+  const message = Buffer.from(
+    JSON.stringify({ name: input.name, payload, time: { $date: new Date(time).toISOString() } }),
+  );
+  const preferred = isPeripheralClass(device.deviceClass)
+    ? ((await platform.lastReporter(device.id))?.by ?? null)
+    : null;
+  const routedTo = platform.live.deliverCommand(device, message, preferred);
+  const record: CommandRecord = {
+    id: newId(),
+    applicationId: device.applicationId,
+    deviceId: device.id,
+    name: input.name,
+    payload,
+    time,
+    routedTo,
+    sentBy: principal.kind === 'device' ? principal.device.id : 'api',
+  };
+  await platform.store.insertCommand(record);
+  platform.bus.emit('command', record);
+  return record;
+}
+
+/** Sends a command to every listed device the principal may command; others are skipped. */
+export async function sendCommandToMany(
+  platform: Platform,
+  principal: Principal,
+  devices: Device[],
+  input: CommandInput,
+): Promise<CommandRecord[]> {
+  const out: CommandRecord[] = [];
+  for (const device of devices) {
+    if (authorize(principal, { type: 'sendCommand', target: device }).allow) {
+      out.push(await deliver(platform, principal, device, input));
+    }
+  }
+  return out;
+}

@@ -1,0 +1,318 @@
+/**
+ * The platform's core, shared by the broker and the API: the registry, the group-commit write
+ * queue, authentication, rate limits, device logs and the event bus. Protocol adapters hold a
+ * reference to it and nothing else.
+ */
+import { authorize, type Principal } from '../domain/authorization.js';
+import { isPeripheralClass } from '../domain/device-class.js';
+import { newId } from '../domain/ids.js';
+import {
+  DEFAULT_RATE_LIMIT,
+  type Device,
+  type DeviceLogEntry,
+  type DeviceLogKind,
+  type DeviceStatus,
+} from '../domain/model.js';
+import { RateLimiter } from '../domain/rate-limit.js';
+import { DEFAULT_TOPIC_PREFIX } from '../domain/topics.js';
+import type { Store, WriteBatch } from '../store/types.js';
+import { type DeviceTokenClaims, looksLikeDeviceToken, signDeviceToken, verifyDeviceToken } from './device-tokens.js';
+import { GatehouseError } from './errors.js';
+import { EventBus } from './events.js';
+import type { IngestOutcome } from './ingest.js';
+import { Registry } from './registry.js';
+import { generateSecret, hashSecret, VerifiedSecrets } from './secrets.js';
+import { WriteQueue } from './write-queue.js';
+
+/** What the platform needs to know about live MQTT connections; the broker provides it. */
+export interface Connections {
+  isConnected(deviceId: string): boolean;
+  /** Delivers a command; returns the client ids it went to (empty: no route). */
+  deliverCommand(target: Device, message: Buffer, preferredGatewayId: string | null): string[];
+  /** Re-checks connected clients after a change that may take rights away. */
+  revalidate(change: { deviceId?: string; keyId?: string; applicationId?: string }): void;
+}
+
+const NO_CONNECTIONS: Connections = {
+  isConnected: () => false,
+  deliverCommand: () => [],
+  revalidate: () => {},
+};
+
+export type DeviceAuthResult =
+  | { ok: true; principal: Extract<Principal, { kind: 'device' }> }
+  /** `code` is the CONNACK return code: 4 bad user name or password, 5 not authorized. */
+  | { ok: false; code: 4 | 5; reason: string; device?: Device };
+
+export interface ConnectionInfo {
+  connected: 1 | 0 | null;
+  time: number | null;
+}
+
+export interface PlatformOptions {
+  store: Store;
+  clock?: () => number;
+  topicPrefix?: string;
+  onError?: (err: unknown) => void;
+}
+
+const TOKEN_SECRET_SETTING = 'deviceTokenSecret';
+const SWEEP_INTERVAL_MS = 60_000;
+
+export class Platform {
+  readonly store: Store;
+  readonly registry: Registry;
+  readonly writes: WriteQueue;
+  readonly bus: EventBus;
+  readonly limiter = new RateLimiter();
+  readonly topicPrefix: string;
+  readonly clock: () => number;
+  private connections: Connections = NO_CONNECTIONS;
+  private readonly verified = new VerifiedSecrets();
+  private readonly lastReports = new Map<string, { by: string; time: number }>();
+  private tokenSecret = '';
+  private apiTokens: Array<{ id: string; secretHash: string }> = [];
+  private sweepTimer: NodeJS.Timeout | undefined;
+
+  constructor(options: PlatformOptions) {
+    this.store = options.store;
+    this.clock = options.clock ?? Date.now;
+    this.topicPrefix = options.topicPrefix ?? DEFAULT_TOPIC_PREFIX;
+    const onError = options.onError ?? ((err) => console.error(err));
+    this.bus = new EventBus(onError);
+    this.registry = new Registry(this.store, this.clock);
+    this.writes = new WriteQueue(this.store, { onCommitted: (b) => this.announce(b), onError });
+    this.registry.onRevocation((change) => {
+      if (change.keyId) this.verified.forget(change.keyId);
+      this.connections.revalidate(change);
+    });
+  }
+
+  async start(): Promise<void> {
+    let secret = await this.store.getSetting(TOKEN_SECRET_SETTING);
+    if (!secret) {
+      secret = generateSecret(48);
+      await this.store.setSetting(TOKEN_SECRET_SETTING, secret);
+    }
+    this.tokenSecret = secret;
+    // Nobody is connected to a process that is only starting: clear what a crash left behind.
+    await this.store.resetConnections(this.clock());
+    this.apiTokens = await this.store.listApiTokens();
+    this.sweepTimer = setInterval(() => this.limiter.sweep(this.clock(), 3600_000), SWEEP_INTERVAL_MS);
+    this.sweepTimer.unref();
+  }
+
+  /** Waits for every pending write; the store stays open. */
+  async drain(): Promise<void> {
+    await this.writes.drain();
+  }
+
+  async stop(): Promise<void> {
+    clearInterval(this.sweepTimer);
+    await this.writes.drain();
+    await this.store.close();
+  }
+
+  attachConnections(connections: Connections): void {
+    this.connections = connections;
+  }
+
+  get live(): Connections {
+    return this.connections;
+  }
+
+  // Credentials
+
+  /**
+   * Creates the first API token when there is none: `fromEnv` when given, otherwise a random
+   * one, which is returned so it can be printed once.
+   */
+  async ensureAdminToken(fromEnv: string | undefined): Promise<string | undefined> {
+    if (this.apiTokens.length > 0) return undefined;
+    const token = fromEnv ?? `gha_${generateSecret(32)}`;
+    const record = { id: newId(), name: 'admin', secretHash: await hashSecret(token), creationDate: this.clock() };
+    await this.store.createApiToken(record);
+    this.apiTokens.push(record);
+    return fromEnv ? undefined : token;
+  }
+
+  /** The principal behind an `Authorization` header; 401 when there is none. */
+  async authenticateBearer(header: string | undefined): Promise<Principal> {
+    const match = header ? /^Bearer\s+(\S+)\s*$/i.exec(header) : null;
+    if (!match?.[1]) throw new GatehouseError('Unauthorized', 'missing or malformed Authorization: Bearer header');
+    const token = match[1];
+    if (looksLikeDeviceToken(token)) {
+      const claims = verifyDeviceToken(token, this.tokenSecret, this.clock());
+      if (!claims) throw new GatehouseError('Unauthorized', 'device token is invalid or expired');
+      const [device, key] = await Promise.all([this.registry.device(claims.sub), this.registry.keyById(claims.key)]);
+      if (!device || !key)
+        throw new GatehouseError('Unauthorized', 'device token names a device or key that no longer exists');
+      const principal: Principal = { kind: 'device', device, key };
+      const decision = authorize(principal, { type: 'connect' });
+      if (!decision.allow) throw new GatehouseError('Unauthorized', decision.reason);
+      return principal;
+    }
+    for (const t of this.apiTokens) {
+      if (await this.verified.verify(t.id, token, t.secretHash)) return { kind: 'admin' };
+    }
+    throw new GatehouseError('Unauthorized', 'invalid API token');
+  }
+
+  /** Checks MQTT CONNECT credentials (client id, username, password) or `POST /auth/device`. */
+  async authenticateDevice(deviceId: string, keyString: string, secret: string): Promise<DeviceAuthResult> {
+    const key = keyString ? await this.registry.keyByKey(keyString) : undefined;
+    if (!key) return { ok: false, code: 4, reason: 'unknown access key' };
+    if (!(await this.verified.verify(key.id, secret, key.secretHash))) {
+      const device = await this.registry.device(deviceId);
+      const sameApp = device && device.applicationId === key.applicationId ? device : undefined;
+      return { ok: false, code: 4, reason: 'wrong access secret', ...(sameApp ? { device: sameApp } : {}) };
+    }
+    const device = await this.registry.device(deviceId);
+    if (!device || device.applicationId !== key.applicationId) {
+      return { ok: false, code: 5, reason: `device ${deviceId} not found in the key's application` };
+    }
+    await this.registry.application(device.applicationId); // warms the cache the hot path reads
+    const principal = { kind: 'device' as const, device, key };
+    const decision = authorize(principal, { type: 'connect' });
+    if (!decision.allow) return { ok: false, code: 5, reason: decision.reason, device };
+    return { ok: true, principal };
+  }
+
+  issueDeviceToken(principal: Extract<Principal, { kind: 'device' }>, ttlSeconds: number): string {
+    const iat = Math.floor(this.clock() / 1000);
+    const claims: DeviceTokenClaims = {
+      sub: principal.device.id,
+      app: principal.device.applicationId,
+      key: principal.key.id,
+      iat,
+      exp: iat + ttlSeconds,
+    };
+    return signDeviceToken(claims, this.tokenSecret);
+  }
+
+  // Rate limits (spec: MQTT, rate limit)
+
+  /**
+   * Counts one message from `principal`. A gateway's message for a peripheral counts against
+   * that peripheral; everything else (own state, refused publishes) against the sender.
+   * Returns whose limit is exceeded, if any. API tokens are not limited.
+   */
+  countMessage(principal: Principal, target: Device | undefined, now: number): 'device' | 'peripheral' | undefined {
+    if (principal.kind !== 'device') return undefined;
+    const actor = principal.device;
+    const limit = this.registry.applicationCached(actor.applicationId)?.rateLimit ?? DEFAULT_RATE_LIMIT;
+    if (target && target.id !== actor.id) {
+      return this.limiter.hit(`p:${target.id}`, limit, now) ? undefined : 'peripheral';
+    }
+    return this.limiter.hit(`d:${actor.id}`, limit, now) ? undefined : 'device';
+  }
+
+  // Device logs
+
+  logEntry(device: Device, kind: DeviceLogKind, details: Record<string, unknown>): DeviceLogEntry {
+    return { deviceId: device.id, applicationId: device.applicationId, time: this.clock(), kind, details };
+  }
+
+  log(entries: DeviceLogEntry[]): void {
+    if (entries.length > 0) void this.writes.enqueue({ logs: entries });
+  }
+
+  /**
+   * Refuses a message: logs the reason on the sender and, when it exists in the same
+   * application, on the device the message was for. Nothing else is written.
+   */
+  reject(
+    req: { principal: Principal; via: 'mqtt' | 'rest'; topic?: string },
+    target: Device | undefined,
+    status: 400 | 401 | 403 | 404 | 413 | 429,
+    reason: string,
+    extraLogs: DeviceLogEntry[] = [],
+    suggestion?: string,
+  ): Extract<IngestOutcome, { ok: false }> {
+    const details = {
+      via: req.via,
+      status,
+      reason,
+      ...(req.topic ? { topic: req.topic } : {}),
+      ...(suggestion ? { suggestion } : {}),
+    };
+    const entries = [...extraLogs];
+    const actor = req.principal.kind === 'device' ? req.principal.device : undefined;
+    if (actor)
+      entries.push(this.logEntry(actor, 'rejected', { ...details, ...(target ? { deviceId: target.id } : {}) }));
+    if (target && target.id !== actor?.id && (!actor || target.applicationId === actor.applicationId)) {
+      entries.push(this.logEntry(target, 'rejected', { ...details, ...(actor ? { reportedBy: actor.id } : {}) }));
+    }
+    this.log(entries);
+    return { ok: false, status, reason };
+  }
+
+  // Status
+
+  noteReport(device: Device, actor: Device | undefined, time: number): void {
+    if (actor) this.lastReports.set(device.id, { by: actor.id, time });
+  }
+
+  /** The gateway that last reported for a peripheral, from memory or the store. */
+  async lastReporter(deviceId: string): Promise<{ by: string; time: number } | undefined> {
+    const known = this.lastReports.get(deviceId);
+    if (known) return known;
+    const status = (await this.store.getDeviceStatuses([deviceId])).get(deviceId);
+    if (status?.lastReportedBy && status.lastReportedAt !== null) {
+      return { by: status.lastReportedBy, time: status.lastReportedAt };
+    }
+    return undefined;
+  }
+
+  /**
+   * `connectionInfo` and `lastReportedBy` for devices. A peripheral's connection is derived:
+   * connected while the gateway that last reported for it is connected and its last report is
+   * within the application's peripheral timeout (spec: Devices).
+   */
+  async statusOf(devices: Device[]): Promise<Map<string, { connectionInfo: ConnectionInfo; status: DeviceStatus }>> {
+    const statuses = await this.store.getDeviceStatuses(devices.map((d) => d.id));
+    const now = this.clock();
+    const out = new Map<string, { connectionInfo: ConnectionInfo; status: DeviceStatus }>();
+    for (const device of devices) {
+      const stored = statuses.get(device.id);
+      const memory = this.lastReports.get(device.id);
+      const status: DeviceStatus = {
+        deviceId: device.id,
+        connected: stored?.connected ?? null,
+        connectionTime: stored?.connectionTime ?? null,
+        lastReportedBy: memory?.by ?? stored?.lastReportedBy ?? null,
+        lastReportedAt: memory?.time ?? stored?.lastReportedAt ?? null,
+      };
+      let connectionInfo: ConnectionInfo;
+      if (isPeripheralClass(device.deviceClass)) {
+        if (!status.lastReportedBy || status.lastReportedAt === null) {
+          connectionInfo = { connected: null, time: null };
+        } else {
+          const app = await this.registry.application(device.applicationId);
+          const timeoutMs = (app?.peripheralTimeoutSeconds ?? 0) * 1000;
+          const live = this.connections.isConnected(status.lastReportedBy) && now - status.lastReportedAt <= timeoutMs;
+          connectionInfo = { connected: live ? 1 : 0, time: status.lastReportedAt };
+        }
+      } else {
+        connectionInfo = {
+          connected: status.connected === null ? null : status.connected ? 1 : 0,
+          time: status.connectionTime,
+        };
+      }
+      out.set(device.id, { connectionInfo, status });
+    }
+    return out;
+  }
+
+  private announce(batch: WriteBatch): void {
+    if (this.bus.hasListeners('state')) this.announceStates(batch);
+    if (this.bus.hasListeners('deviceLog')) for (const entry of batch.logs) this.bus.emit('deviceLog', entry);
+  }
+
+  private announceStates(batch: WriteBatch): void {
+    for (const state of batch.states) {
+      const applicationId = this.registry.deviceCached(state.deviceId)?.applicationId;
+      if (applicationId) this.bus.emit('state', { ...state, applicationId });
+    }
+  }
+}

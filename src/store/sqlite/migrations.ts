@@ -1,0 +1,152 @@
+/**
+ * Versioned schema migrations. Each runs once, in its own transaction, and is recorded in
+ * `schema_migrations`; released migrations are never edited, only appended to.
+ */
+import type Database from 'better-sqlite3';
+
+export interface Migration {
+  version: number;
+  name: string;
+  sql: string;
+}
+
+// STRICT tables make a wrong-typed write (a fractional time, an object bound as text) fail
+// loudly instead of being stored as something no query matches.
+// The high-volume per-device tables (states, composite, commands, logs) carry no foreign key:
+// a device deleted while its messages wait in a batch must not make the whole group commit
+// fail. The store removes their rows itself when a device or application is deleted.
+const INITIAL_SCHEMA = `
+CREATE TABLE settings (
+  key TEXT PRIMARY KEY,
+  value TEXT NOT NULL
+) STRICT;
+
+CREATE TABLE api_tokens (
+  id TEXT PRIMARY KEY,
+  name TEXT NOT NULL,
+  secret_hash TEXT NOT NULL,
+  creation_date INTEGER NOT NULL
+) STRICT;
+
+CREATE TABLE applications (
+  id TEXT PRIMARY KEY,
+  name TEXT NOT NULL,
+  description TEXT NOT NULL,
+  rate_limit_messages INTEGER NOT NULL,
+  rate_limit_window_seconds INTEGER NOT NULL,
+  peripheral_timeout_seconds INTEGER NOT NULL,
+  creation_date INTEGER NOT NULL,
+  last_updated INTEGER NOT NULL
+) STRICT;
+
+-- gateway_id has no foreign key: a deleted gateway leaves its peripherals bound to nothing,
+-- which nobody can act for.
+CREATE TABLE devices (
+  id TEXT PRIMARY KEY,
+  application_id TEXT NOT NULL REFERENCES applications(id) ON DELETE CASCADE,
+  name TEXT NOT NULL,
+  description TEXT NOT NULL,
+  device_class TEXT NOT NULL,
+  gateway_id TEXT,
+  tags TEXT NOT NULL,
+  attributes TEXT NOT NULL,
+  creation_date INTEGER NOT NULL,
+  last_updated INTEGER NOT NULL,
+  connected INTEGER,
+  connection_time INTEGER,
+  last_reported_by TEXT,
+  last_reported_at INTEGER
+) STRICT;
+-- Serves both the cascade from applications and the paged listing order.
+CREATE INDEX devices_by_application ON devices(application_id, creation_date, id);
+CREATE INDEX devices_by_gateway ON devices(gateway_id) WHERE gateway_id IS NOT NULL;
+-- resetConnections touches only the connected ones; the partial index keeps that cheap.
+CREATE INDEX devices_connected ON devices(connected) WHERE connected = 1;
+
+CREATE TABLE access_keys (
+  id TEXT PRIMARY KEY,
+  application_id TEXT NOT NULL REFERENCES applications(id) ON DELETE CASCADE,
+  key TEXT NOT NULL UNIQUE,
+  secret_hash TEXT NOT NULL,
+  description TEXT NOT NULL,
+  status TEXT NOT NULL,
+  filter_type TEXT NOT NULL,
+  device_ids TEXT,
+  device_tags TEXT,
+  pub_topics TEXT NOT NULL,
+  sub_topics TEXT NOT NULL,
+  creation_date INTEGER NOT NULL,
+  last_updated INTEGER NOT NULL
+) STRICT;
+CREATE INDEX access_keys_by_application ON access_keys(application_id, creation_date, id);
+
+CREATE TABLE device_states (
+  device_id TEXT NOT NULL,
+  time INTEGER NOT NULL,
+  data TEXT NOT NULL,
+  reported_by TEXT NOT NULL,
+  PRIMARY KEY (device_id, time)
+) STRICT, WITHOUT ROWID;
+
+CREATE TABLE composite_state (
+  device_id TEXT NOT NULL,
+  attribute TEXT NOT NULL,
+  value TEXT NOT NULL,
+  time INTEGER NOT NULL,
+  PRIMARY KEY (device_id, attribute)
+) STRICT, WITHOUT ROWID;
+
+CREATE TABLE commands (
+  id TEXT PRIMARY KEY,
+  application_id TEXT NOT NULL,
+  device_id TEXT NOT NULL,
+  name TEXT NOT NULL,
+  payload TEXT NOT NULL,
+  time INTEGER NOT NULL,
+  routed_to TEXT NOT NULL,
+  sent_by TEXT NOT NULL
+) STRICT;
+CREATE INDEX commands_by_device_time ON commands(device_id, time);
+
+CREATE TABLE device_logs (
+  id INTEGER PRIMARY KEY AUTOINCREMENT,
+  device_id TEXT NOT NULL,
+  application_id TEXT NOT NULL,
+  time INTEGER NOT NULL,
+  kind TEXT NOT NULL,
+  details TEXT NOT NULL
+) STRICT;
+CREATE INDEX device_logs_by_device ON device_logs(device_id, id);
+`;
+
+export const MIGRATIONS: readonly Migration[] = [{ version: 1, name: 'initial schema', sql: INITIAL_SCHEMA }];
+
+/** Applies the migrations not yet recorded; returns the versions it applied. */
+export function migrate(
+  db: Database.Database,
+  migrations: readonly Migration[] = MIGRATIONS,
+  now: () => number = Date.now,
+): number[] {
+  db.exec(`CREATE TABLE IF NOT EXISTS schema_migrations (
+    version INTEGER PRIMARY KEY,
+    name TEXT NOT NULL,
+    applied_at INTEGER NOT NULL
+  ) STRICT`);
+  const isApplied = db.prepare<[number], { version: number }>(
+    'SELECT version FROM schema_migrations WHERE version = ?',
+  );
+  const record = db.prepare('INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)');
+  // IMMEDIATE takes the write lock before the check, so two processes opening the same file
+  // at once cannot both apply a migration.
+  const applyOne = db.transaction((migration: Migration): boolean => {
+    if (isApplied.get(migration.version)) return false;
+    db.exec(migration.sql);
+    record.run(migration.version, migration.name, now());
+    return true;
+  });
+  const done: number[] = [];
+  for (const migration of [...migrations].sort((a, b) => a.version - b.version)) {
+    if (applyOne.immediate(migration)) done.push(migration.version);
+  }
+  return done;
+}

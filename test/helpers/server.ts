@@ -1,0 +1,159 @@
+/** Starts a real Gatehouse (SQLite in a temp dir, MQTT and HTTP on port 0) for integration tests. */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
+import { resolveConfig } from '../../src/config.js';
+import { type RunningGatehouse, startGatehouse } from '../../src/server.js';
+
+export const ADMIN_TOKEN = 'test-admin-token-0123456789';
+
+export interface TestServer {
+  running: RunningGatehouse;
+  dataDir: string;
+  /** JSON over real HTTP; `token` defaults to the admin token, `null` sends none. */
+  http<T = unknown>(
+    method: string,
+    url: string,
+    body?: unknown,
+    token?: string | null,
+    headers?: Record<string, string>,
+  ): Promise<{ status: number; body: T }>;
+  /** A real MQTT client, connected (or rejected: the promise rejects with the CONNACK error). */
+  connect(deviceId: string, key: string, secret: string, options?: IClientOptions): Promise<MqttClient>;
+  clients: MqttClient[];
+  stop(): Promise<void>;
+}
+
+export async function startTestServer(options: { dataDir?: string; keepData?: boolean } = {}): Promise<TestServer> {
+  const dataDir = options.dataDir ?? mkdtempSync(path.join(tmpdir(), 'gatehouse-test-'));
+  const config = resolveConfig(
+    { dataDir, mqttPort: '0', httpPort: '0', host: '127.0.0.1' },
+    { GATEHOUSE_ADMIN_TOKEN: ADMIN_TOKEN },
+  );
+  const running = await startGatehouse(config);
+  const clients: MqttClient[] = [];
+  const server: TestServer = {
+    running,
+    dataDir,
+    clients,
+    async http(method, url, body, token = ADMIN_TOKEN, headers = {}) {
+      const init: RequestInit = { method, headers: { ...headers } };
+      const h = init.headers as Record<string, string>;
+      if (token) h.authorization = `Bearer ${token}`;
+      if (body !== undefined) {
+        h['content-type'] ??= 'application/json';
+        init.body = typeof body === 'string' || Buffer.isBuffer(body) ? (body as string) : JSON.stringify(body);
+      }
+      const res = await fetch(`${running.urls.http}${url}`, init);
+      const text = await res.text();
+      return { status: res.status, body: (text ? JSON.parse(text) : undefined) as never };
+    },
+    connect(deviceId, key, secret, opts = {}) {
+      const client = mqtt.connect(running.urls.mqtt, {
+        clientId: deviceId,
+        username: key,
+        password: secret,
+        reconnectPeriod: 0,
+        connectTimeout: 5000,
+        ...opts,
+      });
+      clients.push(client);
+      return new Promise((resolve, reject) => {
+        client.once('connect', () => resolve(client));
+        client.once('error', (err) => reject(err));
+      });
+    },
+    async stop() {
+      await Promise.all(clients.map((c) => c.endAsync(true).catch(() => {})));
+      await running.stop();
+      if (!options.keepData) rmSync(dataDir, { recursive: true, force: true });
+    },
+  };
+  return server;
+}
+
+export interface SeedFleet {
+  applicationId: string;
+  gateway: string;
+  otherGateway: string;
+  standalone: string;
+  /** Peripheral bound to `gateway`. */
+  bound: string;
+  /** Peripheral any gateway may report for. */
+  floating: string;
+  key: string;
+  secret: string;
+}
+
+const ATTRIBUTES = [
+  { name: 'temperature', dataType: 'number' },
+  { name: 'label', dataType: 'string' },
+  { name: 'on', dataType: 'boolean' },
+];
+
+/** The seed scenario's application: two gateways, a standalone device, a bound and a floating peripheral, one key. */
+export async function createFleet(server: TestServer): Promise<SeedFleet> {
+  const ok = <T>(r: { status: number; body: T }, status = 201): T => {
+    if (r.status !== status) throw new Error(`expected ${status}, got ${r.status}: ${JSON.stringify(r.body)}`);
+    return r.body;
+  };
+  const app = ok(await server.http<{ id: string }>('POST', '/applications', { name: 'Seed' }));
+  const dev = async (body: Record<string, unknown>) =>
+    ok(
+      await server.http<{ id: string }>('POST', `/applications/${app.id}/devices`, { attributes: ATTRIBUTES, ...body }),
+    ).id;
+  const gateway = await dev({ name: 'gateway', deviceClass: 'gateway' });
+  const otherGateway = await dev({ name: 'other gateway', deviceClass: 'edgeCompute' });
+  const standalone = await dev({ name: 'standalone', deviceClass: 'standalone' });
+  const bound = await dev({ name: 'bound', deviceClass: 'peripheral', gatewayId: gateway });
+  const floating = await dev({ name: 'floating', deviceClass: 'peripheral' });
+  const key = ok(
+    await server.http<{ key: string; secret: string }>('POST', `/applications/${app.id}/keys`, { description: 'all' }),
+  );
+  return {
+    applicationId: app.id,
+    gateway,
+    otherGateway,
+    standalone,
+    bound,
+    floating,
+    key: key.key,
+    secret: key.secret,
+  };
+}
+
+/** Resolves with the next message on `topic` (or rejects after `ms`). */
+export function nextMessage(
+  client: MqttClient,
+  topic: string,
+  ms = 3000,
+): Promise<{ topic: string; payload: unknown }> {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => {
+      client.off('message', onMessage);
+      reject(new Error(`no message on ${topic} within ${ms} ms`));
+    }, ms);
+    const onMessage = (t: string, payload: Buffer) => {
+      if (t !== topic) return;
+      clearTimeout(timer);
+      client.off('message', onMessage);
+      resolve({ topic: t, payload: JSON.parse(payload.toString()) });
+    };
+    client.on('message', onMessage);
+  });
+}
+
+/** Waits until `check` returns a truthy value (polling), for effects that land asynchronously. */
+export async function eventually<T>(
+  check: () => Promise<T | undefined | false> | T | undefined | false,
+  ms = 3000,
+): Promise<T> {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    const value = await check();
+    if (value) return value;
+    if (Date.now() > deadline) throw new Error('condition not met in time');
+    await new Promise((r) => setTimeout(r, 25));
+  }
+}
