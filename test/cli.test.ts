@@ -76,7 +76,11 @@ describe('gatehouse serve', () => {
     expect(await first.exited).toBe(0);
 
     // Second start on the same data directory: the token exists, nothing is printed.
-    const second = serve(['--data-dir', dataDir], { GATEHOUSE_MQTT_PORT: '0', GATEHOUSE_HTTP_PORT: '0', GATEHOUSE_ADMIN_TOKEN: '' });
+    const second = serve(['--data-dir', dataDir], {
+      GATEHOUSE_MQTT_PORT: '0',
+      GATEHOUSE_HTTP_PORT: '0',
+      GATEHOUSE_ADMIN_TOKEN: '',
+    });
     await second.listening();
     expect(second.out()).not.toMatch(/admin API token/);
     second.child.kill('SIGINT');
@@ -88,7 +92,9 @@ describe('gatehouse serve', () => {
     try {
       const run = serve(['--data-dir', tempDir(), '--mqtt-port', String(busy.port), '--http-port', '0']);
       expect(await run.exited).toBe(1);
-      expect(run.err().trim()).toBe(`gatehouse: port ${busy.port} on 127.0.0.1 is already in use (set --mqtt-port or GATEHOUSE_MQTT_PORT)`);
+      expect(run.err().trim()).toBe(
+        `gatehouse: port ${busy.port} on 127.0.0.1 is already in use (set --mqtt-port or GATEHOUSE_MQTT_PORT)`,
+      );
     } finally {
       busy.close();
     }
@@ -99,7 +105,9 @@ describe('gatehouse serve', () => {
     try {
       const run = serve(['--data-dir', tempDir(), '--mqtt-port', '0', '--http-port', String(busy.port)]);
       expect(await run.exited).toBe(1);
-      expect(run.err().trim()).toBe(`gatehouse: port ${busy.port} on 127.0.0.1 is already in use (set --http-port or GATEHOUSE_HTTP_PORT)`);
+      expect(run.err().trim()).toBe(
+        `gatehouse: port ${busy.port} on 127.0.0.1 is already in use (set --http-port or GATEHOUSE_HTTP_PORT)`,
+      );
     } finally {
       busy.close();
     }
@@ -108,7 +116,9 @@ describe('gatehouse serve', () => {
   it('refuses an invalid port with a one-line error', async () => {
     const run = serve(['--data-dir', tempDir(), '--mqtt-port', 'abc']);
     expect(await run.exited).toBe(1);
-    expect(run.err().trim()).toBe('gatehouse: invalid port "abc": expected an integer from 0 to 65535 (set --mqtt-port or GATEHOUSE_MQTT_PORT)');
+    expect(run.err().trim()).toBe(
+      'gatehouse: invalid port "abc": expected an integer from 0 to 65535 (set --mqtt-port or GATEHOUSE_MQTT_PORT)',
+    );
   });
 
   it('refuses an unusable data directory with a one-line error', async () => {
@@ -119,7 +129,9 @@ describe('gatehouse serve', () => {
     expect(await run.exited).toBe(1);
     const lines = run.err().trim().split('\n');
     expect(lines).toHaveLength(1);
-    expect(lines[0]).toMatch(/^gatehouse: cannot use data directory .*not-a-dir\/sub: ENOTDIR \(set --data-dir or GATEHOUSE_DATA_DIR\)$/);
+    expect(lines[0]).toMatch(
+      /^gatehouse: cannot use data directory .*not-a-dir\/sub: ENOTDIR \(set --data-dir or GATEHOUSE_DATA_DIR\)$/,
+    );
   });
 
   it('keeps every acknowledged QoS 1 state across SIGTERM while a device is publishing', async () => {
@@ -134,13 +146,21 @@ describe('gatehouse serve', () => {
       });
       return (await res.json()) as T;
     };
-    const app = await api<{ id: string }>('POST', '/applications', { name: 'shutdown', rateLimit: { messages: 0, windowSeconds: 15 } });
+    const app = await api<{ id: string }>('POST', '/applications', {
+      name: 'shutdown',
+      rateLimit: { messages: 0, windowSeconds: 15 },
+    });
     const device = await api<{ id: string }>('POST', `/applications/${app.id}/devices`, {
       name: 'd',
       attributes: [{ name: 'seq', dataType: 'number' }],
     });
     const key = await api<{ key: string; secret: string }>('POST', `/applications/${app.id}/keys`, {});
-    const client = await mqtt.connectAsync(urls.mqtt, { clientId: device.id, username: key.key, password: key.secret, reconnectPeriod: 0 });
+    const client = await mqtt.connectAsync(urls.mqtt, {
+      clientId: device.id,
+      username: key.key,
+      password: key.secret,
+      reconnectPeriod: 0,
+    });
     client.on('error', () => {});
     const closed = new Promise<void>((resolve) => client.once('close', () => resolve()));
     const base = Date.now();
@@ -151,7 +171,9 @@ describe('gatehouse serve', () => {
       while (Date.now() - start < 5000) {
         const n = seq++;
         try {
-          await client.publishAsync(`losant/${device.id}/state`, JSON.stringify({ data: { seq: n }, time: base + n }), { qos: 1 });
+          await client.publishAsync(`losant/${device.id}/state`, JSON.stringify({ data: { seq: n }, time: base + n }), {
+            qos: 1,
+          });
           acked.push(n);
         } catch {
           return;
@@ -169,9 +191,12 @@ describe('gatehouse serve', () => {
 
     const again = serve(['--data-dir', dataDir, '--mqtt-port', '0', '--http-port', '0']);
     const urls2 = await again.listening();
-    const res = await fetch(`${urls2.http}/applications/${app.id}/devices/${device.id}/state?limit=10000&sortDirection=asc&start=0`, {
-      headers: { authorization: `Bearer ${ADMIN}` },
-    });
+    const res = await fetch(
+      `${urls2.http}/applications/${app.id}/devices/${device.id}/state?limit=10000&sortDirection=asc&start=0`,
+      {
+        headers: { authorization: `Bearer ${ADMIN}` },
+      },
+    );
     const states = (await res.json()) as Array<{ data: { seq: number } }>;
     const stored = new Set(states.map((s) => s.data.seq));
     expect(acked.filter((n) => !stored.has(n))).toEqual([]);

@@ -183,7 +183,7 @@ export class MqttBroker implements Connections {
           messagesFromClient: session.messagesFromClient,
           messagesToClient: session.messagesToClient,
           ipAddress: session.ipAddress,
-          connectedAt: session.connectedAt,
+          connectedAt: new Date(session.connectedAt).toISOString(),
         }),
       ],
     });

@@ -22,6 +22,8 @@ export interface TestServer {
   /** A real MQTT client, connected (or rejected: the promise rejects with the CONNACK error). */
   connect(deviceId: string, key: string, secret: string, options?: IClientOptions): Promise<MqttClient>;
   clients: MqttClient[];
+  /** Ends every client connected so far (a clean DISCONNECT where still connected). */
+  endClients(): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -64,6 +66,9 @@ export async function startTestServer(options: { dataDir?: string; keepData?: bo
         client.once('error', (err) => reject(err));
       });
     },
+    async endClients() {
+      await Promise.all(clients.splice(0).map((c) => c.endAsync().catch(() => {})));
+    },
     async stop() {
       await Promise.all(clients.map((c) => c.endAsync(true).catch(() => {})));
       await running.stop();
@@ -92,13 +97,21 @@ const ATTRIBUTES = [
   { name: 'on', dataType: 'boolean' },
 ];
 
-/** The seed scenario's application: two gateways, a standalone device, a bound and a floating peripheral, one key. */
-export async function createFleet(server: TestServer): Promise<SeedFleet> {
-  const ok = <T>(r: { status: number; body: T }, status = 201): T => {
-    if (r.status !== status) throw new Error(`expected ${status}, got ${r.status}: ${JSON.stringify(r.body)}`);
-    return r.body;
-  };
-  const app = ok(await server.http<{ id: string }>('POST', '/applications', { name: 'Seed' }));
+/** The body of an answer with the expected status; throws with the answer otherwise. */
+export function ok<T>(r: { status: number; body: T }, status = 201): T {
+  if (r.status !== status) throw new Error(`expected ${status}, got ${r.status}: ${JSON.stringify(r.body)}`);
+  return r.body;
+}
+
+/**
+ * The seed scenario's application: two gateways, a standalone device, a bound and a floating
+ * peripheral, one key. `application` is merged into the application's create body (e.g. a rateLimit).
+ */
+export async function createFleet(
+  server: TestServer,
+  options: { application?: Record<string, unknown> } = {},
+): Promise<SeedFleet> {
+  const app = ok(await server.http<{ id: string }>('POST', '/applications', { name: 'Seed', ...options.application }));
   const dev = async (body: Record<string, unknown>) =>
     ok(
       await server.http<{ id: string }>('POST', `/applications/${app.id}/devices`, { attributes: ATTRIBUTES, ...body }),
@@ -156,4 +169,105 @@ export async function eventually<T>(
     if (Date.now() > deadline) throw new Error('condition not met in time');
     await new Promise((r) => setTimeout(r, 25));
   }
+}
+
+export const FLEET_ATTRIBUTES = ATTRIBUTES;
+
+/** A device log entry as `GET .../logs` answers it: `{kind, time, ...details}`. */
+export interface LogEntry {
+  kind: 'connect' | 'disconnect' | 'authFailed' | 'rejected' | 'dropped';
+  time: string;
+  [detail: string]: unknown;
+}
+
+/** A device's log, newest first. */
+export async function deviceLogs(server: TestServer, applicationId: string, deviceId: string): Promise<LogEntry[]> {
+  return ok(
+    await server.http<LogEntry[]>('GET', `/applications/${applicationId}/devices/${deviceId}/logs?limit=1000`),
+    200,
+  );
+}
+
+/** Waits for a log entry of the device matching `match` (a partial entry, compared with toMatchObject rules). */
+export async function eventuallyLog(
+  server: TestServer,
+  applicationId: string,
+  deviceId: string,
+  match: (entry: LogEntry) => boolean,
+): Promise<LogEntry> {
+  return eventually(async () => (await deviceLogs(server, applicationId, deviceId)).find(match));
+}
+
+export interface StoredState {
+  time: string;
+  data: Record<string, unknown>;
+  reportedBy: string;
+}
+
+/** A device's whole state history, oldest first. */
+export async function stateHistory(
+  server: TestServer,
+  applicationId: string,
+  deviceId: string,
+): Promise<StoredState[]> {
+  return ok(
+    await server.http<StoredState[]>(
+      'GET',
+      `/applications/${applicationId}/devices/${deviceId}/state?limit=10000&sortDirection=asc&start=0`,
+    ),
+    200,
+  );
+}
+
+/** The granted QoS codes of a SUBACK; a refused subscription shows as 128 (0x80). */
+export async function subscribeGranted(
+  client: MqttClient,
+  topic: string | string[],
+  qos: 0 | 1 = 1,
+): Promise<number[]> {
+  try {
+    return (await client.subscribeAsync(topic, { qos })).map((g) => g.qos);
+  } catch (err) {
+    // MQTT.js 5 rejects when any code is 0x80; the SUBACK rides on the error (shared/notes/aedes-1.2.md).
+    const granted = (err as { packet?: { granted?: Array<number | { qos: number }> } }).packet?.granted;
+    if (!granted) throw err;
+    return granted.map((g) => (typeof g === 'number' ? g : g.qos));
+  }
+}
+
+/** Collects every message a client receives, parsed as JSON where possible. */
+export function collectMessages(client: MqttClient): Array<{ topic: string; payload: unknown }> {
+  const seen: Array<{ topic: string; payload: unknown }> = [];
+  client.on('message', (topic, payload) => {
+    let value: unknown;
+    try {
+      value = JSON.parse(payload.toString());
+    } catch {
+      value = payload.toString();
+    }
+    seen.push({ topic, payload: value });
+  });
+  return seen;
+}
+
+/** Resolves once the client has closed (or at once when it already has). */
+export function closed(client: MqttClient): Promise<void> {
+  if (!client.connected) return Promise.resolve();
+  return new Promise((resolve) => client.once('close', () => resolve()));
+}
+
+/** The MQTT.js error of a refused CONNECT (its `code` is the CONNACK return code). */
+export async function refusedConnect(
+  server: TestServer,
+  deviceId: string,
+  key: string,
+  secret: string,
+): Promise<{ code?: number; message: string }> {
+  try {
+    const client = await server.connect(deviceId, key, secret);
+    await client.endAsync(true);
+  } catch (err) {
+    return err as { code?: number; message: string };
+  }
+  throw new Error(`connection of ${deviceId} was accepted`);
 }
