@@ -5,6 +5,6 @@ import { ERROR_TYPES } from '../src/core/errors.js';
 describe('error catalogue', () => {
   const doc = readFileSync(new URL('../docs/errors.md', import.meta.url), 'utf8');
   it.each(Object.entries(ERROR_TYPES))('documents %s with its status %i', (type, status) => {
-    expect(doc).toMatch(new RegExp(`\\| \`${type}\` \\| ${status} \\|`));
+    expect(doc).toMatch(new RegExp(`\\|\\s*\`${type}\`\\s*\\|\\s*${status}\\s*\\|`));
   });
 });

@@ -56,8 +56,10 @@ function ingestFor(platform: Platform, req: IngestRequest, found: Device | undef
 
   const decision = authorize(principal, { type: 'reportState', target });
   if (!decision.allow) {
-    platform.countMessage(req.principal, undefined, req.receivedAt);
-    return platform.reject(req, target, decision.status, `${decision.reason}${where}`);
+    // Refused messages count against the sender (spec: MQTT): past its limit it is disconnected.
+    const overLimit = platform.countMessage(req.principal, undefined, req.receivedAt);
+    const outcome = platform.reject(req, target, decision.status, `${decision.reason}${where}`);
+    return overLimit ? { ...outcome, limited: overLimit } : outcome;
   }
   const device = target as Device;
 

@@ -4,8 +4,11 @@ export const DEFAULT_TOPIC_PREFIX = 'losant';
 
 export type ParsedTopic =
   | { kind: 'state' | 'command' | 'error'; deviceId: string }
-  /** Under the platform prefix but not one of its topics; `suggestion` is the topic probably meant. */
-  | { kind: 'invalid'; reason: string; suggestion?: string }
+  /**
+   * Under the platform prefix but not one of its topics; `suggestion` is the topic probably meant
+   * and `deviceId` the device it names, when it names one (its log records the refusal too).
+   */
+  | { kind: 'invalid'; reason: string; suggestion?: string; deviceId?: string }
   | { kind: 'custom' };
 
 const SUFFIXES = new Set(['state', 'command', 'error']);
@@ -25,9 +28,9 @@ export function parseTopic(topic: string, prefix = DEFAULT_TOPIC_PREFIX): Parsed
   }
   const suggestion = `${prefix}/${deviceId}/state`;
   if (parts.length === 1) {
-    return { kind: 'invalid', reason: `topic ${topic} has no /state suffix`, suggestion };
+    return { kind: 'invalid', reason: `topic ${topic} has no /state suffix`, suggestion, deviceId };
   }
-  return { kind: 'invalid', reason: `topic ${topic} is not a ${prefix} topic`, suggestion };
+  return { kind: 'invalid', reason: `topic ${topic} is not a ${prefix} topic`, suggestion, deviceId };
 }
 
 export function stateTopic(deviceId: string, prefix = DEFAULT_TOPIC_PREFIX): string {

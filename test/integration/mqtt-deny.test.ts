@@ -246,9 +246,14 @@ describe('MQTT refusals', () => {
       }),
     );
     expect((await refusedConnect(server, fleet.standalone, restricted.key, restricted.secret)).code).toBe(5);
-    // The device it names connects with it.
+    // The device it names connects with it, and acts for its peripheral without the key listing it.
     const gw = await server.connect(fleet.gateway, restricted.key, restricted.secret);
     expect(gw.connected).toBe(true);
+    await gw.publishAsync(`losant/${fleet.bound}/state`, state({ label: 'restricted key' }), { qos: 1 });
+    expect((await history(fleet.bound)).at(-1)).toMatchObject({
+      data: { label: 'restricted key' },
+      reportedBy: fleet.gateway,
+    });
   });
 
   it('answers SUBACK 0x80 to a subscription to another gateway’s bound peripheral, keeping the connection', async () => {
@@ -285,6 +290,20 @@ describe('MQTT refusals', () => {
     expect(new Date(time.$date).toISOString()).toBe(time.$date);
   });
 
+  it('drops publishes to command and error topics', async () => {
+    const before = await history(fleet.bound);
+    const client = await withErrors(fleet.gateway);
+    for (const topic of [`losant/${fleet.bound}/command`, `losant/${fleet.standalone}/error`]) {
+      const notice = nextMessage(client, errorTopic(fleet.gateway));
+      await client.publishAsync(topic, JSON.stringify({ name: 'x' }), { qos: 1 });
+      expect((await notice).payload).toMatchObject({ code: 403, topic });
+      await eventuallyLog(server, fleet.applicationId, fleet.gateway, rejectedOn(topic));
+    }
+    await eventuallyLog(server, fleet.applicationId, fleet.bound, rejectedOn(`losant/${fleet.bound}/command`));
+    expect(await history(fleet.bound)).toEqual(before);
+    expect(client.connected).toBe(true);
+  });
+
   it('drops a publish to losant/ID without /state and suggests the state topic', async () => {
     const before = await history(fleet.standalone);
     const client = await withErrors(fleet.standalone);
@@ -313,6 +332,9 @@ describe('MQTT refusals', () => {
   });
 
   it('lets a second connection with the same client id take over', async () => {
+    const connects = async () =>
+      (await deviceLogs(server, fleet.applicationId, fleet.gateway)).filter((e) => e.kind === 'connect').length;
+    const connectsBefore = await connects();
     const first = await connect(fleet.gateway);
     const firstClosed = closed(first);
     const second = await connect(fleet.gateway);
@@ -326,18 +348,14 @@ describe('MQTT refusals', () => {
       (e) => e.kind === 'disconnect' && e.disconnectReason === 'Duplicate client id',
     );
     expect(entry.connected).toBe(0);
-    const device = await eventually(async () => {
-      const d = ok(
-        await server.http<{ connectionInfo: { connected: number | null } }>(
-          'GET',
-          `/applications/${fleet.applicationId}/devices/${fleet.gateway}`,
-        ),
-        200,
-      );
-      // The connect of the new client is logged after the disconnect of the old one.
-      const logs = await deviceLogs(server, fleet.applicationId, fleet.gateway);
-      return logs[0]?.kind === 'connect' ? d : undefined;
-    });
+    await eventually(async () => (await connects()) === connectsBefore + 2);
+    const device = ok(
+      await server.http<{ connectionInfo: { connected: number | null } }>(
+        'GET',
+        `/applications/${fleet.applicationId}/devices/${fleet.gateway}`,
+      ),
+      200,
+    );
     expect(device.connectionInfo.connected).toBe(1);
 
     // The new connection works.
