@@ -5,7 +5,14 @@
  * shared/notes/aedes-1.2.md.
  */
 import type { IncomingMessage } from 'node:http';
-import { Aedes, type AuthenticateError, type Client, type PublishPacket, type Subscription } from 'aedes';
+import {
+  Aedes,
+  type AedesPublishPacket,
+  type AuthenticateError,
+  type Client,
+  type PublishPacket,
+  type Subscription,
+} from 'aedes';
 import { type IngestOutcome, ingestState } from '../core/ingest.js';
 import type { Connections, Platform } from '../core/platform.js';
 import { authorize } from '../domain/authorization.js';
@@ -91,8 +98,8 @@ export class MqttBroker implements Connections {
     const route = preferred ? [preferred] : allowed;
     const topic = commandTopic(target.id, this.prefix);
     for (const session of route) {
-      const qos = session.commandSubscriptions.get(target.id) ?? 0;
-      this.send(session, topic, message, qos);
+      session.messagesToClient++;
+      this.send(session, topic, message, session.commandSubscriptions.get(target.id) ?? 0);
     }
     return route.map((s) => s.deviceId);
   }
@@ -374,10 +381,7 @@ export class MqttBroker implements Connections {
    * anything else under the prefix is never forwarded. Re-checked here because aedes also
    * delivers queued messages of persistent sessions through this hook.
    */
-  private authorizeForward(
-    client: Client,
-    packet: Parameters<NonNullable<ConstructorParameters<typeof Aedes>[0]>['authorizeForward'] & object>[1],
-  ) {
+  private authorizeForward(client: Client, packet: AedesPublishPacket): AedesPublishPacket | null {
     if (packet.topic.startsWith('$')) return null;
     if (!packet.topic.startsWith(`${this.prefix}/`)) {
       const session = this.sessions.of(client);
@@ -398,7 +402,6 @@ export class MqttBroker implements Connections {
   // Helpers
 
   private send(session: Session, topic: string, payload: Buffer, qos: 0 | 1): void {
-    session.messagesToClient++;
     session.client.publish({ cmd: 'publish', topic, payload, qos, retain: false, dup: false }, () => {});
   }
 
@@ -411,8 +414,8 @@ export class MqttBroker implements Connections {
       topic,
       time: { $date: new Date(this.platform.clock()).toISOString() },
     });
+    // Error notices are not device messages: they do not count in messagesToClient.
     this.send(session, errorTopic(session.deviceId, this.prefix), Buffer.from(body), session.errorSubscription);
-    session.messagesToClient--; // error notices are not device messages
   }
 
   private disconnect(session: Session, reason: string): void {
