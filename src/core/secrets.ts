@@ -42,21 +42,63 @@ function digest(secret: string): Buffer {
   return createHash('sha256').update(secret).digest();
 }
 
-/** Remembers verified secrets per credential id; see the module comment. */
+/**
+ * Remembers verified secrets per credential id; see the module comment. Checks of the same
+ * secret that overlap share one scrypt run, so a fleet reconnecting with one key costs one
+ * hash, not one per device; recently refused secrets are remembered for a while too, so
+ * repeating a wrong secret costs no scrypt run either.
+ */
 export class VerifiedSecrets {
   private readonly verified = new Map<string, { hash: string; digest: Buffer }>();
+  private readonly inFlight = new Map<string, Promise<boolean>>();
+  private readonly refused = new Map<string, number>();
+
+  private readonly refusedTtlMs: number;
+  private readonly maxRefused: number;
+  private readonly clock: () => number;
+  private readonly check: (secret: string, stored: string) => Promise<boolean>;
+
+  constructor(
+    options: {
+      refusedTtlMs?: number;
+      maxRefused?: number;
+      clock?: () => number;
+      check?: (secret: string, stored: string) => Promise<boolean>;
+    } = {},
+  ) {
+    this.refusedTtlMs = options.refusedTtlMs ?? 60_000;
+    this.maxRefused = options.maxRefused ?? 10_000;
+    this.clock = options.clock ?? Date.now;
+    this.check = options.check ?? verifySecret;
+  }
 
   /** True when `secret` matches `storedHash` for credential `id`. */
   async verify(id: string, secret: string, storedHash: string): Promise<boolean> {
-    const known = this.verified.get(id);
     const d = digest(secret);
-    if (known && known.hash === storedHash) return timingSafeEqual(known.digest, d);
-    if (!(await verifySecret(secret, storedHash))) return false;
-    this.verified.set(id, { hash: storedHash, digest: d });
-    return true;
+    const known = this.verified.get(id);
+    if (known && known.hash === storedHash && timingSafeEqual(known.digest, d)) return true;
+    // The digest names the attempt: a map lookup by it reveals nothing the caller did not send.
+    const attempt = `${id}:${storedHash}:${d.toString('base64')}`;
+    const refusedAt = this.refused.get(attempt);
+    if (refusedAt !== undefined && this.clock() - refusedAt < this.refusedTtlMs) return false;
+    let running = this.inFlight.get(attempt);
+    if (!running) {
+      running = this.check(secret, storedHash).finally(() => this.inFlight.delete(attempt));
+      this.inFlight.set(attempt, running);
+    }
+    const ok = await running;
+    if (ok) {
+      this.verified.set(id, { hash: storedHash, digest: d });
+      this.refused.delete(attempt);
+    } else {
+      if (this.refused.size >= this.maxRefused) this.refused.clear();
+      this.refused.set(attempt, this.clock());
+    }
+    return ok;
   }
 
   forget(id: string): void {
     this.verified.delete(id);
+    for (const attempt of this.refused.keys()) if (attempt.startsWith(`${id}:`)) this.refused.delete(attempt);
   }
 }

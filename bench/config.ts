@@ -1,0 +1,36 @@
+/** Sizes of the benchmark; the BENCH_* environment variables shrink them for a quick trial run. */
+
+const int = (name: string, fallback: number): number => {
+  const raw = process.env[name];
+  const n = raw === undefined || raw === '' ? Number.NaN : Number(raw);
+  return Number.isInteger(n) && n >= 0 ? n : fallback;
+};
+
+export const config = {
+  gateways: 10,
+  perGateway: 100,
+  restConcurrency: 20,
+  warmup: int('BENCH_WARMUP', 5_000),
+  qos0Total: int('BENCH_QOS0', 50_000),
+  qos1Total: int('BENCH_QOS1', 50_000),
+  /** QoS 1 publishes awaiting PUBACK per client. */
+  window: 100,
+  fixedRate: 5_000,
+  fixedMs: int('BENCH_FIXED_MS', 6_000),
+  idle: int('BENCH_IDLE', 10_000),
+  idleBatch: 200,
+  /** Every scenario is abandoned after this long. */
+  scenarioMs: 120_000,
+  /**
+   * Payloads carry a `time` unique per device unless BENCH_RECEIVE_TIME=1. Without it the server
+   * stamps the receive time, and states of one device received in the same millisecond merge
+   * (spec: State), so fewer rows are stored than sent. See docs/benchmarks.md.
+   */
+  explicitTime: process.env.BENCH_RECEIVE_TIME !== '1',
+};
+
+export type Config = typeof config;
+
+export const TARGETS = { fixedP99Ms: 20, idleConnections: 10_000, idleMb: 300, mosquittoRatio: 0.5 };
+
+export const deadline = (): number => Date.now() + config.scenarioMs;

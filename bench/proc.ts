@@ -1,0 +1,107 @@
+/** Readings from /proc: CPU time and memory of a process, the machine, file-descriptor limits. */
+import { execFileSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import os from 'node:os';
+
+let clockTicks: number | undefined;
+
+/** Clock ticks per second of /proc/PID/stat times (`getconf CLK_TCK`, 100 on Linux). */
+export function clkTck(): number {
+  if (clockTicks === undefined) {
+    try {
+      clockTicks = Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim()) || 100;
+    } catch {
+      clockTicks = 100;
+    }
+  }
+  return clockTicks;
+}
+
+/** User + system CPU time of a process, in microseconds. */
+export function cpuMicros(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  // The command name (field 2) may contain spaces; the fields after its closing parenthesis are fixed.
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  const utime = Number(fields[11]);
+  const stime = Number(fields[12]);
+  return ((utime + stime) * 1_000_000) / clkTck();
+}
+
+/** A field of /proc/PID/status in kB (VmRSS, VmHWM). */
+export function statusKb(pid: number, field: 'VmRSS' | 'VmHWM'): number {
+  const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+  const match = new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(status);
+  return match?.[1] ? Number(match[1]) : Number.NaN;
+}
+
+export const rssKb = (pid: number): number => statusKb(pid, 'VmRSS');
+
+export interface Machine {
+  cpus: number;
+  model: string;
+  node: string;
+  memoryGb: number;
+  kernel: string;
+}
+
+export function machine(): Machine {
+  let model = os.cpus()[0]?.model ?? 'unknown';
+  try {
+    const line = readFileSync('/proc/cpuinfo', 'utf8')
+      .split('\n')
+      .find((l) => l.startsWith('model name'));
+    if (line) model = line.slice(line.indexOf(':') + 1).trim();
+  } catch {
+    // not Linux: keep os.cpus()
+  }
+  return {
+    cpus: os.availableParallelism(),
+    model,
+    node: process.version,
+    memoryGb: Math.round(os.totalmem() / 2 ** 30),
+    kernel: os.release(),
+  };
+}
+
+/** Soft and hard limits on open files of this process. */
+export function fileLimits(): { soft: number; hard: number } {
+  const limits = readFileSync('/proc/self/limits', 'utf8');
+  const match = /^Max open files\s+(\S+)\s+(\S+)/m.exec(limits);
+  const parse = (v: string | undefined) =>
+    v === undefined || v === 'unlimited' ? Number.POSITIVE_INFINITY : Number(v);
+  return { soft: parse(match?.[1]), hard: parse(match?.[2]) };
+}
+
+/** CPU time spent by the whole machine outside idle and I/O wait, in µs. */
+export function machineBusyMicros(): number {
+  const line = readFileSync('/proc/stat', 'utf8').split('\n', 1)[0] ?? '';
+  const ticks = line.trim().split(/\s+/).slice(1).map(Number);
+  // user nice system idle iowait irq softirq steal (guest time is already in user). Interrupt
+  // time is left out: loopback traffic is partly processed there, on nobody's account.
+  const busy = [0, 1, 2, 7].reduce((sum, i) => sum + (ticks[i] || 0), 0);
+  return (busy * 1_000_000) / clkTck();
+}
+
+/**
+ * Measures how much CPU other processes used while a scenario ran: machine busy time minus
+ * this process and the given ones. Returns a function giving the average number of CPUs they kept busy.
+ */
+export function backgroundMeter(pids: number[]): () => number {
+  const own0 = process.cpuUsage();
+  const machine0 = machineBusyMicros();
+  const pids0 = pids.map((pid) => cpuMicros(pid));
+  const t0 = performance.now();
+  return () => {
+    const own = process.cpuUsage(own0);
+    const ours = own.user + own.system + pids.reduce((sum, pid, i) => sum + cpuMicros(pid) - (pids0[i] ?? 0), 0);
+    const wallMicros = (performance.now() - t0) * 1000;
+    return Math.max(0, machineBusyMicros() - machine0 - ours) / Math.max(1, wallMicros);
+  };
+}
+
+export function loadAverage(): string {
+  return os
+    .loadavg()
+    .map((l) => l.toFixed(2))
+    .join(' ');
+}

@@ -1,0 +1,176 @@
+/**
+ * `npm run bench`: starts the real server as a child process, sets up a fleet over REST, drives
+ * it with real MQTT clients, and prints one table plus the targets. See docs/benchmarks.md.
+ */
+import { spawnSync } from 'node:child_process';
+import { config, TARGETS } from './config.js';
+import { startGatehouseProcess } from './gatehouse-process.js';
+import { idleScenario } from './idle.js';
+import { findMosquitto, mosquittoScenarios } from './mosquitto.js';
+import { fileLimits, loadAverage, machine } from './proc.js';
+import { Cleanups, Report } from './report.js';
+import { type LoadOutcome, loadScenarios } from './scenarios.js';
+import { fmt, table } from './stats.js';
+
+const report = new Report();
+const cleanups = new Cleanups();
+
+/**
+ * Node raises its soft open-file limit to the hard limit at start-up, but cannot go further.
+ * When the hard limit is too low for the idle connections, the benchmark re-runs itself under
+ * `ulimit -n` (which works for root); when that is refused, the number of idle connections is
+ * reduced to fit, and the report says so.
+ */
+function ensureFileLimit(): void {
+  const need = config.idle + 1_024;
+  const { soft, hard } = fileLimits();
+  if (soft >= need) return;
+  const CANNOT_RAISE = 97;
+  if (!process.env.GATEHOUSE_BENCH_REEXEC) {
+    console.log(`open-file limit ${soft} < ${need}: trying to re-run under ulimit -n ${need}`);
+    const result = spawnSync(
+      '/bin/sh',
+      [
+        '-c',
+        `ulimit -n ${need} 2>/dev/null || exit ${CANNOT_RAISE}; exec "$0" "$@"`,
+        process.execPath,
+        ...process.execArgv,
+        ...process.argv.slice(1),
+      ],
+      { stdio: 'inherit', env: { ...process.env, GATEHOUSE_BENCH_REEXEC: '1' } },
+    );
+    if (result.status !== CANNOT_RAISE) process.exit(result.status ?? 1);
+  }
+  const fit = Math.max(0, soft - 1_024);
+  report.note(
+    `open-file limit ${soft} (hard ${hard}) is below ${need} and could not be raised: idle connections reduced to ${fit}`,
+  );
+  config.idle = fit;
+}
+
+/** The idle-memory target is for 10,000 connections; fewer (file limit) are extrapolated. */
+function idleTarget(idleMb: number | undefined): string {
+  const n = TARGETS.idleConnections;
+  const title = `${fmt(n)} idle connections < ${TARGETS.idleMb} MB of server RSS`;
+  if (idleMb === undefined || config.idle === 0) return `  ${verdict(undefined)}  ${title}: skipped`;
+  const perConnKb = (idleMb * 1024) / config.idle;
+  const total = config.idle === n ? idleMb : (perConnKb * n) / 1024;
+  const how = config.idle === n ? '' : `, extrapolated from ${fmt(config.idle)} connections`;
+  return `  ${verdict(total < TARGETS.idleMb)}  ${title}: ${fmt(total, 1)} MB (${fmt(perConnKb, 1)} KB each${how})`;
+}
+
+function verdict(ok: boolean | undefined): string {
+  return ok === undefined ? 'SKIPPED' : ok ? 'PASS' : 'MISS';
+}
+
+async function main(): Promise<void> {
+  ensureFileLimit();
+  const m = machine();
+  const limits = fileLimits();
+  const started = performance.now();
+  console.log('Gatehouse benchmark');
+  console.log(`machine: ${m.cpus} CPUs, ${m.model}, ${m.memoryGb} GB RAM, Linux ${m.kernel}; node ${m.node}`);
+  console.log(
+    `open-file limit ${limits.soft} (hard ${limits.hard}); state payloads ${config.explicitTime ? 'with' : 'without'} "time"; ` +
+      `load average ${loadAverage()}`,
+  );
+
+  // a–c on one server.
+  const server = await startGatehouseProcess();
+  cleanups.add(() => server.stop());
+  console.log(`server pid ${server.pid}: ${server.mqttUrl}, ${server.httpUrl}, data in ${server.dataDir}`);
+  let load: LoadOutcome;
+  try {
+    load = await loadScenarios(server, report, cleanups);
+  } catch (err) {
+    if (!interrupted) console.error(`server output:\n${server.output()}`);
+    throw err;
+  }
+  const stopStart = performance.now();
+  const code = await server.stop();
+  report.note(`server stopped with SIGTERM: exit code ${code} after ${fmt(performance.now() - stopStart)} ms`);
+
+  // d on a fresh server.
+  const idleMb = config.idle > 0 ? await idleScenario(report, cleanups) : undefined;
+
+  // e against a private Mosquitto.
+  let relayed: number | undefined;
+  let mosquittoCpuUs = Number.NaN;
+  const executable = findMosquitto();
+  if (executable) {
+    ({ relayed, cpuUs: mosquittoCpuUs } = await mosquittoScenarios(executable, load.fleet, report, cleanups));
+  } else {
+    report.rows.push({
+      scenario: 'e. Mosquitto QoS 1 relay (SKIPPED: mosquitto not found)',
+      messages: '-',
+      perSecond: '-',
+      p50: '-',
+      p99: '-',
+      cpuUsPerMsg: '-',
+      rssMb: '-',
+    });
+  }
+
+  console.log('');
+  console.log(table(report.rows));
+  console.log('');
+  for (const note of report.notes) console.log(`- ${note}`);
+  const busy = report.background.filter(([, cpus]) => cpus >= 0.15);
+  console.log(
+    `- other processes kept ${report.background.map(([s, cpus]) => `${s}: ${fmt(cpus, 2)}`).join(', ')} CPUs busy ` +
+      `on average during each scenario (of ${m.cpus})`,
+  );
+  if (busy.length > 0) {
+    console.log(
+      `- WARNING: the machine was not quiet during ${busy.map(([s]) => s).join(', ')}; ` +
+        'those results understate what the server can do. Re-run on a quiet machine.',
+    );
+  }
+  console.log('');
+  const ratio = relayed === undefined ? undefined : load.qos1PerSecond / relayed;
+  console.log('targets:');
+  console.log(
+    `  ${verdict(load.fixedP99 < TARGETS.fixedP99Ms)}  p99 ack < ${TARGETS.fixedP99Ms} ms at ${fmt(config.fixedRate)} states/s ` +
+      `(QoS 1): ${fmt(load.fixedP99, 2)} ms`,
+  );
+  console.log(idleTarget(idleMb));
+  console.log(
+    `  ${verdict(ratio === undefined ? undefined : ratio >= TARGETS.mosquittoRatio)}  QoS 1 stored/s ÷ Mosquitto ` +
+      `QoS 1 relayed/s >= ${TARGETS.mosquittoRatio}: ` +
+      (ratio === undefined
+        ? 'skipped (mosquitto not found)'
+        : `${fmt(load.qos1PerSecond)} ÷ ${fmt(relayed ?? Number.NaN)} = ${fmt(ratio, 2)}`),
+  );
+  if (ratio !== undefined) {
+    // Both runs share the machine with the load generator, which caps the Mosquitto run long
+    // before Mosquitto is busy: the CPU each server spends per message is the fairer comparison.
+    console.log(
+      `  (server CPU per QoS 1 message: Gatehouse ${fmt(load.qos1CpuUs, 1)} µs stored, Mosquitto ` +
+        `${fmt(mosquittoCpuUs, 1)} µs relayed; at equal CPU the ratio would be ${fmt(mosquittoCpuUs / load.qos1CpuUs, 2)})`,
+    );
+  }
+  console.log(`\ntotal time ${fmt((performance.now() - started) / 1000, 1)} s`);
+}
+
+let interrupted = false;
+for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+  process.on(signal, () => {
+    if (interrupted) return;
+    interrupted = true;
+    console.error(`${signal}: stopping`);
+    void cleanups.run().finally(() => process.exit(130));
+  });
+}
+
+try {
+  await main();
+  await cleanups.run();
+  process.exit(0);
+} catch (err) {
+  // After a signal the clean-up is already under way and ends the process; what failed then is expected.
+  if (!interrupted) {
+    console.error(`bench failed: ${(err as Error).stack ?? err}`);
+    await cleanups.run();
+    process.exit(1);
+  }
+}
