@@ -282,6 +282,7 @@ export class Platform {
         connectionTime: stored?.connectionTime ?? null,
         lastReportedBy: memory?.by ?? stored?.lastReportedBy ?? null,
         lastReportedAt: memory?.time ?? stored?.lastReportedAt ?? null,
+        inactiveSince: stored?.inactiveSince ?? null,
       };
       let connectionInfo: ConnectionInfo;
       if (isPeripheralClass(device.deviceClass)) {

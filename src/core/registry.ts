@@ -9,6 +9,7 @@ import {
   type AccessKey,
   type Application,
   type AttributeDef,
+  DEFAULT_LOG_RETENTION_DAYS,
   DEFAULT_PERIPHERAL_TIMEOUT_SECONDS,
   DEFAULT_RATE_LIMIT,
   type Device,
@@ -27,6 +28,9 @@ export interface ApplicationInput {
   description?: string;
   rateLimit?: RateLimit;
   peripheralTimeoutSeconds?: number;
+  inactivityTimeoutSeconds?: number | null;
+  stateRetentionDays?: number | null;
+  logRetentionDays?: number;
 }
 
 export interface DeviceInput {
@@ -77,6 +81,9 @@ export class Registry {
       description: input.description ?? '',
       rateLimit: input.rateLimit ?? { ...DEFAULT_RATE_LIMIT },
       peripheralTimeoutSeconds: input.peripheralTimeoutSeconds ?? DEFAULT_PERIPHERAL_TIMEOUT_SECONDS,
+      inactivityTimeoutSeconds: input.inactivityTimeoutSeconds ?? null,
+      stateRetentionDays: input.stateRetentionDays ?? null,
+      logRetentionDays: input.logRetentionDays ?? DEFAULT_LOG_RETENTION_DAYS,
       creationDate: now,
       lastUpdated: now,
     };

@@ -44,9 +44,17 @@ export interface Application {
   description: string;
   rateLimit: RateLimit;
   peripheralTimeoutSeconds: number;
+  /** A device that reported nothing for this long is marked inactive; null: never. */
+  inactivityTimeoutSeconds: number | null;
+  /** State history older than this is deleted in the background; null: kept forever. */
+  stateRetentionDays: number | null;
+  /** Communication log entries older than this are deleted in the background. */
+  logRetentionDays: number;
   creationDate: number;
   lastUpdated: number;
 }
+
+export const DEFAULT_LOG_RETENTION_DAYS = 30;
 
 export interface Device {
   id: string;
@@ -69,6 +77,8 @@ export interface DeviceStatus {
   connectionTime: number | null;
   lastReportedBy: string | null;
   lastReportedAt: number | null;
+  /** Since when the device counts as inactive (application inactivity timeout); null: active. */
+  inactiveSince: number | null;
 }
 
 export const KEY_FILTER_TYPES = ['all', 'whitelist', 'blacklist', 'none'] as const;
@@ -117,7 +127,7 @@ export interface CommandRecord {
   sentBy: string;
 }
 
-export type DeviceLogKind = 'connect' | 'disconnect' | 'authFailed' | 'rejected' | 'dropped';
+export type DeviceLogKind = 'connect' | 'disconnect' | 'authFailed' | 'rejected' | 'dropped' | 'inactive';
 
 export interface DeviceLogEntry {
   id?: number;

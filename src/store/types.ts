@@ -71,6 +71,46 @@ export interface WriteBatch {
   logs: DeviceLogEntry[];
 }
 
+/** A gateway a peripheral was heard through (a location trail for things that move). */
+export interface GatewaySighting {
+  gatewayId: string;
+  firstSeen: number;
+  lastSeen: number;
+  reports: number;
+}
+
+export const AGGREGATIONS = ['FIRST', 'LAST', 'MIN', 'MAX', 'MEAN', 'SUM', 'COUNT', 'NONE'] as const;
+export type Aggregation = (typeof AGGREGATIONS)[number];
+
+export interface SeriesQuery {
+  deviceIds: string[];
+  /** null: every attribute. */
+  attributes: string[] | null;
+  /** Inclusive bounds, epoch ms. */
+  start: number;
+  end: number;
+  /** Bucket width in ms; buckets start at `start` (ignored for NONE). */
+  resolution: number;
+  aggregation: Aggregation;
+}
+
+/** One bucket (or, for NONE, one state) of one device: attribute name to value. */
+export interface SeriesPoint {
+  time: number;
+  data: Record<string, unknown>;
+}
+
+export interface ApplicationLogQuery {
+  applicationId: string;
+  limit: number;
+  /** Only entries older than this cursor (exclusive), newest first. */
+  before?: { time: number; id: number };
+  deviceIds?: string[];
+  kinds?: string[];
+  start?: number;
+  end?: number;
+}
+
 export interface Store {
   close(): Promise<void>;
 
@@ -115,6 +155,33 @@ export interface Store {
 
   /** Newest first. */
   listLogs(deviceId: string, query: { limit: number; before?: number }): Promise<DeviceLogEntry[]>;
+
+  // Data and visibility
+
+  /** Per device, buckets (or raw states for NONE) in time order; devices without data are absent. */
+  querySeries(query: SeriesQuery): Promise<Map<string, SeriesPoint[]>>;
+  /** Composite state of many devices at once; `attributes` null for all. */
+  lastValues(deviceIds: string[], attributes: string[] | null): Promise<Map<string, Record<string, CompositeValue>>>;
+  /** The communication log of an application, newest first (entries carry their `id`). */
+  listApplicationLog(query: ApplicationLogQuery): Promise<DeviceLogEntry[]>;
+
+  /** Gateways a peripheral was reported through, most recently seen first. */
+  listGatewaySightings(peripheralId: string): Promise<GatewaySighting[]>;
+  /** Peripherals a gateway reported for since `since`, most recently seen first. */
+  listPeripheralsSeenBy(
+    gatewayId: string,
+    since: number,
+  ): Promise<Array<{ peripheralId: string; lastSeen: number; reports: number }>>;
+
+  /** Devices of the application with no report and no connection since `activeBefore`, not connected now and not yet marked inactive. */
+  listInactivityCandidates(applicationId: string, activeBefore: number): Promise<string[]>;
+  /** Marks devices inactive from `since`; any later report or connection clears it. */
+  markInactive(deviceIds: string[], since: number): Promise<void>;
+
+  /** Deletes up to `limit` states (and rollups) of the application older than `before`; returns how many states. */
+  pruneStates(applicationId: string, before: number, limit: number): Promise<number>;
+  /** Deletes up to `limit` log entries of the application older than `before`; returns how many. */
+  pruneLogs(applicationId: string, before: number, limit: number): Promise<number>;
 }
 
 export type { Tag };

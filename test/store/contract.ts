@@ -24,6 +24,9 @@ function makeApp(overrides: Partial<Application> = {}): Application {
     description: 'sensors in the greenhouse',
     rateLimit: { messages: 30, windowSeconds: 15 },
     peripheralTimeoutSeconds: 900,
+    inactivityTimeoutSeconds: null,
+    stateRetentionDays: null,
+    logRetentionDays: 30,
     creationDate: T0,
     lastUpdated: T0,
     ...overrides,
@@ -458,6 +461,7 @@ export function storeContract(name: string, open: () => Promise<Store>): void {
           connectionTime: null,
           lastReportedBy: null,
           lastReportedAt: null,
+          inactiveSince: null,
         });
         expect((await store.getDeviceStatuses([])).size).toBe(0);
       });
@@ -660,6 +664,7 @@ export function storeContract(name: string, open: () => Promise<Store>): void {
           connectionTime: T0,
           lastReportedBy: device.id,
           lastReportedAt: T0,
+          inactiveSince: null,
         });
         expect(await store.listLogs(device.id, { limit: 10 })).toHaveLength(1);
       }

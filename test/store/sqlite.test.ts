@@ -30,6 +30,9 @@ function makeApp(): Application {
     description: '',
     rateLimit: { messages: 30, windowSeconds: 15 },
     peripheralTimeoutSeconds: 900,
+    inactivityTimeoutSeconds: null,
+    stateRetentionDays: null,
+    logRetentionDays: 30,
     creationDate: 1,
     lastUpdated: 1,
   };

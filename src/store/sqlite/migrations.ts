@@ -119,7 +119,50 @@ CREATE TABLE device_logs (
 CREATE INDEX device_logs_by_device ON device_logs(device_id, id);
 `;
 
-export const MIGRATIONS: readonly Migration[] = [{ version: 1, name: 'initial schema', sql: INITIAL_SCHEMA }];
+// Data and visibility: per-application inactivity and retention settings, the gateways a
+// peripheral was heard through, minute rollups for time-series queries, and indexes for the
+// application-wide communication log.
+const DATA_AND_VISIBILITY = `
+ALTER TABLE applications ADD COLUMN inactivity_timeout_seconds INTEGER;
+ALTER TABLE applications ADD COLUMN state_retention_days INTEGER;
+ALTER TABLE applications ADD COLUMN log_retention_days INTEGER NOT NULL DEFAULT 30;
+ALTER TABLE devices ADD COLUMN inactive_since INTEGER;
+
+CREATE TABLE peripheral_gateways (
+  peripheral_id TEXT NOT NULL,
+  gateway_id TEXT NOT NULL,
+  first_seen INTEGER NOT NULL,
+  last_seen INTEGER NOT NULL,
+  reports INTEGER NOT NULL,
+  PRIMARY KEY (peripheral_id, gateway_id)
+) STRICT, WITHOUT ROWID;
+CREATE INDEX peripheral_gateways_by_gateway ON peripheral_gateways(gateway_id, last_seen);
+
+-- One row per device, numeric attribute and minute: what a time-series query over long ranges
+-- reads instead of the raw states.
+CREATE TABLE state_rollups (
+  device_id TEXT NOT NULL,
+  attribute TEXT NOT NULL,
+  bucket INTEGER NOT NULL,
+  count INTEGER NOT NULL,
+  sum REAL NOT NULL,
+  min REAL NOT NULL,
+  max REAL NOT NULL,
+  first_time INTEGER NOT NULL,
+  first_value REAL NOT NULL,
+  last_time INTEGER NOT NULL,
+  last_value REAL NOT NULL,
+  PRIMARY KEY (device_id, attribute, bucket)
+) STRICT, WITHOUT ROWID;
+
+CREATE INDEX device_logs_by_application ON device_logs(application_id, id);
+CREATE INDEX device_logs_by_application_time ON device_logs(application_id, time);
+`;
+
+export const MIGRATIONS: readonly Migration[] = [
+  { version: 1, name: 'initial schema', sql: INITIAL_SCHEMA },
+  { version: 2, name: 'data and visibility', sql: DATA_AND_VISIBILITY },
+];
 
 /** Applies the migrations not yet recorded; returns the versions it applied. */
 export function migrate(

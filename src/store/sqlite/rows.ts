@@ -29,6 +29,9 @@ export interface ApplicationRow {
   rate_limit_messages: number;
   rate_limit_window_seconds: number;
   peripheral_timeout_seconds: number;
+  inactivity_timeout_seconds: number | null;
+  state_retention_days: number | null;
+  log_retention_days: number;
   creation_date: number;
   last_updated: number;
 }
@@ -52,6 +55,7 @@ export interface DeviceStatusRow {
   connection_time: number | null;
   last_reported_by: string | null;
   last_reported_at: number | null;
+  inactive_since: number | null;
 }
 
 export interface AccessKeyRow {
@@ -117,6 +121,9 @@ export function applicationToRow(app: Application): ApplicationRow {
     rate_limit_messages: app.rateLimit.messages,
     rate_limit_window_seconds: app.rateLimit.windowSeconds,
     peripheral_timeout_seconds: app.peripheralTimeoutSeconds,
+    inactivity_timeout_seconds: app.inactivityTimeoutSeconds,
+    state_retention_days: app.stateRetentionDays,
+    log_retention_days: app.logRetentionDays,
     creation_date: app.creationDate,
     last_updated: app.lastUpdated,
   };
@@ -129,6 +136,9 @@ export function applicationFromRow(row: ApplicationRow): Application {
     description: row.description,
     rateLimit: { messages: row.rate_limit_messages, windowSeconds: row.rate_limit_window_seconds },
     peripheralTimeoutSeconds: row.peripheral_timeout_seconds,
+    inactivityTimeoutSeconds: row.inactivity_timeout_seconds,
+    stateRetentionDays: row.state_retention_days,
+    logRetentionDays: row.log_retention_days,
     creationDate: row.creation_date,
     lastUpdated: row.last_updated,
   };
@@ -171,6 +181,7 @@ export function deviceStatusFromRow(row: DeviceStatusRow): DeviceStatus {
     connectionTime: row.connection_time,
     lastReportedBy: row.last_reported_by,
     lastReportedAt: row.last_reported_at,
+    inactiveSince: row.inactive_since,
   };
 }
 

@@ -15,7 +15,19 @@ import type {
   StateRecord,
   StoredAccessKey,
 } from '../../domain/model.js';
-import type { ApiTokenRecord, CompositeValue, DeviceQuery, Store, TimeRangeQuery, WriteBatch } from '../types.js';
+import type {
+  ApiTokenRecord,
+  ApplicationLogQuery,
+  CompositeValue,
+  DeviceQuery,
+  GatewaySighting,
+  SeriesPoint,
+  SeriesQuery,
+  Store,
+  TimeRangeQuery,
+  WriteBatch,
+} from '../types.js';
+import { SqliteApplicationLog } from './app-log.js';
 import { migrate } from './migrations.js';
 import {
   type AccessKeyRow,
@@ -40,6 +52,7 @@ import {
   storedAccessKeyFromRow,
   toJson,
 } from './rows.js';
+import { SqliteSeries } from './series.js';
 
 export type SqliteStoreOptions = { dataDir: string } | { filename: string };
 
@@ -49,7 +62,7 @@ const MIN_TIME = Number.MIN_SAFE_INTEGER;
 const MAX_TIME = Number.MAX_SAFE_INTEGER;
 
 /** Tables keyed by device that the store empties itself (they carry no foreign key). */
-const PER_DEVICE_TABLES = ['device_states', 'composite_state', 'commands', 'device_logs'] as const;
+const PER_DEVICE_TABLES = ['device_states', 'composite_state', 'commands', 'device_logs', 'state_rollups'] as const;
 
 const DEVICE_COLUMNS =
   'id, application_id, name, description, device_class, gateway_id, tags, attributes, creation_date, last_updated';
@@ -116,16 +129,20 @@ function prepareStatements(db: Database.Database) {
 
     insertApplication: db.prepare<[ApplicationRow]>(
       `INSERT INTO applications (id, name, description, rate_limit_messages, rate_limit_window_seconds,
-         peripheral_timeout_seconds, creation_date, last_updated)
+         peripheral_timeout_seconds, inactivity_timeout_seconds, state_retention_days, log_retention_days,
+         creation_date, last_updated)
        VALUES (@id, @name, @description, @rate_limit_messages, @rate_limit_window_seconds,
-         @peripheral_timeout_seconds, @creation_date, @last_updated)`,
+         @peripheral_timeout_seconds, @inactivity_timeout_seconds, @state_retention_days, @log_retention_days,
+         @creation_date, @last_updated)`,
     ),
     getApplication: db.prepare<[string], ApplicationRow>('SELECT * FROM applications WHERE id = ?'),
     listApplications: db.prepare<[], ApplicationRow>('SELECT * FROM applications ORDER BY creation_date, id'),
     updateApplication: db.prepare<[ApplicationRow]>(
       `UPDATE applications SET name = @name, description = @description,
          rate_limit_messages = @rate_limit_messages, rate_limit_window_seconds = @rate_limit_window_seconds,
-         peripheral_timeout_seconds = @peripheral_timeout_seconds, last_updated = @last_updated
+         peripheral_timeout_seconds = @peripheral_timeout_seconds,
+         inactivity_timeout_seconds = @inactivity_timeout_seconds, state_retention_days = @state_retention_days,
+         log_retention_days = @log_retention_days, last_updated = @last_updated
        WHERE id = @id`,
     ),
     deleteApplication: db.prepare<[string]>('DELETE FROM applications WHERE id = ?'),
@@ -161,7 +178,7 @@ function prepareStatements(db: Database.Database) {
       db.prepare<[string]>(`DELETE FROM ${table} WHERE device_id = ?`),
     ),
     getStatuses: db.prepare<[string], DeviceStatusRow>(
-      `SELECT id, connected, connection_time, last_reported_by, last_reported_at FROM devices
+      `SELECT id, connected, connection_time, last_reported_by, last_reported_at, inactive_since FROM devices
        WHERE id IN (SELECT value FROM json_each(?))`,
     ),
     resetConnections: db.prepare<[number]>('UPDATE devices SET connected = 0, connection_time = ? WHERE connected = 1'),
@@ -172,6 +189,53 @@ function prepareStatements(db: Database.Database) {
     markReported: db.prepare<[{ deviceId: string; reportedBy: string; time: number }]>(
       `UPDATE devices SET last_reported_by = @reportedBy, last_reported_at = @time
        WHERE id = @deviceId AND (last_reported_at IS NULL OR last_reported_at <= @time)`,
+    ),
+    clearInactive: db.prepare<[string]>(
+      'UPDATE devices SET inactive_since = NULL WHERE id = ? AND inactive_since IS NOT NULL',
+    ),
+    markInactive: db.prepare<[{ deviceId: string; since: number }]>(
+      'UPDATE devices SET inactive_since = @since WHERE id = @deviceId AND inactive_since IS NULL',
+    ),
+    // Activity is the latest of the last report and the last connection change; never-seen
+    // devices count from their creation.
+    inactivityCandidates: db.prepare<[{ applicationId: string; before: number }], { id: string }>(
+      `SELECT id FROM devices WHERE application_id = @applicationId AND inactive_since IS NULL
+         AND coalesce(connected, 0) = 0
+         AND max(coalesce(last_reported_at, 0), coalesce(connection_time, 0), creation_date) < @before
+       ORDER BY id`,
+    ),
+    sightPeripheral: db.prepare<[{ deviceId: string; reportedBy: string; time: number }]>(
+      `INSERT INTO peripheral_gateways (peripheral_id, gateway_id, first_seen, last_seen, reports)
+       VALUES (@deviceId, @reportedBy, @time, @time, 1)
+       ON CONFLICT (peripheral_id, gateway_id) DO UPDATE SET reports = reports + 1,
+         first_seen = min(first_seen, excluded.first_seen), last_seen = max(last_seen, excluded.last_seen)`,
+    ),
+    listSightings: db.prepare<[string], { gateway_id: string; first_seen: number; last_seen: number; reports: number }>(
+      `SELECT gateway_id, first_seen, last_seen, reports FROM peripheral_gateways
+       WHERE peripheral_id = ? ORDER BY last_seen DESC, gateway_id`,
+    ),
+    listSeenBy: db.prepare<
+      [{ gatewayId: string; since: number }],
+      { peripheral_id: string; last_seen: number; reports: number }
+    >(
+      `SELECT peripheral_id, last_seen, reports FROM peripheral_gateways
+       WHERE gateway_id = @gatewayId AND last_seen >= @since ORDER BY last_seen DESC, peripheral_id`,
+    ),
+    deleteSightings: db.prepare<[string, string]>(
+      'DELETE FROM peripheral_gateways WHERE peripheral_id = ? OR gateway_id = ?',
+    ),
+    applicationDeviceIds: db.prepare<[string], { id: string }>('SELECT id FROM devices WHERE application_id = ?'),
+    // Deletes in bounded chunks so retention never holds the write lock for long.
+    pruneStates: db.prepare<[{ deviceId: string; before: number; limit: number }]>(
+      `DELETE FROM device_states WHERE device_id = @deviceId AND time IN
+         (SELECT time FROM device_states WHERE device_id = @deviceId AND time < @before ORDER BY time LIMIT @limit)`,
+    ),
+    pruneRollups: db.prepare<[{ deviceId: string; before: number }]>(
+      'DELETE FROM state_rollups WHERE device_id = @deviceId AND bucket + 60000 <= @before',
+    ),
+    pruneLogs: db.prepare<[{ applicationId: string; before: number; limit: number }]>(
+      `DELETE FROM device_logs WHERE id IN
+         (SELECT id FROM device_logs WHERE application_id = @applicationId AND time < @before ORDER BY time LIMIT @limit)`,
     ),
 
     insertKey: db.prepare<[AccessKeyRow]>(
@@ -240,6 +304,8 @@ export class SqliteStore implements Store {
   private readonly applyBatchTx: (batch: WriteBatch) => void;
   private readonly deleteApplicationTx: (id: string) => void;
   private readonly deleteDeviceTx: (id: string) => void;
+  private readonly series: SqliteSeries;
+  private readonly appLog: SqliteApplicationLog;
 
   /** Takes a migrated database; use `openSqliteStore`. */
   constructor(private readonly db: Database.Database) {
@@ -247,6 +313,8 @@ export class SqliteStore implements Store {
       typeof text === 'string' ? text.toLowerCase() : text,
     );
     this.s = prepareStatements(db);
+    this.series = new SqliteSeries(db);
+    this.appLog = new SqliteApplicationLog(db);
     // IMMEDIATE takes the write lock up front: a deferred transaction that upgrades from read to
     // write can fail with SQLITE_BUSY without waiting for busy_timeout.
     this.applyBatchTx = db.transaction((batch: WriteBatch) => this.writeBatch(batch)).immediate;
@@ -256,6 +324,7 @@ export class SqliteStore implements Store {
     }).immediate;
     this.deleteDeviceTx = db.transaction((id: string) => {
       for (const statement of this.s.deleteDeviceData) statement.run(id);
+      this.s.deleteSightings.run(id, id);
       this.s.deleteDevice.run(id);
     }).immediate;
   }
@@ -411,6 +480,62 @@ export class SqliteStore implements Store {
       .map(deviceLogFromRow);
   }
 
+  querySeries(query: SeriesQuery): Promise<Map<string, SeriesPoint[]>> {
+    return Promise.resolve(this.series.query(query));
+  }
+
+  lastValues(deviceIds: string[], attributes: string[] | null): Promise<Map<string, Record<string, CompositeValue>>> {
+    return Promise.resolve(this.series.lastValues(deviceIds, attributes));
+  }
+
+  listApplicationLog(query: ApplicationLogQuery): Promise<DeviceLogEntry[]> {
+    return Promise.resolve(this.appLog.list(query));
+  }
+
+  async listGatewaySightings(peripheralId: string): Promise<GatewaySighting[]> {
+    return this.s.listSightings.all(peripheralId).map((r) => ({
+      gatewayId: r.gateway_id,
+      firstSeen: r.first_seen,
+      lastSeen: r.last_seen,
+      reports: r.reports,
+    }));
+  }
+
+  async listPeripheralsSeenBy(
+    gatewayId: string,
+    since: number,
+  ): Promise<Array<{ peripheralId: string; lastSeen: number; reports: number }>> {
+    return this.s.listSeenBy
+      .all({ gatewayId, since })
+      .map((r) => ({ peripheralId: r.peripheral_id, lastSeen: r.last_seen, reports: r.reports }));
+  }
+
+  async listInactivityCandidates(applicationId: string, activeBefore: number): Promise<string[]> {
+    return this.s.inactivityCandidates.all({ applicationId, before: activeBefore }).map((r) => r.id);
+  }
+
+  async markInactive(deviceIds: string[], since: number): Promise<void> {
+    this.db.transaction(() => {
+      for (const deviceId of deviceIds) this.s.markInactive.run({ deviceId, since });
+    })();
+  }
+
+  async pruneStates(applicationId: string, before: number, limit: number): Promise<number> {
+    return this.db.transaction(() => {
+      let deleted = 0;
+      for (const { id } of this.s.applicationDeviceIds.all(applicationId)) {
+        if (deleted >= limit) break;
+        deleted += this.s.pruneStates.run({ deviceId: id, before, limit: limit - deleted }).changes;
+        this.s.pruneRollups.run({ deviceId: id, before });
+      }
+      return deleted;
+    })();
+  }
+
+  async pruneLogs(applicationId: string, before: number, limit: number): Promise<number> {
+    return this.s.pruneLogs.run({ applicationId, before, limit }).changes;
+  }
+
   /** Runs inside the batch transaction: anything thrown here rolls the whole batch back. */
   private writeBatch(batch: WriteBatch): void {
     // A device deleted while its messages waited in the batch: its data is dropped, not orphaned.
@@ -437,9 +562,14 @@ export class SqliteStore implements Store {
         this.s.upsertComposite.run({ deviceId: state.deviceId, attribute, value: toJson(value), time: state.time });
       }
     }
-    for (const report of batch.reports) this.s.markReported.run(report);
+    for (const report of batch.reports) {
+      this.s.markReported.run(report);
+      this.s.clearInactive.run(report.deviceId);
+      if (report.reportedBy !== report.deviceId && exists(report.deviceId)) this.s.sightPeripheral.run(report);
+    }
     for (const change of batch.connections) {
       this.s.setConnection.run({ deviceId: change.deviceId, connected: change.connected ? 1 : 0, time: change.time });
+      this.s.clearInactive.run(change.deviceId);
     }
     for (const log of batch.logs) {
       if (!exists(log.deviceId)) continue;
