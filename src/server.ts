@@ -11,6 +11,7 @@ import { createWebSocketStream, WebSocketServer } from 'ws';
 import { createApi } from './api/app.js';
 import { MqttBroker } from './broker/mqtt-broker.js';
 import { ConfigError, type GatehouseConfig, optionName } from './config.js';
+import { Maintenance, type MaintenanceOptions } from './core/maintenance.js';
 import { Platform } from './core/platform.js';
 import { openSqliteStore } from './store/sqlite/sqlite-store.js';
 import type { Store } from './store/types.js';
@@ -18,6 +19,7 @@ import type { Store } from './store/types.js';
 export interface RunningGatehouse {
   platform: Platform;
   broker: MqttBroker;
+  maintenance: Maintenance;
   urls: { mqtt: string; http: string; ws: string; mqtts?: string };
   /** The admin API token, when this start created a random one. */
   generatedAdminToken: string | undefined;
@@ -28,6 +30,7 @@ export interface StartOptions {
   /** Use this store instead of opening SQLite in the data directory (tests). */
   store?: Store;
   clock?: () => number;
+  maintenance?: MaintenanceOptions;
 }
 
 export async function startGatehouse(config: GatehouseConfig, options: StartOptions = {}): Promise<RunningGatehouse> {
@@ -39,6 +42,9 @@ export async function startGatehouse(config: GatehouseConfig, options: StartOpti
     const generatedAdminToken = await platform.ensureAdminToken(config.adminToken);
     const broker = new MqttBroker(platform);
     await broker.start();
+    const maintenance = new Maintenance(platform, options.maintenance);
+    maintenance.start();
+    closers.push(() => maintenance.stop());
 
     const api = createApi(platform);
     const wss = new WebSocketServer({ noServer: true });
@@ -83,6 +89,7 @@ export async function startGatehouse(config: GatehouseConfig, options: StartOpti
     return {
       platform,
       broker,
+      maintenance,
       generatedAdminToken,
       urls: {
         mqtt: `mqtt://${host}:${mqttPort}`,

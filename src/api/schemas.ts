@@ -33,6 +33,11 @@ export const ApplicationBody = Type.Object(
     description: Type.Optional(Description),
     rateLimit: Type.Optional(RateLimit),
     peripheralTimeoutSeconds: Type.Optional(Type.Integer({ minimum: 1, maximum: 30 * 86_400 })),
+    inactivityTimeoutSeconds: Type.Optional(
+      Type.Union([Type.Integer({ minimum: 60, maximum: 365 * 86_400 }), Type.Null()]),
+    ),
+    stateRetentionDays: Type.Optional(Type.Union([Type.Integer({ minimum: 1, maximum: 36_500 }), Type.Null()])),
+    logRetentionDays: Type.Optional(Type.Integer({ minimum: 1, maximum: 3650 })),
   },
   { additionalProperties: false },
 );
@@ -43,6 +48,9 @@ export const Application = Type.Object({
   description: Type.String(),
   rateLimit: RateLimit,
   peripheralTimeoutSeconds: Type.Integer(),
+  inactivityTimeoutSeconds: Type.Union([Type.Integer(), Type.Null()]),
+  stateRetentionDays: Type.Union([Type.Integer(), Type.Null()]),
+  logRetentionDays: Type.Integer(),
   creationDate: IsoTime,
   lastUpdated: IsoTime,
 });
@@ -88,9 +96,26 @@ export const Device = Type.Object({
   attributes: Type.Array(Attribute),
   connectionInfo: ConnectionInfo,
   lastReportedBy: Type.Union([Type.Object({ deviceId: Type.String(), time: IsoTime }), Type.Null()]),
+  /** Set while the device counts as inactive (application inactivity timeout). */
+  inactiveSince: Type.Union([IsoTime, Type.Null()]),
   creationDate: IsoTime,
   lastUpdated: IsoTime,
 });
+/** One device, with its provenance: a gateway's peripherals, a peripheral's gateways. */
+export const DeviceDetail = Type.Intersect([
+  Device,
+  Type.Object({
+    peripherals: Type.Optional(
+      Type.Object({
+        bound: Type.Array(Id),
+        recent: Type.Array(Type.Object({ deviceId: Id, lastSeen: IsoTime, reports: Type.Integer() })),
+      }),
+    ),
+    gateways: Type.Optional(
+      Type.Array(Type.Object({ gatewayId: Id, firstSeen: IsoTime, lastSeen: IsoTime, reports: Type.Integer() })),
+    ),
+  }),
+]);
 export const DeviceListQuery = Type.Object(
   {
     page: Type.Integer({ minimum: 0, default: 0 }),

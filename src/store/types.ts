@@ -173,7 +173,7 @@ export interface Store {
     since: number,
   ): Promise<Array<{ peripheralId: string; lastSeen: number; reports: number }>>;
 
-  /** Devices of the application with no report and no connection since `activeBefore`, not connected now and not yet marked inactive. */
+  /** Devices of the application with no report and no connection change since `activeBefore`, not yet marked inactive. */
   listInactivityCandidates(applicationId: string, activeBefore: number): Promise<string[]>;
   /** Marks devices inactive from `since`; any later report or connection clears it. */
   markInactive(deviceIds: string[], since: number): Promise<void>;

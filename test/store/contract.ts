@@ -15,9 +15,9 @@ import type {
 } from '../../src/domain/model.js';
 import type { Store, WriteBatch } from '../../src/store/types.js';
 
-const T0 = 1_700_000_000_000;
+export const T0 = 1_700_000_000_000;
 
-function makeApp(overrides: Partial<Application> = {}): Application {
+export function makeApp(overrides: Partial<Application> = {}): Application {
   return {
     id: newId(),
     name: 'Greenhouse',
@@ -33,7 +33,7 @@ function makeApp(overrides: Partial<Application> = {}): Application {
   };
 }
 
-function makeDevice(applicationId: string, overrides: Partial<Device> = {}): Device {
+export function makeDevice(applicationId: string, overrides: Partial<Device> = {}): Device {
   return {
     id: newId(),
     applicationId,
@@ -93,7 +93,7 @@ function makeLog(device: Device, overrides: Partial<DeviceLogEntry> = {}): Devic
   };
 }
 
-function state(deviceId: string, time: number, data: Record<string, unknown>, reportedBy = deviceId): StateRecord {
+export function state(deviceId: string, time: number, data: Record<string, unknown>, reportedBy = deviceId): StateRecord {
   return { deviceId, time, data, reportedBy };
 }
 

@@ -8,6 +8,7 @@ import type { Application, Device, StateRecord } from '../../src/domain/model.js
 import { MIGRATIONS, migrate } from '../../src/store/sqlite/migrations.js';
 import { DATABASE_FILENAME, openSqliteStore } from '../../src/store/sqlite/sqlite-store.js';
 import { storeContract } from './contract.js';
+import { visibilityContract } from './contract-visibility.js';
 
 const tempDirs: string[] = [];
 
@@ -22,6 +23,7 @@ afterEach(() => {
 });
 
 storeContract('sqlite', () => openSqliteStore({ dataDir: tempDir() }));
+visibilityContract('sqlite', () => openSqliteStore({ dataDir: tempDir() }));
 
 function makeApp(): Application {
   return {

@@ -4,8 +4,17 @@ import { GatehouseError } from '../../core/errors.js';
 import type { Platform } from '../../core/platform.js';
 import { DEVICE_CLASSES, type DeviceClass } from '../../domain/model.js';
 import { allow } from '../guard.js';
-import { presentDevice, presentDevices } from '../present.js';
-import { AppParams, Device, DeviceBody, DeviceListQuery, DeviceParams, DevicePatch, Success } from '../schemas.js';
+import { presentDevice, presentDeviceDetail, presentDevices } from '../present.js';
+import {
+  AppParams,
+  Device,
+  DeviceBody,
+  DeviceDetail,
+  DeviceListQuery,
+  DeviceParams,
+  DevicePatch,
+  Success,
+} from '../schemas.js';
 
 export const deviceRoutes =
   (platform: Platform): FastifyPluginAsyncTypebox =>
@@ -57,12 +66,12 @@ export const deviceRoutes =
 
     app.get(
       '/applications/:applicationId/devices/:deviceId',
-      { schema: { params: DeviceParams, response: { 200: Device } } },
+      { schema: { params: DeviceParams, response: { 200: DeviceDetail } } },
       async (request) => {
         const device = await registry.device(request.params.deviceId);
         const target = device?.applicationId === request.params.applicationId ? device : undefined;
         allow(request, { type: 'readDevice', target });
-        return presentDevice(platform, target!);
+        return presentDeviceDetail(platform, target!);
       },
     );
 

@@ -196,11 +196,11 @@ function prepareStatements(db: Database.Database) {
     markInactive: db.prepare<[{ deviceId: string; since: number }]>(
       'UPDATE devices SET inactive_since = @since WHERE id = @deviceId AND inactive_since IS NULL',
     ),
-    // Activity is the latest of the last report and the last connection change; never-seen
-    // devices count from their creation.
+    // Activity is the latest of the last report and the last connection change (a device that
+    // stays connected but reports nothing goes inactive too); never-seen devices count from
+    // their creation.
     inactivityCandidates: db.prepare<[{ applicationId: string; before: number }], { id: string }>(
       `SELECT id FROM devices WHERE application_id = @applicationId AND inactive_since IS NULL
-         AND coalesce(connected, 0) = 0
          AND max(coalesce(last_reported_at, 0), coalesce(connection_time, 0), creation_date) < @before
        ORDER BY id`,
     ),
