@@ -82,7 +82,9 @@ function ingestFor(platform: Platform, req: IngestRequest, found: Device | undef
   const reportedBy = actor?.id ?? API_REPORTER;
   const states: StateRecord[] = parsed.states.map((s) => ({
     deviceId: device.id,
-    time: s.time,
+    // Without a time of their own, two states arriving in one millisecond would merge into one:
+    // receive times are kept strictly increasing per device instead.
+    time: s.receiveTime ? platform.nextReceiveTime(device.id, s.time) : s.time,
     data: s.data,
     reportedBy,
   }));

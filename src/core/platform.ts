@@ -70,6 +70,7 @@ export class Platform {
   private connections: Connections = NO_CONNECTIONS;
   private readonly verified = new VerifiedSecrets();
   private readonly lastReports = new Map<string, { by: string; time: number }>();
+  private readonly lastReceiveTimes = new Map<string, number>();
   private tokenSecret = '';
   private apiTokens: Array<{ id: string; secretHash: string }> = [];
   private sweepTimer: NodeJS.Timeout | undefined;
@@ -245,6 +246,14 @@ export class Platform {
     }
     this.log(entries);
     return { ok: false, status, reason };
+  }
+
+  /** The receive time for a state without one: never equal to the device's previous one. */
+  nextReceiveTime(deviceId: string, receivedAt: number): number {
+    const last = this.lastReceiveTimes.get(deviceId);
+    const time = last !== undefined && last >= receivedAt ? last + 1 : receivedAt;
+    this.lastReceiveTimes.set(deviceId, time);
+    return time;
   }
 
   // Status

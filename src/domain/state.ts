@@ -21,6 +21,8 @@ const DECIMAL_RE = /^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$/;
 export interface ParsedState {
   time: number;
   data: Record<string, unknown>;
+  /** True when the payload gave no usable time and `time` is the receive time. */
+  receiveTime?: true;
 }
 
 /** Something in an accepted payload that was left out, with the reason (logged on the device). */
@@ -154,6 +156,7 @@ export function parseStates(payload: unknown, attributes: readonly AttributeDef[
   const issues: StateIssue[] = [];
   for (const [index, item] of (items as Array<{ data: Record<string, unknown>; time?: unknown }>).entries()) {
     let time = parseTime(item.time, now);
+    const receiveTime = time === undefined;
     if (time === undefined) {
       if (item.time !== undefined && item.time !== null) {
         issues.push({ index, reason: 'time is not a recognised form; used the receive time' });
@@ -180,7 +183,7 @@ export function parseStates(payload: unknown, attributes: readonly AttributeDef[
       if (converted.ok) data[name] = converted.value;
       else issues.push({ index, attribute: name, reason: `attribute "${name}": ${converted.reason}` });
     }
-    if (Object.keys(data).length > 0) states.push({ time, data });
+    if (Object.keys(data).length > 0) states.push(receiveTime ? { time, data, receiveTime } : { time, data });
   }
   return { ok: true, states, issues };
 }

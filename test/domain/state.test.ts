@@ -226,7 +226,7 @@ describe('parseStates', () => {
   describe('accepted shapes', () => {
     it('accepts a single object', () => {
       const result = accepted(parseStates({ data: { temp: 72 } }, ATTRS, NOW));
-      expect(result.states).toEqual([{ time: NOW, data: { temp: 72 } }]);
+      expect(result.states).toEqual([{ time: NOW, data: { temp: 72 }, receiveTime: true }]);
       expect(result.issues).toEqual([]);
     });
 
@@ -261,12 +261,12 @@ describe('parseStates', () => {
 
     it('accepts an array of one', () => {
       const result = accepted(parseStates([{ data: { on: 1 } }], ATTRS, NOW));
-      expect(result.states).toEqual([{ time: NOW, data: { on: true } }]);
+      expect(result.states).toEqual([{ time: NOW, data: { on: true }, receiveTime: true }]);
     });
 
     it('ignores meta', () => {
       const result = accepted(parseStates({ data: { temp: 1 }, meta: { any: 'thing' } }, ATTRS, NOW));
-      expect(result.states).toEqual([{ time: NOW, data: { temp: 1 } }]);
+      expect(result.states).toEqual([{ time: NOW, data: { temp: 1 }, receiveTime: true }]);
       expect(result.issues).toEqual([]);
     });
   });
@@ -314,7 +314,7 @@ describe('parseStates', () => {
   describe('attributes', () => {
     it('drops unknown attributes with an issue and keeps the rest', () => {
       const result = accepted(parseStates({ data: { temp: 1, humidity: 40 } }, ATTRS, NOW));
-      expect(result.states).toEqual([{ time: NOW, data: { temp: 1 } }]);
+      expect(result.states).toEqual([{ time: NOW, data: { temp: 1 }, receiveTime: true }]);
       expect(result.issues).toHaveLength(1);
       expect(result.issues[0]).toMatchObject({ index: 0, attribute: 'humidity' });
       expect(result.issues[0]?.reason).toContain('humidity');
@@ -322,7 +322,7 @@ describe('parseStates', () => {
 
     it('drops unconvertible values with an issue and keeps the rest', () => {
       const result = accepted(parseStates({ data: { temp: 'warm', on: true } }, ATTRS, NOW));
-      expect(result.states).toEqual([{ time: NOW, data: { on: true } }]);
+      expect(result.states).toEqual([{ time: NOW, data: { on: true }, receiveTime: true }]);
       expect(result.issues).toHaveLength(1);
       expect(result.issues[0]).toMatchObject({ index: 0, attribute: 'temp' });
       expect(result.issues[0]?.reason).toContain('temp');
@@ -331,7 +331,7 @@ describe('parseStates', () => {
 
     it('drops an over-long string with an issue', () => {
       const result = accepted(parseStates({ data: { label: 'x'.repeat(MAX_STRING_BYTES + 1), temp: 1 } }, ATTRS, NOW));
-      expect(result.states).toEqual([{ time: NOW, data: { temp: 1 } }]);
+      expect(result.states).toEqual([{ time: NOW, data: { temp: 1 }, receiveTime: true }]);
       expect(result.issues).toEqual([expect.objectContaining({ index: 0, attribute: 'label' })]);
     });
 
@@ -357,8 +357,8 @@ describe('parseStates', () => {
         parseStates([{ data: { temp: 1 } }, { data: { temp: 2, bogus: 1 } }, { data: { on: 'maybe' } }], ATTRS, NOW),
       );
       expect(result.states).toEqual([
-        { time: NOW, data: { temp: 1 } },
-        { time: NOW, data: { temp: 2 } },
+        { time: NOW, data: { temp: 1 }, receiveTime: true },
+        { time: NOW, data: { temp: 2 }, receiveTime: true },
       ]);
       expect(result.issues).toEqual([
         expect.objectContaining({ index: 1, attribute: 'bogus' }),
@@ -387,7 +387,7 @@ describe('parseStates', () => {
       ['object', { when: 1 }],
     ])('uses now with an issue when time is unparsable (%s)', (_name, time) => {
       const result = accepted(parseStates({ data: { temp: 1 }, time }, ATTRS, NOW));
-      expect(result.states).toEqual([{ time: NOW, data: { temp: 1 } }]);
+      expect(result.states).toEqual([{ time: NOW, data: { temp: 1 }, receiveTime: true }]);
       expect(result.issues).toHaveLength(1);
       expect(result.issues[0]?.index).toBe(0);
       expect(result.issues[0]?.attribute).toBeUndefined();

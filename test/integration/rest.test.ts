@@ -284,7 +284,10 @@ describe('REST API', () => {
         name: 'CRUD',
         description: 'd',
         rateLimit: { messages: 30, windowSeconds: 15 },
-        peripheralTimeoutSeconds: expect.any(Number),
+        peripheralTimeoutSeconds: 900,
+        inactivityTimeoutSeconds: null,
+        stateRetentionDays: null,
+        logRetentionDays: 30,
         creationDate: expect.stringMatching(ISO_RE),
         lastUpdated: expect.stringMatching(ISO_RE),
       });
