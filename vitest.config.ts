@@ -2,7 +2,8 @@ import { defineConfig } from 'vitest/config';
 
 export default defineConfig({
   test: {
-    include: ['test/**/*.test.ts'],
+    // client/test: the gateway SDK (workspace package @gatehouse/client) against a real server.
+    include: ['test/**/*.test.ts', 'client/test/**/*.test.ts'],
     testTimeout: 20_000,
     hookTimeout: 20_000,
     // Integration tests each start their own server on port 0; files run in parallel workers.
