@@ -19,6 +19,8 @@ export const config = {
   fixedMs: int('BENCH_FIXED_MS', 6_000),
   idle: int('BENCH_IDLE', 10_000),
   idleBatch: 200,
+  /** Days of 1 Hz data for the query scenario f (0 skips it). */
+  queryDays: int('BENCH_QUERY_DAYS', 30),
   /** Every scenario is abandoned after this long. */
   scenarioMs: 120_000,
   /**
@@ -31,6 +33,13 @@ export const config = {
 
 export type Config = typeof config;
 
-export const TARGETS = { fixedP99Ms: 20, idleConnections: 10_000, idleMb: 300, mosquittoRatio: 0.5 };
+export const TARGETS = {
+  fixedP99Ms: 20,
+  idleConnections: 10_000,
+  idleMb: 300,
+  mosquittoRatio: 0.5,
+  /** A time-series query over one device-month of 1 Hz data, resolution >= 1 min (f). */
+  monthQueryMs: 1_000,
+};
 
 export const deadline = (): number => Date.now() + config.scenarioMs;

@@ -1,6 +1,8 @@
 /**
  * `npm run bench`: starts the real server as a child process, sets up a fleet over REST, drives
- * it with real MQTT clients, and prints one table plus the targets. See docs/benchmarks.md.
+ * it with real MQTT clients, and prints one table plus the targets; then times the time-series
+ * and last-value queries over one device-month in a temporary store (query.ts) and prints a
+ * second table. See docs/benchmarks.md.
  */
 import { spawnSync } from 'node:child_process';
 import { config, TARGETS } from './config.js';
@@ -8,6 +10,7 @@ import { startGatehouseProcess } from './gatehouse-process.js';
 import { idleScenario } from './idle.js';
 import { findMosquitto, mosquittoScenarios } from './mosquitto.js';
 import { fileLimits, loadAverage, machine } from './proc.js';
+import { type QueryRow, queryScenario, queryTable } from './query.js';
 import { Cleanups, Report } from './report.js';
 import { type LoadOutcome, loadScenarios } from './scenarios.js';
 import { fmt, table } from './stats.js';
@@ -111,9 +114,17 @@ async function main(): Promise<void> {
     });
   }
 
+  // f in this process, on a temporary store: ingest of one device-month, then the queries.
+  let queryRows: QueryRow[] = [];
+  if (config.queryDays > 0) queryRows = await queryScenario(report);
+
   console.log('');
   console.log(table(report.rows));
   console.log('');
+  if (queryRows.length > 0) {
+    console.log(queryTable(queryRows));
+    console.log('');
+  }
   for (const note of report.notes) console.log(`- ${note}`);
   const busy = report.background.filter(([, cpus]) => cpus >= 0.15);
   console.log(
@@ -149,6 +160,13 @@ async function main(): Promise<void> {
         `${fmt(mosquittoCpuUs, 1)} µs relayed; at equal CPU the ratio would be ${fmt(mosquittoCpuUs / load.qos1CpuUs, 2)})`,
     );
   }
+  const fromRollups = queryRows.filter((r) => r.from === 'rollups');
+  const slowest = fromRollups.length > 0 ? Math.max(...fromRollups.map((r) => r.p50)) : undefined;
+  console.log(
+    `  ${verdict(slowest === undefined ? undefined : slowest < TARGETS.monthQueryMs)}  time-series query over ` +
+      `${config.queryDays} days of 1 Hz data, resolution >= 1 min, < ${fmt(TARGETS.monthQueryMs)} ms (p50): ` +
+      (slowest === undefined ? 'skipped' : `${fmt(slowest, 1)} ms for the slowest`),
+  );
   console.log(`\ntotal time ${fmt((performance.now() - started) / 1000, 1)} s`);
 }
 

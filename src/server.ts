@@ -101,6 +101,9 @@ export async function startGatehouse(config: GatehouseConfig, options: StartOpti
         // Stop accepting, disconnect clients (their last writes are queued), finish in-flight
         // requests, then drain the write queue so nothing acknowledged is lost, and close the store.
         stopping ??= (async () => {
+          // Live streams never end by themselves: end them (event: shutdown) before the HTTP
+          // server waits for its connections to close.
+          await api.streams.closeAll();
           const closing = closers.reverse().map((close) => close());
           await broker.close();
           wss.close();

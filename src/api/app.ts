@@ -9,15 +9,23 @@ import { ERROR_TYPES, type ErrorType, GatehouseError } from '../core/errors.js';
 import type { Platform } from '../core/platform.js';
 import type { Principal } from '../domain/authorization.js';
 import { MAX_PAYLOAD_BYTES } from '../domain/state.js';
+import { appLogRoutes } from './routes/app-log.js';
 import { applicationRoutes } from './routes/applications.js';
 import { authRoutes } from './routes/auth.js';
+import { dataQueryRoutes } from './routes/data-queries.js';
 import { deviceDataRoutes } from './routes/device-data.js';
 import { deviceRoutes } from './routes/devices.js';
 import { keyRoutes } from './routes/keys.js';
+import { streamRoutes } from './routes/streams.js';
+import { StreamHub, type StreamHubOptions, unusedConnections } from './streams.js';
 
 declare module 'fastify' {
   interface FastifyRequest {
     principal: Principal | null;
+  }
+  interface FastifyInstance {
+    /** Open live streams; `closeAll()` ends them (shutdown). */
+    streams: StreamHub;
   }
   interface FastifyContextConfig {
     /** Routes anyone may call. */
@@ -27,7 +35,7 @@ declare module 'fastify' {
 
 export type Api = FastifyInstance extends infer _ ? ReturnType<typeof createApi> : never;
 
-export function createApi(platform: Platform, options: { logger?: boolean } = {}) {
+export function createApi(platform: Platform, options: { logger?: boolean; streams?: StreamHubOptions } = {}) {
   const app = Fastify({
     logger: options.logger ?? false,
     bodyLimit: MAX_PAYLOAD_BYTES,
@@ -36,6 +44,14 @@ export function createApi(platform: Platform, options: { logger?: boolean } = {}
   }).withTypeProvider<TypeBoxTypeProvider>();
 
   app.decorateRequest('principal', null);
+  const streams = new StreamHub(platform.bus, options.streams);
+  app.decorate('streams', streams);
+  // Open streams, and connections that never sent a request, would keep close() waiting: end them first.
+  const unused = unusedConnections(app.server);
+  app.addHook('preClose', async () => {
+    await streams.closeAll();
+    unused.destroy();
+  });
   app.addHook('onRequest', async (request) => {
     if (request.routeOptions.config.public) return;
     if (!request.routeOptions.url) return; // unknown route: answered 404 by the not-found handler
@@ -57,6 +73,9 @@ export function createApi(platform: Platform, options: { logger?: boolean } = {}
   app.register(deviceRoutes(platform));
   app.register(keyRoutes(platform));
   app.register(deviceDataRoutes(platform));
+  app.register(streamRoutes(platform, streams));
+  app.register(appLogRoutes(platform));
+  app.register(dataQueryRoutes(platform));
   return app;
 }
 

@@ -2,6 +2,7 @@
 import { type Static, Type } from '@sinclair/typebox';
 import { ID_PATTERN, NAME_PATTERN } from '../domain/ids.js';
 import { DATA_TYPES, DEVICE_CLASSES, KEY_FILTER_TYPES } from '../domain/model.js';
+import { AGGREGATIONS, type Aggregation } from '../store/types.js';
 
 export const Id = Type.String({ pattern: ID_PATTERN });
 const Name = Type.String({ minLength: 1, maxLength: 255 });
@@ -233,3 +234,48 @@ export const LogsQuery = Type.Object(
 );
 
 export type ApplicationBodyT = Static<typeof ApplicationBody>;
+
+// Data queries (docs/data-queries.md): devices by ids, tags and class, then attributes.
+/** Epoch ms that a Date can hold (±8.64e15), so that every time can be answered as ISO 8601. */
+const EpochMs = Type.Integer({ minimum: -8.64e15, maximum: 8.64e15 });
+const TagSelector = Type.Object(
+  { key: Type.String({ pattern: NAME_PATTERN }), value: Type.Optional(Type.String({ minLength: 1, maxLength: 255 })) },
+  { additionalProperties: false },
+);
+const DataSelection = {
+  deviceIds: Type.Optional(Type.Array(Id, { maxItems: 1_000 })),
+  deviceTags: Type.Optional(Type.Array(TagSelector, { maxItems: 100 })),
+  deviceClass: Type.Optional(
+    Type.Union([DeviceClass, Type.Array(DeviceClass, { minItems: 1, maxItems: DEVICE_CLASSES.length })]),
+  ),
+  attributes: Type.Optional(Type.Array(Type.String({ pattern: NAME_PATTERN }), { minItems: 1, maxItems: 256 })),
+};
+export const LastValueQueryBody = Type.Object(DataSelection, { additionalProperties: false });
+export const TimeSeriesQueryBody = Type.Object(
+  {
+    ...DataSelection,
+    start: Type.Optional(EpochMs),
+    end: Type.Optional(EpochMs),
+    duration: Type.Optional(Type.Integer({ minimum: 0, maximum: 8.64e15 })),
+    resolution: Type.Integer({ minimum: 1_000, maximum: 8.64e15, default: 3_600_000 }),
+    aggregation: Type.Unsafe<Aggregation>({ type: 'string', enum: [...AGGREGATIONS], default: 'MEAN' }),
+  },
+  { additionalProperties: false },
+);
+export const TimeSeriesReply = Type.Object({
+  start: IsoTime,
+  end: IsoTime,
+  resolution: Type.Integer(),
+  aggregation: Type.String(),
+  devices: Type.Record(
+    Type.String(),
+    Type.Object({
+      name: Type.String(),
+      points: Type.Array(Type.Object({ time: IsoTime, data: Type.Record(Type.String(), Type.Unknown()) })),
+    }),
+  ),
+});
+export const LastValueReply = Type.Record(
+  Type.String(),
+  Type.Record(Type.String(), Type.Object({ value: Type.Unknown(), time: IsoTime })),
+);

@@ -167,7 +167,14 @@ export class MqttBroker implements Connections {
     const device = session.principal.device;
     void this.platform.writes.enqueue({
       connections: [{ deviceId: device.id, connected: true, time: session.connectedAt }],
-      logs: [this.platform.logEntry(device, 'connect', { connected: 1, ipAddress: session.ipAddress })],
+      // Authentication succeeded: the entry names the access key that was used.
+      logs: [
+        this.platform.logEntry(device, 'connect', {
+          connected: 1,
+          keyId: session.principal.key.id,
+          ipAddress: session.ipAddress,
+        }),
+      ],
     });
   }
 

@@ -10,6 +10,7 @@ import type {
   Device,
   DeviceClass,
   DeviceLogEntry,
+  DeviceLogKind,
   DeviceStatus,
   StateRecord,
   StoredAccessKey,
@@ -100,13 +101,44 @@ export interface SeriesPoint {
   data: Record<string, unknown>;
 }
 
+/** What the communication log lists: the device log kinds, plus commands sent and states accepted. */
+export type ApplicationLogKind = DeviceLogKind | 'command' | 'state';
+
+/**
+ * A position in the communication log. The log merges three tables, so a position names the
+ * table (`source`) and the entry's key in it (a log row id, a command's sequence number, or the
+ * device id of a state, which is unique per device and millisecond). Entries are ordered newest
+ * first by `time`, then `source` (log, command, state), then `key`, descending.
+ */
+export interface ApplicationLogCursor {
+  time: number;
+  source: 'log' | 'command' | 'state';
+  key: number | string;
+}
+
+export interface ApplicationLogEntry {
+  /** Device log entries only: their row id. */
+  id?: number;
+  kind: ApplicationLogKind;
+  deviceId: string;
+  applicationId: string;
+  time: number;
+  /** A log entry's details; `{commandId, name, payload, routedTo, sentBy}`; `{data, reportedBy}`. */
+  details: Record<string, unknown>;
+  /** This entry's position: pass it as `before` to continue after it. */
+  cursor: ApplicationLogCursor;
+}
+
 export interface ApplicationLogQuery {
   applicationId: string;
   limit: number;
-  /** Only entries older than this cursor (exclusive), newest first. */
-  before?: { time: number; id: number };
+  /** Only entries after this position (exclusive) in newest-first order. */
+  before?: ApplicationLogCursor;
+  /** Only these devices (of the application). */
   deviceIds?: string[];
-  kinds?: string[];
+  /** Only these kinds; absent: all. */
+  kinds?: ApplicationLogKind[];
+  /** Inclusive bounds, epoch ms. */
   start?: number;
   end?: number;
 }
@@ -162,8 +194,11 @@ export interface Store {
   querySeries(query: SeriesQuery): Promise<Map<string, SeriesPoint[]>>;
   /** Composite state of many devices at once; `attributes` null for all. */
   lastValues(deviceIds: string[], attributes: string[] | null): Promise<Map<string, Record<string, CompositeValue>>>;
-  /** The communication log of an application, newest first (entries carry their `id`). */
-  listApplicationLog(query: ApplicationLogQuery): Promise<DeviceLogEntry[]>;
+  /**
+   * The communication log of an application, newest first: device log entries, commands sent
+   * (from the command history) and states accepted (from the state history), merged.
+   */
+  listApplicationLog(query: ApplicationLogQuery): Promise<ApplicationLogEntry[]>;
 
   /** Gateways a peripheral was reported through, most recently seen first. */
   listGatewaySightings(peripheralId: string): Promise<GatewaySighting[]>;

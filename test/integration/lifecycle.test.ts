@@ -50,7 +50,14 @@ describe('connection lifecycle', () => {
     const logsBefore = await deviceLogs(server, fleet.applicationId, id);
     const client = await server.connect(id, fleet.key, fleet.secret);
     const connect = await eventuallyLog(server, fleet.applicationId, id, (e) => e.kind === 'connect');
-    expect(connect).toEqual({ kind: 'connect', time: expect.any(String), connected: 1, ipAddress: '127.0.0.1' });
+    // The connect entry records the successful authentication: which access key was used.
+    expect(connect).toEqual({
+      kind: 'connect',
+      time: expect.any(String),
+      connected: 1,
+      keyId: expect.stringMatching(/^[0-9a-f]{24}$/),
+      ipAddress: '127.0.0.1',
+    });
     expect((await device(id)).connectionInfo).toEqual({ connected: 1, time: expect.any(String) });
 
     await client.subscribeAsync(`losant/${id}/command`, { qos: 1 });

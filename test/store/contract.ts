@@ -13,7 +13,15 @@ import type {
   StateRecord,
   StoredAccessKey,
 } from '../../src/domain/model.js';
-import type { Store, WriteBatch } from '../../src/store/types.js';
+import type {
+  Aggregation,
+  ApplicationLogCursor,
+  ApplicationLogEntry,
+  ApplicationLogQuery,
+  SeriesQuery,
+  Store,
+  WriteBatch,
+} from '../../src/store/types.js';
 
 export const T0 = 1_700_000_000_000;
 
@@ -93,7 +101,12 @@ function makeLog(device: Device, overrides: Partial<DeviceLogEntry> = {}): Devic
   };
 }
 
-export function state(deviceId: string, time: number, data: Record<string, unknown>, reportedBy = deviceId): StateRecord {
+export function state(
+  deviceId: string,
+  time: number,
+  data: Record<string, unknown>,
+  reportedBy = deviceId,
+): StateRecord {
   return { deviceId, time, data, reportedBy };
 }
 
@@ -782,6 +795,337 @@ export function storeContract(name: string, open: () => Promise<Store>): void {
       });
     });
 
+    describe('querySeries', () => {
+      // A minute-aligned origin: 1,700,000,040,000 = 28,333,334 minutes.
+      const M = 1_700_000_040_000;
+      const S = 1000;
+      const RES = 2 * 60 * S;
+
+      /**
+       * One device's data, relative to `base`. With res 2 min and end = base + 450 s:
+       * bucket 0 [0 s, 120 s) temp 10, 20, 6; label a, b; on true; hum 50 (at its last ms)
+       * bucket 1 [120 s, 240 s) temp 4; on false; nested {x: [1, 2]}
+       * bucket 2 [240 s, 360 s) nothing
+       * bucket 3 [360 s, 450 s] temp 7, 9, 2 (at `end`); label c
+       * Before the start and after the end: one state each (ignored).
+       * Two batches, out of time order, so rollups are also merged across batches.
+       */
+      async function seedSeries(deviceId: string, base: number): Promise<void> {
+        const at = (ms: number, data: Record<string, unknown>) => state(deviceId, base + ms, data);
+        await store.applyBatch(
+          batch({
+            states: [
+              at(30 * S, { temp: 20 }),
+              at(400 * S, { temp: 9 }),
+              at(120 * S, { temp: 4, on: false, nested: { x: [1, 2] } }),
+              at(451 * S, { temp: 1000, label: 'after' }),
+            ],
+          }),
+        );
+        await store.applyBatch(
+          batch({
+            states: [
+              at(90 * S, { temp: 6, label: 'b' }),
+              at(0, { temp: 10, label: 'a', on: true }),
+              at(360 * S, { temp: 7, label: 'c' }),
+              at(120 * S - 1, { hum: 50 }),
+              at(450 * S, { temp: 2 }),
+              at(-1, { temp: -1000, label: 'before' }),
+            ],
+          }),
+        );
+      }
+
+      const EXPECTED: Record<Exclude<Aggregation, 'NONE'>, Array<[number, Record<string, unknown>]>> = {
+        MEAN: [
+          [0, { temp: 12, hum: 50 }],
+          [1, { temp: 4 }],
+          [3, { temp: 6 }],
+        ],
+        SUM: [
+          [0, { temp: 36, hum: 50 }],
+          [1, { temp: 4 }],
+          [3, { temp: 18 }],
+        ],
+        MIN: [
+          [0, { temp: 6, hum: 50 }],
+          [1, { temp: 4 }],
+          [3, { temp: 2 }],
+        ],
+        MAX: [
+          [0, { temp: 20, hum: 50 }],
+          [1, { temp: 4 }],
+          [3, { temp: 9 }],
+        ],
+        COUNT: [
+          [0, { temp: 3, label: 2, on: 1, hum: 1 }],
+          [1, { temp: 1, on: 1, nested: 1 }],
+          [3, { temp: 3, label: 1 }],
+        ],
+        FIRST: [
+          [0, { temp: 10, label: 'a', on: true, hum: 50 }],
+          [1, { temp: 4, on: false, nested: { x: [1, 2] } }],
+          [3, { temp: 7, label: 'c' }],
+        ],
+        LAST: [
+          [0, { temp: 6, label: 'b', on: true, hum: 50 }],
+          [1, { temp: 4, on: false, nested: { x: [1, 2] } }],
+          [3, { temp: 2, label: 'c' }],
+        ],
+      };
+
+      // The same data at a minute-aligned start (answered from the minute rollups where a
+      // backend has them) and 500 ms off the minute (answered from the raw states).
+      const LAYOUTS = [
+        ['minute-aligned', M],
+        ['unaligned', M + 500],
+      ] as const;
+
+      for (const [layout, base] of LAYOUTS) {
+        for (const aggregation of Object.keys(EXPECTED) as Array<keyof typeof EXPECTED>) {
+          it(`${aggregation}, ${layout} start: hand-computed buckets, edges, empty bucket omitted`, async () => {
+            const device = await addDevice();
+            await seedSeries(device.id, base);
+            const result = await store.querySeries({
+              deviceIds: [device.id],
+              attributes: null,
+              start: base,
+              end: base + 450 * S,
+              resolution: RES,
+              aggregation,
+            });
+            expect([...result.keys()]).toEqual([device.id]);
+            expect(result.get(device.id)).toEqual(
+              EXPECTED[aggregation].map(([bucket, data]) => ({ time: base + bucket * RES, data })),
+            );
+          });
+        }
+
+        it(`selects attributes and devices, ${layout} start`, async () => {
+          const device = await addDevice();
+          const quiet = await addDevice();
+          await seedSeries(device.id, base);
+          const query = (over: Partial<SeriesQuery>) =>
+            store.querySeries({
+              deviceIds: [device.id, quiet.id, newId()],
+              attributes: ['temp', 'label'],
+              start: base,
+              end: base + 450 * S,
+              resolution: RES,
+              aggregation: 'COUNT',
+              ...over,
+            });
+          const counts = await query({});
+          expect([...counts.keys()]).toEqual([device.id]);
+          expect(counts.get(device.id)).toEqual([
+            { time: base, data: { temp: 3, label: 2 } },
+            { time: base + RES, data: { temp: 1 } },
+            { time: base + 3 * RES, data: { temp: 3, label: 1 } },
+          ]);
+          // Numeric aggregates skip what is not a number; a bucket left empty is omitted.
+          expect((await query({ attributes: ['label', 'on'], aggregation: 'MAX' })).size).toBe(0);
+          expect((await query({ attributes: ['missing'] })).size).toBe(0);
+          expect((await query({ attributes: [] })).size).toBe(0);
+          // One bucket wider than the range; a range holding nothing.
+          expect((await query({ resolution: 3_600 * S, aggregation: 'SUM' })).get(device.id)).toEqual([
+            { time: base, data: { temp: 58 } },
+          ]);
+          expect((await query({ start: base + 200 * S, end: base + 359 * S })).size).toBe(0);
+          // A bucket of one minute starting exactly on a state, ending one ms before the next.
+          expect(
+            (
+              await query({ start: base + 30 * S, end: base + 120 * S - 1, resolution: 60 * S, aggregation: 'LAST' })
+            ).get(device.id),
+          ).toEqual([
+            { time: base + 30 * S, data: { temp: 20 } },
+            { time: base + 90 * S, data: { temp: 6, label: 'b' } },
+          ]);
+        });
+      }
+
+      it('gives the same answers from rollups and from raw states on irregular data', async () => {
+        const device = await addDevice();
+        // Irregular times (never on the last ms of a second), integers and halves (exact sums),
+        // a string and a boolean now and then; written in shuffled batches.
+        const states: StateRecord[] = [];
+        for (let i = 0; i < 700; i++) {
+          const data: Record<string, unknown> = { temp: ((i * 37) % 101) - 50, level: (i % 7) * 0.5 };
+          if (i % 5 === 0) data.label = `l${i % 3}`;
+          if (i % 4 === 0) data.on = i % 8 === 0;
+          if (i % 9 === 0) delete data.temp;
+          states.push(state(device.id, M + 5 * S + 1700 * i, data));
+        }
+        let seed = 7;
+        const random = () => {
+          seed = (seed * 1_103_515_245 + 12_345) % 2_147_483_648;
+          return seed / 2_147_483_648;
+        };
+        const shuffled = [...states].sort(() => random() - 0.5);
+        for (let i = 0; i < shuffled.length; ) {
+          const size = 1 + Math.floor(random() * 120);
+          await store.applyBatch(batch({ states: shuffled.slice(i, i + size) }));
+          i += size;
+        }
+        const end = 1_050 * S; // cuts a minute: its part up to `end` comes from the raw states
+        for (const resolution of [60 * S, 120 * S, 300 * S, 3_600 * S]) {
+          for (const aggregation of Object.keys(EXPECTED) as Array<keyof typeof EXPECTED>) {
+            const relative = async (start: number) => {
+              const result = await store.querySeries({
+                deviceIds: [device.id],
+                attributes: null,
+                start,
+                end: start + end,
+                resolution,
+                aggregation,
+              });
+              return result.get(device.id)?.map((p) => ({ ...p, time: p.time - start }));
+            };
+            const aligned = await relative(M);
+            expect(aligned?.length).toBeGreaterThan(0);
+            expect(await relative(M - 1), `${aggregation} at ${resolution} ms`).toEqual(aligned);
+          }
+        }
+        // Spot checks by hand: the first minute holds states 0..32 (5 s + 1.7 s × 32 = 59.4 s).
+        const first = await store.querySeries({
+          deviceIds: [device.id],
+          attributes: ['temp', 'on'],
+          start: M,
+          end: M + 60 * S - 1,
+          resolution: 60 * S,
+          aggregation: 'COUNT',
+        });
+        // temp: 33 states minus i = 0, 9, 18, 27; on: i = 0, 4, ..., 32.
+        expect(first.get(device.id)).toEqual([{ time: M, data: { temp: 29, on: 9 } }]);
+      });
+
+      it('NONE returns the raw states in range, oldest first, with only the wanted attributes', async () => {
+        const device = await addDevice();
+        await seedSeries(device.id, M);
+        const none = (attributes: string[] | null) =>
+          store.querySeries({
+            deviceIds: [device.id],
+            attributes,
+            start: M,
+            end: M + 120 * S,
+            resolution: 1,
+            aggregation: 'NONE',
+          });
+        expect((await none(null)).get(device.id)).toEqual([
+          { time: M, data: { temp: 10, label: 'a', on: true } },
+          { time: M + 30 * S, data: { temp: 20 } },
+          { time: M + 90 * S, data: { temp: 6, label: 'b' } },
+          { time: M + 120 * S - 1, data: { hum: 50 } },
+          { time: M + 120 * S, data: { temp: 4, on: false, nested: { x: [1, 2] } } },
+        ]);
+        // States without any wanted attribute are left out.
+        expect((await none(['label', 'on'])).get(device.id)).toEqual([
+          { time: M, data: { label: 'a', on: true } },
+          { time: M + 90 * S, data: { label: 'b' } },
+          { time: M + 120 * S, data: { on: false } },
+        ]);
+        expect((await none(['missing'])).size).toBe(0);
+      });
+
+      // Data written just now. A backend may hold the rollups of recent minutes in memory (the
+      // SQLite store does, and writes older minutes at once); every reader must see them at
+      // once all the same. The data starts 3 minutes before the current minute, so its first
+      // minutes are older than such a recent window and the others inside it.
+      const justNow = () => Math.floor(Date.now() / 60_000) * 60_000 - 3 * 60 * S;
+      for (const aggregation of Object.keys(EXPECTED) as Array<keyof typeof EXPECTED>) {
+        it(`${aggregation}, data written just now: the same buckets, seen at once`, async () => {
+          const base = justNow();
+          const device = await addDevice();
+          await seedSeries(device.id, base);
+          const result = await store.querySeries({
+            deviceIds: [device.id],
+            attributes: null,
+            start: base,
+            end: base + 450 * S,
+            resolution: RES,
+            aggregation,
+          });
+          expect(result.get(device.id)).toEqual(
+            EXPECTED[aggregation].map(([bucket, data]) => ({ time: base + bucket * RES, data })),
+          );
+        });
+      }
+
+      it('forgets data written just now of a deleted device, a deleted application and pruned states', async () => {
+        const base = justNow();
+        const deleted = await addDevice();
+        const pruned = await addDevice();
+        const other = makeApp();
+        await store.createApplication(other);
+        const inOther = makeDevice(other.id);
+        await store.createDevice(inOther);
+        // Each just before its removal, so that nothing flushed them in between.
+        await seedSeries(deleted.id, base);
+        await store.deleteDevice(deleted.id);
+        await seedSeries(inOther.id, base);
+        await store.deleteApplication(other.id);
+        await seedSeries(pruned.id, base);
+        expect(await store.pruneStates(app.id, base + 3_600 * S, 1_000)).toBe(10);
+        const result = await store.querySeries({
+          deviceIds: [deleted.id, pruned.id, inOther.id],
+          attributes: null,
+          start: base,
+          end: base + 450 * S,
+          resolution: RES,
+          aggregation: 'COUNT',
+        });
+        expect(result.size).toBe(0);
+      });
+
+      it('forgets the series of a deleted device', async () => {
+        const device = await addDevice();
+        await seedSeries(device.id, M);
+        await store.deleteDevice(device.id);
+        const result = await store.querySeries({
+          deviceIds: [device.id],
+          attributes: null,
+          start: M,
+          end: M + 450 * S,
+          resolution: RES,
+          aggregation: 'MEAN',
+        });
+        expect(result.size).toBe(0);
+      });
+    });
+
+    describe('lastValues', () => {
+      it('answers the composite state of many devices, with or without an attribute filter', async () => {
+        const a = await addDevice();
+        const b = await addDevice();
+        const silent = await addDevice();
+        await store.applyBatch(
+          batch({
+            states: [
+              state(a.id, T0 + 2000, { temp: 20, label: 'x' }),
+              state(a.id, T0 + 1000, { temp: 10, on: true }),
+              state(b.id, T0 + 500, { temp: 5, nested: { k: [1] } }),
+            ],
+          }),
+        );
+        const all = await store.lastValues([a.id, b.id, silent.id, newId()], null);
+        expect(Object.fromEntries(all)).toEqual({
+          [a.id]: {
+            temp: { value: 20, time: T0 + 2000 },
+            label: { value: 'x', time: T0 + 2000 },
+            on: { value: true, time: T0 + 1000 },
+          },
+          [b.id]: { temp: { value: 5, time: T0 + 500 }, nested: { value: { k: [1] }, time: T0 + 500 } },
+        });
+        const some = await store.lastValues([a.id, b.id], ['temp', 'on']);
+        expect(Object.fromEntries(some)).toEqual({
+          [a.id]: { temp: { value: 20, time: T0 + 2000 }, on: { value: true, time: T0 + 1000 } },
+          [b.id]: { temp: { value: 5, time: T0 + 500 } },
+        });
+        expect((await store.lastValues([a.id], ['missing'])).size).toBe(0);
+        expect((await store.lastValues([a.id], [])).size).toBe(0);
+        expect((await store.lastValues([], null)).size).toBe(0);
+      });
+    });
+
     describe('commands', () => {
       it('round-trips commands and queries them by time', async () => {
         const device = await addDevice();
@@ -861,6 +1205,197 @@ export function storeContract(name: string, open: () => Promise<Store>): void {
         ]);
         expect(await store.listLogs(device.id, { limit: 10, before: T0 })).toEqual([]);
         expect((await store.listLogs(other.id, { limit: 10 })).map((l) => l.kind)).toEqual(['authFailed']);
+      });
+    });
+
+    describe('listApplicationLog', () => {
+      /** Every page of the log, following `cursor` from one to the next. */
+      async function allPages(query: Omit<ApplicationLogQuery, 'applicationId' | 'before'>) {
+        const pages: ApplicationLogEntry[][] = [];
+        let before: ApplicationLogCursor | undefined;
+        for (;;) {
+          const page = await store.listApplicationLog({
+            applicationId: app.id,
+            ...query,
+            ...(before ? { before } : {}),
+          });
+          if (page.length === 0) return pages;
+          pages.push(page);
+          before = page[page.length - 1]!.cursor;
+          if (pages.length > 1000) throw new Error('paging does not end');
+        }
+      }
+
+      const kindsOf = (entries: ApplicationLogEntry[]) => entries.map((e) => `${e.kind}@${e.time - T0}`);
+
+      it('merges log entries, commands sent and states accepted, newest first', async () => {
+        const gateway = await addDevice({ deviceClass: 'gateway' });
+        const peripheral = await addDevice({ deviceClass: 'peripheral', gatewayId: gateway.id });
+        await store.applyBatch(
+          batch({
+            states: [state(peripheral.id, T0 + 30, { temp: 21 }, gateway.id)],
+            logs: [
+              makeLog(gateway, { time: T0 + 10, kind: 'connect', details: { connected: 1, keyId: 'k1' } }),
+              makeLog(gateway, { time: T0 + 50, kind: 'disconnect', details: { disconnectReason: 'Connection lost' } }),
+            ],
+          }),
+        );
+        const command = makeCommand(peripheral, { time: T0 + 40, routedTo: [gateway.id], payload: { on: true } });
+        await store.insertCommand(command);
+
+        const entries = await store.listApplicationLog({ applicationId: app.id, limit: 100 });
+        expect(kindsOf(entries)).toEqual(['disconnect@50', 'command@40', 'state@30', 'connect@10']);
+        expect(entries[0]).toEqual({
+          id: expect.any(Number),
+          kind: 'disconnect',
+          deviceId: gateway.id,
+          applicationId: app.id,
+          time: T0 + 50,
+          details: { disconnectReason: 'Connection lost' },
+          cursor: expect.objectContaining({ time: T0 + 50 }),
+        });
+        expect(entries[1]).toEqual({
+          kind: 'command',
+          deviceId: peripheral.id,
+          applicationId: app.id,
+          time: T0 + 40,
+          details: {
+            commandId: command.id,
+            name: 'reboot',
+            payload: { on: true },
+            routedTo: [gateway.id],
+            sentBy: 'api',
+          },
+          cursor: expect.objectContaining({ time: T0 + 40 }),
+        });
+        expect(entries[2]).toEqual({
+          kind: 'state',
+          deviceId: peripheral.id,
+          applicationId: app.id,
+          time: T0 + 30,
+          details: { data: { temp: 21 }, reportedBy: gateway.id },
+          cursor: expect.objectContaining({ time: T0 + 30 }),
+        });
+        expect(entries[3]?.details).toEqual({ connected: 1, keyId: 'k1' });
+      });
+
+      it('leaves out other applications', async () => {
+        const device = await addDevice();
+        const otherApp = makeApp();
+        await store.createApplication(otherApp);
+        const stranger = makeDevice(otherApp.id);
+        await store.createDevice(stranger);
+        await store.applyBatch(
+          batch({
+            states: [state(device.id, T0, { temp: 1 }), state(stranger.id, T0, { temp: 2 })],
+            logs: [makeLog(device), makeLog(stranger)],
+          }),
+        );
+        await store.insertCommand(makeCommand(stranger));
+
+        const entries = await store.listApplicationLog({ applicationId: app.id, limit: 100 });
+        expect(entries.map((e) => e.deviceId)).toEqual([device.id, device.id]);
+        expect(await store.listApplicationLog({ applicationId: app.id, limit: 100, deviceIds: [stranger.id] })).toEqual(
+          [],
+        );
+        expect(await store.listApplicationLog({ applicationId: newId(), limit: 100 })).toEqual([]);
+      });
+
+      it('pages across the three sources with the cursor, ties included, without loss or repetition', async () => {
+        const devices = [await addDevice(), await addDevice(), await addDevice()];
+        // Many entries share a millisecond, across sources and across devices.
+        const states: StateRecord[] = [];
+        const logs: DeviceLogEntry[] = [];
+        let expected = 0;
+        for (let t = 0; t < 12; t++) {
+          for (const [i, device] of devices.entries()) {
+            if ((t + i) % 2 === 0) {
+              states.push(state(device.id, T0 + t, { temp: t }));
+              expected++;
+            }
+            if ((t + i) % 3 === 0) {
+              logs.push(makeLog(device, { time: T0 + t, kind: 'rejected', details: { n: t } }));
+              logs.push(makeLog(device, { time: T0 + t, kind: 'dropped', details: { n: t } }));
+              expected += 2;
+            }
+            if ((t * i) % 4 === 0) {
+              await store.insertCommand(makeCommand(device, { time: T0 + t, name: `c${t}` }));
+              await store.insertCommand(makeCommand(device, { time: T0 + t, name: `d${t}` }));
+              expected += 2;
+            }
+          }
+        }
+        await store.applyBatch(batch({ states, logs }));
+
+        const whole = await store.listApplicationLog({ applicationId: app.id, limit: 1000 });
+        expect(whole).toHaveLength(expected);
+        for (let i = 1; i < whole.length; i++) expect(whole[i - 1]!.time).toBeGreaterThanOrEqual(whole[i]!.time);
+        // At one millisecond: log entries, then commands (newest first), then states.
+        const atZero = whole.filter((e) => e.time === T0).map((e) => e.kind);
+        expect(atZero).toEqual([
+          'dropped',
+          'rejected',
+          'command',
+          'command',
+          'command',
+          'command',
+          'command',
+          'command',
+          'state',
+          'state',
+        ]);
+        const commandsAtZero = whole.filter((e) => e.time === T0 && e.kind === 'command');
+        expect(commandsAtZero.map((e) => e.details.name)).toEqual(['d0', 'c0', 'd0', 'c0', 'd0', 'c0']);
+
+        for (const limit of [1, 2, 3, 7, 50]) {
+          const pages = await allPages({ limit });
+          expect(pages.every((p) => p.length <= limit)).toBe(true);
+          expect(pages.flat()).toEqual(whole);
+        }
+        // Filtered paging follows the same cursor rules.
+        const onlyOne = whole.filter((e) => e.deviceId === devices[1]!.id && e.kind !== 'dropped');
+        const filtered = await allPages({
+          limit: 4,
+          deviceIds: [devices[1]!.id],
+          kinds: ['state', 'command', 'rejected'],
+        });
+        expect(filtered.flat()).toEqual(onlyOne);
+      });
+
+      it('filters by device, kind and time range', async () => {
+        const a = await addDevice();
+        const b = await addDevice();
+        await store.applyBatch(
+          batch({
+            states: [state(a.id, T0 + 1, { temp: 1 }), state(b.id, T0 + 2, { temp: 2 })],
+            logs: [
+              makeLog(a, { time: T0 + 3, kind: 'authFailed', details: { reason: 'wrong access secret' } }),
+              makeLog(b, { time: T0 + 4, kind: 'connect' }),
+            ],
+          }),
+        );
+        await store.insertCommand(makeCommand(b, { time: T0 + 5 }));
+        const list = (q: Partial<ApplicationLogQuery>) =>
+          store.listApplicationLog({ applicationId: app.id, limit: 100, ...q }).then(kindsOf);
+
+        expect(await list({})).toEqual(['command@5', 'connect@4', 'authFailed@3', 'state@2', 'state@1']);
+        expect(await list({ deviceIds: [a.id] })).toEqual(['authFailed@3', 'state@1']);
+        expect(await list({ deviceIds: [a.id, b.id], kinds: ['state'] })).toEqual(['state@2', 'state@1']);
+        expect(await list({ kinds: ['authFailed', 'command'] })).toEqual(['command@5', 'authFailed@3']);
+        expect(await list({ kinds: ['connect'] })).toEqual(['connect@4']);
+        expect(await list({ start: T0 + 2, end: T0 + 4 })).toEqual(['connect@4', 'authFailed@3', 'state@2']);
+        expect(await list({ start: T0 + 5 })).toEqual(['command@5']);
+        expect(await list({ end: T0 + 1 })).toEqual(['state@1']);
+        expect(await list({ limit: 2 })).toEqual(['command@5', 'connect@4']);
+        expect(await list({ deviceIds: [] })).toEqual([]);
+        expect(await list({ kinds: [] })).toEqual([]);
+        // A cursor from an unfiltered page continues a filtered listing at the same position.
+        const [first] = await store.listApplicationLog({ applicationId: app.id, limit: 1 });
+        expect(await list({ before: first!.cursor, kinds: ['state', 'connect'] })).toEqual([
+          'connect@4',
+          'state@2',
+          'state@1',
+        ]);
       });
     });
 

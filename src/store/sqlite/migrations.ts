@@ -3,12 +3,12 @@
  * `schema_migrations`; released migrations are never edited, only appended to.
  */
 import type Database from 'better-sqlite3';
+import { rebuildRollups } from './rollup-rebuild.js';
 
-export interface Migration {
-  version: number;
-  name: string;
-  sql: string;
-}
+/** A migration is a SQL script, or code for what SQL alone cannot loop over. */
+export type Migration =
+  | { version: number; name: string; sql: string }
+  | { version: number; name: string; run: (db: Database.Database) => void };
 
 // STRICT tables make a wrong-typed write (a fractional time, an object bound as text) fail
 // loudly instead of being stored as something no query matches.
@@ -159,9 +159,14 @@ CREATE INDEX device_logs_by_application ON device_logs(application_id, id);
 CREATE INDEX device_logs_by_application_time ON device_logs(application_id, time);
 `;
 
+// Migration 3 rebuilds the minute rollups from the stored states: states written before the
+// store kept rollups would otherwise be missing from time-series queries answered from the
+// rollups. The same code rebuilds the recent minutes after a crash (rollup-rebuild.ts).
+
 export const MIGRATIONS: readonly Migration[] = [
   { version: 1, name: 'initial schema', sql: INITIAL_SCHEMA },
   { version: 2, name: 'data and visibility', sql: DATA_AND_VISIBILITY },
+  { version: 3, name: 'rebuild minute rollups', run: (db) => rebuildRollups(db) },
 ];
 
 /** Applies the migrations not yet recorded; returns the versions it applied. */
@@ -183,7 +188,8 @@ export function migrate(
   // at once cannot both apply a migration.
   const applyOne = db.transaction((migration: Migration): boolean => {
     if (isApplied.get(migration.version)) return false;
-    db.exec(migration.sql);
+    if ('sql' in migration) db.exec(migration.sql);
+    else migration.run(db);
     record.run(migration.version, migration.name, now());
     return true;
   });

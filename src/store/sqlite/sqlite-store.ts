@@ -17,6 +17,7 @@ import type {
 } from '../../domain/model.js';
 import type {
   ApiTokenRecord,
+  ApplicationLogEntry,
   ApplicationLogQuery,
   CompositeValue,
   DeviceQuery,
@@ -29,6 +30,8 @@ import type {
 } from '../types.js';
 import { SqliteApplicationLog } from './app-log.js';
 import { migrate } from './migrations.js';
+import { isRollupValue, minuteOf, ROLLUP_MS, RollupAccumulator, recentFrom } from './rollup-accumulator.js';
+import { ROLLUPS_FLUSHED_AT, recoverRollups } from './rollup-rebuild.js';
 import {
   type AccessKeyRow,
   type ApiTokenRow,
@@ -54,7 +57,22 @@ import {
 } from './rows.js';
 import { SqliteSeries } from './series.js';
 
-export type SqliteStoreOptions = { dataDir: string } | { filename: string };
+/** How the store keeps minute rollups; the defaults suit a server. */
+export interface SqliteStoreSettings {
+  /**
+   * Recent numeric values are combined in memory and merged into `state_rollups` this often
+   * (ms) while any are held, and before every time-series query, prune and close. Default 5,000.
+   */
+  rollupFlushMs?: number;
+  /** The clock that decides which values are recent (default `Date.now`); tests set it. */
+  now?: () => number;
+  /** Called when a timed flush fails (the values stay held and the flush is retried). */
+  onRollupFlushError?: (err: unknown) => void;
+}
+
+export type SqliteStoreOptions = ({ dataDir: string } | { filename: string }) & SqliteStoreSettings;
+
+export const DEFAULT_ROLLUP_FLUSH_MS = 5_000;
 
 export const DATABASE_FILENAME = 'gatehouse.db';
 
@@ -121,6 +139,7 @@ function prepareStatements(db: Database.Database) {
     setSetting: db.prepare<[string, string]>(
       'INSERT INTO settings (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value',
     ),
+    deleteSetting: db.prepare<[string]>('DELETE FROM settings WHERE key = ?'),
 
     insertApiToken: db.prepare<[ApiTokenRow]>(
       'INSERT INTO api_tokens (id, name, secret_hash, creation_date) VALUES (@id, @name, @secret_hash, @creation_date)',
@@ -307,14 +326,49 @@ export class SqliteStore implements Store {
   private readonly series: SqliteSeries;
   private readonly appLog: SqliteApplicationLog;
 
-  /** Takes a migrated database; use `openSqliteStore`. */
-  constructor(private readonly db: Database.Database) {
+  // Minute rollups of recent minutes are combined here and merged into state_rollups by
+  // `flushRollups`: on a timer while any are held, before every reader, and on close. A crash
+  // loses them; the next open rebuilds those minutes from device_states (rollup-rebuild.ts).
+  /** Rollups of committed states, not yet in state_rollups. */
+  private readonly rollups = new RollupAccumulator();
+  /** Recent rollups of the batch being written; joins `rollups` only once the batch commits. */
+  private readonly batchRollups = new RollupAccumulator();
+  /** The flush mark the batch being written has set, applied once it commits. */
+  private batchMarkedAt: number | undefined;
+  /** When this store last wrote the flush mark (-Infinity: the mark is absent). */
+  private rollupsMarkedAt = Number.NEGATIVE_INFINITY;
+  private rollupTimer: NodeJS.Timeout | undefined;
+  private readonly flushRollupsTx: (mark: number | null) => void;
+  private readonly rollupFlushMs: number;
+  private readonly now: () => number;
+  private readonly onRollupFlushError: (err: unknown) => void;
+
+  /**
+   * Takes a migrated database; use `openSqliteStore`. First rebuilds the rollups a previous
+   * process may have held in memory when it died.
+   */
+  constructor(
+    private readonly db: Database.Database,
+    settings: SqliteStoreSettings = {},
+  ) {
+    const flushMs = settings.rollupFlushMs ?? DEFAULT_ROLLUP_FLUSH_MS;
+    if (!(flushMs > 0 && flushMs <= 2 ** 31 - 1)) throw new RangeError(`rollupFlushMs out of range: ${flushMs}`);
+    this.rollupFlushMs = flushMs;
+    this.now = settings.now ?? Date.now;
+    this.onRollupFlushError = settings.onRollupFlushError ?? ((err) => console.error('rollup flush failed:', err));
     db.function(UNICODE_LOWER, { deterministic: true }, (text: unknown) =>
       typeof text === 'string' ? text.toLowerCase() : text,
     );
     this.s = prepareStatements(db);
     this.series = new SqliteSeries(db);
     this.appLog = new SqliteApplicationLog(db);
+    recoverRollups(db);
+    // One additive upsert per held row; the mark moves to the flush time (null: removed, on close).
+    this.flushRollupsTx = db.transaction((mark: number | null) => {
+      this.series.upsertRollups(this.rollups.values());
+      if (mark === null) this.s.deleteSetting.run(ROLLUPS_FLUSHED_AT);
+      else this.s.setSetting.run(ROLLUPS_FLUSHED_AT, String(mark));
+    }).immediate;
     // IMMEDIATE takes the write lock up front: a deferred transaction that upgrades from read to
     // write can fail with SQLITE_BUSY without waiting for busy_timeout.
     this.applyBatchTx = db.transaction((batch: WriteBatch) => this.writeBatch(batch)).immediate;
@@ -330,7 +384,52 @@ export class SqliteStore implements Store {
   }
 
   async close(): Promise<void> {
-    if (this.db.open) this.db.close();
+    this.cancelRollupFlush();
+    if (!this.db.open) return;
+    try {
+      this.flushHeldRollups(true);
+    } finally {
+      this.db.close();
+    }
+  }
+
+  /**
+   * Merges the rollups held in memory into `state_rollups`, in one transaction that also moves
+   * the flush mark. On failure they stay held. Readers call it first, so they see exact data.
+   */
+  flushRollups(): void {
+    this.flushHeldRollups(false);
+  }
+
+  private flushHeldRollups(closing: boolean): void {
+    this.cancelRollupFlush();
+    // On close the mark is removed even when nothing is held: a clean stop leaves nothing to rebuild.
+    if (this.rollups.size === 0 && !(closing && this.rollupsMarkedAt > Number.NEGATIVE_INFINITY)) return;
+    const at = this.now();
+    this.flushRollupsTx(closing ? null : at);
+    this.rollups.clear();
+    this.rollupsMarkedAt = closing ? Number.NEGATIVE_INFINITY : at;
+  }
+
+  private scheduleRollupFlush(): void {
+    if (this.rollupTimer !== undefined || this.rollups.size === 0) return;
+    this.rollupTimer = setTimeout(() => {
+      this.rollupTimer = undefined;
+      if (!this.db.open) return;
+      try {
+        this.flushRollups();
+      } catch (err) {
+        this.onRollupFlushError(err);
+        this.scheduleRollupFlush();
+      }
+    }, this.rollupFlushMs);
+    this.rollupTimer.unref();
+  }
+
+  private cancelRollupFlush(): void {
+    if (this.rollupTimer === undefined) return;
+    clearTimeout(this.rollupTimer);
+    this.rollupTimer = undefined;
   }
 
   async getSetting(key: string): Promise<string | undefined> {
@@ -372,6 +471,8 @@ export class SqliteStore implements Store {
   }
 
   async deleteApplication(id: string): Promise<void> {
+    // Held rollups of its devices must not come back after the delete.
+    this.flushRollups();
     this.deleteApplicationTx(id);
   }
 
@@ -408,6 +509,7 @@ export class SqliteStore implements Store {
   }
 
   async deleteDevice(id: string): Promise<void> {
+    this.flushRollups();
     this.deleteDeviceTx(id);
   }
 
@@ -449,7 +551,18 @@ export class SqliteStore implements Store {
   }
 
   async applyBatch(batch: WriteBatch): Promise<void> {
-    this.applyBatchTx(batch);
+    try {
+      this.applyBatchTx(batch);
+    } catch (err) {
+      // Rolled back: nothing of it may reach the rollups.
+      this.batchRollups.clear();
+      this.batchMarkedAt = undefined;
+      throw err;
+    }
+    this.rollups.mergeFrom(this.batchRollups);
+    if (this.batchMarkedAt !== undefined) this.rollupsMarkedAt = this.batchMarkedAt;
+    this.batchMarkedAt = undefined;
+    this.scheduleRollupFlush();
   }
 
   async queryStates(deviceId: string, query: TimeRangeQuery): Promise<StateRecord[]> {
@@ -480,15 +593,16 @@ export class SqliteStore implements Store {
       .map(deviceLogFromRow);
   }
 
-  querySeries(query: SeriesQuery): Promise<Map<string, SeriesPoint[]>> {
-    return Promise.resolve(this.series.query(query));
+  async querySeries(query: SeriesQuery): Promise<Map<string, SeriesPoint[]>> {
+    this.flushRollups();
+    return this.series.query(query);
   }
 
   lastValues(deviceIds: string[], attributes: string[] | null): Promise<Map<string, Record<string, CompositeValue>>> {
     return Promise.resolve(this.series.lastValues(deviceIds, attributes));
   }
 
-  listApplicationLog(query: ApplicationLogQuery): Promise<DeviceLogEntry[]> {
+  listApplicationLog(query: ApplicationLogQuery): Promise<ApplicationLogEntry[]> {
     return Promise.resolve(this.appLog.list(query));
   }
 
@@ -521,6 +635,7 @@ export class SqliteStore implements Store {
   }
 
   async pruneStates(applicationId: string, before: number, limit: number): Promise<number> {
+    this.flushRollups();
     return this.db.transaction(() => {
       let deleted = 0;
       for (const { id } of this.s.applicationDeviceIds.all(applicationId)) {
@@ -548,6 +663,21 @@ export class SqliteStore implements Store {
       }
       return found;
     };
+    // Minute rollups of numeric attributes (rollup-accumulator.ts). A recent minute goes to
+    // `batchRollups` (then to the accumulator); an older one (backfill) is combined per batch and
+    // upserted below, durable at once. Two states of one millisecond merge in device_states, but
+    // the rollup counts both (docs/decisions.md, State).
+    const now = this.now();
+    const recent = recentFrom(now);
+    const backfill = new RollupAccumulator();
+    this.batchRollups.clear();
+    this.batchMarkedAt = undefined;
+    // The flush mark bounds what a crash can lose. With nothing held it may move to now (at most
+    // once a minute), so that recovery after a quiet spell reads only the last few minutes.
+    if (this.rollups.size === 0 && now - this.rollupsMarkedAt >= ROLLUP_MS) {
+      this.s.setSetting.run(ROLLUPS_FLUSHED_AT, String(now));
+      this.batchMarkedAt = now;
+    }
     for (const state of batch.states) {
       if (!exists(state.deviceId)) continue;
       // json_patch (RFC 7396) drops a key whose new value is null; ingest never stores nulls.
@@ -557,11 +687,20 @@ export class SqliteStore implements Store {
         data: toJson(state.data),
         reportedBy: state.reportedBy,
       });
+      const bucket = minuteOf(state.time);
       for (const [attribute, value] of Object.entries(state.data)) {
         if (value === undefined) continue;
         this.s.upsertComposite.run({ deviceId: state.deviceId, attribute, value: toJson(value), time: state.time });
+        if (!isRollupValue(value)) continue;
+        // A minute already held stays held, so that its values merge in arrival order.
+        if (bucket >= recent || (this.rollups.size > 0 && this.rollups.has(state.deviceId, attribute, bucket))) {
+          this.batchRollups.add(state.deviceId, attribute, state.time, value);
+        } else {
+          backfill.add(state.deviceId, attribute, state.time, value);
+        }
       }
     }
+    this.series.upsertRollups(backfill.values());
     for (const report of batch.reports) {
       this.s.markReported.run(report);
       this.s.clearInactive.run(report.deviceId);
@@ -609,7 +748,8 @@ export async function openSqliteStore(options: SqliteStoreOptions): Promise<Sqli
     db.pragma('synchronous = FULL');
     db.pragma('foreign_keys = ON');
     migrate(db);
-    return new SqliteStore(db);
+    const { rollupFlushMs, now, onRollupFlushError } = options;
+    return new SqliteStore(db, { rollupFlushMs, now, onRollupFlushError });
   } catch (err) {
     db.close();
     throw err;

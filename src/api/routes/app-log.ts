@@ -1,0 +1,112 @@
+/**
+ * The application communication log (issue 3; docs/streams-and-logs.md): device log entries,
+ * commands sent and states accepted, newest first, paged with an opaque cursor.
+ */
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
+import { Type } from '@sinclair/typebox';
+import { GatehouseError } from '../../core/errors.js';
+import { logFields, STREAM_EVENT_TYPES } from '../../core/event-history.js';
+import type { Platform } from '../../core/platform.js';
+import type { ApplicationLogCursor, ApplicationLogEntry, ApplicationLogKind } from '../../store/types.js';
+import { allow } from '../guard.js';
+import { iso } from '../present.js';
+import { AppParams, Id } from '../schemas.js';
+
+/** The log's kinds are the application stream's event types. */
+export const LOG_KINDS: readonly ApplicationLogKind[] = STREAM_EVENT_TYPES;
+
+const AppLogQuery = Type.Object(
+  {
+    limit: Type.Integer({ minimum: 1, maximum: 1000, default: 100 }),
+    before: Type.Optional(Type.String({ maxLength: 200 })),
+    deviceId: Type.Optional(Type.Array(Id, { maxItems: 1000 })),
+    kinds: Type.Optional(Type.String({ maxLength: 500 })),
+    start: Type.Optional(Type.Integer()),
+    end: Type.Optional(Type.Integer()),
+  },
+  { additionalProperties: false },
+);
+
+export const appLogRoutes =
+  (platform: Platform): FastifyPluginAsyncTypebox =>
+  async (app) => {
+    app.get(
+      '/applications/:applicationId/logs',
+      { schema: { params: AppParams, querystring: AppLogQuery } },
+      async (request) => {
+        allow(request, { type: 'manage' });
+        const { applicationId } = request.params;
+        await platform.registry.requireApplication(applicationId);
+        const { limit, before, deviceId, kinds, start, end } = request.query;
+        // One more than asked: whether it exists decides whether there is a next page.
+        const entries = await platform.store.listApplicationLog({
+          applicationId,
+          limit: limit + 1,
+          ...(before !== undefined ? { before: decodeCursor(before) } : {}),
+          ...(deviceId ? { deviceIds: deviceId } : {}),
+          ...(kinds ? { kinds: parseKinds(kinds) } : {}),
+          ...(start !== undefined ? { start } : {}),
+          ...(end !== undefined ? { end } : {}),
+        });
+        const page = entries.slice(0, limit);
+        const last = page[page.length - 1];
+        return {
+          items: page.map(presentEntry),
+          nextBefore: entries.length > limit && last ? encodeCursor(last.cursor) : null,
+        };
+      },
+    );
+  };
+
+function presentEntry(entry: ApplicationLogEntry): Record<string, unknown> {
+  const fields = entry.kind === 'state' || entry.kind === 'command' ? entry.details : logFields(entry.details);
+  const fixed = {
+    ...(entry.id !== undefined ? { id: entry.id } : {}),
+    kind: entry.kind,
+    time: iso(entry.time),
+    deviceId: entry.deviceId,
+  };
+  // The fixed fields come first and win over a detail of the same name.
+  return Object.assign({ ...fixed, ...fields }, fixed);
+}
+
+function parseKinds(value: string): ApplicationLogKind[] {
+  const kinds = value
+    .split(',')
+    .map((k) => k.trim())
+    .filter((k) => k !== '');
+  for (const kind of kinds) {
+    if (!(LOG_KINDS as readonly string[]).includes(kind)) {
+      throw new GatehouseError(
+        'Validation',
+        `querystring/kinds has an unknown kind ${kind}; one of ${LOG_KINDS.join(', ')}`,
+      );
+    }
+  }
+  return kinds as ApplicationLogKind[];
+}
+
+const SOURCES = ['log', 'command', 'state'] as const;
+
+/** The cursor is opaque to clients: base64url of `[time, source, key]`. */
+export function encodeCursor(cursor: ApplicationLogCursor): string {
+  return Buffer.from(JSON.stringify([cursor.time, cursor.source, cursor.key])).toString('base64url');
+}
+
+export function decodeCursor(text: string): ApplicationLogCursor {
+  let value: unknown;
+  try {
+    value = JSON.parse(Buffer.from(text, 'base64url').toString('utf8'));
+  } catch {
+    value = undefined;
+  }
+  if (Array.isArray(value) && value.length === 3) {
+    const [time, source, key] = value as [unknown, unknown, unknown];
+    const keyOk =
+      source === 'state' ? typeof key === 'string' && key.length <= 64 : Number.isSafeInteger(key as number);
+    if (Number.isSafeInteger(time) && SOURCES.includes(source as (typeof SOURCES)[number]) && keyOk) {
+      return { time: time as number, source: source as ApplicationLogCursor['source'], key: key as string | number };
+    }
+  }
+  throw new GatehouseError('Validation', 'querystring/before is not a cursor this endpoint returned (nextBefore)');
+}

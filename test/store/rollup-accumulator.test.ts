@@ -1,0 +1,173 @@
+import { describe, expect, it } from 'vitest';
+import {
+  isRollupValue,
+  minuteOf,
+  RollupAccumulator,
+  type RollupRow,
+  recentFrom,
+} from '../../src/store/sqlite/rollup-accumulator.js';
+
+const M = 1_700_000_040_000; // on a minute
+
+const rows = (acc: RollupAccumulator): RollupRow[] =>
+  [...acc.values()]
+    .map((r) => ({ ...r }))
+    .sort((a, b) => (a.deviceId + a.attribute + a.bucket < b.deviceId + b.attribute + b.bucket ? -1 : 1));
+
+/** A small deterministic generator (the same LCG as the store contract). */
+function lcg(seed: number): () => number {
+  let s = seed;
+  return () => {
+    s = (s * 1_103_515_245 + 12_345) % 2_147_483_648;
+    return s / 2_147_483_648;
+  };
+}
+
+describe('minuteOf and recentFrom', () => {
+  it('floor to the minute, also before 1970', () => {
+    expect(minuteOf(M)).toBe(M);
+    expect(minuteOf(M + 59_999)).toBe(M);
+    expect(minuteOf(M - 1)).toBe(M - 60_000);
+    expect(minuteOf(0)).toBe(0);
+    expect(minuteOf(-1)).toBe(-60_000);
+    expect(minuteOf(-60_000)).toBe(-60_000);
+  });
+
+  it('count as recent the minute of now - 120 s and everything after it', () => {
+    expect(recentFrom(M + 120_000)).toBe(M);
+    expect(recentFrom(M + 179_999)).toBe(M);
+    expect(recentFrom(M + 180_000)).toBe(M + 60_000);
+  });
+
+  it('take finite numbers only', () => {
+    expect(
+      [1, 0, -2.5, true, false, '3', null, {}, [], Number.NaN, Number.POSITIVE_INFINITY].map(isRollupValue),
+    ).toEqual([true, true, true, false, false, false, false, false, false, false, false]);
+  });
+});
+
+describe('RollupAccumulator', () => {
+  it('keeps count, sum, min, max, first and last per device, attribute and minute', () => {
+    const acc = new RollupAccumulator();
+    acc.add('d', 't', M + 30_000, 5);
+    acc.add('d', 't', M + 10_000, 7);
+    acc.add('d', 't', M + 50_000, 3);
+    acc.add('d', 't', M + 60_000, 1); // next minute
+    acc.add('d', 'h', M + 1, 40); // another attribute
+    acc.add('e', 't', M + 1, 9); // another device
+    expect(acc.size).toBe(4);
+    expect(acc.has('d', 't', M)).toBe(true);
+    expect(acc.has('d', 't', M + 60_000)).toBe(true);
+    expect(acc.has('d', 'x', M)).toBe(false);
+    expect(rows(acc)).toEqual([
+      {
+        deviceId: 'd',
+        attribute: 'h',
+        bucket: M,
+        count: 1,
+        sum: 40,
+        min: 40,
+        max: 40,
+        firstTime: M + 1,
+        firstValue: 40,
+        lastTime: M + 1,
+        lastValue: 40,
+      },
+      {
+        deviceId: 'd',
+        attribute: 't',
+        bucket: M,
+        count: 3,
+        sum: 15,
+        min: 3,
+        max: 7,
+        firstTime: M + 10_000,
+        firstValue: 7,
+        lastTime: M + 50_000,
+        lastValue: 3,
+      },
+      {
+        deviceId: 'd',
+        attribute: 't',
+        bucket: M + 60_000,
+        count: 1,
+        sum: 1,
+        min: 1,
+        max: 1,
+        firstTime: M + 60_000,
+        firstValue: 1,
+        lastTime: M + 60_000,
+        lastValue: 1,
+      },
+      {
+        deviceId: 'e',
+        attribute: 't',
+        bucket: M,
+        count: 1,
+        sum: 9,
+        min: 9,
+        max: 9,
+        firstTime: M + 1,
+        firstValue: 9,
+        lastTime: M + 1,
+        lastValue: 9,
+      },
+    ]);
+    acc.clear();
+    expect(acc.size).toBe(0);
+    expect([...acc.values()]).toEqual([]);
+  });
+
+  it('breaks ties at equal times like the state merge: first keeps the earlier arrival, last takes the later', () => {
+    const acc = new RollupAccumulator();
+    acc.add('d', 't', M + 5, 1);
+    acc.add('d', 't', M + 5, 2);
+    acc.add('d', 't', M + 5, 3);
+    expect(rows(acc)[0]).toMatchObject({ count: 3, sum: 6, firstTime: M + 5, firstValue: 1, lastValue: 3 });
+  });
+
+  it('adds the finite numbers of a state and skips everything else', () => {
+    const acc = new RollupAccumulator();
+    acc.addState('d', M, { t: 1, on: true, label: 'x', n: null, nested: { a: 1 }, s: '2', h: 2.5 });
+    expect(rows(acc).map((r) => [r.attribute, r.sum])).toEqual([
+      ['h', 2.5],
+      ['t', 1],
+    ]);
+  });
+
+  it('merges a later accumulator as if its values had been added after, and empties it', () => {
+    const random = lcg(11);
+    // Integers and halves: sums are exact in any order. Few distinct times, so ties happen.
+    const values = Array.from({ length: 2_000 }, (_, i) => ({
+      device: `d${Math.floor(random() * 3)}`,
+      attribute: random() < 0.5 ? 't' : 'h',
+      time: M + Math.floor(random() * 40) * 5_000,
+      value: Math.floor(random() * 40) / 2 - 10,
+      i,
+    }));
+    const all = new RollupAccumulator();
+    for (const v of values) all.add(v.device, v.attribute, v.time, v.value);
+
+    // The same values in chunks, each merged into the one before: the store's per-batch path.
+    const merged = new RollupAccumulator();
+    for (let i = 0; i < values.length; ) {
+      const size = 1 + Math.floor(random() * 300);
+      const later = new RollupAccumulator();
+      for (const v of values.slice(i, i + size)) later.add(v.device, v.attribute, v.time, v.value);
+      merged.mergeFrom(later);
+      expect(later.size).toBe(0);
+      i += size;
+    }
+    expect(rows(merged)).toEqual(rows(all));
+    expect(rows(all).some((r) => r.count > 10)).toBe(true);
+  });
+
+  it('merges ties by arrival: the held part arrived first', () => {
+    const held = new RollupAccumulator();
+    held.add('d', 't', M + 5, 1);
+    const later = new RollupAccumulator();
+    later.add('d', 't', M + 5, 2);
+    held.mergeFrom(later);
+    expect(rows(held)[0]).toMatchObject({ count: 2, firstValue: 1, lastValue: 2, min: 1, max: 2 });
+  });
+});
