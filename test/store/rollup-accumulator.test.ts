@@ -4,6 +4,7 @@ import {
   minuteOf,
   RollupAccumulator,
   type RollupRow,
+  RollupStage,
   recentFrom,
 } from '../../src/store/sqlite/rollup-accumulator.js';
 
@@ -135,39 +136,33 @@ describe('RollupAccumulator', () => {
     ]);
   });
 
-  it('merges a later accumulator as if its values had been added after, and empties it', () => {
+  it('gets the same rows from values staged per batch and drained, as from the values added at once', () => {
     const random = lcg(11);
-    // Integers and halves: sums are exact in any order. Few distinct times, so ties happen.
-    const values = Array.from({ length: 2_000 }, (_, i) => ({
+    // Few distinct times, so ties happen; integers and halves.
+    const values = Array.from({ length: 2_000 }, () => ({
       device: `d${Math.floor(random() * 3)}`,
       attribute: random() < 0.5 ? 't' : 'h',
       time: M + Math.floor(random() * 40) * 5_000,
       value: Math.floor(random() * 40) / 2 - 10,
-      i,
     }));
     const all = new RollupAccumulator();
     for (const v of values) all.add(v.device, v.attribute, v.time, v.value);
 
-    // The same values in chunks, each merged into the one before: the store's per-batch path.
-    const merged = new RollupAccumulator();
+    // The store's path: each batch staged, then drained into the accumulator once it commits;
+    // a batch that rolls back is cleared instead.
+    const held = new RollupAccumulator();
+    const stage = new RollupStage();
     for (let i = 0; i < values.length; ) {
       const size = 1 + Math.floor(random() * 300);
-      const later = new RollupAccumulator();
-      for (const v of values.slice(i, i + size)) later.add(v.device, v.attribute, v.time, v.value);
-      merged.mergeFrom(later);
-      expect(later.size).toBe(0);
+      stage.push('rolled', 'back', M, 1);
+      stage.clear();
+      for (const v of values.slice(i, i + size)) stage.push(v.device, v.attribute, v.time, v.value);
+      expect(stage.size).toBe(Math.min(size, values.length - i));
+      stage.drainInto(held);
+      expect(stage.size).toBe(0);
       i += size;
     }
-    expect(rows(merged)).toEqual(rows(all));
+    expect(rows(held)).toEqual(rows(all));
     expect(rows(all).some((r) => r.count > 10)).toBe(true);
-  });
-
-  it('merges ties by arrival: the held part arrived first', () => {
-    const held = new RollupAccumulator();
-    held.add('d', 't', M + 5, 1);
-    const later = new RollupAccumulator();
-    later.add('d', 't', M + 5, 2);
-    held.mergeFrom(later);
-    expect(rows(held)[0]).toMatchObject({ count: 2, firstValue: 1, lastValue: 2, min: 1, max: 2 });
   });
 });

@@ -6,8 +6,8 @@
  *
  * The tie rules are those of the rollup upsert (series.ts) and the rebuild (rollup-rebuild.ts):
  * `first` is the value at the smallest time, the earlier arrival on equal times; `last` is the
- * value at the largest time, the later arrival on equal times. Values must be added, and partial
- * aggregates merged, in arrival order.
+ * value at the largest time, the later arrival on equal times. Values must be added in arrival
+ * order.
  */
 
 /** The width of a rollup bucket. */
@@ -45,21 +45,6 @@ export const isRollupValue = (value: unknown): value is number => typeof value =
 
 type ByBucket = Map<number, RollupRow>;
 type ByAttribute = Map<string, ByBucket>;
-
-function combine(r: RollupRow, l: RollupRow): void {
-  r.count += l.count;
-  r.sum += l.sum;
-  if (l.min < r.min) r.min = l.min;
-  if (l.max > r.max) r.max = l.max;
-  if (l.firstTime < r.firstTime) {
-    r.firstTime = l.firstTime;
-    r.firstValue = l.firstValue;
-  }
-  if (l.lastTime >= r.lastTime) {
-    r.lastTime = l.lastTime;
-    r.lastValue = l.lastValue;
-  }
-}
 
 export class RollupAccumulator {
   // Nested maps (device, attribute, minute) rather than one map on a joined string key: the
@@ -135,24 +120,6 @@ export class RollupAccumulator {
     }
   }
 
-  /**
-   * Merges the rows of `later`, whose values arrived after everything held here, and empties
-   * it. Its row objects are taken over, not copied.
-   */
-  mergeFrom(later: RollupAccumulator): void {
-    for (const l of later.values()) {
-      const buckets = this.bucketsOf(l.deviceId, l.attribute);
-      const r = buckets.get(l.bucket);
-      if (r === undefined) {
-        buckets.set(l.bucket, l);
-        this.count++;
-      } else {
-        combine(r, l);
-      }
-    }
-    later.clear();
-  }
-
   /** The rows, grouped by device and attribute; they stay held until `clear`. */
   *values(): IterableIterator<RollupRow> {
     for (const attributes of this.devices.values()) {
@@ -163,5 +130,50 @@ export class RollupAccumulator {
   clear(): void {
     this.devices.clear();
     this.count = 0;
+  }
+}
+
+/**
+ * Values waiting for their write batch to commit, before they may join an accumulator (a batch
+ * that rolls back must leave nothing behind). Parallel arrays reused from batch to batch: the
+ * ingest path allocates nothing here.
+ */
+export class RollupStage {
+  private readonly deviceIds: string[] = [];
+  private readonly attributes: string[] = [];
+  private readonly times: number[] = [];
+  private readonly values: number[] = [];
+  private length = 0;
+
+  get size(): number {
+    return this.length;
+  }
+
+  push(deviceId: string, attribute: string, time: number, value: number): void {
+    const i = this.length++;
+    this.deviceIds[i] = deviceId;
+    this.attributes[i] = attribute;
+    this.times[i] = time;
+    this.values[i] = value;
+  }
+
+  /** Adds the staged values to `acc` in the order they were staged, and empties the stage. */
+  drainInto(acc: RollupAccumulator): void {
+    for (let i = 0; i < this.length; i++) {
+      acc.add(
+        this.deviceIds[i] as string,
+        this.attributes[i] as string,
+        this.times[i] as number,
+        this.values[i] as number,
+      );
+    }
+    this.clear();
+  }
+
+  clear(): void {
+    // The strings are dropped so they are not kept alive; the arrays keep their capacity.
+    this.deviceIds.fill('', 0, this.length);
+    this.attributes.fill('', 0, this.length);
+    this.length = 0;
   }
 }

@@ -30,7 +30,14 @@ import type {
 } from '../types.js';
 import { SqliteApplicationLog } from './app-log.js';
 import { migrate } from './migrations.js';
-import { isRollupValue, minuteOf, ROLLUP_MS, RollupAccumulator, recentFrom } from './rollup-accumulator.js';
+import {
+  isRollupValue,
+  minuteOf,
+  ROLLUP_MS,
+  RollupAccumulator,
+  RollupStage,
+  recentFrom,
+} from './rollup-accumulator.js';
 import { ROLLUPS_FLUSHED_AT, recoverRollups } from './rollup-rebuild.js';
 import {
   type AccessKeyRow,
@@ -331,8 +338,8 @@ export class SqliteStore implements Store {
   // loses them; the next open rebuilds those minutes from device_states (rollup-rebuild.ts).
   /** Rollups of committed states, not yet in state_rollups. */
   private readonly rollups = new RollupAccumulator();
-  /** Recent rollups of the batch being written; joins `rollups` only once the batch commits. */
-  private readonly batchRollups = new RollupAccumulator();
+  /** Recent values of the batch being written; they join `rollups` only once it commits. */
+  private readonly batchRollups = new RollupStage();
   /** The flush mark the batch being written has set, applied once it commits. */
   private batchMarkedAt: number | undefined;
   /** When this store last wrote the flush mark (-Infinity: the mark is absent). */
@@ -559,7 +566,7 @@ export class SqliteStore implements Store {
       this.batchMarkedAt = undefined;
       throw err;
     }
-    this.rollups.mergeFrom(this.batchRollups);
+    this.batchRollups.drainInto(this.rollups);
     if (this.batchMarkedAt !== undefined) this.rollupsMarkedAt = this.batchMarkedAt;
     this.batchMarkedAt = undefined;
     this.scheduleRollupFlush();
@@ -694,7 +701,7 @@ export class SqliteStore implements Store {
         if (!isRollupValue(value)) continue;
         // A minute already held stays held, so that its values merge in arrival order.
         if (bucket >= recent || (this.rollups.size > 0 && this.rollups.has(state.deviceId, attribute, bucket))) {
-          this.batchRollups.add(state.deviceId, attribute, state.time, value);
+          this.batchRollups.push(state.deviceId, attribute, state.time, value);
         } else {
           backfill.add(state.deviceId, attribute, state.time, value);
         }
