@@ -1,8 +1,8 @@
 /** The SDK against a real Gatehouse: a gateway with peripherals end to end, rejections, transports. */
-import { execFileSync } from 'node:child_process';
 import { readFileSync, rmSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { makeTestCertificate } from '../../test/helpers/tls.js';
 import { type Command, ConnectionRefusedError, Device, Gateway, type Rejection } from '../src/index.js';
 import {
   collect,
@@ -178,29 +178,9 @@ describe('over TLS', () => {
 
   beforeAll(async () => {
     dir = tempDir('tls');
-    execFileSync(
-      'openssl',
-      [
-        'req',
-        '-x509',
-        '-newkey',
-        'rsa:2048',
-        '-nodes',
-        '-days',
-        '1',
-        '-subj',
-        '/CN=localhost',
-        '-addext',
-        'subjectAltName=IP:127.0.0.1,DNS:localhost',
-        '-keyout',
-        path.join(dir, 'key.pem'),
-        '-out',
-        path.join(dir, 'cert.pem'),
-      ],
-      { stdio: 'ignore' },
-    );
+    const tls = makeTestCertificate(dir);
     server = await GatehouseUnderTest.start({
-      tls: { cert: path.join(dir, 'cert.pem'), key: path.join(dir, 'key.pem') },
+      tls,
     });
   });
   afterAll(async () => {

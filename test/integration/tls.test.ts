@@ -1,5 +1,4 @@
 /** MQTT over TLS, with a certificate made for the test by openssl. */
-import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -7,6 +6,7 @@ import mqtt from 'mqtt';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { resolveConfig } from '../../src/config.js';
 import { type RunningGatehouse, startGatehouse } from '../../src/server.js';
+import { makeTestCertificate } from '../helpers/tls.js';
 
 const ADMIN = 'tls-test-admin-token';
 
@@ -16,35 +16,15 @@ describe('MQTT over TLS', () => {
 
   beforeAll(async () => {
     dir = mkdtempSync(path.join(tmpdir(), 'gatehouse-tls-'));
-    execFileSync(
-      'openssl',
-      [
-        'req',
-        '-x509',
-        '-newkey',
-        'rsa:2048',
-        '-nodes',
-        '-days',
-        '1',
-        '-subj',
-        '/CN=localhost',
-        '-addext',
-        'subjectAltName=IP:127.0.0.1,DNS:localhost',
-        '-keyout',
-        path.join(dir, 'key.pem'),
-        '-out',
-        path.join(dir, 'cert.pem'),
-      ],
-      { stdio: 'ignore' },
-    );
+    const tls = makeTestCertificate(dir);
     const config = resolveConfig(
       {
         dataDir: path.join(dir, 'data'),
         mqttPort: '0',
         httpPort: '0',
         mqttsPort: '0',
-        tlsCert: path.join(dir, 'cert.pem'),
-        tlsKey: path.join(dir, 'key.pem'),
+        tlsCert: tls.cert,
+        tlsKey: tls.key,
       },
       { GATEHOUSE_ADMIN_TOKEN: ADMIN },
     );
