@@ -1,10 +1,10 @@
 /** Turns domain records into REST bodies: epoch ms become ISO strings (spec: REST). */
 
 import type { Platform } from '../core/platform.js';
+import { iso } from '../core/wire.js';
 import { actsForPeripherals, isPeripheralClass } from '../domain/device-class.js';
-import type { AccessKey, Application, CommandRecord, Device, StateRecord } from '../domain/model.js';
+import type { AccessKey, Application, Device } from '../domain/model.js';
 
-export const iso = (ms: number): string => new Date(ms).toISOString();
 const isoOrNull = (ms: number | null): string | null => (ms === null ? null : iso(ms));
 
 export function presentApplication(app: Application) {
@@ -73,19 +73,4 @@ export async function presentDeviceDetail(platform: Platform, device: Device) {
 
 export async function presentDevice(platform: Platform, device: Device) {
   return (await presentDevices(platform, [device]))[0] as Awaited<ReturnType<typeof presentDevices>>[number];
-}
-
-export function presentState(state: StateRecord) {
-  return { time: iso(state.time), data: state.data, reportedBy: state.reportedBy };
-}
-
-export function presentCommand(command: CommandRecord) {
-  return {
-    id: command.id,
-    name: command.name,
-    payload: command.payload,
-    time: iso(command.time),
-    routedTo: command.routedTo,
-    sentBy: command.sentBy,
-  };
 }

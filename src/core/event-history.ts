@@ -10,6 +10,7 @@
  */
 import type { CommandRecord, DeviceLogEntry, DeviceLogKind, StateRecord } from '../domain/model.js';
 import type { EventBus } from './events.js';
+import { iso, presentCommand, presentState } from './wire.js';
 
 /** The event types of the application stream, and the kinds of the communication log. */
 export const STREAM_EVENT_TYPES = [
@@ -58,8 +59,6 @@ export interface EventHistoryOptions {
 }
 
 export const DEFAULT_HISTORY = { maxEvents: 10_000, maxBytes: 8 * 1024 * 1024, keepMs: 10 * 60_000 } as const;
-
-const iso = (ms: number): string => new Date(ms).toISOString();
 
 /**
  * A log entry's details as the API shows them. The refusal logged on a sender names the device
@@ -198,20 +197,13 @@ export class EventHistory {
 
   private onState(state: StateRecord & { applicationId: string }): void {
     if (!this.rings.has(state.applicationId)) return;
-    const body = JSON.stringify({ time: iso(state.time), data: state.data, reportedBy: state.reportedBy });
+    const body = JSON.stringify(presentState(state));
     this.record(state.applicationId, state.deviceId, 'state', state.time, body);
   }
 
   private onCommand(command: CommandRecord): void {
     if (!this.rings.has(command.applicationId)) return;
-    const body = JSON.stringify({
-      id: command.id,
-      name: command.name,
-      payload: command.payload,
-      time: iso(command.time),
-      routedTo: command.routedTo,
-      sentBy: command.sentBy,
-    });
+    const body = JSON.stringify(presentCommand(command));
     this.record(command.applicationId, command.deviceId, 'command', command.time, body);
   }
 

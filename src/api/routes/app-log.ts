@@ -7,9 +7,9 @@ import { Type } from '@sinclair/typebox';
 import { GatehouseError } from '../../core/errors.js';
 import { logFields, STREAM_EVENT_TYPES } from '../../core/event-history.js';
 import type { Platform } from '../../core/platform.js';
+import { iso } from '../../core/wire.js';
 import type { ApplicationLogCursor, ApplicationLogEntry, ApplicationLogKind } from '../../store/types.js';
 import { allow } from '../guard.js';
-import { iso } from '../present.js';
 import { AppParams, Id } from '../schemas.js';
 
 /** The log's kinds are the application stream's event types. */

@@ -6,9 +6,9 @@ import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import type { Static } from '@sinclair/typebox';
 import { GatehouseError } from '../../core/errors.js';
 import type { Platform } from '../../core/platform.js';
+import { iso } from '../../core/wire.js';
 import type { Device } from '../../domain/model.js';
 import { allow } from '../guard.js';
-import { iso } from '../present.js';
 import { AppParams, LastValueQueryBody, LastValueReply, TimeSeriesQueryBody, TimeSeriesReply } from '../schemas.js';
 
 /** A query covers at most this many devices. */

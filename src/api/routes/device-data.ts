@@ -5,10 +5,10 @@ import { sendCommand, sendCommandToMany } from '../../core/commands.js';
 import { errorForStatus } from '../../core/errors.js';
 import { ingestState } from '../../core/ingest.js';
 import type { Platform } from '../../core/platform.js';
+import { iso, presentCommand, presentState } from '../../core/wire.js';
 import type { Device as DeviceModel } from '../../domain/model.js';
 import { MAX_PAYLOAD_BYTES } from '../../domain/state.js';
 import { allow } from '../guard.js';
-import { iso, presentCommand, presentState } from '../present.js';
 import {
   AppParams,
   CommandBody,
