@@ -211,10 +211,16 @@ function prepareStatements(db: Database.Database) {
     setConnection: db.prepare<[{ deviceId: string; connected: number; time: number }]>(
       'UPDATE devices SET connected = @connected, connection_time = @time WHERE id = @deviceId',
     ),
-    // A report processed late must not move "last reported" backwards.
+    // A report processed late must not move "last reported" backwards, but any report is
+    // activity: one statement per report, on the ingest hot path.
     markReported: db.prepare<[{ deviceId: string; reportedBy: string; time: number }]>(
-      `UPDATE devices SET last_reported_by = @reportedBy, last_reported_at = @time
-       WHERE id = @deviceId AND (last_reported_at IS NULL OR last_reported_at <= @time)`,
+      `UPDATE devices SET
+         last_reported_by = CASE WHEN last_reported_at IS NULL OR last_reported_at <= @time
+           THEN @reportedBy ELSE last_reported_by END,
+         last_reported_at = CASE WHEN last_reported_at IS NULL OR last_reported_at <= @time
+           THEN @time ELSE last_reported_at END,
+         inactive_since = NULL
+       WHERE id = @deviceId`,
     ),
     clearInactive: db.prepare<[string]>(
       'UPDATE devices SET inactive_since = NULL WHERE id = ? AND inactive_since IS NOT NULL',
@@ -710,7 +716,6 @@ export class SqliteStore implements Store {
     this.series.upsertRollups(backfill.values());
     for (const report of batch.reports) {
       this.s.markReported.run(report);
-      this.s.clearInactive.run(report.deviceId);
       if (report.reportedBy !== report.deviceId && exists(report.deviceId)) this.s.sightPeripheral.run(report);
     }
     for (const change of batch.connections) {
