@@ -18,6 +18,10 @@ program
   .option('--mqtts-port <port>', 'MQTT over TLS port (env GATEHOUSE_MQTTS_PORT, default 8883)')
   .option('--tls-cert <file>', 'PEM certificate enabling MQTT over TLS (env GATEHOUSE_TLS_CERT)')
   .option('--tls-key <file>', 'PEM private key for --tls-cert (env GATEHOUSE_TLS_KEY)')
+  .option(
+    '--log-level <level>',
+    'fatal, error, warn, info, debug, trace or silent (env GATEHOUSE_LOG_LEVEL, default info)',
+  )
   .action(async (flags: Record<string, string | undefined>) => {
     try {
       const config = resolveConfig(flags);

@@ -3,6 +3,7 @@
  * GATEHOUSE_* environment variables, then defaults; validated before anything starts.
  */
 import path from 'node:path';
+import { LOG_LEVELS, type LogLevel } from './logger.js';
 
 export interface GatehouseConfig {
   dataDir: string;
@@ -14,6 +15,7 @@ export interface GatehouseConfig {
   tlsCert: string | undefined;
   tlsKey: string | undefined;
   adminToken: string | undefined;
+  logLevel: LogLevel;
 }
 
 /** A start-up problem the operator can fix; printed as one line naming the option to change. */
@@ -35,6 +37,7 @@ export const OPTIONS: Option[] = [
   { key: 'mqttsPort', flag: '--mqtts-port', env: 'GATEHOUSE_MQTTS_PORT' },
   { key: 'tlsCert', flag: '--tls-cert', env: 'GATEHOUSE_TLS_CERT' },
   { key: 'tlsKey', flag: '--tls-key', env: 'GATEHOUSE_TLS_KEY' },
+  { key: 'logLevel', flag: '--log-level', env: 'GATEHOUSE_LOG_LEVEL' },
 ];
 
 export function optionName(key: keyof GatehouseConfig): string {
@@ -65,6 +68,12 @@ export function resolveConfig(
     throw new ConfigError('MQTT over TLS needs both a certificate and a key (set --tls-cert and --tls-key)');
   }
   const host = pick('host') || '127.0.0.1';
+  const logLevel = pick('logLevel') || 'info';
+  if (!(LOG_LEVELS as readonly string[]).includes(logLevel)) {
+    throw new ConfigError(
+      `invalid log level "${logLevel}": expected one of ${LOG_LEVELS.join(', ')} (set ${optionName('logLevel')})`,
+    );
+  }
   return {
     dataDir: path.resolve(pick('dataDir') || 'data'),
     host,
@@ -74,5 +83,6 @@ export function resolveConfig(
     tlsCert,
     tlsKey,
     adminToken: env.GATEHOUSE_ADMIN_TOKEN || undefined,
+    logLevel: logLevel as LogLevel,
   };
 }

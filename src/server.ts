@@ -13,6 +13,7 @@ import { MqttBroker } from './broker/mqtt-broker.js';
 import { ConfigError, type GatehouseConfig, optionName } from './config.js';
 import { Maintenance, type MaintenanceOptions } from './core/maintenance.js';
 import { Platform } from './core/platform.js';
+import { createLogger, type Logger } from './logger.js';
 import { openSqliteStore } from './store/sqlite/sqlite-store.js';
 import type { Store } from './store/types.js';
 
@@ -31,11 +32,14 @@ export interface StartOptions {
   store?: Store;
   clock?: () => number;
   maintenance?: MaintenanceOptions;
+  /** Use this logger instead of one made from `config.logLevel` (tests capture the log). */
+  logger?: Logger;
 }
 
 export async function startGatehouse(config: GatehouseConfig, options: StartOptions = {}): Promise<RunningGatehouse> {
-  const store = options.store ?? (await openStore(config.dataDir));
-  const platform = new Platform({ store, ...(options.clock ? { clock: options.clock } : {}) });
+  const logger = options.logger ?? createLogger(config.logLevel);
+  const store = options.store ?? (await openStore(config.dataDir, logger));
+  const platform = new Platform({ store, logger, ...(options.clock ? { clock: options.clock } : {}) });
   const closers: Array<() => Promise<void>> = [];
   try {
     await platform.start();
@@ -120,7 +124,7 @@ export async function startGatehouse(config: GatehouseConfig, options: StartOpti
   }
 }
 
-async function openStore(dataDir: string): Promise<Store> {
+async function openStore(dataDir: string, logger: Logger): Promise<Store> {
   try {
     mkdirSync(dataDir, { recursive: true });
     accessSync(dataDir, constants.R_OK | constants.W_OK);
@@ -129,7 +133,10 @@ async function openStore(dataDir: string): Promise<Store> {
     throw new ConfigError(`cannot use data directory ${dataDir}: ${code} (set ${optionName('dataDir')})`);
   }
   try {
-    return await openSqliteStore({ dataDir });
+    return await openSqliteStore({
+      dataDir,
+      onRollupFlushError: (err) => logger.error({ err }, 'rollup flush failed'),
+    });
   } catch (err) {
     throw new ConfigError(
       `cannot open the database in ${dataDir}: ${(err as Error).message} (set ${optionName('dataDir')})`,

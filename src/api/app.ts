@@ -4,7 +4,7 @@
  * `{ type, message }` with its HTTP status.
  */
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
-import Fastify, { type FastifyError, type FastifyInstance } from 'fastify';
+import Fastify, { type FastifyError, type FastifyInstance, LogController } from 'fastify';
 import { ERROR_TYPES, type ErrorType, GatehouseError } from '../core/errors.js';
 import type { Platform } from '../core/platform.js';
 import type { Principal } from '../domain/authorization.js';
@@ -35,9 +35,15 @@ declare module 'fastify' {
 
 export type Api = FastifyInstance extends infer _ ? ReturnType<typeof createApi> : never;
 
-export function createApi(platform: Platform, options: { logger?: boolean; streams?: StreamHubOptions } = {}) {
+export function createApi(platform: Platform, options: { streams?: StreamHubOptions } = {}) {
   const app = Fastify({
-    logger: options.logger ?? false,
+    // The operator log. Requests are not logged one by one, failures are (the error handler), and
+    // Fastify's own info lines ("Server listening at") only at debug: the command prints its own.
+    loggerInstance: platform.logger.child(
+      { component: 'http' },
+      { level: platform.logger.level === 'info' ? 'warn' : platform.logger.level },
+    ),
+    logController: new LogController({ disableRequestLogging: true }),
     bodyLimit: MAX_PAYLOAD_BYTES,
     // Ids are matched by schema; keep unknown query keys out rather than silently dropping them.
     ajv: { customOptions: { removeAdditional: false, coerceTypes: 'array', useDefaults: true } },
@@ -60,7 +66,8 @@ export function createApi(platform: Platform, options: { logger?: boolean; strea
 
   app.setErrorHandler((error: FastifyError | GatehouseError, request, reply) => {
     const { status, type, message } = describeError(error);
-    if (status >= 500) request.log.error(error);
+    // A 5xx is our fault: its cause goes to the operator log and never to the client.
+    if (status >= 500) request.log.error({ err: error, method: request.method, url: request.url }, 'request failed');
     void reply.code(status).send({ type, message });
   });
   app.setNotFoundHandler((request, reply) => {

@@ -6,8 +6,8 @@ import { authorize, type Principal } from '../domain/authorization.js';
 import { isPeripheralClass } from '../domain/device-class.js';
 import { newId } from '../domain/ids.js';
 import type { CommandRecord, Device } from '../domain/model.js';
-import { parseTime } from '../domain/state.js';
-import { errorForStatus } from './errors.js';
+import { readTime } from '../domain/state.js';
+import { errorForStatus, GatehouseError } from './errors.js';
 import type { Platform } from './platform.js';
 
 export interface CommandInput {
@@ -35,7 +35,11 @@ async function deliver(
   input: CommandInput,
 ): Promise<CommandRecord> {
   const now = platform.clock();
-  const time = parseTime(input.time, now) ?? now;
+  const reading = readTime(input.time, now);
+  if (!reading.ok && reading.why !== 'absent') {
+    throw new GatehouseError('Validation', `body/time is not a time a command can carry (${reading.why})`);
+  }
+  const time = reading.ok ? reading.time : now;
   const payload = input.payload ?? null;
   const message = Buffer.from(
     JSON.stringify({ name: input.name, payload, time: { $date: new Date(time).toISOString() } }),

@@ -8,35 +8,54 @@ export interface PlatformEvents {
   deviceLog: DeviceLogEntry;
 }
 
-type Listener<T> = (payload: T) => void;
+/** A listener may be async: its rejection is reported like a throw. */
+type Listener<T> = (payload: T) => void | Promise<void>;
+
+interface Registration {
+  listener: Listener<never>;
+  owner: object | undefined;
+}
 
 /**
- * A typed event bus whose listeners cannot break the emitter: a throwing listener is reported
- * and the others still run, so a faulty consumer never fails ingest.
+ * A typed event bus whose listeners cannot break the emitter: a listener that throws, or whose
+ * promise rejects, is reported and the others still run, so a faulty consumer never fails
+ * ingest. Emitting never waits for async listeners. Listeners registered with an owner are
+ * removed together with `removeOwner(owner)`, when that module stops.
  */
 export class EventBus {
-  private readonly listeners = new Map<keyof PlatformEvents, Set<Listener<never>>>();
+  private readonly listeners = new Map<keyof PlatformEvents, Set<Registration>>();
 
-  constructor(private readonly onListenerError: (err: unknown) => void = () => {}) {}
+  constructor(private readonly onListenerError: (err: unknown, event: keyof PlatformEvents) => void = () => {}) {}
 
-  on<K extends keyof PlatformEvents>(event: K, listener: Listener<PlatformEvents[K]>): () => void {
+  on<K extends keyof PlatformEvents>(event: K, listener: Listener<PlatformEvents[K]>, owner?: object): () => void {
     let set = this.listeners.get(event);
     if (!set) {
       set = new Set();
       this.listeners.set(event, set);
     }
-    set.add(listener as Listener<never>);
-    return () => set.delete(listener as Listener<never>);
+    const registration: Registration = { listener: listener as Listener<never>, owner };
+    set.add(registration);
+    return () => set.delete(registration);
+  }
+
+  /** Removes every listener registered with `owner`. */
+  removeOwner(owner: object): void {
+    for (const set of this.listeners.values()) {
+      for (const registration of set) if (registration.owner === owner) set.delete(registration);
+    }
   }
 
   emit<K extends keyof PlatformEvents>(event: K, payload: PlatformEvents[K]): void {
     const set = this.listeners.get(event);
     if (!set) return;
-    for (const listener of set) {
+    for (const { listener } of set) {
       try {
-        (listener as Listener<PlatformEvents[K]>)(payload);
+        const result = (listener as Listener<PlatformEvents[K]>)(payload);
+        if (result && typeof result.then === 'function') {
+          result.then(undefined, (err: unknown) => this.onListenerError(err, event));
+        }
       } catch (err) {
-        this.onListenerError(err);
+        this.onListenerError(err, event);
       }
     }
   }

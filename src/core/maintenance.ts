@@ -46,7 +46,9 @@ export class Maintenance {
     const every = (ms: number, job: () => Promise<unknown>) => {
       const timer = setInterval(() => {
         // One job at a time; a slow run is not stacked by the next tick.
-        this.running = this.running.then(job).catch((err: unknown) => console.error('maintenance failed:', err));
+        this.running = this.running
+          .then(job)
+          .catch((err: unknown) => this.platform.logger.error({ err }, 'maintenance failed'));
       }, ms);
       timer.unref();
       this.timers.push(timer);

@@ -15,6 +15,7 @@ import {
 } from '../domain/model.js';
 import { RateLimiter } from '../domain/rate-limit.js';
 import { DEFAULT_TOPIC_PREFIX } from '../domain/topics.js';
+import { type Logger, silentLogger } from '../logger.js';
 import type { Store, WriteBatch } from '../store/types.js';
 import { type DeviceTokenClaims, looksLikeDeviceToken, signDeviceToken, verifyDeviceToken } from './device-tokens.js';
 import { GatehouseError } from './errors.js';
@@ -53,7 +54,8 @@ export interface PlatformOptions {
   store: Store;
   clock?: () => number;
   topicPrefix?: string;
-  onError?: (err: unknown) => void;
+  /** The operator log (default: silent). */
+  logger?: Logger;
 }
 
 const TOKEN_SECRET_SETTING = 'deviceTokenSecret';
@@ -67,6 +69,7 @@ export class Platform {
   readonly limiter = new RateLimiter();
   readonly topicPrefix: string;
   readonly clock: () => number;
+  readonly logger: Logger;
   private connections: Connections = NO_CONNECTIONS;
   private readonly verified = new VerifiedSecrets();
   private readonly lastReports = new Map<string, { by: string; time: number }>();
@@ -79,10 +82,13 @@ export class Platform {
     this.store = options.store;
     this.clock = options.clock ?? Date.now;
     this.topicPrefix = options.topicPrefix ?? DEFAULT_TOPIC_PREFIX;
-    const onError = options.onError ?? ((err) => console.error(err));
-    this.bus = new EventBus(onError);
+    this.logger = options.logger ?? silentLogger;
+    this.bus = new EventBus((err, event) => this.logger.error({ err, event }, 'event listener failed'));
     this.registry = new Registry(this.store, this.clock);
-    this.writes = new WriteQueue(this.store, { onCommitted: (b) => this.announce(b), onError });
+    this.writes = new WriteQueue(this.store, {
+      onCommitted: (b) => this.announce(b),
+      onError: (err) => this.logger.error({ err }, 'group commit failed'),
+    });
     this.registry.onRevocation((change) => {
       if (change.keyId) this.verified.forget(change.keyId);
       this.connections.revalidate(change);

@@ -52,26 +52,48 @@ function isPlainObject(value: unknown): value is Record<string, unknown> {
   return typeof value === 'object' && value !== null && !Array.isArray(value);
 }
 
+/** Epoch ms a JavaScript Date can hold: ±100,000,000 days (ECMA-262, "Time Values and Time Range"). */
+export const MAX_TIME_MS = 8.64e15;
+
+export type TimeReading =
+  | { ok: true; time: number }
+  /** `absent`: no time given; `unreadable`: not a TIME form; `outOfRange`: a number no Date can hold. */
+  | { ok: false; why: 'absent' | 'unreadable' | 'outOfRange' };
+
+const ABSENT: TimeReading = { ok: false, why: 'absent' };
+const UNREADABLE: TimeReading = { ok: false, why: 'unreadable' };
+
+function fromNumber(value: number, now: number): TimeReading {
+  if (!Number.isFinite(value)) return UNREADABLE;
+  const ms = Math.round(value < 0 ? now + value : value < SECONDS_THRESHOLD ? value * 1000 : value);
+  return Math.abs(ms) <= MAX_TIME_MS ? { ok: true, time: ms } : { ok: false, why: 'outOfRange' };
+}
+
+function fromString(value: string, now: number): TimeReading {
+  const trimmed = value.trim();
+  if (/^-?\d+(\.\d+)?$/.test(trimmed)) return fromNumber(Number(trimmed), now);
+  if (!ISO_DATE_RE.test(trimmed)) return UNREADABLE;
+  const ms = Date.parse(trimmed);
+  return Number.isNaN(ms) ? UNREADABLE : { ok: true, time: ms };
+}
+
 /**
- * Reads a TIME (ms or s since the epoch, `{"$date": ISO}`, ISO string, or negative ms before
- * `now`). Returns undefined when it is absent or unreadable: the caller uses the receive time.
+ * Reads a TIME: ms or s since the epoch, `{"$date": ISO or number}`, an ISO string, or negative
+ * ms before `now`. `$date` is unwrapped once: its value must be a number or a string, so a
+ * nested payload costs one step, not one per level. Every time read is one a Date can hold.
  */
+export function readTime(value: unknown, now: number): TimeReading {
+  if (value === undefined || value === null) return ABSENT;
+  const inner = isPlainObject(value) && '$date' in value ? value.$date : value;
+  if (typeof inner === 'number') return fromNumber(inner, now);
+  if (typeof inner === 'string') return fromString(inner, now);
+  return UNREADABLE;
+}
+
+/** `readTime` for callers that only need the time: undefined when there is no usable one. */
 export function parseTime(value: unknown, now: number): number | undefined {
-  if (value === undefined || value === null) return undefined;
-  if (typeof value === 'number') {
-    if (!Number.isFinite(value)) return undefined;
-    if (value < 0) return Math.round(now + value);
-    return Math.round(value < SECONDS_THRESHOLD ? value * 1000 : value);
-  }
-  if (typeof value === 'string') {
-    const trimmed = value.trim();
-    if (/^-?\d+(\.\d+)?$/.test(trimmed)) return parseTime(Number(trimmed), now);
-    if (!ISO_DATE_RE.test(trimmed)) return undefined;
-    const ms = Date.parse(trimmed);
-    return Number.isNaN(ms) ? undefined : ms;
-  }
-  if (isPlainObject(value) && '$date' in value) return parseTime(value.$date, now);
-  return undefined;
+  const reading = readTime(value, now);
+  return reading.ok ? reading.time : undefined;
 }
 
 export type Conversion = { ok: true; value: unknown } | { ok: false; reason: string };
@@ -91,7 +113,10 @@ export function convertValue(dataType: DataType, value: unknown): Conversion {
   const wrong = (): Conversion => ({ ok: false, reason: `expected a ${dataType}, got ${got}` });
   switch (dataType) {
     case 'number': {
-      if (typeof value === 'number') return Number.isFinite(value) ? { ok: true, value } : wrong();
+      if (typeof value === 'number') {
+        // JSON.parse reads 1e999 as Infinity: refused like any value that is not a number.
+        return Number.isFinite(value) ? { ok: true, value } : { ok: false, reason: 'is not a finite number' };
+      }
       if (typeof value === 'string') {
         const n = DECIMAL_RE.test(value.trim()) ? Number(value) : Number.NaN;
         return Number.isFinite(n) ? { ok: true, value: n } : { ok: false, reason: `"${clip(value)}" is not a number` };
@@ -99,6 +124,7 @@ export function convertValue(dataType: DataType, value: unknown): Conversion {
       return wrong();
     }
     case 'string': {
+      if (typeof value === 'number' && !Number.isFinite(value)) return { ok: false, reason: 'is not a finite number' };
       if (typeof value === 'number' || typeof value === 'boolean') return { ok: true, value: String(value) };
       if (typeof value !== 'string') return wrong();
       if (Buffer.byteLength(value) > MAX_STRING_BYTES) {
@@ -155,14 +181,16 @@ export function parseStates(payload: unknown, attributes: readonly AttributeDef[
   const states: ParsedState[] = [];
   const issues: StateIssue[] = [];
   for (const [index, item] of (items as Array<{ data: Record<string, unknown>; time?: unknown }>).entries()) {
-    let time = parseTime(item.time, now);
-    const receiveTime = time === undefined;
-    if (time === undefined) {
-      if (item.time !== undefined && item.time !== null) {
-        issues.push({ index, reason: 'time is not a recognised form; used the receive time' });
-      }
-      time = now;
+    const reading = readTime(item.time, now);
+    if (!reading.ok && reading.why === 'outOfRange') {
+      issues.push({ index, reason: 'state time is outside the range of dates; ignored' });
+      continue;
     }
+    if (!reading.ok && reading.why === 'unreadable') {
+      issues.push({ index, reason: 'time is not a recognised form; used the receive time' });
+    }
+    const receiveTime = !reading.ok;
+    const time = reading.ok ? reading.time : now;
     if (time < now - MAX_AGE_MS) {
       issues.push({ index, reason: `state time ${new Date(time).toISOString()} is more than 30 days old; ignored` });
       continue;

@@ -8,6 +8,7 @@ import {
   parseJson,
   parseStates,
   parseTime,
+  readTime,
   type StateParseResult,
 } from '../../src/domain/state.js';
 
@@ -171,7 +172,7 @@ describe('convertValue', () => {
     ['number', null, 'got null'],
     ['number', [1], 'got array'],
     ['number', { v: 1 }, 'got object'],
-    ['number', Number.NaN, 'expected a number'],
+    ['number', Number.NaN, 'is not a finite number'],
     // string
     ['string', null, 'got null'],
     ['string', { a: 1 }, 'got object'],
@@ -451,5 +452,40 @@ describe('parseStates', () => {
       expect(result.states).toEqual([{ time: NOW - DAY, data: { temp: 2 } }]);
       expect(result.issues.map((i) => i.index)).toEqual([0, 2]);
     });
+  });
+});
+
+describe('times no Date can hold (hardening)', () => {
+  it.each<[string, unknown]>([
+    ['1e300', 1e300],
+    ['-1e300', -1e300],
+    ['{$date: "9000000000000000"}', { $date: '9000000000000000' }],
+    ['a numeric string past the range', '99999999999999999999'],
+    ['just past the range', 8.64e15 + 1],
+  ])('%s is out of range, and the state is ignored with a reason', (_name, time) => {
+    expect(readTime(time, NOW)).toEqual({ ok: false, why: 'outOfRange' });
+    const result = accepted(parseStates({ data: { temp: 1 }, time }, ATTRS, NOW));
+    expect(result.states).toEqual([]);
+    expect(result.issues).toEqual([{ index: 0, reason: 'state time is outside the range of dates; ignored' }]);
+  });
+
+  it('reads the edge of the range', () => {
+    expect(readTime(8.64e15, NOW)).toEqual({ ok: true, time: 8.64e15 });
+  });
+
+  it('unwraps $date once: a nested $date is unreadable, however deep', () => {
+    let deep: unknown = 1717230615000;
+    for (let i = 0; i < 100_000; i++) deep = { $date: deep };
+    expect(readTime(deep, NOW)).toEqual({ ok: false, why: 'unreadable' });
+    expect(readTime({ $date: { $date: 1717230615000 } }, NOW)).toEqual({ ok: false, why: 'unreadable' });
+  });
+
+  it('refuses non-finite numbers for every type, never storing "Infinity"', () => {
+    for (const dataType of ['number', 'string', 'boolean', 'gps', 'blob'] as const) {
+      expect(convertValue(dataType, Number.POSITIVE_INFINITY).ok).toBe(false);
+      expect(convertValue(dataType, Number.NEGATIVE_INFINITY).ok).toBe(false);
+    }
+    const parsed = parseJson('{"data":{"temp":1e999}}');
+    expect(parsed.ok && accepted(parseStates(parsed.value, ATTRS, NOW)).states).toEqual([]);
   });
 });

@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
 import { resolveConfig } from '../../src/config.js';
+import type { Logger } from '../../src/logger.js';
 import { type RunningGatehouse, startGatehouse } from '../../src/server.js';
 
 export const ADMIN_TOKEN = 'test-admin-token-0123456789';
@@ -27,13 +28,16 @@ export interface TestServer {
   stop(): Promise<void>;
 }
 
-export async function startTestServer(options: { dataDir?: string; keepData?: boolean } = {}): Promise<TestServer> {
+export async function startTestServer(
+  options: { dataDir?: string; keepData?: boolean; logger?: Logger } = {},
+): Promise<TestServer> {
   const dataDir = options.dataDir ?? mkdtempSync(path.join(tmpdir(), 'gatehouse-test-'));
   const config = resolveConfig(
-    { dataDir, mqttPort: '0', httpPort: '0', host: '127.0.0.1' },
+    // Only errors reach the test output; a test that reads the log passes its own logger.
+    { dataDir, mqttPort: '0', httpPort: '0', host: '127.0.0.1', logLevel: 'error' },
     { GATEHOUSE_ADMIN_TOKEN: ADMIN_TOKEN },
   );
-  const running = await startGatehouse(config);
+  const running = await startGatehouse(config, options.logger ? { logger: options.logger } : {});
   const clients: MqttClient[] = [];
   const server: TestServer = {
     running,
