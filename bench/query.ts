@@ -15,7 +15,7 @@ import Database from 'better-sqlite3';
 import type { Device, StateRecord } from '../src/domain/model.js';
 import { SqliteSeries } from '../src/store/sqlite/series.js';
 import { DATABASE_FILENAME, openSqliteStore } from '../src/store/sqlite/sqlite-store.js';
-import type { Aggregation, SeriesPoint } from '../src/store/types.js';
+import { type Aggregation, type SeriesPoint, writeBatch } from '../src/store/types.js';
 import { config } from './config.js';
 import { Report, waitForQuiet } from './report.js';
 import { fmt } from './stats.js';
@@ -107,7 +107,7 @@ export async function queryScenario(report: Report, days = config.queryDays): Pr
           reportedBy: monthId,
         });
       }
-      await store.applyBatch({ states, reports: [], connections: [], logs: [] });
+      await store.applyBatch(writeBatch({ states }));
     }
     const ingestMs = performance.now() - t0;
     const cpu = process.cpuUsage(cpu0);
@@ -126,17 +126,16 @@ export async function queryScenario(report: Report, days = config.queryDays): Pr
       await store.createDevice(device(id, appId, `d${i}`));
       many.push(id);
     }
-    await store.applyBatch({
-      states: many.map((id, i) => ({
-        deviceId: id,
-        time: MONTH_START + i,
-        data: { temperature: i, humidity: 50 },
-        reportedBy: id,
-      })),
-      reports: [],
-      connections: [],
-      logs: [],
-    });
+    await store.applyBatch(
+      writeBatch({
+        states: many.map((id, i) => ({
+          deviceId: id,
+          time: MONTH_START + i,
+          data: { temperature: i, humidity: 50 },
+          reportedBy: id,
+        })),
+      }),
+    );
 
     const end = MONTH_START + days * DAY - 1;
     const month = (resolution: number, aggregation: Aggregation) => ({

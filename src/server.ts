@@ -9,6 +9,7 @@ import type { Duplex } from 'node:stream';
 import tls from 'node:tls';
 import { createWebSocketStream, WebSocketServer } from 'ws';
 import { createApi } from './api/app.js';
+import { MAX_PACKET_BYTES } from './broker/connection-guard.js';
 import { MqttBroker } from './broker/mqtt-broker.js';
 import { ConfigError, type GatehouseConfig, optionName } from './config.js';
 import { Maintenance, type MaintenanceOptions } from './core/maintenance.js';
@@ -51,7 +52,8 @@ export async function startGatehouse(config: GatehouseConfig, options: StartOpti
     closers.push(() => maintenance.stop());
 
     const api = createApi(platform);
-    const wss = new WebSocketServer({ noServer: true });
+    // ws buffers a whole frame before the MQTT parser sees a byte: bound frames like packets.
+    const wss = new WebSocketServer({ noServer: true, maxPayload: MAX_PACKET_BYTES + 5 });
     api.server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
       if (new URL(req.url ?? '/', 'http://x').pathname !== '/mqtt') {
         socket.destroy();

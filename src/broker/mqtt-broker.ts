@@ -1,8 +1,8 @@
 /**
- * The MQTT side (spec: MQTT). Aedes handles the protocol; the hooks here stay thin and ask the
- * platform: credentials in `authenticate`, the authorization rule on every publish and
- * subscribe, state through the shared ingest path. Facts about aedes 1.2 this relies on are in
- * shared/notes/aedes-1.2.md.
+ * The MQTT side (docs/protocol.md, "MQTT"). Aedes handles the protocol; the hooks here stay thin
+ * and ask the platform: credentials in `authenticate`, the authorization rule on every publish,
+ * subscribe and delivery, state through the shared ingest path. Facts about aedes 1.2 this
+ * relies on are in docs/aedes.md.
  */
 import type { IncomingMessage } from 'node:http';
 import {
@@ -15,30 +15,88 @@ import {
 } from 'aedes';
 import { type IngestOutcome, ingestState } from '../core/ingest.js';
 import type { Connections, Platform } from '../core/platform.js';
-import { authorize } from '../domain/authorization.js';
+import { authorize, type Principal } from '../domain/authorization.js';
 import type { Device } from '../domain/model.js';
+import { MAX_PAYLOAD_BYTES } from '../domain/state.js';
 import { commandTopic, errorTopic, hasWildcard, parseTopic } from '../domain/topics.js';
+import type { Logger } from '../logger.js';
+import {
+  type BoundedPersistence,
+  boundedMemoryPersistence,
+  DEFAULT_QUEUE_LIMITS,
+  QueueAccounting,
+  type QueueLimits,
+} from './bounded-persistence.js';
+import { decoupleWrites, outboundBytes, PacketSizeGuard } from './connection-guard.js';
+import {
+  DEFAULT_RETAINED_LIMITS,
+  RetainedBudget,
+  type RetainedLimits,
+  scopeTopic,
+  unscopeTopic,
+} from './custom-topics.js';
 import { type Session, SessionTable } from './sessions.js';
 
 /** Refused publishes are re-pointed here: no client can subscribe to `$` topics [MQTT-4.7.2-1]. */
 const SINK_TOPIC = '$gatehouse/refused';
 
+/** What may wait to be sent to one client before it counts as a slow consumer and is disconnected. */
+export const DEFAULT_MAX_OUTBOUND_BYTES = 4 * 1024 * 1024;
+
+export interface BrokerLimits {
+  maxOutboundBytes: number;
+  queue: QueueLimits;
+  retained: RetainedLimits;
+}
+
+const DEFAULT_LIMITS: BrokerLimits = {
+  maxOutboundBytes: DEFAULT_MAX_OUTBOUND_BYTES,
+  queue: DEFAULT_QUEUE_LIMITS,
+  retained: DEFAULT_RETAINED_LIMITS,
+};
+
 type Connection = Parameters<Aedes['handle']>[0];
+type Done = (err?: Error | null) => void;
+type DevicePrincipal = Session['principal'];
+
+/** [MQTT-1.5.3-2]: a string holding U+0000 ends the connection. */
+const hasNul = (s: string): boolean => s.includes('\u0000');
 
 export class MqttBroker implements Connections {
   readonly sessions = new SessionTable();
   private aedes!: Aedes;
   private readonly prefix: string;
+  private readonly log: Logger;
+  private readonly limits: BrokerLimits;
+  private readonly guards = new WeakMap<Client, PacketSizeGuard>();
+  private readonly retained: RetainedBudget;
+  private readonly queues: QueueAccounting;
+  private readonly persistence: BoundedPersistence;
+  /** Sessions with bytes authorized this turn; their counters are reset on the next. */
+  private readonly unflushed = new Set<Session>();
+  private unflushedReset = false;
 
-  constructor(private readonly platform: Platform) {
+  constructor(
+    private readonly platform: Platform,
+    limits: Partial<BrokerLimits> = {},
+  ) {
     this.prefix = platform.topicPrefix;
+    this.log = platform.logger.child({ component: 'mqtt' });
+    this.limits = { ...DEFAULT_LIMITS, ...limits };
+    this.retained = new RetainedBudget(this.limits.retained);
+    this.queues = new QueueAccounting(this.limits.queue, (clientId, queue) => this.onQueueFull(clientId, queue));
+    this.persistence = boundedMemoryPersistence(this.queues);
   }
 
   async start(): Promise<void> {
     this.aedes = new Aedes({
+      persistence: this.persistence,
       // 24-hex device ids exceed MQTT 3.1's 23 characters; 3.1.1 has no such limit.
       maxClientsIdLength: 64,
       heartbeatInterval: 60_000,
+      // Writes never wait for a drain (connection-guard.ts): a slow client is bounded by
+      // maxOutboundBytes instead, so aedes' own drain timeout has nothing to do.
+      drainTimeout: 0,
       authenticate: (client, username, password, done) => {
         this.authenticate(client, username, password).then(
           (error) => done(error, error === null),
@@ -59,13 +117,18 @@ export class MqttBroker implements Connections {
     this.aedes.on('clientDisconnect', (client) => this.onDisconnected(client));
     this.aedes.on('keepaliveTimeout', (client) => this.closeReason(client, 'Keep-alive timeout'));
     this.aedes.on('clientError', (client, err) => this.closeReason(client, err.message));
+    this.aedes.on('connectionError', (client, err) =>
+      this.log.info({ ipAddress: remoteAddress(client), reason: err.message }, 'connection closed before CONNACK'),
+    );
     this.aedes.on('unsubscribe', (topics, client) => this.onUnsubscribed(client, topics));
     this.platform.attachConnections(this);
   }
 
   /** Hands a connection (TCP socket, TLS socket or WebSocket stream) to the broker. */
   handle(stream: Connection, request?: IncomingMessage): void {
-    this.aedes.handle(stream, request);
+    decoupleWrites(stream as unknown as { write: (...args: never[]) => boolean });
+    const client = this.aedes.handle(stream, request);
+    this.guards.set(client, new PacketSizeGuard(client));
   }
 
   /** Disconnects every client (reason `Server shutting down`) and stops the broker. */
@@ -79,6 +142,11 @@ export class MqttBroker implements Connections {
     return this.aedes.connectedClients;
   }
 
+  /** Retained messages an application holds (tests and diagnostics). */
+  retainedUsage(applicationId: string): { messages: number; bytes: number } {
+    return this.retained.usage(applicationId);
+  }
+
   // Connections (used by the platform)
 
   isConnected(deviceId: string): boolean {
@@ -86,22 +154,24 @@ export class MqttBroker implements Connections {
   }
 
   /**
-   * A peripheral's command goes to the gateway that last reported for it when that gateway is
-   * connected and subscribed; otherwise to every connected, subscribed gateway that may act for
-   * it (spec: Commands). Rights are re-checked now, with the current device definitions.
+   * Where a command for `target` should go: the gateway that last reported for a peripheral when
+   * it is connected and subscribed; otherwise every connected, subscribed client that may act for
+   * it (docs/protocol.md, "Commands"). Rights are checked with the current definitions.
    */
-  deliverCommand(target: Device, message: Buffer, preferredGatewayId: string | null): string[] {
-    const allowed = this.sessions
-      .commandSubscribersOf(target.id)
-      .filter((s) => authorize(this.freshPrincipal(s), { type: 'receiveCommands', target }).allow);
+  routeCommand(target: Device, preferredGatewayId: string | null): string[] {
+    const allowed = this.commandReceivers(target);
     const preferred = allowed.find((s) => s.deviceId === preferredGatewayId);
-    const route = preferred ? [preferred] : allowed;
+    return (preferred ? [preferred] : allowed).map((s) => s.deviceId);
+  }
+
+  /** Sends a recorded command along its route, to those still connected and allowed. */
+  deliverCommand(target: Device, message: Buffer, route: readonly string[]): void {
     const topic = commandTopic(target.id, this.prefix);
-    for (const session of route) {
+    for (const session of this.commandReceivers(target)) {
+      if (!route.includes(session.deviceId)) continue;
       session.messagesToClient++;
       this.send(session, topic, message, session.commandSubscriptions.get(target.id) ?? 0);
     }
-    return route.map((s) => s.deviceId);
   }
 
   revalidate(change: { deviceId?: string; keyId?: string; applicationId?: string }): void {
@@ -110,18 +180,22 @@ export class MqttBroker implements Connections {
       if (device.id !== change.deviceId && key.id !== change.keyId && device.applicationId !== change.applicationId) {
         continue;
       }
-      const principal = this.freshPrincipal(session);
       const gone = !this.platform.registry.deviceCached(device.id)
         ? 'Device deleted'
         : !this.platform.registry.keyCached(key.id)
           ? 'Access key deleted'
           : null;
-      const decision = gone ? null : authorize(principal, { type: 'connect' });
-      if (gone || (decision && !decision.allow)) {
+      const principal = this.currentPrincipal(session);
+      const decision = gone || !principal ? null : authorize(principal, { type: 'connect' });
+      if (gone || !principal || (decision && !decision.allow)) {
+        session.revoked = true;
         this.disconnect(session, gone ?? `Not authorized: ${(decision as { reason: string }).reason}`);
       } else {
         session.principal = principal;
       }
+    }
+    if (change.applicationId && !this.platform.registry.applicationCached(change.applicationId)) {
+      this.dropRetained(change.applicationId);
     }
   }
 
@@ -134,6 +208,10 @@ export class MqttBroker implements Connections {
     password: Buffer | undefined,
   ): Promise<AuthenticateError | null> {
     const ipAddress = remoteAddress(client);
+    if (hasNul(client.id) || (username !== undefined && hasNul(username))) {
+      // [MQTT-1.5.3-2]; CONNACK 2 (identifier rejected) closes the connection.
+      return Object.assign(new Error('client id or user name contains U+0000'), { returnCode: 2 }) as AuthenticateError;
+    }
     const result = await this.platform.authenticateDevice(client.id, username ?? '', password?.toString('utf8') ?? '');
     if (!result.ok) {
       if (result.device) {
@@ -144,6 +222,7 @@ export class MqttBroker implements Connections {
     const previous = this.sessions.current(client.id);
     if (previous) previous.closeReason = 'Duplicate client id'; // [MQTT-3.1.4-2]
     setNoDelay(client);
+    this.guards.get(client)?.accept();
     this.sessions.bind({
       client,
       principal: result.principal,
@@ -155,6 +234,8 @@ export class MqttBroker implements Connections {
       commandSubscriptions: new Map(),
       errorSubscription: null,
       closeReason: null,
+      revoked: false,
+      unflushed: 0,
       pending: null,
     });
     return null;
@@ -168,13 +249,13 @@ export class MqttBroker implements Connections {
     void this.platform.writes.enqueue({
       connections: [{ deviceId: device.id, connected: true, time: session.connectedAt }],
       // Authentication succeeded: the entry names the access key that was used.
-      logs: [
+      logs: this.platform.admitLogs([
         this.platform.logEntry(device, 'connect', {
           connected: 1,
           keyId: session.principal.key.id,
           ipAddress: session.ipAddress,
         }),
-      ],
+      ]),
     });
   }
 
@@ -182,6 +263,7 @@ export class MqttBroker implements Connections {
     const session = this.sessions.of(client);
     if (!session) return;
     const current = this.sessions.deactivate(session);
+    this.unflushed.delete(session);
     const reason =
       session.closeReason ??
       ((client as unknown as { _disconnected?: boolean })._disconnected ? 'Client disconnected' : 'Connection lost');
@@ -190,7 +272,7 @@ export class MqttBroker implements Connections {
     void this.platform.writes.enqueue({
       // A replaced connection must not mark the device offline under its successor.
       connections: current ? [{ deviceId: device.id, connected: false, time: now }] : [],
-      logs: [
+      logs: this.platform.admitLogs([
         this.platform.logEntry(device, 'disconnect', {
           connected: 0,
           disconnectReason: reason,
@@ -199,7 +281,7 @@ export class MqttBroker implements Connections {
           ipAddress: session.ipAddress,
           connectedAt: new Date(session.connectedAt).toISOString(),
         }),
-      ],
+      ]),
     });
   }
 
@@ -208,22 +290,40 @@ export class MqttBroker implements Connections {
     if (session) session.closeReason ??= reason;
   }
 
-  private authorizePublish(client: Client | null, packet: PublishPacket, done: (err?: Error | null) => void): void {
+  private authorizePublish(client: Client | null, packet: PublishPacket, done: Done): void {
     const session = this.sessions.of(client);
     if (!session) {
-      // Only a will published after its client is gone lands here; wills never reach device topics.
-      if (packet.topic.startsWith(`${this.prefix}/`)) sink(packet);
+      // Nothing reaches the broker from a client that is not authenticated.
+      sink(packet);
       done(null);
       return;
     }
-    session.messagesFromClient++;
+    if (hasNul(packet.topic)) {
+      session.closeReason ??= 'Protocol error: topic name contains U+0000 [MQTT-1.5.3-2]';
+      done(new Error('topic name contains U+0000'));
+      return;
+    }
+    if (client?.closed) {
+      // aedes publishes a Last Will after closing the connection [MQTT-3.1.2-8]. It is authorized
+      // like any publish, with the rights the device has now; a revoked session has none left.
+      const principal = this.currentPrincipal(session);
+      if (session.revoked || !principal) {
+        sink(packet);
+        done(null);
+        return;
+      }
+      session.principal = principal;
+    } else {
+      session.messagesFromClient++;
+    }
     const parsed = parseTopic(packet.topic, this.prefix);
     switch (parsed.kind) {
       case 'state':
         this.publishState(session, packet, parsed.deviceId, done);
         return;
       case 'custom':
-        this.publishCustom(session, packet, done);
+        this.publishCustom(session, packet);
+        done(null);
         return;
       case 'command':
       case 'error':
@@ -242,7 +342,7 @@ export class MqttBroker implements Connections {
     }
   }
 
-  private publishState(session: Session, packet: PublishPacket, deviceId: string, done: (err?: Error | null) => void) {
+  private publishState(session: Session, packet: PublishPacket, deviceId: string, done: Done) {
     const topic = packet.topic;
     const payload = packet.payload as Buffer;
     sink(packet); // state is ingested, never forwarded
@@ -256,7 +356,7 @@ export class MqttBroker implements Connections {
         topic,
         receivedAt: this.platform.clock(),
       });
-    // Publishes of one client are ingested in arrival order [MQTT-4.6.0-2]; see the aedes note on ordering.
+    // Publishes of one client are ingested in arrival order [MQTT-4.6.0-2]; see docs/aedes.md on ordering.
     const outcome = session.pending ? session.pending.then(run) : run();
     if (outcome instanceof Promise) {
       const settled = outcome.then(
@@ -281,7 +381,7 @@ export class MqttBroker implements Connections {
     packet: PublishPacket,
     topic: string,
     outcome: IngestOutcome,
-    done: (err?: Error | null) => void,
+    done: Done,
   ): void {
     if (!outcome.ok) {
       this.sendError(session, outcome.status, outcome.reason, topic);
@@ -289,10 +389,8 @@ export class MqttBroker implements Connections {
       if (outcome.limited === 'device') this.disconnect(session, 'Rate limit exceeded');
       return;
     }
-    if (outcome.issues.length > 0) {
-      this.sendError(session, 400, outcome.issues.map((i) => i.reason).join('; '), topic);
-    }
-    // QoS 1: the PUBACK waits for the commit (spec: QoS 1 state acknowledged only once stored).
+    if (outcome.issues.length > 0) this.sendError(session, 400, outcome.issueSummary, topic);
+    // QoS 1: the PUBACK waits for the commit (docs/protocol.md: QoS 1 state acknowledged once stored).
     // A failed commit closes the connection unacknowledged, so the client sends it again.
     if (packet.qos > 0)
       outcome.committed.then(
@@ -302,20 +400,46 @@ export class MqttBroker implements Connections {
     else done(null);
   }
 
-  private publishCustom(session: Session, packet: PublishPacket, done: (err?: Error | null) => void): void {
-    const decision = authorize(session.principal, { type: 'publishTopic', topic: packet.topic });
+  /** A topic outside the platform prefix: authorized, bounded, then scoped to the application. */
+  private publishCustom(session: Session, packet: PublishPacket): void {
+    const { principal } = session;
+    const decision = authorize(principal, { type: 'publishTopic', topic: packet.topic });
     if (!decision.allow) {
       this.refuse(session, packet, 403, decision.reason);
-    } else if (this.platform.countMessage(session.principal, undefined, this.platform.clock())) {
-      sink(packet);
-      this.sendError(session, 429, 'Rate limit exceeded', packet.topic);
-      this.disconnect(session, 'Rate limit exceeded');
+      return;
     }
-    done(null);
+    const size = payloadBytes(packet);
+    if (size > MAX_PAYLOAD_BYTES) {
+      this.refuse(session, packet, 413, `payload of ${size} bytes exceeds ${MAX_PAYLOAD_BYTES} bytes`);
+      return;
+    }
+    const applicationId = principal.device.applicationId;
+    const scoped = scopeTopic(applicationId, packet.topic);
+    if (packet.retain) {
+      const refusal = this.retained.admit(applicationId, scoped, size);
+      if (refusal) {
+        this.refuse(session, packet, 413, refusal);
+        return;
+      }
+    }
+    if (this.platform.countMessage(principal, undefined, this.platform.clock())) {
+      const topic = packet.topic;
+      sink(packet);
+      this.sendError(session, 429, 'Rate limit exceeded', topic);
+      this.disconnect(session, 'Rate limit exceeded');
+      return;
+    }
+    packet.topic = scoped;
   }
 
   /** Drops a publish, logs why, tells the publisher on its error topic; the connection stays up. */
-  private refuse(session: Session, packet: PublishPacket, status: 400 | 403, reason: string, suggestion?: string) {
+  private refuse(
+    session: Session,
+    packet: PublishPacket,
+    status: 400 | 403 | 413,
+    reason: string,
+    suggestion?: string,
+  ) {
     const topic = packet.topic;
     sink(packet);
     const parsed = parseTopic(topic, this.prefix);
@@ -332,12 +456,26 @@ export class MqttBroker implements Connections {
   private async authorizeSubscribe(client: Client, sub: Subscription): Promise<Subscription | null> {
     const session = this.sessions.of(client);
     if (!session) return null;
+    if (hasNul(sub.topic)) {
+      session.closeReason ??= 'Protocol error: topic filter contains U+0000 [MQTT-1.5.3-2]';
+      throw new Error('topic filter contains U+0000');
+    }
     const qos: 0 | 1 = sub.qos > 0 ? 1 : 0;
-    const filter = sub.topic;
+    const applicationId = session.principal.device.applicationId;
+    // A persistent session's subscriptions are restored as they were stored: scoped.
+    const restored = unscopeTopic(sub.topic);
+    if (restored && restored.applicationId !== applicationId) {
+      return this.refuseSubscription(session, sub.topic, 'topics starting with $ are reserved');
+    }
+    const filter = restored?.topic ?? sub.topic;
     const underPrefix = filter === this.prefix || filter.startsWith(`${this.prefix}/`);
     if (!underPrefix) {
       const decision = authorize(session.principal, { type: 'subscribeTopic', filter, prefix: this.prefix });
-      return decision.allow ? sub : this.refuseSubscription(session, filter, decision.reason);
+      if (!decision.allow) return this.refuseSubscription(session, filter, decision.reason);
+      // Changed in place: aedes persists the SUBSCRIBE's own list for a persistent session.
+      sub.topic = scopeTopic(applicationId, filter);
+      sub.qos = qos;
+      return sub;
     }
     if (hasWildcard(filter)) {
       return this.refuseSubscription(session, filter, 'wildcards are not allowed in platform topics');
@@ -351,7 +489,7 @@ export class MqttBroker implements Connections {
       );
     }
     const target = await this.platform.registry.device(parsed.deviceId);
-    const sameApp = target && target.applicationId === session.principal.device.applicationId ? target : undefined;
+    const sameApp = target && target.applicationId === applicationId ? target : undefined;
     const decision = authorize(session.principal, {
       type: parsed.kind === 'command' ? 'receiveCommands' : 'receiveErrors',
       target: sameApp,
@@ -359,7 +497,8 @@ export class MqttBroker implements Connections {
     if (!decision.allow) return this.refuseSubscription(session, filter, decision.reason, sameApp);
     if (parsed.kind === 'command') this.sessions.subscribeCommands(session, parsed.deviceId, qos);
     else session.errorSubscription = qos;
-    return { ...sub, qos };
+    sub.qos = qos;
+    return sub;
   }
 
   /** SUBACK 0x80 for this subscription only; the connection stays up. */
@@ -376,39 +515,131 @@ export class MqttBroker implements Connections {
   private onUnsubscribed(client: Client, topics: string[]): void {
     const session = this.sessions.of(client);
     if (!session) return;
+    const custom: string[] = [];
     for (const topic of topics) {
+      if (topic.startsWith('$')) continue; // our own scoped follow-up, below
       const parsed = parseTopic(topic, this.prefix);
       if (parsed.kind === 'command') this.sessions.unsubscribeCommands(session, parsed.deviceId);
       else if (parsed.kind === 'error' && parsed.deviceId === session.deviceId) session.errorSubscription = null;
+      else if (parsed.kind === 'custom') custom.push(scopeTopic(session.principal.device.applicationId, topic));
+    }
+    if (custom.length === 0 || client.closed) return;
+    // The client unsubscribed from the topics it knows; its subscriptions are held scoped.
+    client.unsubscribe({ unsubscriptions: custom } as never, () => {});
+    if (!client.clean) {
+      this.persistence.removeSubscriptions(client, custom).then(
+        () => {},
+        (err: unknown) =>
+          this.log.warn({ err, deviceId: session.deviceId }, 'removing a persistent subscription failed'),
+      );
     }
   }
 
   /**
-   * Platform topics reach clients only through `send` (commands and errors, already routed);
-   * anything else under the prefix is never forwarded. Re-checked here because aedes also
-   * delivers queued messages of persistent sessions through this hook.
+   * Every message to a client passes here: routed commands and error notices, custom topics,
+   * retained messages and the queue of a persistent session. Platform topics reach a client only
+   * through `send`; custom topics only within the client's application and while its key still
+   * allows them; nothing past the client's outbound bound.
    */
   private authorizeForward(client: Client, packet: AedesPublishPacket): AedesPublishPacket | null {
-    if (packet.topic.startsWith('$')) return null;
-    if (!packet.topic.startsWith(`${this.prefix}/`)) {
-      const session = this.sessions.of(client);
-      if (session) session.messagesToClient++;
-      return packet;
-    }
-    const parsed = parseTopic(packet.topic, this.prefix);
     const session = this.sessions.of(client);
     if (!session) return null;
-    if (parsed.kind === 'error' && parsed.deviceId === session.deviceId) return packet;
+    const topic = packet.topic;
+    if (topic.startsWith('$')) {
+      const scoped = unscopeTopic(topic);
+      if (!scoped || scoped.applicationId !== session.principal.device.applicationId) return null;
+      if (!this.mayReceive(session, scoped.topic) || !this.admitOutbound(session, packet)) return null;
+      // Each client gets its own copy of a packet from aedes, so restoring the topic here is
+      // safe, and it must be in place: the queue of a persistent session writes this object.
+      packet.topic = scoped.topic;
+      // Subscriptions are granted at most QoS 1.
+      if (packet.qos > 1) packet.qos = 1;
+      session.messagesToClient++;
+      return packet;
+    }
+    if (topic !== this.prefix && !topic.startsWith(`${this.prefix}/`)) {
+      // A custom topic already restored: a message of this client's own unacknowledged queue.
+      if (!this.mayReceive(session, topic) || !this.admitOutbound(session, packet)) return null;
+      session.messagesToClient++;
+      return packet;
+    }
+    const parsed = parseTopic(topic, this.prefix);
+    if (parsed.kind === 'error' && parsed.deviceId === session.deviceId) {
+      return this.admitOutbound(session, packet) ? packet : null;
+    }
     if (parsed.kind === 'command') {
       const target = this.platform.registry.deviceCached(parsed.deviceId);
-      if (target && authorize(this.freshPrincipal(session), { type: 'receiveCommands', target }).allow) return packet;
+      const principal = this.currentPrincipal(session);
+      if (target && principal && authorize(principal, { type: 'receiveCommands', target }).allow) {
+        return this.admitOutbound(session, packet) ? packet : null;
+      }
     }
     return null;
   }
 
   // Helpers
 
+  /** Sessions subscribed to a device's command topic that may receive its commands now. */
+  private commandReceivers(target: Device): Session[] {
+    return this.sessions.commandSubscribersOf(target.id).filter((s) => {
+      const principal = this.currentPrincipal(s);
+      return principal !== undefined && authorize(principal, { type: 'receiveCommands', target }).allow;
+    });
+  }
+
+  /** May the client receive a message on custom `topic` with the rights it has now? */
+  private mayReceive(session: Session, topic: string): boolean {
+    const principal = this.currentPrincipal(session);
+    return principal !== undefined && authorize(principal, { type: 'receiveTopic', topic }).allow;
+  }
+
+  /**
+   * Counts a delivery against the client's outbound bound: what its connection has not sent
+   * yet, plus what was authorized this turn and will be written on the next. A client past the
+   * bound is disconnected as a slow consumer, which frees what it held.
+   */
+  private admitOutbound(session: Session, packet: AedesPublishPacket): boolean {
+    const size = payloadBytes(packet) + Buffer.byteLength(packet.topic) + 8;
+    const waiting = outboundBytes(session.client.conn) + session.unflushed;
+    if (waiting + size > this.limits.maxOutboundBytes) {
+      this.disconnect(
+        session,
+        `Slow consumer: ${waiting} bytes waiting to be sent, at most ${this.limits.maxOutboundBytes}`,
+      );
+      return false;
+    }
+    session.unflushed += size;
+    this.unflushed.add(session);
+    if (!this.unflushedReset) {
+      this.unflushedReset = true;
+      setImmediate(() => {
+        for (const s of this.unflushed) s.unflushed = 0;
+        this.unflushed.clear();
+        this.unflushedReset = false;
+      });
+    }
+    return true;
+  }
+
+  private onQueueFull(clientId: string, queue: QueueLimits): void {
+    const reason = `queue of undelivered QoS 1 messages is full (${queue.messages} messages or ${queue.bytes} bytes); newer messages are dropped until the device acknowledges older ones`;
+    const device = this.platform.registry.deviceCached(clientId);
+    if (device) this.platform.log([this.platform.logEntry(device, 'dropped', { via: 'mqtt', reason })]);
+    this.log.warn({ deviceId: clientId, reason }, 'message queue full');
+  }
+
+  private dropRetained(applicationId: string): void {
+    for (const topic of this.retained.release(applicationId)) {
+      const empty = { cmd: 'publish', topic, payload: Buffer.alloc(0), qos: 0, retain: true, dup: false };
+      this.persistence.storeRetained(empty).then(
+        () => {},
+        (err: unknown) => this.log.warn({ err, applicationId }, 'removing a retained message failed'),
+      );
+    }
+  }
+
   private send(session: Session, topic: string, payload: Buffer, qos: 0 | 1): void {
+    if (session.client.closed) return;
     session.client.publish({ cmd: 'publish', topic, payload, qos, retain: false, dup: false }, () => {});
   }
 
@@ -430,20 +661,25 @@ export class MqttBroker implements Connections {
     session.client.close();
   }
 
-  /** The session's principal with the current device and key definitions. */
-  private freshPrincipal(session: Session): Session['principal'] {
-    const registry = this.platform.registry;
-    return {
-      kind: 'device',
-      device: registry.deviceCached(session.principal.device.id) ?? session.principal.device,
-      key: registry.keyCached(session.principal.key.id) ?? session.principal.key,
-    };
+  /**
+   * The session's principal with the current device and key definitions; undefined when the
+   * device or its key no longer exists.
+   */
+  private currentPrincipal(session: Session): DevicePrincipal | undefined {
+    const { registry } = this.platform;
+    const device = registry.deviceCached(session.principal.device.id);
+    const key = registry.keyCached(session.principal.key.id);
+    return device && key ? ({ kind: 'device', device, key } satisfies Principal) : undefined;
   }
 }
 
 function sink(packet: PublishPacket): void {
   packet.topic = SINK_TOPIC;
   packet.retain = false;
+}
+
+function payloadBytes(packet: { payload: Buffer | string }): number {
+  return typeof packet.payload === 'string' ? Buffer.byteLength(packet.payload) : packet.payload.length;
 }
 
 function remoteAddress(client: Client): string | null {

@@ -16,6 +16,10 @@ export interface Session {
   errorSubscription: 0 | 1 | null;
   /** Why the server is closing it, when the server is. */
   closeReason: string | null;
+  /** Closed because its rights were taken away: its will is not published. */
+  revoked: boolean;
+  /** Bytes authorized for delivery in this turn of the event loop and not yet written. */
+  unflushed: number;
   /** Ingest of this client's publishes in arrival order; set while one waits on the store. */
   pending: Promise<void> | null;
 }

@@ -1,6 +1,7 @@
 /**
- * Commands (spec: Commands): validated, routed to the connected client that should carry them,
- * and recorded with where they went.
+ * Commands (docs/protocol.md, "Commands"): validated, rate-limited per sender, routed to the
+ * connected clients that should carry them, recorded with that route in the group commit, and
+ * only then delivered, so a device never acts on a command the history does not hold.
  */
 import { authorize, type Principal } from '../domain/authorization.js';
 import { isPeripheralClass } from '../domain/device-class.js';
@@ -16,6 +17,12 @@ export interface CommandInput {
   time?: unknown;
 }
 
+interface Prepared {
+  device: Device;
+  record: CommandRecord;
+  message: Buffer;
+}
+
 /** Sends one command to one device the principal may command. */
 export async function sendCommand(
   platform: Platform,
@@ -25,56 +32,68 @@ export async function sendCommand(
 ): Promise<CommandRecord> {
   const decision = authorize(principal, { type: 'sendCommand', target: device });
   if (!decision.allow) throw errorForStatus(decision.status, decision.reason);
-  return deliver(platform, principal, device, input);
+  const prepared = await prepare(platform, principal, [device], input);
+  await record(platform, prepared);
+  return (prepared[0] as Prepared).record;
 }
 
-async function deliver(
-  platform: Platform,
-  principal: Principal,
-  device: Device,
-  input: CommandInput,
-): Promise<CommandRecord> {
-  const now = platform.clock();
-  const reading = readTime(input.time, now);
-  if (!reading.ok && reading.why !== 'absent') {
-    throw new GatehouseError('Validation', `body/time is not a time a command can carry (${reading.why})`);
-  }
-  const time = reading.ok ? reading.time : now;
-  const payload = input.payload ?? null;
-  const message = Buffer.from(
-    JSON.stringify({ name: input.name, payload, time: { $date: new Date(time).toISOString() } }),
-  );
-  const preferred = isPeripheralClass(device.deviceClass)
-    ? ((await platform.lastReporter(device.id))?.by ?? null)
-    : null;
-  const routedTo = platform.live.deliverCommand(device, message, preferred);
-  const record: CommandRecord = {
-    id: newId(),
-    applicationId: device.applicationId,
-    deviceId: device.id,
-    name: input.name,
-    payload,
-    time,
-    routedTo,
-    sentBy: principal.kind === 'device' ? principal.device.id : 'api',
-  };
-  await platform.store.insertCommand(record);
-  platform.bus.emit('command', record);
-  return record;
-}
-
-/** Sends a command to every listed device the principal may command; others are skipped. */
+/**
+ * Sends a command to every listed device the principal may command; others are skipped. One
+ * request counts once against the sender's command limit, and all its commands share one commit.
+ */
 export async function sendCommandToMany(
   platform: Platform,
   principal: Principal,
   devices: Device[],
   input: CommandInput,
 ): Promise<CommandRecord[]> {
-  const out: CommandRecord[] = [];
+  const allowed = devices.filter((d) => authorize(principal, { type: 'sendCommand', target: d }).allow);
+  if (allowed.length === 0) return [];
+  const prepared = await prepare(platform, principal, allowed, input);
+  await record(platform, prepared);
+  return prepared.map((p) => p.record);
+}
+
+async function prepare(
+  platform: Platform,
+  principal: Principal,
+  devices: Device[],
+  input: CommandInput,
+): Promise<Prepared[]> {
+  const now = platform.clock();
+  const reading = readTime(input.time, now);
+  if (!reading.ok && reading.why !== 'absent') {
+    throw new GatehouseError('Validation', `body/time is not a time a command can carry (${reading.why})`);
+  }
+  const time = reading.ok ? reading.time : now;
+  platform.countCommand(principal, (devices[0] as Device).applicationId, now);
+  const payload = input.payload ?? null;
+  const message = Buffer.from(
+    JSON.stringify({ name: input.name, payload, time: { $date: new Date(time).toISOString() } }),
+  );
+  const sentBy = principal.kind === 'device' ? principal.device.id : 'api';
+  const out: Prepared[] = [];
   for (const device of devices) {
-    if (authorize(principal, { type: 'sendCommand', target: device }).allow) {
-      out.push(await deliver(platform, principal, device, input));
-    }
+    const preferred = isPeripheralClass(device.deviceClass)
+      ? ((await platform.lastReporter(device.id))?.by ?? null)
+      : null;
+    const record: CommandRecord = {
+      id: newId(),
+      applicationId: device.applicationId,
+      deviceId: device.id,
+      name: input.name,
+      payload,
+      time,
+      routedTo: platform.live.routeCommand(device, preferred),
+      sentBy,
+    };
+    out.push({ device, record, message });
   }
   return out;
+}
+
+/** Records the commands durably, then sends each along its route. */
+async function record(platform: Platform, prepared: Prepared[]): Promise<void> {
+  await platform.writes.enqueue({ commands: prepared.map((p) => p.record) });
+  for (const { device, record, message } of prepared) platform.live.deliverCommand(device, message, record.routedTo);
 }

@@ -22,6 +22,7 @@ export const STREAM_EVENT_TYPES = [
   'rejected',
   'dropped',
   'inactive',
+  'suppressed',
 ] as const;
 export type StreamEventType = (typeof STREAM_EVENT_TYPES)[number];
 
@@ -33,6 +34,7 @@ const _everyLogKindIsAStreamType: Record<DeviceLogKind, StreamEventType> = {
   rejected: 'rejected',
   dropped: 'dropped',
   inactive: 'inactive',
+  suppressed: 'suppressed',
 };
 void _everyLogKindIsAStreamType;
 

@@ -24,7 +24,11 @@ export type IngestOutcome =
   | {
       ok: true;
       stored: number;
+      /** What was left out: at most MAX_ISSUES_LISTED of them; `issueCount` says how many in all. */
       issues: StateIssue[];
+      issueCount: number;
+      /** One bounded sentence about what was left out (the MQTT error notice). */
+      issueSummary: string;
       /** Resolves when the states are durable: a QoS 1 PUBACK or an HTTP 200 waits for it. */
       committed: Promise<void>;
     }
@@ -38,6 +42,20 @@ export type IngestOutcome =
 
 /** The pseudo device id recorded as `reportedBy` for state posted with an API token. */
 export const API_REPORTER = 'api';
+
+/**
+ * How many dropped values an answer or a log entry names. A payload may carry tens of thousands
+ * of unknown attributes; what is said about them stays this size (docs/decisions.md, "Device logs").
+ */
+export const MAX_ISSUES_LISTED = 10;
+
+/** One sentence about the issues of a payload, naming at most a few of them. */
+export function summarizeIssues(issues: readonly StateIssue[]): string {
+  if (issues.length === 1) return (issues[0] as StateIssue).reason;
+  const named = issues.slice(0, 3).map((i) => i.reason);
+  const more = issues.length > named.length ? `; and ${issues.length - named.length} more` : '';
+  return `${issues.length} values left out: ${named.join('; ')}${more}`;
+}
 
 export function ingestState(platform: Platform, req: IngestRequest): Promise<IngestOutcome> | IngestOutcome {
   const target = platform.registry.deviceCached(req.targetId);
@@ -88,24 +106,43 @@ function ingestFor(platform: Platform, req: IngestRequest, found: Device | undef
     data: s.data,
     reportedBy,
   }));
-  const issueLogs = parsed.issues.map((issue) =>
-    platform.logEntry(device, 'dropped', {
-      via: req.via,
-      reason: issue.reason,
-      ...(issue.attribute ? { attribute: issue.attribute } : {}),
-      ...(req.topic ? { topic: req.topic } : {}),
-      reportedBy,
-    }),
-  );
-  if (states.length === 0) {
-    const reasons = parsed.issues.map((i) => i.reason).join('; ');
-    return platform.reject(req, device, 400, `nothing to store: ${reasons}`, issueLogs);
-  }
+  const issueSummary = parsed.issues.length > 0 ? summarizeIssues(parsed.issues) : '';
+  if (states.length === 0) return platform.reject(req, device, 400, `nothing to store: ${issueSummary}`);
+  // One entry per message, whatever the number of values left out of it.
+  const issueLogs =
+    parsed.issues.length === 0
+      ? []
+      : platform.admitLogs([
+          platform.logEntry(device, 'dropped', {
+            via: req.via,
+            reason: issueSummary,
+            count: parsed.issues.length,
+            ...(parsed.issues.length === 1 && parsed.issues[0]?.attribute
+              ? { attribute: parsed.issues[0].attribute }
+              : {}),
+            ...(parsed.issues.length > 1
+              ? {
+                  issues: parsed.issues
+                    .slice(0, MAX_ISSUES_LISTED)
+                    .map(({ attribute, reason }) => ({ attribute, reason })),
+                }
+              : {}),
+            ...(req.topic ? { topic: req.topic } : {}),
+            reportedBy,
+          }),
+        ]);
   const committed = platform.writes.enqueue({
     states,
     logs: issueLogs,
     reports: actor ? [{ deviceId: device.id, reportedBy: actor.id, time: req.receivedAt }] : [],
   });
   platform.noteReport(device, actor, req.receivedAt);
-  return { ok: true, stored: states.length, issues: parsed.issues, committed };
+  return {
+    ok: true,
+    stored: states.length,
+    issues: parsed.issues.slice(0, MAX_ISSUES_LISTED),
+    issueCount: parsed.issues.length,
+    issueSummary,
+    committed,
+  };
 }

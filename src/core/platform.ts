@@ -12,6 +12,7 @@ import {
   type DeviceLogEntry,
   type DeviceLogKind,
   type DeviceStatus,
+  type RateLimit,
 } from '../domain/model.js';
 import { RateLimiter } from '../domain/rate-limit.js';
 import { DEFAULT_TOPIC_PREFIX } from '../domain/topics.js';
@@ -21,6 +22,7 @@ import { type DeviceTokenClaims, looksLikeDeviceToken, signDeviceToken, verifyDe
 import { GatehouseError } from './errors.js';
 import { EventBus } from './events.js';
 import type { IngestOutcome } from './ingest.js';
+import { LogBudget } from './log-budget.js';
 import { Registry } from './registry.js';
 import { generateSecret, hashSecret, VerifiedSecrets } from './secrets.js';
 import { WriteQueue } from './write-queue.js';
@@ -28,15 +30,18 @@ import { WriteQueue } from './write-queue.js';
 /** What the platform needs to know about live MQTT connections; the broker provides it. */
 export interface Connections {
   isConnected(deviceId: string): boolean;
-  /** Delivers a command; returns the client ids it went to (empty: no route). */
-  deliverCommand(target: Device, message: Buffer, preferredGatewayId: string | null): string[];
+  /** The client ids a command for `target` would go to now (empty: no route). */
+  routeCommand(target: Device, preferredGatewayId: string | null): string[];
+  /** Sends a command, once recorded, to the clients of its route that are still there. */
+  deliverCommand(target: Device, message: Buffer, route: readonly string[]): void;
   /** Re-checks connected clients after a change that may take rights away. */
   revalidate(change: { deviceId?: string; keyId?: string; applicationId?: string }): void;
 }
 
 const NO_CONNECTIONS: Connections = {
   isConnected: () => false,
-  deliverCommand: () => [],
+  routeCommand: () => [],
+  deliverCommand: () => {},
   revalidate: () => {},
 };
 
@@ -59,7 +64,13 @@ export interface PlatformOptions {
 }
 
 const TOKEN_SECRET_SETTING = 'deviceTokenSecret';
-const SWEEP_INTERVAL_MS = 60_000;
+/**
+ * Commands sent with an API token, per application. API tokens have no identity of their own
+ * yet, so the application stands in for the sender (docs/decisions.md, "Commands").
+ */
+export const API_COMMAND_LIMIT: RateLimit = { messages: 1_000, windowSeconds: 10 };
+/** How often ended rate-limit windows are forgotten and log suppressions summarized. */
+const SWEEP_INTERVAL_MS = 15_000;
 
 export class Platform {
   readonly store: Store;
@@ -72,6 +83,7 @@ export class Platform {
   readonly logger: Logger;
   private connections: Connections = NO_CONNECTIONS;
   private readonly verified = new VerifiedSecrets();
+  private readonly logBudget = new LogBudget();
   private readonly lastReports = new Map<string, { by: string; time: number }>();
   private readonly lastReceiveTimes = new Map<string, number>();
   private tokenSecret = '';
@@ -105,7 +117,7 @@ export class Platform {
     // Nobody is connected to a process that is only starting: clear what a crash left behind.
     await this.store.resetConnections(this.clock());
     this.apiTokens = await this.store.listApiTokens();
-    this.sweepTimer = setInterval(() => this.limiter.sweep(this.clock(), 3600_000), SWEEP_INTERVAL_MS);
+    this.sweepTimer = setInterval(() => this.sweep(), SWEEP_INTERVAL_MS);
     this.sweepTimer.unref();
   }
 
@@ -116,6 +128,7 @@ export class Platform {
 
   async stop(): Promise<void> {
     clearInterval(this.sweepTimer);
+    this.log(this.logBudget.sweep(Number.MAX_SAFE_INTEGER));
     await this.writes.drain();
     await this.store.close();
   }
@@ -214,14 +227,48 @@ export class Platform {
     return this.limiter.hit(`d:${actor.id}`, limit, now) ? undefined : 'device';
   }
 
+  /**
+   * Counts one command request against its sender: a device token against the device's own
+   * message limit (the one its MQTT messages count against), an API token against
+   * API_COMMAND_LIMIT. Throws 429 past the limit.
+   */
+  countCommand(principal: Principal, applicationId: string, now: number): void {
+    const [key, limit] =
+      principal.kind === 'device'
+        ? [
+            `d:${principal.device.id}`,
+            this.registry.applicationCached(principal.device.applicationId)?.rateLimit ?? DEFAULT_RATE_LIMIT,
+          ]
+        : [`c:api:${applicationId}`, API_COMMAND_LIMIT];
+    if (!this.limiter.hit(key, limit, now)) {
+      throw new GatehouseError(
+        'RateLimited',
+        `Rate limit exceeded: at most ${limit.messages} commands per ${limit.windowSeconds} s from this sender`,
+      );
+    }
+  }
+
   // Device logs
 
   logEntry(device: Device, kind: DeviceLogKind, details: Record<string, unknown>): DeviceLogEntry {
     return { deviceId: device.id, applicationId: device.applicationId, time: this.clock(), kind, details };
   }
 
+  /** Writes log entries, within each device's log budget (log-budget.ts). */
   log(entries: DeviceLogEntry[]): void {
-    if (entries.length > 0) void this.writes.enqueue({ logs: entries });
+    const admitted = this.admitLogs(entries);
+    if (admitted.length > 0) void this.writes.enqueue({ logs: admitted });
+  }
+
+  /** The entries within their devices' log budgets, for callers that enqueue them with other writes. */
+  admitLogs(entries: DeviceLogEntry[]): DeviceLogEntry[] {
+    return entries.length === 0 ? entries : this.logBudget.admit(entries, this.clock());
+  }
+
+  private sweep(): void {
+    const now = this.clock();
+    this.limiter.sweep(now, 3600_000);
+    this.log(this.logBudget.sweep(now));
   }
 
   /**
@@ -322,6 +369,7 @@ export class Platform {
 
   private announce(batch: WriteBatch): void {
     if (this.bus.hasListeners('state')) this.announceStates(batch);
+    for (const command of batch.commands) this.bus.emit('command', command);
     if (this.bus.hasListeners('deviceLog')) for (const entry of batch.logs) this.bus.emit('deviceLog', entry);
   }
 

@@ -4,7 +4,7 @@
  * every writer waits on the same promise. Under load a commit carries hundreds of states, so
  * durability costs one fsync per batch, not one per message.
  */
-import type { Store, WriteBatch } from '../store/types.js';
+import { type Store, type WriteBatch, writeBatch } from '../store/types.js';
 
 interface OpenBatch extends WriteBatch {
   size: number;
@@ -22,7 +22,7 @@ function openBatch(): OpenBatch {
   });
   // A batch nobody awaits (QoS 0) must not become an unhandled rejection; failures are reported via onError.
   committed.catch(() => {});
-  return { states: [], reports: [], connections: [], logs: [], size: 0, committed, resolve, reject };
+  return { ...writeBatch(), size: 0, committed, resolve, reject };
 }
 
 export interface WriteQueueOptions {
@@ -50,6 +50,7 @@ export class WriteQueue {
     if (part.reports) for (const r of part.reports) batch.reports.push(r);
     if (part.connections) for (const c of part.connections) batch.connections.push(c);
     if (part.logs) for (const l of part.logs) batch.logs.push(l);
+    if (part.commands) for (const c of part.commands) batch.commands.push(c);
     batch.size++;
     return batch.committed;
   }

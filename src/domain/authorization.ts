@@ -31,6 +31,8 @@ export type Action =
   | { type: 'manage' }
   /** A topic outside the platform prefix, governed by the key's filterType. */
   | { type: 'publishTopic'; topic: string }
+  /** A message on a custom topic, delivered to a subscriber: checked again at each delivery. */
+  | { type: 'receiveTopic'; topic: string }
   | { type: 'subscribeTopic'; filter: string; prefix: string };
 
 export type Decision =
@@ -86,6 +88,8 @@ export function authorize(principal: Principal, action: Action): Decision {
       // A topic name never holds wildcards [MQTT-3.3.2-2]; as a "topic" it would slip past a blacklist.
       if (hasWildcard(action.topic)) return deny(403, `a publish topic cannot contain + or #: ${action.topic}`);
       return customTopic(key, key.pubTopics, action.topic, 'publish');
+    case 'receiveTopic':
+      return customTopic(key, key.subTopics, action.topic, 'receive');
     case 'subscribeTopic':
       return customSubscription(key, action.filter, action.prefix);
   }
@@ -95,6 +99,7 @@ function authorizeAdmin(action: Action): Decision {
   switch (action.type) {
     case 'connect':
     case 'publishTopic':
+    case 'receiveTopic':
     case 'subscribeTopic':
       return deny(403, 'an API token is not an MQTT client');
     case 'manage':

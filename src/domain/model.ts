@@ -127,7 +127,15 @@ export interface CommandRecord {
   sentBy: string;
 }
 
-export type DeviceLogKind = 'connect' | 'disconnect' | 'authFailed' | 'rejected' | 'dropped' | 'inactive';
+export type DeviceLogKind =
+  | 'connect'
+  | 'disconnect'
+  | 'authFailed'
+  | 'rejected'
+  | 'dropped'
+  | 'inactive'
+  /** Entries over the per-device log budget were left out; `count` says how many. */
+  | 'suppressed';
 
 export interface DeviceLogEntry {
   id?: number;

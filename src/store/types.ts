@@ -70,6 +70,13 @@ export interface WriteBatch {
   reports: ReportMark[];
   connections: ConnectionChange[];
   logs: DeviceLogEntry[];
+  /** Commands, recorded before they are delivered; one of a device that no longer exists is left out. */
+  commands: CommandRecord[];
+}
+
+/** A batch holding `parts` and nothing else. */
+export function writeBatch(parts: Partial<WriteBatch> = {}): WriteBatch {
+  return { states: [], reports: [], connections: [], logs: [], commands: [], ...parts };
 }
 
 /** A gateway a peripheral was heard through (a location trail for things that move). */
@@ -182,7 +189,6 @@ export interface Store {
   queryStates(deviceId: string, query: TimeRangeQuery): Promise<StateRecord[]>;
   getCompositeState(deviceId: string): Promise<Record<string, CompositeValue>>;
 
-  insertCommand(command: CommandRecord): Promise<void>;
   queryCommands(deviceId: string, query: TimeRangeQuery): Promise<CommandRecord[]>;
 
   /** Newest first. */

@@ -179,7 +179,7 @@ export const FLEET_ATTRIBUTES = ATTRIBUTES;
 
 /** A device log entry as `GET .../logs` answers it: `{kind, time, ...details}`. */
 export interface LogEntry {
-  kind: 'connect' | 'disconnect' | 'authFailed' | 'rejected' | 'dropped' | 'inactive';
+  kind: 'connect' | 'disconnect' | 'authFailed' | 'rejected' | 'dropped' | 'inactive' | 'suppressed';
   time: string;
   [detail: string]: unknown;
 }

@@ -4,16 +4,10 @@
  */
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { Application, Device } from '../../src/domain/model.js';
-import type { Store, WriteBatch } from '../../src/store/types.js';
+import { type Store, writeBatch } from '../../src/store/types.js';
 import { makeApp, makeDevice, state, T0 } from './contract.js';
 
-const batch = (part: Partial<WriteBatch>): WriteBatch => ({
-  states: [],
-  reports: [],
-  connections: [],
-  logs: [],
-  ...part,
-});
+const batch = writeBatch;
 
 export function visibilityContract(name: string, open: () => Promise<Store>): void {
   describe(`Store contract (visibility): ${name}`, () => {

@@ -13,14 +13,14 @@ import type {
   StateRecord,
   StoredAccessKey,
 } from '../../src/domain/model.js';
-import type {
-  Aggregation,
-  ApplicationLogCursor,
-  ApplicationLogEntry,
-  ApplicationLogQuery,
-  SeriesQuery,
-  Store,
-  WriteBatch,
+import {
+  type Aggregation,
+  type ApplicationLogCursor,
+  type ApplicationLogEntry,
+  type ApplicationLogQuery,
+  type SeriesQuery,
+  type Store,
+  writeBatch,
 } from '../../src/store/types.js';
 
 export const T0 = 1_700_000_000_000;
@@ -110,9 +110,7 @@ export function state(
   return { deviceId, time, data, reportedBy };
 }
 
-function batch(parts: Partial<WriteBatch>): WriteBatch {
-  return { states: [], reports: [], connections: [], logs: [], ...parts };
-}
+const batch = writeBatch;
 
 const ALL_TIME = { limit: 1000, sortDirection: 'asc' } as const;
 
@@ -202,7 +200,7 @@ export function storeContract(name: string, open: () => Promise<Store>): void {
         await store.createKey(otherKey);
         for (const d of [device, otherDevice]) {
           await store.applyBatch(batch({ states: [state(d.id, T0, { temp: 1 })], logs: [makeLog(d)] }));
-          await store.insertCommand(makeCommand(d));
+          await store.applyBatch(batch({ commands: [makeCommand(d)] }));
         }
 
         await store.deleteApplication(app.id);
@@ -306,7 +304,7 @@ export function storeContract(name: string, open: () => Promise<Store>): void {
               logs: [makeLog(d)],
             }),
           );
-          await store.insertCommand(makeCommand(d));
+          await store.applyBatch(batch({ commands: [makeCommand(d)] }));
         }
 
         await store.deleteDevice(device.id);
@@ -1137,7 +1135,7 @@ export function storeContract(name: string, open: () => Promise<Store>): void {
           makeCommand(device, { time: T0 + 4000, name: 'd', payload: [1, 2], routedTo: ['x', 'y'] }),
           makeCommand(other, { time: T0 + 2000, name: 'other' }),
         ];
-        for (const command of commands) await store.insertCommand(command);
+        for (const command of commands) await store.applyBatch(batch({ commands: [command] }));
         const [b, a, c, d] = commands;
 
         expect(await store.queryCommands(device.id, { limit: 100, sortDirection: 'asc' })).toEqual([a, b, c, d]);
@@ -1158,8 +1156,21 @@ export function storeContract(name: string, open: () => Promise<Store>): void {
       it('rejects a second command with the same id', async () => {
         const device = await addDevice();
         const command = makeCommand(device);
-        await store.insertCommand(command);
-        await expect(store.insertCommand({ ...command, name: 'again' })).rejects.toThrow();
+        await store.applyBatch(batch({ commands: [command] }));
+        await expect(store.applyBatch(batch({ commands: [{ ...command, name: 'again' }] }))).rejects.toThrow();
+      });
+
+      it('records commands in the batch with its states, and leaves out one of a deleted device', async () => {
+        const device = await addDevice();
+        const gone = await addDevice();
+        await store.deleteDevice(gone.id);
+        const kept = makeCommand(device);
+        await store.applyBatch(
+          batch({ states: [state(device.id, T0, { temp: 1 })], commands: [kept, makeCommand(gone)] }),
+        );
+        expect(await store.queryCommands(device.id, ALL_TIME)).toEqual([kept]);
+        expect(await store.queryCommands(gone.id, ALL_TIME)).toEqual([]);
+        expect(await store.queryStates(device.id, ALL_TIME)).toHaveLength(1);
       });
     });
 
@@ -1241,7 +1252,7 @@ export function storeContract(name: string, open: () => Promise<Store>): void {
           }),
         );
         const command = makeCommand(peripheral, { time: T0 + 40, routedTo: [gateway.id], payload: { on: true } });
-        await store.insertCommand(command);
+        await store.applyBatch(batch({ commands: [command] }));
 
         const entries = await store.listApplicationLog({ applicationId: app.id, limit: 100 });
         expect(kindsOf(entries)).toEqual(['disconnect@50', 'command@40', 'state@30', 'connect@10']);
@@ -1291,7 +1302,7 @@ export function storeContract(name: string, open: () => Promise<Store>): void {
             logs: [makeLog(device), makeLog(stranger)],
           }),
         );
-        await store.insertCommand(makeCommand(stranger));
+        await store.applyBatch(batch({ commands: [makeCommand(stranger)] }));
 
         const entries = await store.listApplicationLog({ applicationId: app.id, limit: 100 });
         expect(entries.map((e) => e.deviceId)).toEqual([device.id, device.id]);
@@ -1319,8 +1330,8 @@ export function storeContract(name: string, open: () => Promise<Store>): void {
               expected += 2;
             }
             if ((t * i) % 4 === 0) {
-              await store.insertCommand(makeCommand(device, { time: T0 + t, name: `c${t}` }));
-              await store.insertCommand(makeCommand(device, { time: T0 + t, name: `d${t}` }));
+              await store.applyBatch(batch({ commands: [makeCommand(device, { time: T0 + t, name: `c${t}` })] }));
+              await store.applyBatch(batch({ commands: [makeCommand(device, { time: T0 + t, name: `d${t}` })] }));
               expected += 2;
             }
           }
@@ -1374,7 +1385,7 @@ export function storeContract(name: string, open: () => Promise<Store>): void {
             ],
           }),
         );
-        await store.insertCommand(makeCommand(b, { time: T0 + 5 }));
+        await store.applyBatch(batch({ commands: [makeCommand(b, { time: T0 + 5 })] }));
         const list = (q: Partial<ApplicationLogQuery>) =>
           store.listApplicationLog({ applicationId: app.id, limit: 100, ...q }).then(kindsOf);
 

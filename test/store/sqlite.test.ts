@@ -14,7 +14,7 @@ import {
   SqliteStore,
   type SqliteStoreSettings,
 } from '../../src/store/sqlite/sqlite-store.js';
-import type { SeriesQuery } from '../../src/store/types.js';
+import { type SeriesQuery, writeBatch } from '../../src/store/types.js';
 import { storeContract } from './contract.js';
 import { visibilityContract } from './contract-visibility.js';
 
@@ -147,7 +147,7 @@ describe('SqliteStore', () => {
       return { deviceId: id, time: 1_000 + i, data: { temp: i, hum: 50, on: true }, reportedBy: id };
     });
     const started = performance.now();
-    await store.applyBatch({ states, reports: [], connections: [], logs: [] });
+    await store.applyBatch(writeBatch({ states }));
     const elapsed = performance.now() - started;
     expect(await store.queryStates(ids[0]!, { limit: 1000, sortDirection: 'asc' })).toHaveLength(400);
     // Generous: it takes well under a second on a laptop; this only catches a per-row commit.
@@ -186,7 +186,7 @@ describe('migrate', () => {
 
 describe('SqliteStore series', () => {
   const M = 1_700_000_040_000; // on a minute
-  const batchOf = (states: StateRecord[]) => ({ states, reports: [], connections: [], logs: [] });
+  const batchOf = (states: StateRecord[]) => writeBatch({ states });
 
   async function openWithDevice() {
     const dataDir = tempDir();
@@ -372,7 +372,7 @@ describe('SqliteStore series', () => {
 describe('SqliteStore rollups of recent minutes (held in memory)', () => {
   const M = 1_700_000_040_000; // on a minute
   const MIN = 60_000;
-  const batchOf = (states: StateRecord[]) => ({ states, reports: [], connections: [], logs: [] });
+  const batchOf = (states: StateRecord[]) => writeBatch({ states });
   const HOUR = 3_600_000;
 
   /** A store on a file whose clock the test moves; `now` starts 10 minutes after M. */

@@ -592,10 +592,6 @@ export class SqliteStore implements Store {
     return composite;
   }
 
-  async insertCommand(command: CommandRecord): Promise<void> {
-    this.s.insertCommand.run(commandToRow(command));
-  }
-
   async queryCommands(deviceId: string, query: TimeRangeQuery): Promise<CommandRecord[]> {
     return this.s.queryCommands[direction(query.sortDirection)].all(rangeParams(deviceId, query)).map(commandFromRow);
   }
@@ -721,6 +717,9 @@ export class SqliteStore implements Store {
     for (const change of batch.connections) {
       this.s.setConnection.run({ deviceId: change.deviceId, connected: change.connected ? 1 : 0, time: change.time });
       this.s.clearInactive.run(change.deviceId);
+    }
+    for (const command of batch.commands) {
+      if (exists(command.deviceId)) this.s.insertCommand.run(commandToRow(command));
     }
     for (const log of batch.logs) {
       if (!exists(log.deviceId)) continue;
