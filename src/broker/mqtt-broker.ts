@@ -5,6 +5,7 @@
  * shared/notes/aedes-1.2.md.
  */
 import type { IncomingMessage } from 'node:http';
+import { commandTopic, encodeErrorNotice, errorTopic, parseTopic } from '@gatehouse/wire';
 import {
   Aedes,
   type AedesPublishPacket,
@@ -17,7 +18,7 @@ import { type IngestOutcome, ingestState } from '../core/ingest.js';
 import type { Connections, Platform } from '../core/platform.js';
 import { authorize } from '../domain/authorization.js';
 import type { Device } from '../domain/model.js';
-import { commandTopic, errorTopic, hasWildcard, parseTopic } from '../domain/topics.js';
+import { hasWildcard } from '../domain/topics.js';
 import { type Session, SessionTable } from './sessions.js';
 
 /** Refused publishes are re-pointed here: no client can subscribe to `$` topics [MQTT-4.7.2-1]. */
@@ -415,12 +416,7 @@ export class MqttBroker implements Connections {
   /** `{code, message, topic, time}` on the publisher's error topic, when it subscribed there (beyond). */
   private sendError(session: Session, code: number, message: string, topic: string): void {
     if (session.errorSubscription === null) return;
-    const body = JSON.stringify({
-      code,
-      message,
-      topic,
-      time: { $date: new Date(this.platform.clock()).toISOString() },
-    });
+    const body = encodeErrorNotice({ code, message, topic, time: this.platform.clock() });
     // Error notices are not device messages: they do not count in messagesToClient.
     this.send(session, errorTopic(session.deviceId, this.prefix), Buffer.from(body), session.errorSubscription);
   }

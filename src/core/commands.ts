@@ -2,6 +2,7 @@
  * Commands (spec: Commands): validated, routed to the connected client that should carry them,
  * and recorded with where they went.
  */
+import { encodeCommand } from '@gatehouse/wire';
 import { authorize, type Principal } from '../domain/authorization.js';
 import { isPeripheralClass } from '../domain/device-class.js';
 import { newId } from '../domain/ids.js';
@@ -41,9 +42,7 @@ async function deliver(
   }
   const time = reading.ok ? reading.time : now;
   const payload = input.payload ?? null;
-  const message = Buffer.from(
-    JSON.stringify({ name: input.name, payload, time: { $date: new Date(time).toISOString() } }),
-  );
+  const message = Buffer.from(encodeCommand({ name: input.name, payload, time }));
   const preferred = isPeripheralClass(device.deviceClass)
     ? ((await platform.lastReporter(device.id))?.by ?? null)
     : null;
