@@ -19,10 +19,11 @@ export interface DateField {
 
 /**
  * ISO 8601 / RFC 3339 dates and date-times. Checked before `Date.parse`, which on its own also
- * reads free text ("sensor 7" is a date in 2001 to V8), turning garbage into a wrong time. Four
- * digit years keep every match within the range of a Date.
+ * reads free text ("sensor 7" is a date in 2001 to V8), turning garbage into a wrong time. Years
+ * have four digits, or six with a sign: the expanded years `toISOString` writes outside 0 to
+ * 9999 (ECMA-262, "Date Time String Format"), so every time a Date holds reads back.
  */
-const ISO_DATE_RE = /^\d{4}-\d{2}-\d{2}([Tt ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?([Zz]|[+-]\d{2}(:?\d{2})?)?)?$/;
+const ISO_DATE_RE = /^([+-]\d{6}|\d{4})-\d{2}-\d{2}([Tt ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?([Zz]|[+-]\d{2}(:?\d{2})?)?)?$/;
 const DECIMAL_TIME_RE = /^-?\d+(\.\d+)?$/;
 
 export type TimeReading =
