@@ -1,6 +1,6 @@
 /**
  * A device's connection to Gatehouse over MQTT (client id = device id, username = access key,
- * password = access secret; shared/spec/protocol.md, MQTT), with:
+ * password = access secret, as Losant's MQTT; topics and payloads are @gatehouse/wire), with:
  *
  * - store-and-forward: every state goes through a bounded queue (on disk by default), online or
  *   not, so states leave in order; an entry leaves the queue when the server acknowledged it
@@ -13,6 +13,22 @@
  * - a paced drain: at most `maxRate` states per second, at most `maxInflight` unacknowledged.
  */
 import path from 'node:path';
+import {
+  ANY_TOPIC_LEVEL,
+  type CommandMessage,
+  commandTopic,
+  DEFAULT_TOPIC_PREFIX,
+  type ErrorNotice,
+  encodeState,
+  errorTopic,
+  isTimeMs,
+  isTopicLevel,
+  parseCommand,
+  parseErrorNotice,
+  parseTopic,
+  type StateData,
+  stateTopic,
+} from '@gatehouse/wire';
 import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
 import { type BackoffOptions, backoffDelay, backoffOptions } from './backoff.js';
 import { FileQueue } from './queue/file-queue.js';
@@ -20,17 +36,28 @@ import { MemoryQueue } from './queue/memory-queue.js';
 import type { QueuedState, QueueOptions, StateQueue } from './queue/types.js';
 import { TokenBucket } from './rate.js';
 import { TypedEmitter } from './typed-emitter.js';
-import {
-  type Command,
-  checkDeviceId,
-  DEFAULT_TOPIC_PREFIX,
-  parseCommand,
-  parseRejection,
-  parseTopic,
-  type Rejection,
-  type StateData,
-  topic,
-} from './wire.js';
+
+/** A command for a device (Losant's command topic). `time` is when the server sent it. */
+export interface Command extends CommandMessage {
+  /** The device the command is for: the gateway itself or one of its peripherals. */
+  deviceId: string;
+}
+
+/**
+ * Something the server refused and reported on the device's error topic (a Gatehouse addition):
+ * `code` is the HTTP status the same refusal gets over REST (400, 403, 404, 413, 429). A refused
+ * command subscription is reported the same way, with code 403.
+ */
+export interface Rejection extends ErrorNotice {
+  /** The device the refused message was for (from `topic`), or the reporting device itself. */
+  deviceId: string;
+}
+
+/** Device ids end up in topics: no empty ids, no `/`, no MQTT wildcards, no white space. */
+export function checkDeviceId(id: string): string {
+  if (!isTopicLevel(id)) throw new TypeError(`invalid device id ${JSON.stringify(id)}`);
+  return id;
+}
 
 export interface DeviceOptions {
   /** The device id (24 hex characters in Gatehouse); also the MQTT client id. */
@@ -269,13 +296,13 @@ export class Device extends TypedEmitter<DeviceEvents> {
   /** Subscribes one more command topic now, when connected (a peripheral added while online). */
   protected async subscribeCommands(deviceId: string): Promise<void> {
     const client = this.client;
-    if (client && this.phase === 'online') await this.subscribe(client, topic(this.topicPrefix, deviceId, 'command'));
+    if (client && this.phase === 'online') await this.subscribe(client, commandTopic(deviceId, this.topicPrefix));
   }
 
   protected async unsubscribeCommands(deviceId: string): Promise<void> {
     const client = this.client;
     if (client && this.phase === 'online') {
-      await client.unsubscribeAsync(topic(this.topicPrefix, deviceId, 'command')).catch(() => {});
+      await client.unsubscribeAsync(commandTopic(deviceId, this.topicPrefix)).catch(() => {});
     }
   }
 
@@ -333,8 +360,8 @@ export class Device extends TypedEmitter<DeviceEvents> {
   private async online(client: MqttClient): Promise<void> {
     const targets = [this.id, ...this.commandTargets()];
     await Promise.all([
-      this.subscribe(client, topic(this.topicPrefix, this.id, 'error')),
-      ...targets.map((id) => this.subscribe(client, topic(this.topicPrefix, id, 'command'))),
+      this.subscribe(client, errorTopic(this.id, this.topicPrefix)),
+      ...targets.map((id) => this.subscribe(client, commandTopic(id, this.topicPrefix))),
     ]);
     if (this.client !== client || !client.connected) return;
     this.phase = 'online';
@@ -364,7 +391,7 @@ export class Device extends TypedEmitter<DeviceEvents> {
         code: 403,
         message: `subscription to ${t} refused by the server`,
         topic: t,
-        deviceId: parseTopic(this.topicPrefix, t)?.deviceId ?? this.id,
+        deviceId: this.deviceOf(t),
         time: new Date(),
       });
     }
@@ -414,15 +441,22 @@ export class Device extends TypedEmitter<DeviceEvents> {
   }
 
   private onMessage(t: string, payload: Buffer): void {
-    const parsed = parseTopic(this.topicPrefix, t);
-    try {
-      if (parsed?.kind === 'command') this.routeCommand(parseCommand(parsed.deviceId, payload));
-      else if (parsed?.kind === 'error' && parsed.deviceId === this.id) {
-        this.routeRejection(parseRejection(this.topicPrefix, this.id, payload));
-      }
-    } catch (err) {
-      this.emit('error', err as Error);
+    const parsed = parseTopic(t, this.topicPrefix, ANY_TOPIC_LEVEL);
+    if (parsed.kind === 'command') {
+      const command = parseCommand(payload);
+      if (command.ok) this.routeCommand({ deviceId: parsed.deviceId, ...command.value });
+      else this.emit('error', new Error(`malformed command for ${parsed.deviceId}: ${command.reason}`));
+    } else if (parsed.kind === 'error' && parsed.deviceId === this.id) {
+      const notice = parseErrorNotice(payload);
+      if (notice.ok) this.routeRejection({ ...notice.value, deviceId: this.deviceOf(notice.value.topic) });
+      else this.emit('error', new Error(`malformed error notice for ${this.id}: ${notice.reason}`));
     }
+  }
+
+  /** The device a refused topic names (a peripheral, for a gateway), or this device. */
+  private deviceOf(refused: string): string {
+    const parsed = parseTopic(refused, this.topicPrefix, ANY_TOPIC_LEVEL);
+    return 'deviceId' in parsed && parsed.deviceId !== undefined ? parsed.deviceId : this.id;
   }
 
   // Queue
@@ -459,7 +493,7 @@ export class Device extends TypedEmitter<DeviceEvents> {
     const now = Date.now();
     if (time !== undefined) {
       const ms = time instanceof Date ? time.getTime() : time;
-      if (typeof ms !== 'number' || !Number.isFinite(ms)) throw new TypeError(`invalid state time ${String(time)}`);
+      if (!isTimeMs(ms)) throw new TypeError(`invalid state time ${String(time)}`);
       if (ms <= now) this.lastTime.set(deviceId, Math.max(this.lastTime.get(deviceId) ?? 0, ms));
       return ms;
     }
@@ -490,8 +524,8 @@ export class Device extends TypedEmitter<DeviceEvents> {
   private publish(client: MqttClient, entry: QueuedState): void {
     const epoch = this.epoch;
     this.inflight.add(entry.seq);
-    const payload = JSON.stringify({ data: entry.data, time: entry.time });
-    client.publish(topic(this.topicPrefix, entry.deviceId, 'state'), payload, { qos: 1 }, (err) => {
+    const payload = encodeState({ data: entry.data, time: entry.time });
+    client.publish(stateTopic(entry.deviceId, this.topicPrefix), payload, { qos: 1 }, (err) => {
       if (epoch !== this.epoch) return; // that connection is gone; the entry is still queued
       this.inflight.delete(entry.seq);
       if (err) {

@@ -1,13 +1,21 @@
 /**
  * A gateway reports state and receives commands for its peripherals over its own connection
- * (shared/seed/gateways-and-peripherals.md): it publishes to `losant/PERIPHERAL_ID/state`,
+ * (docs/decisions.md, "Devices and authorization"): it publishes to `losant/PERIPHERAL_ID/state`,
  * subscribes to `losant/PERIPHERAL_ID/command`, and learns on its own error topic what the
  * server refused for any of them. Each peripheral's commands, rejections and drops are also
  * emitted on that peripheral.
  */
-import { Device, type DeviceOptions, type DroppedState, type SendResult } from './device.js';
+import type { StateData } from '@gatehouse/wire';
+import {
+  type Command,
+  checkDeviceId,
+  Device,
+  type DeviceOptions,
+  type DroppedState,
+  type Rejection,
+  type SendResult,
+} from './device.js';
 import { TypedEmitter } from './typed-emitter.js';
-import { type Command, checkDeviceId, type Rejection, type StateData } from './wire.js';
 
 export interface PeripheralEvents {
   /** A command for this peripheral. */

@@ -1,5 +1,5 @@
 /** The input format of gatehouse-gateway: one `{"deviceId"?, "data", "time"?}` object per line. */
-import type { StateData } from './wire.js';
+import type { StateData } from '@gatehouse/wire';
 
 export interface InputState {
   /** Left out: the gateway itself. */

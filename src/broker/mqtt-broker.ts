@@ -5,6 +5,7 @@
  * relies on are in docs/aedes.md.
  */
 import type { IncomingMessage } from 'node:http';
+import { commandTopic, encodeErrorNotice, errorTopic, parseTopic } from '@gatehouse/wire';
 import {
   Aedes,
   type AedesPublishPacket,
@@ -18,7 +19,7 @@ import type { Connections, Platform } from '../core/platform.js';
 import { authorize, type Principal } from '../domain/authorization.js';
 import type { Device } from '../domain/model.js';
 import { MAX_PAYLOAD_BYTES } from '../domain/state.js';
-import { commandTopic, errorTopic, hasWildcard, parseTopic } from '../domain/topics.js';
+import { hasWildcard } from '../domain/topics.js';
 import type { Logger } from '../logger.js';
 import {
   type BoundedPersistence,
@@ -646,12 +647,7 @@ export class MqttBroker implements Connections {
   /** `{code, message, topic, time}` on the publisher's error topic, when it subscribed there (beyond). */
   private sendError(session: Session, code: number, message: string, topic: string): void {
     if (session.errorSubscription === null) return;
-    const body = JSON.stringify({
-      code,
-      message,
-      topic,
-      time: { $date: new Date(this.platform.clock()).toISOString() },
-    });
+    const body = encodeErrorNotice({ code, message, topic, time: this.platform.clock() });
     // Error notices are not device messages: they do not count in messagesToClient.
     this.send(session, errorTopic(session.deviceId, this.prefix), Buffer.from(body), session.errorSubscription);
   }

@@ -3,6 +3,7 @@
  * connected clients that should carry them, recorded with that route in the group commit, and
  * only then delivered, so a device never acts on a command the history does not hold.
  */
+import { encodeCommand } from '@gatehouse/wire';
 import { authorize, type Principal } from '../domain/authorization.js';
 import { isPeripheralClass } from '../domain/device-class.js';
 import { newId } from '../domain/ids.js';
@@ -68,9 +69,7 @@ async function prepare(
   const time = reading.ok ? reading.time : now;
   platform.countCommand(principal, (devices[0] as Device).applicationId, now);
   const payload = input.payload ?? null;
-  const message = Buffer.from(
-    JSON.stringify({ name: input.name, payload, time: { $date: new Date(time).toISOString() } }),
-  );
+  const message = Buffer.from(encodeCommand({ name: input.name, payload, time }));
   const sentBy = principal.kind === 'device' ? principal.device.id : 'api';
   const out: Prepared[] = [];
   for (const device of devices) {

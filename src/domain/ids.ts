@@ -1,7 +1,9 @@
 import { randomBytes } from 'node:crypto';
+import { ID_PATTERN } from '@gatehouse/wire';
 
-/** Application, device, key and command ids: 24 lowercase hex characters (spec: Identifiers). */
-export const ID_PATTERN = '^[0-9a-f]{24}$';
+/** Application, device, key and command ids: 24 lowercase hex characters, defined with the wire contract. */
+export { ID_PATTERN };
+
 const ID_RE = new RegExp(ID_PATTERN);
 
 /** Attribute names and tag keys (spec: Identifiers). */

@@ -1,20 +1,17 @@
 /**
- * State payloads (spec: State): shape, time forms, and attribute value conversion.
+ * State payloads (spec: State): the time window and attribute value conversion. The payload's
+ * shape, its JSON and its TIME forms are the wire contract, defined in @gatehouse/wire.
  * Pure: the caller passes the device's attribute definitions and the receive time.
  */
+import { readStatePayload, readTime, type WireResult } from '@gatehouse/wire';
 import type { AttributeDef, DataType } from './model.js';
+
+export { MAX_TIME_MS, parseJson, parseTime, readTime, type TimeReading } from '@gatehouse/wire';
 
 export const MAX_PAYLOAD_BYTES = 256 * 1024;
 export const MAX_STRING_BYTES = 64 * 1024;
 export const MAX_AGE_MS = 30 * 24 * 3600 * 1000;
 export const MAX_FUTURE_MS = 24 * 3600 * 1000;
-/** Numbers below this are seconds since the epoch, above it milliseconds (1e11 s is the year 5138). */
-const SECONDS_THRESHOLD = 1e11;
-/**
- * ISO 8601 / RFC 3339 dates and date-times. Checked before `Date.parse`, which on its own also
- * reads free text ("sensor 7" is a date in 2001 to V8), turning garbage into a wrong time.
- */
-const ISO_DATE_RE = /^\d{4}-\d{2}-\d{2}([Tt ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?([Zz]|[+-]\d{2}(:?\d{2})?)?)?$/;
 /** A plain decimal number, as a device would write one in a string (no hex, binary, octal or Infinity). */
 const DECIMAL_RE = /^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$/;
 
@@ -37,64 +34,7 @@ export type StateParseResult =
   | { ok: true; states: ParsedState[]; issues: StateIssue[] }
   | { ok: false; reason: string };
 
-export type JsonResult = { ok: true; value: unknown } | { ok: false; reason: string };
-
-export function parseJson(raw: Buffer | string): JsonResult {
-  const text = typeof raw === 'string' ? raw : raw.toString('utf8');
-  try {
-    return { ok: true, value: JSON.parse(text) };
-  } catch (err) {
-    return { ok: false, reason: `invalid JSON: ${(err as Error).message}` };
-  }
-}
-
-function isPlainObject(value: unknown): value is Record<string, unknown> {
-  return typeof value === 'object' && value !== null && !Array.isArray(value);
-}
-
-/** Epoch ms a JavaScript Date can hold: ±100,000,000 days (ECMA-262, "Time Values and Time Range"). */
-export const MAX_TIME_MS = 8.64e15;
-
-export type TimeReading =
-  | { ok: true; time: number }
-  /** `absent`: no time given; `unreadable`: not a TIME form; `outOfRange`: a number no Date can hold. */
-  | { ok: false; why: 'absent' | 'unreadable' | 'outOfRange' };
-
-const ABSENT: TimeReading = { ok: false, why: 'absent' };
-const UNREADABLE: TimeReading = { ok: false, why: 'unreadable' };
-
-function fromNumber(value: number, now: number): TimeReading {
-  if (!Number.isFinite(value)) return UNREADABLE;
-  const ms = Math.round(value < 0 ? now + value : value < SECONDS_THRESHOLD ? value * 1000 : value);
-  return Math.abs(ms) <= MAX_TIME_MS ? { ok: true, time: ms } : { ok: false, why: 'outOfRange' };
-}
-
-function fromString(value: string, now: number): TimeReading {
-  const trimmed = value.trim();
-  if (/^-?\d+(\.\d+)?$/.test(trimmed)) return fromNumber(Number(trimmed), now);
-  if (!ISO_DATE_RE.test(trimmed)) return UNREADABLE;
-  const ms = Date.parse(trimmed);
-  return Number.isNaN(ms) ? UNREADABLE : { ok: true, time: ms };
-}
-
-/**
- * Reads a TIME: ms or s since the epoch, `{"$date": ISO or number}`, an ISO string, or negative
- * ms before `now`. `$date` is unwrapped once: its value must be a number or a string, so a
- * nested payload costs one step, not one per level. Every time read is one a Date can hold.
- */
-export function readTime(value: unknown, now: number): TimeReading {
-  if (value === undefined || value === null) return ABSENT;
-  const inner = isPlainObject(value) && '$date' in value ? value.$date : value;
-  if (typeof inner === 'number') return fromNumber(inner, now);
-  if (typeof inner === 'string') return fromString(inner, now);
-  return UNREADABLE;
-}
-
-/** `readTime` for callers that only need the time: undefined when there is no usable one. */
-export function parseTime(value: unknown, now: number): number | undefined {
-  const reading = readTime(value, now);
-  return reading.ok ? reading.time : undefined;
-}
+export type JsonResult = WireResult<unknown>;
 
 export type Conversion = { ok: true; value: unknown } | { ok: false; reason: string };
 
@@ -170,17 +110,12 @@ function clip(s: string): string {
  * outside the accepted time window are left out and reported as issues.
  */
 export function parseStates(payload: unknown, attributes: readonly AttributeDef[], now: number): StateParseResult {
-  const items = Array.isArray(payload) ? payload : [payload];
-  if (items.length === 0) return { ok: false, reason: 'payload is an empty array' };
-  for (const [i, item] of items.entries()) {
-    const where = Array.isArray(payload) ? `state ${i}: ` : '';
-    if (!isPlainObject(item)) return { ok: false, reason: `${where}expected an object with a "data" object` };
-    if (!isPlainObject(item.data)) return { ok: false, reason: `${where}"data" must be an object of attribute values` };
-  }
+  const shape = readStatePayload(payload);
+  if (!shape.ok) return shape;
   const byName = new Map(attributes.map((a) => [a.name, a]));
   const states: ParsedState[] = [];
   const issues: StateIssue[] = [];
-  for (const [index, item] of (items as Array<{ data: Record<string, unknown>; time?: unknown }>).entries()) {
+  for (const [index, item] of shape.value.reports.entries()) {
     const reading = readTime(item.time, now);
     if (!reading.ok && reading.why === 'outOfRange') {
       issues.push({ index, reason: 'state time is outside the range of dates; ignored' });

@@ -1,47 +1,18 @@
-import { isId } from './ids.js';
-
-export const DEFAULT_TOPIC_PREFIX = 'losant';
-
-export type ParsedTopic =
-  | { kind: 'state' | 'command' | 'error'; deviceId: string }
-  /**
-   * Under the platform prefix but not one of its topics; `suggestion` is the topic probably meant
-   * and `deviceId` the device it names, when it names one (its log records the refusal too).
-   */
-  | { kind: 'invalid'; reason: string; suggestion?: string; deviceId?: string }
-  | { kind: 'custom' };
-
-const SUFFIXES = new Set(['state', 'command', 'error']);
-
-/** Classifies a concrete topic name (no wildcards) against the wire contract. */
-export function parseTopic(topic: string, prefix = DEFAULT_TOPIC_PREFIX): ParsedTopic {
-  if (topic !== prefix && !topic.startsWith(`${prefix}/`)) return { kind: 'custom' };
-  // The levels after the prefix, which may itself have several levels: [deviceId, suffix].
-  const parts = topic.slice(prefix.length + 1).split('/');
-  const deviceId = parts[0] ?? '';
-  if (!isId(deviceId)) {
-    return { kind: 'invalid', reason: `"${deviceId}" is not a device id (24 lowercase hex characters)` };
-  }
-  const suffix = parts[1];
-  if (parts.length === 2 && suffix !== undefined && SUFFIXES.has(suffix)) {
-    return { kind: suffix as 'state' | 'command' | 'error', deviceId };
-  }
-  const suggestion = `${prefix}/${deviceId}/state`;
-  if (parts.length === 1) {
-    return { kind: 'invalid', reason: `topic ${topic} has no /state suffix`, suggestion, deviceId };
-  }
-  return { kind: 'invalid', reason: `topic ${topic} is not a ${prefix} topic`, suggestion, deviceId };
-}
-
-export function stateTopic(deviceId: string, prefix = DEFAULT_TOPIC_PREFIX): string {
-  return `${prefix}/${deviceId}/state`;
-}
-export function commandTopic(deviceId: string, prefix = DEFAULT_TOPIC_PREFIX): string {
-  return `${prefix}/${deviceId}/command`;
-}
-export function errorTopic(deviceId: string, prefix = DEFAULT_TOPIC_PREFIX): string {
-  return `${prefix}/${deviceId}/error`;
-}
+/**
+ * Topics. The device topics (builders, parser, default prefix) are the wire contract and are
+ * defined once in @gatehouse/wire, re-exported here for the server's modules. What follows them
+ * is MQTT topic-filter matching [MQTT-4.7], which only the server needs: the authorization rule
+ * checks custom topics and subscription filters with it. Devices never match filters.
+ */
+export {
+  commandTopic,
+  DEFAULT_TOPIC_PREFIX,
+  errorTopic,
+  type ParsedTopic,
+  parseTopic,
+  stateTopic,
+  type TopicKind,
+} from '@gatehouse/wire';
 
 /** True when a topic filter contains MQTT wildcards. */
 export function hasWildcard(filter: string): boolean {
