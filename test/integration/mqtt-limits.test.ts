@@ -7,6 +7,7 @@
  */
 import type { MqttClient } from 'mqtt';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { DEFAULT_QUEUE_LIMITS } from '../../src/broker/bounded-persistence.js';
 import { MAX_PACKET_BYTES, PRE_AUTH_BYTES } from '../../src/broker/connection-guard.js';
 import { DEFAULT_MAX_OUTBOUND_BYTES } from '../../src/broker/mqtt-broker.js';
 import { rawConnect, rawDevice } from '../helpers/raw-mqtt.js';
@@ -202,6 +203,33 @@ describe('MQTT limits', () => {
     await retainer.publishAsync('kept/64', payload, { qos: 1, retain: true });
     expect(usage()).toEqual({ messages: 64, bytes: 64 * payload.length });
     await Promise.all([watcher.endAsync(), retainer.endAsync()]);
+  }, 30_000);
+
+  it('bounds the queue of a persistent session that is away, and says so in its log', async () => {
+    const id = await device('persistent');
+    const away = await connect(id, { clean: false });
+    expect(await subscribeGranted(away, 'queue/+', 1)).toEqual([1]);
+    await away.endAsync();
+    const publisher = await connect(devices.publisher as string);
+    const sent = DEFAULT_QUEUE_LIMITS.messages + 50;
+    await Promise.all(Array.from({ length: sent }, (_, i) => publisher.publishAsync('queue/n', String(i), { qos: 1 })));
+    const entry = await logsOf(
+      id,
+      (e) => e.kind === 'dropped' && /queue of undelivered QoS 1 messages is full/.test(String(e.reason)),
+    );
+    expect(entry.reason).toContain(`${DEFAULT_QUEUE_LIMITS.messages} messages`);
+
+    const back = await connect(id, { clean: false });
+    const seen = collectMessages(back);
+    await eventually(() => seen.length === DEFAULT_QUEUE_LIMITS.messages, 10_000);
+    // The oldest were kept; what came after the queue was full was dropped.
+    expect(seen.map((m) => Number(m.payload))).toEqual(
+      Array.from({ length: DEFAULT_QUEUE_LIMITS.messages }, (_, i) => i),
+    );
+    // Acknowledged messages free the queue: new ones flow again.
+    await publisher.publishAsync('queue/n', 'fresh', { qos: 1 });
+    await eventually(() => seen.some((m) => m.payload === 'fresh'));
+    await Promise.all([back.endAsync(), publisher.endAsync()]);
   }, 30_000);
 
   it('closes a connection that publishes to a topic holding U+0000 [MQTT-1.5.3-2], and stores nothing', async () => {

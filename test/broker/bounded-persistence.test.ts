@@ -1,0 +1,56 @@
+import { describe, expect, it } from 'vitest';
+import { boundedMemoryPersistence, QueueAccounting } from '../../src/broker/bounded-persistence.js';
+
+const packet = (n: number, bytes = 10) => ({
+  cmd: 'publish',
+  topic: 't',
+  payload: Buffer.alloc(bytes),
+  qos: 1,
+  retain: false,
+  dup: false,
+  brokerId: 'b',
+  brokerCounter: n,
+  messageId: n,
+});
+
+describe('bounded QoS 1 queues', () => {
+  it('admits up to the message and byte limits per client, and tells the owner once per overflow', () => {
+    const overflows: string[] = [];
+    const accounting = new QueueAccounting({ messages: 2, bytes: 25 }, (id) => overflows.push(id));
+    expect(accounting.admit('c', packet(1))).toBe(true);
+    expect(accounting.admit('c', packet(2))).toBe(true);
+    expect(accounting.admit('c', packet(3))).toBe(false);
+    expect(accounting.admit('c', packet(4))).toBe(false);
+    expect(accounting.admit('other', packet(5, 25))).toBe(true);
+    expect(accounting.admit('other', packet(6, 1))).toBe(false);
+    expect(overflows).toEqual(['c', 'other']);
+    accounting.release('c', packet(1));
+    expect(accounting.admit('c', packet(7))).toBe(true);
+    expect(accounting.admit('c', packet(8))).toBe(false);
+    expect(overflows).toEqual(['c', 'other', 'c']);
+  });
+
+  it('enqueues into the real memory persistence only what fits, and frees room when a message is acknowledged', async () => {
+    const accounting = new QueueAccounting({ messages: 2, bytes: 1_000 }, () => {});
+    const persistence = boundedMemoryPersistence(accounting) as unknown as {
+      outgoingEnqueueCombi(subs: Array<{ clientId: string }>, packet: object): Promise<void>;
+      outgoingUpdate(client: { id: string }, packet: object): Promise<void>;
+      outgoingClearMessageId(client: { id: string }, packet: object): Promise<unknown>;
+      outgoingStream(client: { id: string }): AsyncIterable<{ brokerCounter: number }>;
+    };
+    const queued = async (id: string) => {
+      const out: number[] = [];
+      for await (const p of persistence.outgoingStream({ id })) out.push(p.brokerCounter);
+      return out;
+    };
+    for (const n of [1, 2, 3])
+      await persistence.outgoingEnqueueCombi([{ clientId: 'c' }, { clientId: 'd' }], packet(n));
+    expect(await queued('c')).toEqual([1, 2]);
+    expect(await queued('d')).toEqual([1, 2]);
+    await persistence.outgoingUpdate({ id: 'c' }, packet(1));
+    await persistence.outgoingClearMessageId({ id: 'c' }, packet(1));
+    expect(accounting.queued('c')).toEqual({ messages: 1, bytes: 10 });
+    await persistence.outgoingEnqueueCombi([{ clientId: 'c' }], packet(4));
+    expect(await queued('c')).toEqual([2, 4]);
+  });
+});

@@ -1,0 +1,49 @@
+import { describe, expect, it } from 'vitest';
+import { MAX_PACKET_BYTES, PacketSizeGuard, PRE_AUTH_BYTES } from '../../src/broker/connection-guard.js';
+
+/** A stand-in for aedes' client carrying a parser with the two methods the guard wraps. */
+function clientWithParser() {
+  const errors: string[] = [];
+  const parser = {
+    packet: { length: -1 },
+    next: 0,
+    _parseLength(): boolean {
+      this.packet.length = this.next;
+      return true;
+    },
+    _emitError(err: Error) {
+      errors.push(err.message);
+    },
+  };
+  return { client: { _parser: parser } as never, parser, errors };
+}
+
+describe('PacketSizeGuard', () => {
+  it('allows PRE_AUTH_BYTES in all before authentication, then MAX_PACKET_BYTES per packet', () => {
+    const guard = new PacketSizeGuard(clientWithParser().client);
+    expect(guard.check(PRE_AUTH_BYTES - 10)).toBeNull();
+    expect(guard.check(10)).toBeNull();
+    expect(guard.check(1)).toMatch(/before the connection was authenticated/);
+    const fresh = new PacketSizeGuard(clientWithParser().client);
+    fresh.accept();
+    expect(fresh.check(MAX_PACKET_BYTES)).toBeNull();
+    expect(fresh.check(MAX_PACKET_BYTES)).toBeNull();
+    expect(fresh.check(MAX_PACKET_BYTES + 1)).toBe(
+      `Packet too large: ${MAX_PACKET_BYTES + 1} bytes, at most ${MAX_PACKET_BYTES}`,
+    );
+  });
+
+  it('stops the parser at the fixed header of a packet that is too large', () => {
+    const { client, parser, errors } = clientWithParser();
+    new PacketSizeGuard(client);
+    parser.next = 100;
+    expect(parser._parseLength()).toBe(true);
+    parser.next = 256 * 1024 * 1024;
+    expect(parser._parseLength()).toBe(false);
+    expect(errors).toEqual([expect.stringMatching(/^Packet too large/)]);
+  });
+
+  it('refuses to install on a parser it does not know', () => {
+    expect(() => new PacketSizeGuard({ _parser: {} } as never)).toThrow(/parser has changed/);
+  });
+});
