@@ -232,7 +232,7 @@ export async function subscribeGranted(
   try {
     return (await client.subscribeAsync(topic, { qos })).map((g) => g.qos);
   } catch (err) {
-    // MQTT.js 5 rejects when any code is 0x80; the SUBACK rides on the error (shared/notes/aedes-1.2.md).
+    // MQTT.js 5 rejects when any code is 0x80; the SUBACK rides on the error (docs/aedes.md).
     const granted = (err as { packet?: { granted?: Array<number | { qos: number }> } }).packet?.granted;
     if (!granted) throw err;
     return granted.map((g) => (typeof g === 'number' ? g : g.qos));
