@@ -1,5 +1,5 @@
 /**
- * The seed scenario of shared/seed/gateways-and-peripherals.md, end to end on a real server:
+ * The gateway-and-peripherals scenario of docs/protocol.md, end to end on a real server:
  * a gateway reports for itself and for a bound and a floating peripheral over MQTT, and
  * receives a peripheral's command sent over REST.
  */
