@@ -153,6 +153,31 @@ describe('MQTT tenancy and revocation', () => {
     await Promise.all([publisher.endAsync(), live.endAsync(), back.endAsync()]);
   });
 
+  it('unsubscribes a custom topic, live and from a persistent session', async () => {
+    const app = await application('unsubscribe');
+    const [publisherId, listenerId] = await Promise.all([app.device('publisher'), app.device('listener')]);
+    const publisher = await connect(app, publisherId);
+    const listener = await connect(app, listenerId, { clean: false });
+    const seen = collectMessages(listener);
+    expect(await subscribeGranted(listener, ['news/+', 'own/sentinel'], 1)).toEqual([1, 1]);
+    await publisher.publishAsync('news/a', 'one', { qos: 1 });
+    await eventually(() => seen.length === 1);
+    await listener.unsubscribeAsync('news/+');
+    await publisher.publishAsync('news/a', 'two', { qos: 1 });
+    await flush(publisher, seen, 'own/sentinel');
+    expect(seen.map((m) => m.payload)).toEqual(['one', 'sentinel']);
+
+    // Away, then back: the unsubscribed topic was removed from the stored session too.
+    await listener.endAsync();
+    await publisher.publishAsync('news/a', 'three', { qos: 1 });
+    await publisher.publishAsync('own/sentinel', 'queued sentinel', { qos: 1 });
+    const back = await connect(app, listenerId, { clean: false });
+    const after = collectMessages(back);
+    await eventually(() => after.some((m) => m.payload === 'queued sentinel'));
+    expect(after.map((m) => m.payload)).toEqual(['queued sentinel']);
+    await Promise.all([publisher.endAsync(), back.endAsync()]);
+  });
+
   describe('Last Will', () => {
     /** A gateway connected with a will reporting state for its bound peripheral. */
     async function gatewayWithWill(app: App) {
