@@ -7,12 +7,14 @@
  * body is read: at most PRE_AUTH_BYTES in all until the client is authenticated, and at most
  * MAX_PACKET_BYTES per packet after.
  *
- * Outbound: aedes holds each delivery's callback until a backed-up socket drains, and its
- * message emitter serves at most a fixed number of messages at once, so one client that stops
- * reading stalls delivery (and the PUBACKs that wait on it) for every client. Writes are
- * therefore never reported as backed up to aedes; instead the broker bounds what each client
- * has waiting (`outboundBytes`, checked before every delivery) and disconnects a client that
- * exceeds it.
+ * Outbound: aedes holds a delivery's callback until a backed-up socket drains, and its message
+ * emitter serves a fixed number of messages at once for all clients and topics, state included.
+ * A client that stops reading would hold those slots and stall every PUBACK. So a connection
+ * may hold at most a few deliveries, and all connections together a share of the emitter's
+ * slots (`WriteHolds`); past that, writes are not reported as backed up and the bytes wait in
+ * the connection's buffer, which the broker bounds (`outboundBytes`, checked before every
+ * delivery) by disconnecting a client that exceeds it. A replay of retained or queued messages
+ * writes one message at a time, so it is paced by the client and never trips that bound.
  */
 import type { Client } from 'aedes';
 import { MAX_PAYLOAD_BYTES } from '../domain/state.js';
@@ -69,15 +71,48 @@ export class PacketSizeGuard {
 }
 
 /**
- * Makes a connection's writes never report backpressure to aedes (see the module comment);
- * what waits to be sent is bounded by the broker with `outboundBytes` instead.
+ * How many deliveries backed-up connections may hold at once (see the module comment): at
+ * most `perConnection` each and `total` together. A connection's holds end when it drains or
+ * closes.
  */
-export function decoupleWrites(stream: { write: (...args: never[]) => boolean }): void {
-  const write = stream.write;
-  stream.write = function writeWithoutBackpressure(this: unknown, ...args: never[]): boolean {
-    write.apply(this, args);
-    return true;
-  };
+export class WriteHolds {
+  private held = 0;
+
+  constructor(
+    private readonly perConnection: number,
+    private readonly total: number,
+  ) {}
+
+  get size(): number {
+    return this.held;
+  }
+
+  /** Wraps a connection's `write` so that backpressure is reported only within the holds. */
+  wrap(stream: {
+    write: (...args: never[]) => boolean;
+    once(event: 'drain' | 'close', listener: () => void): unknown;
+  }): void {
+    const write = stream.write;
+    let mine = 0;
+    let waiting = false;
+    const release = () => {
+      this.held -= mine;
+      mine = 0;
+      waiting = false;
+    };
+    stream.once('close', release);
+    stream.write = (...args: never[]): boolean => {
+      if (write.apply(stream, args)) return true;
+      if (mine >= this.perConnection || this.held >= this.total) return true;
+      mine++;
+      this.held++;
+      if (!waiting) {
+        waiting = true;
+        stream.once('drain', release);
+      }
+      return false;
+    };
+  }
 }
 
 /** Bytes written to a connection and not yet handed to the operating system. */

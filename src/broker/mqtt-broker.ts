@@ -28,7 +28,7 @@ import {
   QueueAccounting,
   type QueueLimits,
 } from './bounded-persistence.js';
-import { decoupleWrites, outboundBytes, PacketSizeGuard } from './connection-guard.js';
+import { outboundBytes, PacketSizeGuard, WriteHolds } from './connection-guard.js';
 import {
   DEFAULT_RETAINED_LIMITS,
   RetainedBudget,
@@ -43,6 +43,11 @@ const SINK_TOPIC = '$gatehouse/refused';
 
 /** What may wait to be sent to one client before it counts as a slow consumer and is disconnected. */
 export const DEFAULT_MAX_OUTBOUND_BYTES = 4 * 1024 * 1024;
+/** Messages aedes' emitter serves at once (its default is 100), for all clients and topics. */
+const EMITTER_CONCURRENCY = 1_000;
+/** Deliveries a backed-up connection may hold, and all of them together: half the emitter. */
+const HOLDS_PER_CONNECTION = 4;
+const HOLDS_TOTAL = EMITTER_CONCURRENCY / 2;
 
 export interface BrokerLimits {
   maxOutboundBytes: number;
@@ -70,6 +75,7 @@ export class MqttBroker implements Connections {
   private readonly log: Logger;
   private readonly limits: BrokerLimits;
   private readonly guards = new WeakMap<Client, PacketSizeGuard>();
+  private readonly holds = new WriteHolds(HOLDS_PER_CONNECTION, HOLDS_TOTAL);
   private readonly retained: RetainedBudget;
   private readonly queues: QueueAccounting;
   private readonly persistence: BoundedPersistence;
@@ -95,9 +101,10 @@ export class MqttBroker implements Connections {
       // 24-hex device ids exceed MQTT 3.1's 23 characters; 3.1.1 has no such limit.
       maxClientsIdLength: 64,
       heartbeatInterval: 60_000,
-      // Writes never wait for a drain (connection-guard.ts): a slow client is bounded by
-      // maxOutboundBytes instead, so aedes' own drain timeout has nothing to do.
-      drainTimeout: 0,
+      concurrency: EMITTER_CONCURRENCY,
+      // A backed-up client holds few deliveries (connection-guard.ts) and is bounded by
+      // maxOutboundBytes; this ends the holds of one that stays stuck below that bound.
+      drainTimeout: 30_000,
       authenticate: (client, username, password, done) => {
         this.authenticate(client, username, password).then(
           (error) => done(error, error === null),
@@ -117,7 +124,9 @@ export class MqttBroker implements Connections {
     this.aedes.on('client', (client) => this.onRegistered(client));
     this.aedes.on('clientDisconnect', (client) => this.onDisconnected(client));
     this.aedes.on('keepaliveTimeout', (client) => this.closeReason(client, 'Keep-alive timeout'));
-    this.aedes.on('clientError', (client, err) => this.closeReason(client, err.message));
+    this.aedes.on('clientError', (client, err) =>
+      this.closeReason(client, err.message === 'drain timeout' ? 'Slow consumer: nothing read for 30 s' : err.message),
+    );
     this.aedes.on('connectionError', (client, err) =>
       this.log.info({ ipAddress: remoteAddress(client), reason: err.message }, 'connection closed before CONNACK'),
     );
@@ -127,7 +136,7 @@ export class MqttBroker implements Connections {
 
   /** Hands a connection (TCP socket, TLS socket or WebSocket stream) to the broker. */
   handle(stream: Connection, request?: IncomingMessage): void {
-    decoupleWrites(stream as unknown as { write: (...args: never[]) => boolean });
+    this.holds.wrap(stream as unknown as Parameters<WriteHolds['wrap']>[0]);
     const client = this.aedes.handle(stream, request);
     this.guards.set(client, new PacketSizeGuard(client));
   }

@@ -1,5 +1,6 @@
+import { EventEmitter } from 'node:events';
 import { describe, expect, it } from 'vitest';
-import { MAX_PACKET_BYTES, PacketSizeGuard, PRE_AUTH_BYTES } from '../../src/broker/connection-guard.js';
+import { MAX_PACKET_BYTES, PacketSizeGuard, PRE_AUTH_BYTES, WriteHolds } from '../../src/broker/connection-guard.js';
 
 /** A stand-in for aedes' client carrying a parser with the two methods the guard wraps. */
 function clientWithParser() {
@@ -45,5 +46,43 @@ describe('PacketSizeGuard', () => {
 
   it('refuses to install on a parser it does not know', () => {
     expect(() => new PacketSizeGuard({ _parser: {} } as never)).toThrow(/parser has changed/);
+  });
+});
+
+describe('WriteHolds', () => {
+  /** A connection whose writes report backpressure while `full` is set. */
+  function connection() {
+    const conn = new EventEmitter() as EventEmitter & { full: boolean; write: (...args: never[]) => boolean };
+    conn.full = false;
+    conn.write = () => !conn.full;
+    return conn;
+  }
+
+  it('reports backpressure for a few writes per connection, then no more until it drains', () => {
+    const holds = new WriteHolds(2, 10);
+    const conn = connection();
+    holds.wrap(conn);
+    expect(conn.write()).toBe(true);
+    conn.full = true;
+    expect([conn.write(), conn.write(), conn.write()]).toEqual([false, false, true]);
+    expect(holds.size).toBe(2);
+    conn.full = false;
+    conn.emit('drain');
+    expect(holds.size).toBe(0);
+    conn.full = true;
+    expect(conn.write()).toBe(false);
+  });
+
+  it('shares a total between connections, and frees a closed connection’s holds', () => {
+    const holds = new WriteHolds(2, 3);
+    const [a, b] = [connection(), connection()];
+    holds.wrap(a);
+    holds.wrap(b);
+    a.full = true;
+    b.full = true;
+    expect([a.write(), a.write(), b.write(), b.write()]).toEqual([false, false, false, true]);
+    a.emit('close');
+    expect(holds.size).toBe(1);
+    expect(b.write()).toBe(false);
   });
 });
