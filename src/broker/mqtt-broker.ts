@@ -127,14 +127,19 @@ export class MqttBroker implements Connections {
 
   // Hooks
 
-  /** Resolves null when the client may connect, or the error that refuses it (CONNACK 4 or 5). */
+  /** Resolves null when the client may connect, or the error that refuses it (CONNACK 3, 4 or 5). */
   private async authenticate(
     client: Client,
     username: string | undefined,
     password: Buffer | undefined,
   ): Promise<AuthenticateError | null> {
     const ipAddress = remoteAddress(client);
-    const result = await this.platform.authenticateDevice(client.id, username ?? '', password?.toString('utf8') ?? '');
+    const result = await this.platform.authenticateDevice(
+      client.id,
+      username ?? '',
+      password?.toString('utf8') ?? '',
+      ipAddress,
+    );
     if (!result.ok) {
       if (result.device) {
         this.platform.log([this.platform.logEntry(result.device, 'authFailed', { reason: result.reason, ipAddress })]);
