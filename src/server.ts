@@ -14,6 +14,7 @@ import { MqttBroker } from './broker/mqtt-broker.js';
 import { ConfigError, type GatehouseConfig, optionName } from './config.js';
 import { Maintenance, type MaintenanceOptions } from './core/maintenance.js';
 import { newApiToken, Platform } from './core/platform.js';
+import type { SecretCheckLimits } from './core/secrets.js';
 import { createLogger, type Logger } from './logger.js';
 import { lockDataDir, makeDirectory } from './store/sqlite/data-dir.js';
 import { DATABASE_FILENAME, openSqliteStore } from './store/sqlite/sqlite-store.js';
@@ -36,6 +37,8 @@ export interface StartOptions {
   maintenance?: MaintenanceOptions;
   /** Use this logger instead of one made from `config.logLevel` (tests capture the log). */
   logger?: Logger;
+  /** Other limits on secret checks than the defaults (tests). */
+  secretCheckLimits?: Partial<SecretCheckLimits>;
 }
 
 /**
@@ -49,7 +52,12 @@ export async function startGatehouse(config: GatehouseConfig, options: StartOpti
   const { store, release } = options.store
     ? { store: options.store, release: () => {} }
     : await openStore(config.dataDir, logger);
-  const platform = new Platform({ store, logger, ...(options.clock ? { clock: options.clock } : {}) });
+  const platform = new Platform({
+    store,
+    logger,
+    ...(options.clock ? { clock: options.clock } : {}),
+    ...(options.secretCheckLimits ? { secretCheckLimits: options.secretCheckLimits } : {}),
+  });
   const closers: Array<() => Promise<void>> = [];
   try {
     await platform.start();

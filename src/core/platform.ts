@@ -66,7 +66,7 @@ export interface PlatformOptions {
 
 const TOKEN_SECRET_SETTING = 'deviceTokenSecret';
 const SWEEP_INTERVAL_MS = 60_000;
-/** An unknown bearer token reloads the API tokens (one made by `gatehouse token create`) at most this often. */
+/** Unknown bearer tokens reload the API tokens (new ones from `gatehouse token create`) at most this often. */
 const API_TOKEN_RELOAD_MS = 1_000;
 /** The throttle bucket of the API tokens: one credential, whichever token a caller meant. */
 const API_TOKENS_CREDENTIAL = 'api-tokens';
@@ -179,10 +179,16 @@ export class Platform {
     return fromEnv ? undefined : token;
   }
 
-  /** Reads the API tokens again (once at a time), e.g. after another process added one. */
-  private reloadApiTokens(): Promise<void> {
+  /**
+   * Reads the API tokens again, e.g. after another process added one; one read at a time, shared
+   * by its callers. `spaced`: not sooner than API_TOKEN_RELOAD_MS after the last read (the
+   * callers wait for it), so unknown tokens cost at most one read per second.
+   */
+  private reloadApiTokens(spaced = false): Promise<void> {
     this.apiTokensLoading ??= (async () => {
       try {
+        const wait = spaced ? this.apiTokensLoadedAt + API_TOKEN_RELOAD_MS - performance.now() : 0;
+        if (wait > 0) await new Promise((resolve) => setTimeout(resolve, wait));
         this.apiTokens = await this.store.listApiTokens();
         this.apiTokensLoadedAt = performance.now();
       } finally {
@@ -213,13 +219,9 @@ export class Platform {
       return principal;
     }
     const candidates = () => this.apiTokens.map((t) => ({ id: t.id, hash: t.secretHash }));
-    // A token not seen before may be one another process (`gatehouse token create`) has just added.
-    if (
-      !this.verified.known(token, candidates()) &&
-      performance.now() - this.apiTokensLoadedAt >= API_TOKEN_RELOAD_MS
-    ) {
-      await this.reloadApiTokens();
-    }
+    // A token not seen before may be one another process (`gatehouse token create`) has just
+    // added: it is accepted at its first use, which may wait up to a second for the next read.
+    if (!this.verified.known(token, candidates())) await this.reloadApiTokens(true);
     const check = await this.verified.verify(API_TOKENS_CREDENTIAL, token, candidates(), {
       address: remoteAddress ?? null,
       label: 'API token',
