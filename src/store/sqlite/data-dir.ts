@@ -57,6 +57,8 @@ export function lockDataDir(dir: string): DataDirLock | undefined {
   const db = new Database(join(dir, LOCK_FILENAME));
   try {
     db.pragma('busy_timeout = 0');
+    // Nothing in it to protect: no journal file beside it.
+    db.pragma('journal_mode = MEMORY');
     // In exclusive locking mode the lock taken by the first write transaction is kept until close.
     db.pragma('locking_mode = EXCLUSIVE');
     db.exec('BEGIN EXCLUSIVE');
