@@ -1,8 +1,8 @@
 #!/usr/bin/env node
 /** The `gatehouse` command. */
 import { Command } from 'commander';
-import { ConfigError, resolveConfig } from './config.js';
-import { startGatehouse } from './server.js';
+import { ConfigError, resolveConfig, resolveDataDir } from './config.js';
+import { createAdminToken, startGatehouse } from './server.js';
 
 const program = new Command()
   .name('gatehouse')
@@ -51,6 +51,27 @@ program
     } catch (err) {
       if (err instanceof ConfigError) console.error(`gatehouse: ${err.message}`);
       else console.error(`gatehouse: failed to start: ${(err as Error).stack ?? err}`);
+      process.exit(1);
+    }
+  });
+
+program
+  .command('token')
+  .description('manage API tokens')
+  .command('create')
+  .description(
+    'create an API token and print it once; works while a server runs on the same data directory, which accepts it at once',
+  )
+  .requiredOption('--admin', 'an admin token, which sees every application (the only kind there is yet)')
+  .option('--name <name>', 'what the token is for (default admin)')
+  .option('--data-dir <dir>', 'data directory (env GATEHOUSE_DATA_DIR, default ./data)')
+  .action(async (flags: { name?: string; dataDir?: string }) => {
+    try {
+      const token = await createAdminToken(resolveDataDir(flags.dataDir), flags.name ?? 'admin');
+      console.log(`admin API token (shown once, store it now): ${token}`);
+    } catch (err) {
+      if (err instanceof ConfigError) console.error(`gatehouse: ${err.message}`);
+      else console.error(`gatehouse: cannot create the token: ${(err as Error).stack ?? err}`);
       process.exit(1);
     }
   });

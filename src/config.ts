@@ -54,6 +54,11 @@ function port(key: keyof GatehouseConfig, raw: string | undefined, fallback: num
   return n;
 }
 
+/** The data directory alone, from the flag, then GATEHOUSE_DATA_DIR, then the default (commands besides `serve`). */
+export function resolveDataDir(flag: string | undefined, env: NodeJS.ProcessEnv = process.env): string {
+  return path.resolve((flag ?? env.GATEHOUSE_DATA_DIR) || 'data');
+}
+
 export function resolveConfig(
   flags: Partial<Record<keyof GatehouseConfig, string>>,
   env: NodeJS.ProcessEnv = process.env,
@@ -75,7 +80,7 @@ export function resolveConfig(
     );
   }
   return {
-    dataDir: path.resolve(pick('dataDir') || 'data'),
+    dataDir: resolveDataDir(flags.dataDir, env),
     host,
     mqttPort: port('mqttPort', pick('mqttPort'), 1883),
     httpPort: port('httpPort', pick('httpPort'), 8080),

@@ -2,9 +2,10 @@
  * Wires the platform, the MQTT broker and the REST API to their listeners: MQTT on TCP (and
  * TLS when configured), HTTP, and MQTT over WebSocket at /mqtt on the HTTP port.
  */
-import { accessSync, constants, mkdirSync, readFileSync } from 'node:fs';
+import { accessSync, constants, existsSync, readFileSync } from 'node:fs';
 import type { IncomingMessage } from 'node:http';
 import net from 'node:net';
+import path from 'node:path';
 import type { Duplex } from 'node:stream';
 import tls from 'node:tls';
 import { createWebSocketStream, WebSocketServer } from 'ws';
@@ -13,9 +14,11 @@ import { MAX_PACKET_BYTES } from './broker/connection-guard.js';
 import { MqttBroker } from './broker/mqtt-broker.js';
 import { ConfigError, type GatehouseConfig, optionName } from './config.js';
 import { Maintenance, type MaintenanceOptions } from './core/maintenance.js';
-import { Platform } from './core/platform.js';
+import { newApiToken, Platform } from './core/platform.js';
+import type { SecretCheckLimits } from './core/secrets.js';
 import { createLogger, type Logger } from './logger.js';
-import { openSqliteStore } from './store/sqlite/sqlite-store.js';
+import { lockDataDir, makeDirectory } from './store/sqlite/data-dir.js';
+import { DATABASE_FILENAME, openSqliteStore } from './store/sqlite/sqlite-store.js';
 import type { Store } from './store/types.js';
 
 export interface RunningGatehouse {
@@ -35,16 +38,30 @@ export interface StartOptions {
   maintenance?: MaintenanceOptions;
   /** Use this logger instead of one made from `config.logLevel` (tests capture the log). */
   logger?: Logger;
+  /** Other limits on secret checks than the defaults (tests). */
+  secretCheckLimits?: Partial<SecretCheckLimits>;
 }
 
+/**
+ * Starts everything. Nothing new is written before every listener is up: a start that fails
+ * (a port in use, a bad TLS file) leaves no admin token behind that was never printed.
+ */
 export async function startGatehouse(config: GatehouseConfig, options: StartOptions = {}): Promise<RunningGatehouse> {
   const logger = options.logger ?? createLogger(config.logLevel);
-  const store = options.store ?? (await openStore(config.dataDir, logger));
-  const platform = new Platform({ store, logger, ...(options.clock ? { clock: options.clock } : {}) });
+  // Files the operator named are checked before the data directory is touched.
+  const tlsFiles = config.tlsCert && config.tlsKey ? readTlsFiles(config.tlsCert, config.tlsKey) : undefined;
+  const { store, release } = options.store
+    ? { store: options.store, release: () => {} }
+    : await openStore(config.dataDir, logger);
+  const platform = new Platform({
+    store,
+    logger,
+    ...(options.clock ? { clock: options.clock } : {}),
+    ...(options.secretCheckLimits ? { secretCheckLimits: options.secretCheckLimits } : {}),
+  });
   const closers: Array<() => Promise<void>> = [];
   try {
     await platform.start();
-    const generatedAdminToken = await platform.ensureAdminToken(config.adminToken);
     const broker = new MqttBroker(platform);
     await broker.start();
     const maintenance = new Maintenance(platform, options.maintenance);
@@ -74,14 +91,11 @@ export async function startGatehouse(config: GatehouseConfig, options: StartOpti
     closers.push(() => closeServer(tcp));
 
     let mqtts: string | undefined;
-    if (config.tlsCert && config.tlsKey) {
-      const secure = tls.createServer(
-        { cert: readFileSync(config.tlsCert), key: readFileSync(config.tlsKey) },
-        (socket) => {
-          socket.setNoDelay(true);
-          broker.handle(socket);
-        },
-      );
+    if (tlsFiles) {
+      const secure = tls.createServer(tlsFiles, (socket) => {
+        socket.setNoDelay(true);
+        broker.handle(socket);
+      });
       const p = await listenOrExplain('mqttsPort', config.host, config.mqttsPort, () =>
         listen(secure, config.host, config.mqttsPort),
       );
@@ -89,6 +103,7 @@ export async function startGatehouse(config: GatehouseConfig, options: StartOpti
       mqtts = `mqtts://${hostForUrl(config.host)}:${p}`;
     }
 
+    const generatedAdminToken = await platform.commitStart(config.adminToken);
     const httpPort = (api.server.address() as net.AddressInfo).port;
     const host = hostForUrl(config.host);
     let stopping: Promise<void> | undefined;
@@ -115,6 +130,7 @@ export async function startGatehouse(config: GatehouseConfig, options: StartOpti
           wss.close();
           await Promise.all(closing);
           await platform.stop();
+          release();
         })();
         return stopping;
       },
@@ -122,27 +138,110 @@ export async function startGatehouse(config: GatehouseConfig, options: StartOpti
   } catch (err) {
     await Promise.allSettled(closers.map((close) => close()));
     await platform.stop().catch(() => {});
+    release();
     throw err;
   }
 }
 
-async function openStore(dataDir: string, logger: Logger): Promise<Store> {
+/** The certificate and key, read and checked, or a ConfigError naming the option to fix. */
+function readTlsFiles(certFile: string, keyFile: string): { cert: Buffer; key: Buffer } {
+  const read = (file: string, what: string, option: 'tlsCert' | 'tlsKey'): Buffer => {
+    try {
+      return readFileSync(file);
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code ?? (err as Error).message;
+      throw new ConfigError(`cannot read the TLS ${what} ${file}: ${code} (set ${optionName(option)})`);
+    }
+  };
+  const cert = read(certFile, 'certificate', 'tlsCert');
+  const key = read(keyFile, 'key', 'tlsKey');
+  const problem = (options: tls.SecureContextOptions): string | undefined => {
+    try {
+      tls.createSecureContext(options);
+      return undefined;
+    } catch (err) {
+      return (err as Error).message;
+    }
+  };
+  const certProblem = problem({ cert });
+  if (certProblem) {
+    throw new ConfigError(`invalid TLS certificate ${certFile}: ${certProblem} (set ${optionName('tlsCert')})`);
+  }
+  const keyProblem = problem({ key });
+  if (keyProblem) throw new ConfigError(`invalid TLS key ${keyFile}: ${keyProblem} (set ${optionName('tlsKey')})`);
+  const pairProblem = problem({ cert, key });
+  if (pairProblem) {
+    throw new ConfigError(
+      `TLS certificate ${certFile} and key ${keyFile} do not belong together: ${pairProblem} (set --tls-cert and --tls-key)`,
+    );
+  }
+  return { cert, key };
+}
+
+/** Opens the store in the data directory, locked to this server; `release` unlocks it after close. */
+async function openStore(dataDir: string, logger: Logger): Promise<{ store: Store; release: () => void }> {
+  const unusable = (cause: string) =>
+    new ConfigError(`cannot use data directory ${dataDir}: ${cause} (set ${optionName('dataDir')})`);
   try {
-    mkdirSync(dataDir, { recursive: true });
+    makeDirectory(dataDir);
     accessSync(dataDir, constants.R_OK | constants.W_OK);
   } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code ?? 'error';
-    throw new ConfigError(`cannot use data directory ${dataDir}: ${code} (set ${optionName('dataDir')})`);
+    throw unusable((err as NodeJS.ErrnoException).code ?? (err as Error).message);
+  }
+  let lock: ReturnType<typeof lockDataDir>;
+  try {
+    lock = lockDataDir(dataDir);
+  } catch (err) {
+    throw unusable((err as Error).message);
+  }
+  if (!lock) {
+    throw new ConfigError(
+      `data directory ${dataDir} is in use by another gatehouse server (set ${optionName('dataDir')})`,
+    );
   }
   try {
-    return await openSqliteStore({
+    const store = await openSqliteStore({
       dataDir,
       onRollupFlushError: (err) => logger.error({ err }, 'rollup flush failed'),
     });
+    return { store, release: () => lock.release() };
+  } catch (err) {
+    lock.release();
+    throw new ConfigError(
+      `cannot open the database in ${dataDir}: ${(err as Error).message} (set ${optionName('dataDir')})`,
+    );
+  }
+}
+
+/**
+ * `gatehouse token create --admin`: adds an admin API token to the database in `dataDir` and
+ * returns it. A server running on that directory goes on as it is (SQLite in WAL mode lets a
+ * second process write) and accepts the new token at its first use (Platform.authenticateBearer).
+ */
+export async function createAdminToken(dataDir: string, name: string): Promise<string> {
+  const trimmed = name.trim();
+  if (trimmed.length === 0 || trimmed.length > 200) {
+    throw new ConfigError('invalid token name: expected 1 to 200 characters (set --name)');
+  }
+  if (!existsSync(path.join(dataDir, DATABASE_FILENAME))) {
+    throw new ConfigError(
+      `no database in ${dataDir}: start \`gatehouse serve\` there first (set ${optionName('dataDir')})`,
+    );
+  }
+  let store: Store;
+  try {
+    store = await openSqliteStore({ dataDir, shared: true });
   } catch (err) {
     throw new ConfigError(
       `cannot open the database in ${dataDir}: ${(err as Error).message} (set ${optionName('dataDir')})`,
     );
+  }
+  try {
+    const { token, record } = await newApiToken(trimmed, Date.now());
+    await store.createApiToken(record);
+    return token;
+  } finally {
+    await store.close();
   }
 }
 

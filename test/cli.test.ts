@@ -1,14 +1,16 @@
 /**
- * The `gatehouse serve` command as an operator runs it: the built CLI in a child process.
+ * The `gatehouse` command as an operator runs it: the built CLI in a child process.
  * (`npm test` builds first.)
  */
 import { type ChildProcessWithoutNullStreams, spawn } from 'node:child_process';
-import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import Database from 'better-sqlite3';
 import mqtt from 'mqtt';
 import { afterEach, describe, expect, it } from 'vitest';
+import { makeTestCertificate } from './helpers/tls.js';
 
 const CLI = path.resolve('dist/src/cli.js');
 const ADMIN = 'cli-test-admin-token';
@@ -27,7 +29,11 @@ afterEach(() => {
 });
 
 function serve(args: string[], env: Record<string, string> = {}) {
-  const child = spawn(process.execPath, [CLI, 'serve', ...args], {
+  return gatehouse(['serve', ...args], env);
+}
+
+function gatehouse(args: string[], env: Record<string, string> = {}) {
+  const child = spawn(process.execPath, [CLI, ...args], {
     env: { ...process.env, GATEHOUSE_ADMIN_TOKEN: ADMIN, ...env },
   });
   children.push(child);
@@ -52,6 +58,36 @@ function serve(args: string[], env: Record<string, string> = {}) {
     throw new Error(`server did not start: ${stdout}${stderr}`);
   };
   return { child, exited, listening, out: () => stdout, err: () => stderr };
+}
+
+/** Waits for the command to end with exit code 1 and exactly one line on stderr; returns that line. */
+async function oneLineFailure(run: ReturnType<typeof gatehouse>): Promise<string> {
+  expect(await run.exited).toBe(1);
+  const lines = run.err().trimEnd().split('\n');
+  expect(lines).toHaveLength(1);
+  return lines[0] ?? '';
+}
+
+/** JSON over HTTP with the admin token of these tests. */
+function adminApi(base: string, token = ADMIN) {
+  return async <T>(method: string, url: string, body?: unknown): Promise<T> => {
+    const res = await fetch(`${base}${url}`, {
+      method,
+      headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
+      ...(body ? { body: JSON.stringify(body) } : {}),
+    });
+    if (res.status >= 300) throw new Error(`${method} ${url}: ${res.status} ${await res.text()}`);
+    return (await res.json()) as T;
+  };
+}
+
+/** Polls `check` until it is truthy. */
+async function eventually(check: () => Promise<boolean> | boolean, ms = 5000): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error('condition not met in time');
+    await new Promise((r) => setTimeout(r, 25));
+  }
 }
 
 async function busyPort(): Promise<{ port: number; close: () => void }> {
@@ -121,18 +157,190 @@ describe('gatehouse serve', () => {
     );
   });
 
-  it('refuses an unusable data directory with a one-line error', async () => {
-    const file = path.join(tempDir(), 'not-a-dir');
-    writeFileSync(file, 'x');
-    chmodSync(file, 0o400);
-    const run = serve(['--data-dir', path.join(file, 'sub'), '--mqtt-port', '0', '--http-port', '0']);
-    expect(await run.exited).toBe(1);
-    const lines = run.err().trim().split('\n');
-    expect(lines).toHaveLength(1);
-    expect(lines[0]).toMatch(
-      /^gatehouse: cannot use data directory .*not-a-dir\/sub: ENOTDIR \(set --data-dir or GATEHOUSE_DATA_DIR\)$/,
-    );
+  /** Each makes a data directory that cannot be used; the answer names the option and the cause. */
+  const UNUSABLE_DATA_DIRS: Array<[string, (tmp: string) => string, RegExp]> = [
+    [
+      'a path under a regular file',
+      (tmp) => {
+        const file = path.join(tmp, 'not-a-dir');
+        writeFileSync(file, 'x');
+        chmodSync(file, 0o400);
+        return path.join(file, 'sub');
+      },
+      /cannot use data directory .*not-a-dir\/sub: ENOTDIR/,
+    ],
+    [
+      'a regular file',
+      (tmp) => {
+        writeFileSync(path.join(tmp, 'file'), 'x');
+        return path.join(tmp, 'file');
+      },
+      /cannot use data directory .*file: ENOTDIR/,
+    ],
+    // procfs answers ENOENT to mkdir, on which Node's recursive mkdirSync retried forever.
+    [
+      'a new directory in /proc/self',
+      () => '/proc/self/gatehouse-data',
+      /cannot use data directory \/proc\/self\/gatehouse-data: ENOENT/,
+    ],
+    [
+      'a new directory under /proc',
+      () => '/proc/gatehouse/data',
+      /cannot use data directory \/proc\/gatehouse\/data: ENOENT/,
+    ],
+    ['a path under /dev/null', () => '/dev/null/x', /cannot use data directory \/dev\/null\/x: ENOTDIR/],
+    // A place where no file can be made, root or not.
+    ['/proc itself', () => '/proc', /cannot use data directory \/proc: unable to open database file/],
+    [
+      'a directory where gatehouse.db is a directory',
+      (tmp) => {
+        mkdirSync(path.join(tmp, 'data', 'gatehouse.db'), { recursive: true });
+        return path.join(tmp, 'data');
+      },
+      /cannot open the database in .*data: unable to open database file/,
+    ],
+    [
+      'a directory where gatehouse.db is not a database',
+      (tmp) => {
+        mkdirSync(path.join(tmp, 'data'));
+        writeFileSync(path.join(tmp, 'data', 'gatehouse.db'), 'this is not SQLite, just some text that is long enough');
+        return path.join(tmp, 'data');
+      },
+      /cannot open the database in .*data: file is not a database/,
+    ],
+  ];
+
+  it.each(UNUSABLE_DATA_DIRS)('refuses %s as the data directory with a one-line error', async (_, make, cause) => {
+    const run = serve(['--data-dir', make(tempDir()), '--mqtt-port', '0', '--http-port', '0']);
+    const line = await oneLineFailure(run);
+    expect(line).toMatch(/^gatehouse: .* \(set --data-dir or GATEHOUSE_DATA_DIR\)$/);
+    expect(line).toMatch(cause);
   });
+
+  it('refuses a second server on a data directory in use, and leaves the running one alone', async () => {
+    const dataDir = tempDir();
+    const first = serve(['--data-dir', dataDir, '--mqtt-port', '0', '--http-port', '0']);
+    const urls = await first.listening();
+    const api = adminApi(urls.http);
+    const app = await api<{ id: string }>('POST', '/applications', { name: 'one server' });
+    const device = await api<{ id: string }>('POST', `/applications/${app.id}/devices`, { name: 'd' });
+    const key = await api<{ key: string; secret: string }>('POST', `/applications/${app.id}/keys`, {});
+    const client = await mqtt.connectAsync(urls.mqtt, {
+      clientId: device.id,
+      username: key.key,
+      password: key.secret,
+      reconnectPeriod: 0,
+    });
+    try {
+      const connected = async () =>
+        (
+          await api<{ connectionInfo: { connected: number | null } }>(
+            'GET',
+            `/applications/${app.id}/devices/${device.id}`,
+          )
+        ).connectionInfo.connected;
+      await eventually(async () => (await connected()) === 1);
+      const second = serve(['--data-dir', dataDir, '--mqtt-port', '0', '--http-port', '0']);
+      expect(await oneLineFailure(second)).toBe(
+        `gatehouse: data directory ${dataDir} is in use by another gatehouse server (set --data-dir or GATEHOUSE_DATA_DIR)`,
+      );
+      // The second start changed nothing: the device is still shown connected.
+      expect(await connected()).toBe(1);
+    } finally {
+      await client.endAsync(true);
+    }
+  });
+
+  it('writes nothing when the first start fails, so the next start creates and prints a working admin token', async () => {
+    const dataDir = tempDir();
+    const busy = await busyPort();
+    try {
+      const failed = serve(['--data-dir', dataDir, '--mqtt-port', '0', '--http-port', String(busy.port)], {
+        GATEHOUSE_ADMIN_TOKEN: '',
+      });
+      expect(await oneLineFailure(failed)).toMatch(/already in use \(set --http-port or GATEHOUSE_HTTP_PORT\)$/);
+    } finally {
+      busy.close();
+    }
+    const db = new Database(path.join(dataDir, 'gatehouse.db'), { readonly: true });
+    try {
+      expect(db.prepare('SELECT count(*) AS n FROM api_tokens').get()).toEqual({ n: 0 });
+      expect(db.prepare('SELECT key FROM settings').all()).toEqual([]);
+    } finally {
+      db.close();
+    }
+    const next = serve(['--data-dir', dataDir, '--mqtt-port', '0', '--http-port', '0'], { GATEHOUSE_ADMIN_TOKEN: '' });
+    const urls = await next.listening();
+    const token = /admin API token \(shown once, store it now\): (\S+)/.exec(next.out())?.[1];
+    expect(token).toMatch(/^gha_/);
+    const res = await fetch(`${urls.http}/applications`, { headers: { authorization: `Bearer ${token}` } });
+    expect(res.status).toBe(200);
+  });
+
+  /** Each names a TLS file that cannot be used, and the option the answer must name. */
+  const BAD_TLS: Array<[string, (tls: { cert: string; key: string }, tmp: string) => string[], RegExp]> = [
+    [
+      'a missing certificate',
+      (t, tmp) => [path.join(tmp, 'none.pem'), t.key],
+      /TLS certificate .*none\.pem: ENOENT \(set --tls-cert or GATEHOUSE_TLS_CERT\)$/,
+    ],
+    [
+      'a missing key',
+      (t, tmp) => [t.cert, path.join(tmp, 'none.pem')],
+      /TLS key .*none\.pem: ENOENT \(set --tls-key or GATEHOUSE_TLS_KEY\)$/,
+    ],
+    [
+      'a directory as the certificate',
+      (t, tmp) => [tmp, t.key],
+      /cannot read the TLS certificate .*: EISDIR \(set --tls-cert or GATEHOUSE_TLS_CERT\)$/,
+    ],
+    [
+      'a certificate that is not PEM',
+      (t, tmp) => {
+        writeFileSync(path.join(tmp, 'junk.pem'), 'junk');
+        return [path.join(tmp, 'junk.pem'), t.key];
+      },
+      /^gatehouse: invalid TLS certificate .*junk\.pem: .* \(set --tls-cert or GATEHOUSE_TLS_CERT\)$/,
+    ],
+    [
+      'a key that is not PEM',
+      (t, tmp) => {
+        writeFileSync(path.join(tmp, 'junk.pem'), 'junk');
+        return [t.cert, path.join(tmp, 'junk.pem')];
+      },
+      /^gatehouse: invalid TLS key .*junk\.pem: .* \(set --tls-key or GATEHOUSE_TLS_KEY\)$/,
+    ],
+    [
+      'a key of another certificate',
+      (t, tmp) => [makeTestCertificate(mkdtempSync(path.join(tmp, 'other-'))).cert, t.key],
+      /do not belong together: .* \(set --tls-cert and --tls-key\)$/,
+    ],
+  ];
+
+  it.each(BAD_TLS)(
+    'refuses %s with a one-line error, before touching the data directory',
+    async (_, pick, expected) => {
+      const tmp = tempDir();
+      const [cert, key] = pick(makeTestCertificate(tmp), tmp);
+      const dataDir = path.join(tmp, 'data');
+      const run = serve([
+        '--data-dir',
+        dataDir,
+        '--mqtt-port',
+        '0',
+        '--http-port',
+        '0',
+        '--mqtts-port',
+        '0',
+        '--tls-cert',
+        cert ?? '',
+        '--tls-key',
+        key ?? '',
+      ]);
+      expect(await oneLineFailure(run)).toMatch(expected);
+      expect(existsSync(dataDir)).toBe(false);
+    },
+  );
 
   it('keeps every acknowledged QoS 1 state across SIGTERM while a device is publishing', async () => {
     const dataDir = tempDir();
@@ -202,5 +410,64 @@ describe('gatehouse serve', () => {
     expect(acked.filter((n) => !stored.has(n))).toEqual([]);
     again.child.kill('SIGTERM');
     await again.exited;
+  });
+});
+
+describe('gatehouse token create', () => {
+  it('creates an admin token that a server running on the same data directory accepts at once', async () => {
+    const dataDir = tempDir();
+    const server = serve(['--data-dir', dataDir, '--mqtt-port', '0', '--http-port', '0']);
+    const urls = await server.listening();
+    const created = gatehouse(['token', 'create', '--admin', '--name', 'ops laptop', '--data-dir', dataDir]);
+    expect(await created.exited).toBe(0);
+    expect(created.err()).toBe('');
+    const lines = created.out().trimEnd().split('\n');
+    expect(lines).toHaveLength(1);
+    const token = /^admin API token \(shown once, store it now\): (gha_\S+)$/.exec(lines[0] ?? '')?.[1];
+    expect(token).toBeTruthy();
+    // Its first use: the server has read its tokens at start and reads them again for this one.
+    const first = await fetch(`${urls.http}/applications`, { headers: { authorization: `Bearer ${token}` } });
+    expect(first.status).toBe(200);
+    // The data directory from the environment, as for `serve`; every token is new.
+    const again = gatehouse(['token', 'create', '--admin'], { GATEHOUSE_DATA_DIR: dataDir });
+    expect(await again.exited).toBe(0);
+    const second = /: (gha_\S+)$/m.exec(again.out())?.[1];
+    expect(second).toBeTruthy();
+    expect(second).not.toBe(token);
+    const res = await fetch(`${urls.http}/applications`, { headers: { authorization: `Bearer ${second}` } });
+    expect(res.status).toBe(200);
+    // The running server went on as before: its own admin token still works.
+    expect((await fetch(`${urls.http}/applications`, { headers: { authorization: `Bearer ${ADMIN}` } })).status).toBe(
+      200,
+    );
+  });
+
+  it('is the way back in after the printed token was lost: the next start prints none, the new token works', async () => {
+    const dataDir = tempDir();
+    const first = serve(['--data-dir', dataDir, '--mqtt-port', '0', '--http-port', '0'], { GATEHOUSE_ADMIN_TOKEN: '' });
+    await first.listening();
+    first.child.kill('SIGTERM');
+    expect(await first.exited).toBe(0);
+    const created = gatehouse(['token', 'create', '--admin', '--data-dir', dataDir]);
+    expect(await created.exited).toBe(0);
+    const token = /: (gha_\S+)$/m.exec(created.out())?.[1];
+    const second = serve(['--data-dir', dataDir, '--mqtt-port', '0', '--http-port', '0'], {
+      GATEHOUSE_ADMIN_TOKEN: '',
+    });
+    const urls = await second.listening();
+    expect(second.out()).not.toMatch(/admin API token/);
+    const res = await fetch(`${urls.http}/applications`, { headers: { authorization: `Bearer ${token}` } });
+    expect(res.status).toBe(200);
+  });
+
+  it('refuses a data directory without a database, and a missing --admin, with one line', async () => {
+    const dataDir = path.join(tempDir(), 'nothing-here');
+    expect(await oneLineFailure(gatehouse(['token', 'create', '--admin', '--data-dir', dataDir]))).toBe(
+      `gatehouse: no database in ${dataDir}: start \`gatehouse serve\` there first (set --data-dir or GATEHOUSE_DATA_DIR)`,
+    );
+    expect(existsSync(dataDir)).toBe(false);
+    expect(await oneLineFailure(gatehouse(['token', 'create', '--data-dir', dataDir]))).toBe(
+      "error: required option '--admin' not specified",
+    );
   });
 });

@@ -61,13 +61,16 @@ export function createApi(platform: Platform, options: { streams?: StreamHubOpti
   app.addHook('onRequest', async (request) => {
     if (request.routeOptions.config.public) return;
     if (!request.routeOptions.url) return; // unknown route: answered 404 by the not-found handler
-    request.principal = await platform.authenticateBearer(request.headers.authorization);
+    request.principal = await platform.authenticateBearer(request.headers.authorization, request.ip);
   });
 
   app.setErrorHandler((error: FastifyError | GatehouseError, request, reply) => {
     const { status, type, message } = describeError(error);
     // A 5xx is our fault: its cause goes to the operator log and never to the client.
     if (status >= 500) request.log.error({ err: error, method: request.method, url: request.url }, 'request failed');
+    if (error instanceof GatehouseError && error.retryAfterSeconds !== undefined) {
+      void reply.header('retry-after', String(error.retryAfterSeconds));
+    }
     void reply.code(status).send({ type, message });
   });
   app.setNotFoundHandler((request, reply) => {

@@ -211,7 +211,7 @@ export class MqttBroker implements Connections {
 
   // Hooks
 
-  /** Resolves null when the client may connect, or the error that refuses it (CONNACK 4 or 5). */
+  /** Resolves null when the client may connect, or the error that refuses it (CONNACK 3, 4 or 5). */
   private async authenticate(
     client: Client,
     username: string | undefined,
@@ -222,7 +222,12 @@ export class MqttBroker implements Connections {
       // [MQTT-1.5.3-2]; CONNACK 2 (identifier rejected) closes the connection.
       return Object.assign(new Error('client id or user name contains U+0000'), { returnCode: 2 }) as AuthenticateError;
     }
-    const result = await this.platform.authenticateDevice(client.id, username ?? '', password?.toString('utf8') ?? '');
+    const result = await this.platform.authenticateDevice(
+      client.id,
+      username ?? '',
+      password?.toString('utf8') ?? '',
+      ipAddress,
+    );
     if (!result.ok) {
       if (result.device) {
         this.platform.log([this.platform.logEntry(result.device, 'authFailed', { reason: result.reason, ipAddress })]);

@@ -18,12 +18,15 @@ export type ErrorType = keyof typeof ERROR_TYPES;
 export class GatehouseError extends Error {
   readonly type: ErrorType;
   readonly status: number;
+  /** Sent as `Retry-After` (seconds) with the answer, when trying again later can succeed. */
+  readonly retryAfterSeconds: number | undefined;
 
-  constructor(type: ErrorType, message: string) {
+  constructor(type: ErrorType, message: string, options: { retryAfterSeconds?: number } = {}) {
     super(message);
     this.name = 'GatehouseError';
     this.type = type;
     this.status = ERROR_TYPES[type];
+    this.retryAfterSeconds = options.retryAfterSeconds;
   }
 }
 

@@ -17,14 +17,14 @@ import {
 import { RateLimiter } from '../domain/rate-limit.js';
 import { DEFAULT_TOPIC_PREFIX } from '../domain/topics.js';
 import { type Logger, silentLogger } from '../logger.js';
-import type { Store, WriteBatch } from '../store/types.js';
+import type { ApiTokenRecord, Store, WriteBatch } from '../store/types.js';
 import { type DeviceTokenClaims, looksLikeDeviceToken, signDeviceToken, verifyDeviceToken } from './device-tokens.js';
 import { GatehouseError } from './errors.js';
 import { EventBus } from './events.js';
 import type { IngestOutcome } from './ingest.js';
 import { LogBudget } from './log-budget.js';
 import { Registry } from './registry.js';
-import { generateSecret, hashSecret, VerifiedSecrets } from './secrets.js';
+import { generateSecret, hashSecret, type SecretCheckLimits, type Throttle, VerifiedSecrets } from './secrets.js';
 import { WriteQueue } from './write-queue.js';
 
 /** What the platform needs to know about live MQTT connections; the broker provides it. */
@@ -47,8 +47,12 @@ const NO_CONNECTIONS: Connections = {
 
 export type DeviceAuthResult =
   | { ok: true; principal: Extract<Principal, { kind: 'device' }> }
-  /** `code` is the CONNACK return code: 4 bad user name or password, 5 not authorized. */
-  | { ok: false; code: 4 | 5; reason: string; device?: Device };
+  /**
+   * `code` is the CONNACK return code: 4 bad user name or password, 5 not authorized, 3 server
+   * unavailable when the secret was not checked because failed checks are throttled
+   * (`retryAfterMs` says for how long).
+   */
+  | { ok: false; code: 3 | 4 | 5; reason: string; device?: Device; retryAfterMs?: number };
 
 export interface ConnectionInfo {
   connected: 1 | 0 | null;
@@ -61,6 +65,8 @@ export interface PlatformOptions {
   topicPrefix?: string;
   /** The operator log (default: silent). */
   logger?: Logger;
+  /** Limits on secret checks that need hashing (tests lower them). */
+  secretCheckLimits?: Partial<SecretCheckLimits>;
 }
 
 const TOKEN_SECRET_SETTING = 'deviceTokenSecret';
@@ -71,6 +77,23 @@ const TOKEN_SECRET_SETTING = 'deviceTokenSecret';
 export const API_COMMAND_LIMIT: RateLimit = { messages: 1_000, windowSeconds: 10 };
 /** How often ended rate-limit windows are forgotten and log suppressions summarized. */
 const SWEEP_INTERVAL_MS = 15_000;
+/** Unknown bearer tokens reload the API tokens (new ones from `gatehouse token create`) at most this often. */
+const API_TOKEN_RELOAD_MS = 1_000;
+/** The throttle bucket of the API tokens: one credential, whichever token a caller meant. */
+const API_TOKENS_CREDENTIAL = 'api-tokens';
+
+/** A new API token: the secret to show once, and the record to store (with its hash only). */
+export async function newApiToken(
+  name: string,
+  now: number,
+  token = `gha_${generateSecret(32)}`,
+): Promise<{ token: string; record: ApiTokenRecord }> {
+  return { token, record: { id: newId(), name, secretHash: await hashSecret(token), creationDate: now } };
+}
+
+function retryIn(throttle: Throttle): string {
+  return `${throttle.reason}; try again in ${Math.ceil(throttle.retryAfterMs / 1000)} s`;
+}
 
 export class Platform {
   readonly store: Store;
@@ -82,12 +105,16 @@ export class Platform {
   readonly clock: () => number;
   readonly logger: Logger;
   private connections: Connections = NO_CONNECTIONS;
-  private readonly verified = new VerifiedSecrets();
+  private readonly verified: VerifiedSecrets;
   private readonly logBudget = new LogBudget();
   private readonly lastReports = new Map<string, { by: string; time: number }>();
   private readonly lastReceiveTimes = new Map<string, number>();
   private tokenSecret = '';
+  /** A device-token secret made by this start, saved by `commitStart`. */
+  private unsavedTokenSecret = false;
   private apiTokens: Array<{ id: string; secretHash: string }> = [];
+  private apiTokensLoadedAt = Number.NEGATIVE_INFINITY;
+  private apiTokensLoading: Promise<void> | undefined;
   private sweepTimer: NodeJS.Timeout | undefined;
 
   constructor(options: PlatformOptions) {
@@ -95,6 +122,7 @@ export class Platform {
     this.clock = options.clock ?? Date.now;
     this.topicPrefix = options.topicPrefix ?? DEFAULT_TOPIC_PREFIX;
     this.logger = options.logger ?? silentLogger;
+    this.verified = new VerifiedSecrets(options.secretCheckLimits ? { limits: options.secretCheckLimits } : {});
     this.bus = new EventBus((err, event) => this.logger.error({ err, event }, 'event listener failed'));
     this.registry = new Registry(this.store, this.clock);
     this.writes = new WriteQueue(this.store, {
@@ -107,16 +135,18 @@ export class Platform {
     });
   }
 
+  /**
+   * Loads what the platform needs. New data (a device-token secret, the first API token) is
+   * written by `commitStart`, once start-up has succeeded (docs/decisions.md).
+   */
   async start(): Promise<void> {
-    let secret = await this.store.getSetting(TOKEN_SECRET_SETTING);
-    if (!secret) {
-      secret = generateSecret(48);
-      await this.store.setSetting(TOKEN_SECRET_SETTING, secret);
-    }
-    this.tokenSecret = secret;
-    // Nobody is connected to a process that is only starting: clear what a crash left behind.
+    const secret = await this.store.getSetting(TOKEN_SECRET_SETTING);
+    this.tokenSecret = secret || generateSecret(48);
+    this.unsavedTokenSecret = !secret;
+    // Nobody is connected to a process that is only starting (the data directory is locked to
+    // this server): clear what a crash left behind. A later start would do the same.
     await this.store.resetConnections(this.clock());
-    this.apiTokens = await this.store.listApiTokens();
+    await this.reloadApiTokens();
     this.sweepTimer = setInterval(() => this.sweep(), SWEEP_INTERVAL_MS);
     this.sweepTimer.unref();
   }
@@ -144,20 +174,49 @@ export class Platform {
   // Credentials
 
   /**
-   * Creates the first API token when there is none: `fromEnv` when given, otherwise a random
-   * one, which is returned so it can be printed once.
+   * The end of start-up, once every listener is up: saves a device-token secret made by
+   * `start`, and creates the first API token when there is none: `fromEnv` when given,
+   * otherwise a random one, which is returned so it can be printed once. A start that failed
+   * before this point has written neither, so the next one creates (and prints) the token.
    */
-  async ensureAdminToken(fromEnv: string | undefined): Promise<string | undefined> {
+  async commitStart(fromEnv: string | undefined): Promise<string | undefined> {
+    if (this.unsavedTokenSecret) {
+      await this.store.setSetting(TOKEN_SECRET_SETTING, this.tokenSecret);
+      this.unsavedTokenSecret = false;
+    }
+    await this.reloadApiTokens();
     if (this.apiTokens.length > 0) return undefined;
-    const token = fromEnv ?? `gha_${generateSecret(32)}`;
-    const record = { id: newId(), name: 'admin', secretHash: await hashSecret(token), creationDate: this.clock() };
+    const { token, record } = await newApiToken('admin', this.clock(), fromEnv);
     await this.store.createApiToken(record);
     this.apiTokens.push(record);
     return fromEnv ? undefined : token;
   }
 
-  /** The principal behind an `Authorization` header; 401 when there is none. */
-  async authenticateBearer(header: string | undefined): Promise<Principal> {
+  /**
+   * Reads the API tokens again, e.g. after another process added one; one read at a time, shared
+   * by its callers. `spaced`: not sooner than API_TOKEN_RELOAD_MS after the last read (the
+   * callers wait for it), so unknown tokens cost at most one read per second.
+   */
+  private reloadApiTokens(spaced = false): Promise<void> {
+    this.apiTokensLoading ??= (async () => {
+      try {
+        const wait = spaced ? this.apiTokensLoadedAt + API_TOKEN_RELOAD_MS - performance.now() : 0;
+        if (wait > 0) await new Promise((resolve) => setTimeout(resolve, wait));
+        this.apiTokens = await this.store.listApiTokens();
+        this.apiTokensLoadedAt = performance.now();
+      } finally {
+        this.apiTokensLoading = undefined;
+      }
+    })();
+    return this.apiTokensLoading;
+  }
+
+  /**
+   * The principal behind an `Authorization` header; 401 when there is none or it is unknown,
+   * 429 when it would need a scrypt check while failed checks are throttled. `remoteAddress`
+   * is the caller's, for the per-address limit.
+   */
+  async authenticateBearer(header: string | undefined, remoteAddress?: string): Promise<Principal> {
     const match = header ? /^Bearer\s+(\S+)\s*$/i.exec(header) : null;
     if (!match?.[1]) throw new GatehouseError('Unauthorized', 'missing or malformed Authorization: Bearer header');
     const token = match[1];
@@ -172,20 +231,52 @@ export class Platform {
       if (!decision.allow) throw new GatehouseError('Unauthorized', decision.reason);
       return principal;
     }
-    for (const t of this.apiTokens) {
-      if (await this.verified.verify(t.id, token, t.secretHash)) return { kind: 'admin' };
+    const candidates = () => this.apiTokens.map((t) => ({ id: t.id, hash: t.secretHash }));
+    // A token not seen before may be one another process (`gatehouse token create`) has just
+    // added: it is accepted at its first use, which may wait up to a second for the next read.
+    if (!this.verified.known(token, candidates())) await this.reloadApiTokens(true);
+    const check = await this.verified.verify(API_TOKENS_CREDENTIAL, token, candidates(), {
+      address: remoteAddress ?? null,
+      label: 'API token',
+    });
+    if (check.ok) return { kind: 'admin' };
+    if (check.throttled) {
+      throw new GatehouseError('RateLimited', retryIn(check.throttled), {
+        retryAfterSeconds: Math.ceil(check.throttled.retryAfterMs / 1000),
+      });
     }
     throw new GatehouseError('Unauthorized', 'invalid API token');
   }
 
-  /** Checks MQTT CONNECT credentials (client id, username, password) or `POST /auth/device`. */
-  async authenticateDevice(deviceId: string, keyString: string, secret: string): Promise<DeviceAuthResult> {
+  /**
+   * Checks MQTT CONNECT credentials (client id, username, password) or `POST /auth/device`.
+   * `remoteAddress` is the client's, for the per-address limit on failed checks.
+   */
+  async authenticateDevice(
+    deviceId: string,
+    keyString: string,
+    secret: string,
+    remoteAddress?: string | null,
+  ): Promise<DeviceAuthResult> {
     const key = keyString ? await this.registry.keyByKey(keyString) : undefined;
     if (!key) return { ok: false, code: 4, reason: 'unknown access key' };
-    if (!(await this.verified.verify(key.id, secret, key.secretHash))) {
+    const check = await this.verified.verify(`key:${key.id}`, secret, [{ id: key.id, hash: key.secretHash }], {
+      address: remoteAddress ?? null,
+      label: 'access key',
+    });
+    if (!check.ok) {
       const device = await this.registry.device(deviceId);
-      const sameApp = device && device.applicationId === key.applicationId ? device : undefined;
-      return { ok: false, code: 4, reason: 'wrong access secret', ...(sameApp ? { device: sameApp } : {}) };
+      const sameApp = device && device.applicationId === key.applicationId ? { device } : {};
+      if (check.throttled) {
+        return {
+          ok: false,
+          code: 3,
+          reason: retryIn(check.throttled),
+          retryAfterMs: check.throttled.retryAfterMs,
+          ...sameApp,
+        };
+      }
+      return { ok: false, code: 4, reason: 'wrong access secret', ...sameApp };
     }
     const device = await this.registry.device(deviceId);
     if (!device || device.applicationId !== key.applicationId) {
@@ -244,6 +335,7 @@ export class Platform {
       throw new GatehouseError(
         'RateLimited',
         `Rate limit exceeded: at most ${limit.messages} commands per ${limit.windowSeconds} s from this sender`,
+        { retryAfterSeconds: Math.max(1, Math.ceil(this.limiter.blockedFor(key, limit, now) / 1000)) },
       );
     }
   }

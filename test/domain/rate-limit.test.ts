@@ -114,4 +114,27 @@ describe('RateLimiter', () => {
     expect(limiter.hit('a', LIMIT, T0)).toBe(true);
     expect(limiter.hit('b', LIMIT, T0)).toBe(false);
   });
+
+  it('tells how long a key over its limit stays blocked, without counting', () => {
+    const limiter = new RateLimiter();
+    expect(limiter.blockedFor('dev', LIMIT, T0)).toBe(0);
+    hits(limiter, 'dev', 2, LIMIT, T0);
+    expect(limiter.blockedFor('dev', LIMIT, T0 + 1_000)).toBe(0);
+    limiter.hit('dev', LIMIT, T0 + 1_000);
+    expect(limiter.blockedFor('dev', LIMIT, T0 + 4_000)).toBe(6_000);
+    expect(limiter.blockedFor('dev', LIMIT, T0 + 4_000)).toBe(6_000);
+    expect(limiter.blockedFor('dev', LIMIT, T0 + 10_000)).toBe(0);
+    expect(limiter.blockedFor('dev', { messages: 0, windowSeconds: 10 }, T0 + 4_000)).toBe(0);
+  });
+
+  it('keeps at most maxKeys counters, dropping the one seen first', () => {
+    const limiter = new RateLimiter(2);
+    limiter.hit('a', LIMIT, T0);
+    limiter.hit('b', LIMIT, T0);
+    limiter.hit('a', LIMIT, T0);
+    limiter.hit('c', LIMIT, T0);
+    expect(limiter.size).toBe(2);
+    // 'a' was dropped: it starts again from one.
+    expect(hits(limiter, 'a', 3, LIMIT, T0)).toEqual([true, true, true]);
+  });
 });

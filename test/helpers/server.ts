@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
 import { resolveConfig } from '../../src/config.js';
+import type { SecretCheckLimits } from '../../src/core/secrets.js';
 import type { Logger } from '../../src/logger.js';
 import { type RunningGatehouse, startGatehouse } from '../../src/server.js';
 
@@ -29,7 +30,12 @@ export interface TestServer {
 }
 
 export async function startTestServer(
-  options: { dataDir?: string; keepData?: boolean; logger?: Logger } = {},
+  options: {
+    dataDir?: string;
+    keepData?: boolean;
+    logger?: Logger;
+    secretCheckLimits?: Partial<SecretCheckLimits>;
+  } = {},
 ): Promise<TestServer> {
   const dataDir = options.dataDir ?? mkdtempSync(path.join(tmpdir(), 'gatehouse-test-'));
   const config = resolveConfig(
@@ -37,7 +43,10 @@ export async function startTestServer(
     { dataDir, mqttPort: '0', httpPort: '0', host: '127.0.0.1', logLevel: 'error' },
     { GATEHOUSE_ADMIN_TOKEN: ADMIN_TOKEN },
   );
-  const running = await startGatehouse(config, options.logger ? { logger: options.logger } : {});
+  const running = await startGatehouse(config, {
+    ...(options.logger ? { logger: options.logger } : {}),
+    ...(options.secretCheckLimits ? { secretCheckLimits: options.secretCheckLimits } : {}),
+  });
   const clients: MqttClient[] = [];
   const server: TestServer = {
     running,

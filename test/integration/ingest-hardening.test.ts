@@ -148,9 +148,14 @@ describe('ingest hardening', () => {
     const send = () =>
       server.http<{ type?: string }>('POST', `/applications/${app}/devices/${target}/command`, { name: 'go' }, token);
     for (let i = 0; i < 3; i++) expect((await send()).status).toBe(200);
-    const refused = await send();
+    const refused = await fetch(`${server.running.urls.http}/applications/${app}/devices/${target}/command`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ name: 'go' }),
+    });
     expect(refused.status).toBe(429);
-    expect(refused.body).toMatchObject({ type: 'RateLimited' });
+    expect(await refused.json()).toMatchObject({ type: 'RateLimited' });
+    expect(Number(refused.headers.get('retry-after'))).toBeGreaterThan(0);
     // An API token is counted apart, per application.
     expect((await server.http('POST', `/applications/${app}/devices/${target}/command`, { name: 'go' })).status).toBe(
       200,

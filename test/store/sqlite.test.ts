@@ -634,6 +634,35 @@ describe('SqliteStore rollups of recent minutes (held in memory)', () => {
     await again.close();
   });
 
+  it('opens shared beside a running store: adds a row, leaves its rollups and flush mark alone', async () => {
+    const { file, store, db, at } = await setup();
+    await store.applyBatch(batchOf([at(M + 9 * MIN, { t: 1 })]));
+    store.flushRollups();
+    const markBefore = mark(db);
+    expect(markBefore).toBeDefined();
+    // A changed row shows whether anything was rebuilt.
+    db.prepare('UPDATE state_rollups SET count = 999').run();
+    const tool = await openSqliteStore({ filename: file, shared: true });
+    await tool.createApiToken({ id: newId(), name: 'ops', secretHash: 'scrypt$x', creationDate: M });
+    await tool.close();
+    expect(mark(db)).toBe(markBefore);
+    expect(rollupRows(db)).toEqual([expect.objectContaining({ count: 999 })]);
+    expect((await store.listApiTokens()).map((t) => t.name)).toEqual(['ops']);
+    db.close();
+    await store.close();
+  });
+
+  it('refuses a shared open of a missing database or one with migrations pending, creating nothing', async () => {
+    const dir = tempDir();
+    await expect(openSqliteStore({ dataDir: join(dir, 'none'), shared: true })).rejects.toThrow(/no database at/);
+    expect(existsSync(join(dir, 'none'))).toBe(false);
+    const file = join(dir, DATABASE_FILENAME);
+    const old = new Database(file);
+    migrate(old, MIGRATIONS.slice(0, 1));
+    old.close();
+    await expect(openSqliteStore({ filename: file, shared: true })).rejects.toThrow(/start `gatehouse serve` once/);
+  });
+
   it('rebuilds through primary-key ranges', () => {
     const db = new Database(':memory:');
     migrate(db);

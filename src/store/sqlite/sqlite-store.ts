@@ -2,7 +2,7 @@
  * The embedded storage backend: one SQLite file in WAL mode. better-sqlite3 is synchronous, so
  * every method finishes its work before its promise resolves; `applyBatch` is the group commit.
  */
-import { mkdirSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import type {
@@ -29,7 +29,8 @@ import type {
   WriteBatch,
 } from '../types.js';
 import { SqliteApplicationLog } from './app-log.js';
-import { migrate } from './migrations.js';
+import { makeDirectory } from './data-dir.js';
+import { MIGRATIONS, migrate } from './migrations.js';
 import {
   isRollupValue,
   minuteOf,
@@ -75,6 +76,13 @@ export interface SqliteStoreSettings {
   now?: () => number;
   /** Called when a timed flush fails (the values stay held and the flush is retried). */
   onRollupFlushError?: (err: unknown) => void;
+  /**
+   * Another process (a running server) may have the database open; this one only adds a row
+   * (`gatehouse token create`). The database must exist with every migration applied: nothing
+   * is created or migrated, and the crash recovery of rollups is skipped, since the flush mark
+   * belongs to the server, whose rollups are held in its memory.
+   */
+  shared?: boolean;
 }
 
 export type SqliteStoreOptions = ({ dataDir: string } | { filename: string }) & SqliteStoreSettings;
@@ -362,7 +370,7 @@ export class SqliteStore implements Store {
    */
   constructor(
     private readonly db: Database.Database,
-    settings: SqliteStoreSettings = {},
+    settings: Omit<SqliteStoreSettings, 'shared'> & { recover?: boolean } = {},
   ) {
     const flushMs = settings.rollupFlushMs ?? DEFAULT_ROLLUP_FLUSH_MS;
     if (!(flushMs > 0 && flushMs <= 2 ** 31 - 1)) throw new RangeError(`rollupFlushMs out of range: ${flushMs}`);
@@ -375,7 +383,7 @@ export class SqliteStore implements Store {
     this.s = prepareStatements(db);
     this.series = new SqliteSeries(db);
     this.appLog = new SqliteApplicationLog(db);
-    recoverRollups(db);
+    if (settings.recover !== false) recoverRollups(db);
     // One additive upsert per held row; the mark moves to the flush time (null: removed, on close).
     this.flushRollupsTx = db.transaction((mark: number | null) => {
       this.series.upsertRollups(this.rollups.values());
@@ -745,12 +753,13 @@ function rangeParams(deviceId: string, query: TimeRangeQuery): RangeParams {
 export async function openSqliteStore(options: SqliteStoreOptions): Promise<SqliteStore> {
   let filename: string;
   if ('dataDir' in options) {
-    mkdirSync(options.dataDir, { recursive: true });
+    if (!options.shared) makeDirectory(options.dataDir);
     filename = join(options.dataDir, DATABASE_FILENAME);
   } else {
     filename = options.filename;
   }
-  const db = new Database(filename);
+  if (options.shared && !existsSync(filename)) throw new Error(`no database at ${filename}`);
+  const db = new Database(filename, { fileMustExist: options.shared === true });
   try {
     db.pragma('busy_timeout = 5000');
     db.pragma('journal_mode = WAL');
@@ -758,11 +767,32 @@ export async function openSqliteStore(options: SqliteStoreOptions): Promise<Sqli
     // group commits, not from relaxing the sync.
     db.pragma('synchronous = FULL');
     db.pragma('foreign_keys = ON');
-    migrate(db);
+    if (options.shared) requireMigrated(db);
+    else migrate(db);
     const { rollupFlushMs, now, onRollupFlushError } = options;
-    return new SqliteStore(db, { rollupFlushMs, now, onRollupFlushError });
+    return new SqliteStore(db, { rollupFlushMs, now, onRollupFlushError, recover: !options.shared });
   } catch (err) {
     db.close();
     throw err;
+  }
+}
+
+/** Throws unless every migration this version knows has been applied (by a server). */
+function requireMigrated(db: Database.Database): void {
+  const hasTable = db
+    .prepare<[], { found: number }>(
+      "SELECT 1 AS found FROM sqlite_master WHERE type = 'table' AND name = 'schema_migrations'",
+    )
+    .get();
+  const applied = new Set(
+    hasTable
+      ? db
+          .prepare<[], { version: number }>('SELECT version FROM schema_migrations')
+          .all()
+          .map((row) => row.version)
+      : [],
+  );
+  if (MIGRATIONS.some((m) => !applied.has(m.version))) {
+    throw new Error('the database schema is older than this version: start `gatehouse serve` once to migrate it');
   }
 }
