@@ -5,8 +5,9 @@
 import { authorize, type Principal } from '../domain/authorization.js';
 import { isPeripheralClass } from '../domain/device-class.js';
 import { newId } from '../domain/ids.js';
+import { MAX_JSON_DEPTH, nestsDeeperThan } from '../domain/json.js';
 import type { CommandRecord, Device } from '../domain/model.js';
-import { readTime } from '../domain/state.js';
+import { MAX_TIME_MS, readTime, type TimeReading } from '../domain/state.js';
 import { errorForStatus, GatehouseError } from './errors.js';
 import type { Platform } from './platform.js';
 
@@ -25,8 +26,25 @@ export async function sendCommand(
 ): Promise<CommandRecord> {
   const decision = authorize(principal, { type: 'sendCommand', target: device });
   if (!decision.allow) throw errorForStatus(decision.status, decision.reason);
+  checkInput(input);
   return deliver(platform, principal, device, input);
 }
+
+/** Refuses what no command can carry: a payload nested too deep. Times are read per delivery. */
+function checkInput(input: CommandInput): void {
+  if (nestsDeeperThan(input.payload, MAX_JSON_DEPTH)) {
+    throw new GatehouseError(
+      'Validation',
+      `body/payload nests arrays and objects more than ${MAX_JSON_DEPTH} levels deep`,
+    );
+  }
+}
+
+const TIME_PROBLEMS: Record<Exclude<TimeReading, { ok: true }>['why'], string> = {
+  absent: 'is missing',
+  unreadable: 'is not a time: give ms or s since the epoch, an ISO 8601 string, or {"$date": one of those}',
+  outOfRange: `is outside the range of dates (at most ${MAX_TIME_MS} ms either side of 1970)`,
+};
 
 async function deliver(
   platform: Platform,
@@ -37,7 +55,7 @@ async function deliver(
   const now = platform.clock();
   const reading = readTime(input.time, now);
   if (!reading.ok && reading.why !== 'absent') {
-    throw new GatehouseError('Validation', `body/time is not a time a command can carry (${reading.why})`);
+    throw new GatehouseError('Validation', `body/time ${TIME_PROBLEMS[reading.why]}`);
   }
   const time = reading.ok ? reading.time : now;
   const payload = input.payload ?? null;
@@ -70,6 +88,7 @@ export async function sendCommandToMany(
   devices: Device[],
   input: CommandInput,
 ): Promise<CommandRecord[]> {
+  checkInput(input);
   const out: CommandRecord[] = [];
   for (const device of devices) {
     if (authorize(principal, { type: 'sendCommand', target: device }).allow) {

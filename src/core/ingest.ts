@@ -34,6 +34,8 @@ export type IngestOutcome =
       reason: string;
       /** For 429: whose limit was hit. A device over its own limit is disconnected. */
       limited?: 'device' | 'peripheral';
+      /** For 429: whole seconds until that limit's window starts afresh (REST `Retry-After`). */
+      retryAfterSeconds?: number;
     };
 
 /** The pseudo device id recorded as `reportedBy` for state posted with an API token. */
@@ -67,7 +69,8 @@ function ingestFor(platform: Platform, req: IngestRequest, found: Device | undef
   if (limited) {
     const reason = limited === 'peripheral' ? `Rate limit exceeded for peripheral ${device.id}` : 'Rate limit exceeded';
     const outcome = platform.reject(req, device, 429, reason);
-    return { ...outcome, limited } as IngestOutcome;
+    const retryAfterSeconds = platform.retryAfterSeconds(principal, device, req.receivedAt);
+    return { ...outcome, limited, retryAfterSeconds };
   }
 
   const size = Buffer.byteLength(req.payload);
@@ -98,7 +101,7 @@ function ingestFor(platform: Platform, req: IngestRequest, found: Device | undef
     }),
   );
   if (states.length === 0) {
-    const reasons = parsed.issues.map((i) => i.reason).join('; ');
+    const reasons = parsed.issues.map((i) => i.reason).join('; ') || '"data" holds no attribute';
     return platform.reject(req, device, 400, `nothing to store: ${reasons}`, issueLogs);
   }
   const committed = platform.writes.enqueue({
