@@ -5,10 +5,11 @@
  */
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import Fastify, { type FastifyError, type FastifyInstance, LogController } from 'fastify';
-import { ERROR_TYPES, type ErrorType, GatehouseError } from '../core/errors.js';
+import { GatehouseError } from '../core/errors.js';
 import type { Platform } from '../core/platform.js';
 import type { Principal } from '../domain/authorization.js';
 import { MAX_PAYLOAD_BYTES } from '../domain/state.js';
+import { clip, describeError, firstPath, frameworkError, isNonFinite, isPrototypeKey } from './errors.js';
 import { appLogRoutes } from './routes/app-log.js';
 import { applicationRoutes } from './routes/applications.js';
 import { authRoutes } from './routes/auth.js';
@@ -45,9 +46,30 @@ export function createApi(platform: Platform, options: { streams?: StreamHubOpti
     ),
     logController: new LogController({ disableRequestLogging: true }),
     bodyLimit: MAX_PAYLOAD_BYTES,
-    // Ids are matched by schema; keep unknown query keys out rather than silently dropping them.
+    // Unknown body fields are refused by the schemas (`additionalProperties: false`), never
+    // dropped; query schemas allow unknown keys, which the handlers do not read (schemas.ts, Query).
     ajv: { customOptions: { removeAdditional: false, coerceTypes: 'array', useDefaults: true } },
+    // A path Fastify cannot route (bad percent-encoding, a segment longer than any id) is
+    // answered in the API's error shape too.
+    frameworkErrors: frameworkError,
   }).withTypeProvider<TypeBoxTypeProvider>();
+
+  // JSON bodies: a syntax error names the body; a `__proto__` or `constructor.prototype` key
+  // anywhere is refused with its path (a naive merge would turn it into a prototype change).
+  // Every route but state (which reads raw bytes) takes JSON and nothing else: other types are 415.
+  app.removeAllContentTypeParsers();
+  app.addContentTypeParser('application/json', { parseAs: 'string' }, (_request, text, done) => {
+    let body: unknown;
+    try {
+      body = JSON.parse(text as string);
+    } catch (err) {
+      done(new GatehouseError('Validation', `body is not valid JSON: ${(err as Error).message}`), undefined);
+      return;
+    }
+    const forbidden = firstPath(body, 'body', isPrototypeKey);
+    if (forbidden) done(new GatehouseError('Validation', `${forbidden} is a key that is not accepted`), undefined);
+    else done(null, body);
+  });
 
   app.decorateRequest('principal', null);
   const streams = new StreamHub(platform.bus, options.streams);
@@ -64,8 +86,14 @@ export function createApi(platform: Platform, options: { streams?: StreamHubOpti
     request.principal = await platform.authenticateBearer(request.headers.authorization, request.ip);
   });
 
+  // After validation: a number no schema bound can catch (see isNonFinite) is refused by its path.
+  app.addHook('preHandler', async (request) => {
+    const where = firstPath(request.query, 'querystring', isNonFinite) ?? firstPath(request.body, 'body', isNonFinite);
+    if (where) throw new GatehouseError('Validation', `${where} must be a finite number`);
+  });
+
   app.setErrorHandler((error: FastifyError | GatehouseError, request, reply) => {
-    const { status, type, message } = describeError(error);
+    const { status, type, message } = describeError(error, request);
     // A 5xx is our fault: its cause goes to the operator log and never to the client.
     if (status >= 500) request.log.error({ err: error, method: request.method, url: request.url }, 'request failed');
     if (error instanceof GatehouseError && error.retryAfterSeconds !== undefined) {
@@ -74,7 +102,7 @@ export function createApi(platform: Platform, options: { streams?: StreamHubOpti
     void reply.code(status).send({ type, message });
   });
   app.setNotFoundHandler((request, reply) => {
-    void reply.code(404).send({ type: 'NotFound', message: `no route ${request.method} ${request.url}` });
+    void reply.code(404).send({ type: 'NotFound', message: `no route ${request.method} ${clip(request.url, 200)}` });
   });
 
   app.get('/health', { config: { public: true } }, async () => ({ status: 'ok' }));
@@ -87,25 +115,4 @@ export function createApi(platform: Platform, options: { streams?: StreamHubOpti
   app.register(appLogRoutes(platform));
   app.register(dataQueryRoutes(platform));
   return app;
-}
-
-const TYPE_BY_STATUS = new Map<number, ErrorType>(
-  Object.entries(ERROR_TYPES).map(([type, status]) => [status, type as ErrorType]),
-);
-
-function describeError(error: FastifyError | GatehouseError): { status: number; type: string; message: string } {
-  if (error instanceof GatehouseError) return { status: error.status, type: error.type, message: error.message };
-  if (error.validation) {
-    return {
-      status: 400,
-      type: 'Validation',
-      message: `${error.validationContext ?? 'request'} ${error.message.replace(/^(body|querystring|params|headers)\s*/, '')}`,
-    };
-  }
-  if (error.code === 'FST_ERR_CTP_BODY_TOO_LARGE') {
-    return { status: 413, type: 'PayloadTooLarge', message: `request body exceeds ${MAX_PAYLOAD_BYTES} bytes` };
-  }
-  const status = error.statusCode && error.statusCode >= 400 && error.statusCode < 500 ? error.statusCode : 500;
-  if (status === 500) return { status, type: 'InternalError', message: 'internal error' };
-  return { status, type: TYPE_BY_STATUS.get(status) ?? 'BadRequest', message: error.message };
 }

@@ -1,5 +1,5 @@
 /** JSON schemas of the REST contract (spec: REST), declared once with TypeBox. */
-import { type Static, Type } from '@sinclair/typebox';
+import { type Static, type TProperties, Type } from '@sinclair/typebox';
 import { ID_PATTERN, NAME_PATTERN } from '../domain/ids.js';
 import { DATA_TYPES, DEVICE_CLASSES, KEY_FILTER_TYPES } from '../domain/model.js';
 import { AGGREGATIONS, type Aggregation } from '../store/types.js';
@@ -12,6 +12,31 @@ const IsoTime = Type.String({ format: 'date-time' });
 const StringEnum = <T extends readonly string[]>(values: T) =>
   Type.Unsafe<T[number]>({ type: 'string', enum: [...values] });
 const Nullable = <T extends ReturnType<typeof Type.String>>(t: T) => Type.Union([t, Type.Null()]);
+
+/**
+ * A query string's schema. Unknown keys are ignored, not refused: clients add their own, and
+ * Losant's REST client sends `_actions`, `_links` and `_embedded` with every request. Bodies
+ * stay strict (`additionalProperties: false`): an unknown field there is a mistake worth naming.
+ */
+export const Query = <T extends TProperties>(properties: T) => Type.Object(properties);
+
+/** Offset paging of the lists the server defines (docs/decisions.md, Lists). */
+export const MAX_PER_PAGE = 1000;
+/** Far beyond any real list, and small enough that `page * perPage` stays an exact integer. */
+const MAX_PAGE = 1_000_000_000;
+export const PageQuery = {
+  page: Type.Integer({ minimum: 0, maximum: MAX_PAGE, default: 0 }),
+  perPage: Type.Integer({ minimum: 1, maximum: MAX_PER_PAGE, default: 100 }),
+};
+/** The envelope of an offset-paged list: the page's items and where it sits in the whole. */
+export const Page = <T extends ReturnType<typeof Type.Object>>(item: T) =>
+  Type.Object({
+    items: Type.Array(item),
+    count: Type.Integer(),
+    totalCount: Type.Integer(),
+    page: Type.Integer(),
+    perPage: Type.Integer(),
+  });
 
 export const AppParams = Type.Object({ applicationId: Id });
 export const DeviceParams = Type.Object({ applicationId: Id, deviceId: Id });
@@ -117,16 +142,15 @@ export const DeviceDetail = Type.Intersect([
     ),
   }),
 ]);
-export const DeviceListQuery = Type.Object(
-  {
-    page: Type.Integer({ minimum: 0, default: 0 }),
-    perPage: Type.Integer({ minimum: 1, maximum: 1000, default: 100 }),
-    deviceClass: Type.Optional(Type.String({ maxLength: 200 })),
-    filter: Type.Optional(Type.String({ maxLength: 255 })),
-    tagFilter: Type.Optional(Type.Union([Type.String(), Type.Array(Type.String())])),
-  },
-  { additionalProperties: false },
-);
+export const DeviceListQuery = Query({
+  ...PageQuery,
+  deviceClass: Type.Optional(Type.String({ maxLength: 200 })),
+  filter: Type.Optional(Type.String({ maxLength: 255 })),
+  tagFilter: Type.Optional(
+    Type.Union([Type.String({ maxLength: 600 }), Type.Array(Type.String({ maxLength: 600 }), { maxItems: 100 })]),
+  ),
+});
+export const ListQuery = Query(PageQuery);
 
 export const KeyBody = Type.Object(
   {
@@ -172,25 +196,19 @@ export const AuthDeviceReply = Type.Object({
   token: Type.String(),
 });
 
-export const TimeRangeQuery = Type.Object(
-  {
-    start: Type.Optional(Type.Integer()),
-    end: Type.Optional(Type.Integer()),
-    duration: Type.Optional(Type.Integer({ minimum: 0 })),
-    limit: Type.Integer({ minimum: 1, maximum: 10_000, default: 1 }),
-    sortDirection: Type.Unsafe<'asc' | 'desc'>({ type: 'string', enum: ['asc', 'desc'], default: 'desc' }),
-  },
-  { additionalProperties: false },
-);
+export const TimeRangeQuery = Query({
+  start: Type.Optional(Type.Integer()),
+  end: Type.Optional(Type.Integer()),
+  duration: Type.Optional(Type.Integer({ minimum: 0 })),
+  limit: Type.Integer({ minimum: 1, maximum: 10_000, default: 1 }),
+  sortDirection: Type.Unsafe<'asc' | 'desc'>({ type: 'string', enum: ['asc', 'desc'], default: 'desc' }),
+});
 export const StateEntry = Type.Object({
   time: IsoTime,
   data: Type.Record(Type.String(), Type.Unknown()),
   reportedBy: Type.String(),
 });
-export const CompositeQuery = Type.Object(
-  { attributes: Type.Optional(Type.String({ maxLength: 10_000 })) },
-  { additionalProperties: false },
-);
+export const CompositeQuery = Query({ attributes: Type.Optional(Type.String({ maxLength: 10_000 })) });
 export const StateReply = Type.Object({
   success: Type.Literal(true),
   stored: Type.Integer(),
@@ -225,13 +243,10 @@ export const CommandEntry = Type.Object({
   routedTo: Type.Array(Type.String()),
   sentBy: Type.String(),
 });
-export const LogsQuery = Type.Object(
-  {
-    limit: Type.Integer({ minimum: 1, maximum: 1000, default: 100 }),
-    before: Type.Optional(Type.Integer()),
-  },
-  { additionalProperties: false },
-);
+export const LogsQuery = Query({
+  limit: Type.Integer({ minimum: 1, maximum: 1000, default: 100 }),
+  before: Type.Optional(Type.Integer()),
+});
 
 export type ApplicationBodyT = Static<typeof ApplicationBody>;
 

@@ -7,8 +7,9 @@ import { encodeCommand } from '@gatehouse/wire';
 import { authorize, type Principal } from '../domain/authorization.js';
 import { isPeripheralClass } from '../domain/device-class.js';
 import { newId } from '../domain/ids.js';
+import { MAX_JSON_DEPTH, nestsDeeperThan } from '../domain/json.js';
 import type { CommandRecord, Device } from '../domain/model.js';
-import { readTime } from '../domain/state.js';
+import { MAX_TIME_MS, readTime, type TimeReading } from '../domain/state.js';
 import { errorForStatus, GatehouseError } from './errors.js';
 import type { Platform } from './platform.js';
 
@@ -55,16 +56,29 @@ export async function sendCommandToMany(
   return prepared.map((p) => p.record);
 }
 
+const TIME_PROBLEMS: Record<Exclude<TimeReading, { ok: true }>['why'], string> = {
+  absent: 'is missing',
+  unreadable: 'is not a time: give ms or s since the epoch, an ISO 8601 string, or {"$date": one of those}',
+  outOfRange: `is outside the range of dates (at most ${MAX_TIME_MS} ms either side of 1970)`,
+};
+
+/** Checks what no command can carry, counts the request against its sender, and routes it. */
 async function prepare(
   platform: Platform,
   principal: Principal,
   devices: Device[],
   input: CommandInput,
 ): Promise<Prepared[]> {
+  if (nestsDeeperThan(input.payload, MAX_JSON_DEPTH)) {
+    throw new GatehouseError(
+      'Validation',
+      `body/payload nests arrays and objects more than ${MAX_JSON_DEPTH} levels deep`,
+    );
+  }
   const now = platform.clock();
   const reading = readTime(input.time, now);
   if (!reading.ok && reading.why !== 'absent') {
-    throw new GatehouseError('Validation', `body/time is not a time a command can carry (${reading.why})`);
+    throw new GatehouseError('Validation', `body/time ${TIME_PROBLEMS[reading.why]}`);
   }
   const time = reading.ok ? reading.time : now;
   platform.countCommand(principal, (devices[0] as Device).applicationId, now);

@@ -38,6 +38,8 @@ export type IngestOutcome =
       reason: string;
       /** For 429: whose limit was hit. A device over its own limit is disconnected. */
       limited?: 'device' | 'peripheral';
+      /** For 429: whole seconds until that limit's window starts afresh (REST `Retry-After`). */
+      retryAfterSeconds?: number;
     };
 
 /** The pseudo device id recorded as `reportedBy` for state posted with an API token. */
@@ -85,7 +87,8 @@ function ingestFor(platform: Platform, req: IngestRequest, found: Device | undef
   if (limited) {
     const reason = limited === 'peripheral' ? `Rate limit exceeded for peripheral ${device.id}` : 'Rate limit exceeded';
     const outcome = platform.reject(req, device, 429, reason);
-    return { ...outcome, limited } as IngestOutcome;
+    const retryAfterSeconds = platform.retryAfterSeconds(principal, device, req.receivedAt);
+    return { ...outcome, limited, retryAfterSeconds };
   }
 
   const size = Buffer.byteLength(req.payload);
@@ -106,7 +109,7 @@ function ingestFor(platform: Platform, req: IngestRequest, found: Device | undef
     data: s.data,
     reportedBy,
   }));
-  const issueSummary = parsed.issues.length > 0 ? summarizeIssues(parsed.issues) : '';
+  const issueSummary = parsed.issues.length > 0 ? summarizeIssues(parsed.issues) : '"data" holds no attribute';
   if (states.length === 0) return platform.reject(req, device, 400, `nothing to store: ${issueSummary}`);
   // One entry per message, whatever the number of values left out of it.
   const issueLogs =
@@ -142,7 +145,7 @@ function ingestFor(platform: Platform, req: IngestRequest, found: Device | undef
     stored: states.length,
     issues: parsed.issues.slice(0, MAX_ISSUES_LISTED),
     issueCount: parsed.issues.length,
-    issueSummary,
+    issueSummary: parsed.issues.length > 0 ? issueSummary : '',
     committed,
   };
 }

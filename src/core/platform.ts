@@ -312,10 +312,21 @@ export class Platform {
     if (principal.kind !== 'device') return undefined;
     const actor = principal.device;
     const limit = this.registry.applicationCached(actor.applicationId)?.rateLimit ?? DEFAULT_RATE_LIMIT;
-    if (target && target.id !== actor.id) {
-      return this.limiter.hit(`p:${target.id}`, limit, now) ? undefined : 'peripheral';
-    }
-    return this.limiter.hit(`d:${actor.id}`, limit, now) ? undefined : 'device';
+    const { key, whose } = this.limitKey(actor, target);
+    return this.limiter.hit(key, limit, now) ? undefined : whose;
+  }
+
+  /** Whole seconds until the counter `countMessage` uses for this message starts afresh. */
+  retryAfterSeconds(principal: Principal, target: Device | undefined, now: number): number {
+    if (principal.kind !== 'device') return 0;
+    return this.limiter.retryAfterSeconds(this.limitKey(principal.device, target).key, now);
+  }
+
+  /** The rate-limit counter of a message: the peripheral's when a gateway sends for one, else the sender's. */
+  private limitKey(actor: Device, target: Device | undefined): { key: string; whose: 'device' | 'peripheral' } {
+    return target && target.id !== actor.id
+      ? { key: `p:${target.id}`, whose: 'peripheral' }
+      : { key: `d:${actor.id}`, whose: 'device' };
   }
 
   /**
@@ -359,7 +370,7 @@ export class Platform {
 
   private sweep(): void {
     const now = this.clock();
-    this.limiter.sweep(now, 3600_000);
+    this.limiter.sweep(now);
     this.log(this.logBudget.sweep(now));
   }
 

@@ -208,10 +208,13 @@ export class Registry {
   private async validateDevice(device: Device): Promise<void> {
     const gateway = device.gatewayId ? await this.device(device.gatewayId) : undefined;
     const problem = checkGatewayBinding(device, gateway);
-    if (problem) throw new GatehouseError('Validation', problem);
+    // Messages name the body field at fault, as the schema's do.
+    if (problem) throw new GatehouseError('Validation', `body/gatewayId is refused: ${problem}`);
     const names = new Set<string>();
-    for (const a of device.attributes) {
-      if (names.has(a.name)) throw new GatehouseError('Validation', `attribute "${a.name}" is defined twice`);
+    for (const [i, a] of device.attributes.entries()) {
+      if (names.has(a.name)) {
+        throw new GatehouseError('Validation', `body/attributes/${i}/name: attribute "${a.name}" is defined twice`);
+      }
       names.add(a.name);
     }
   }

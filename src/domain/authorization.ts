@@ -9,7 +9,10 @@
  *   or a `floating` device (any gateway);
  * - peripherals never connect or authenticate themselves;
  * - the access key must be active and cover the acting device (by all, ids or tags); it
- *   need not list the peripherals, the device-class rule decides those.
+ *   need not list the peripherals, the device-class rule decides those;
+ * - a device reads (state, composite state, logs, definition, streams) what it may act for:
+ *   itself and, for a gateway, those peripherals; its device list holds exactly those devices.
+ *   Its error topic stays its own.
  */
 import { actsForPeripherals, boundGatewayId, isPeripheralClass } from './device-class.js';
 import type { AccessKey, Device } from './model.js';
@@ -27,6 +30,8 @@ export type Action =
   | { type: 'receiveCommands'; target: Device | undefined }
   | { type: 'receiveErrors'; target: Device | undefined }
   | { type: 'readDevice'; target: Device | undefined }
+  /** The device list of an application; a device token sees only `deviceListScope`. */
+  | { type: 'listDevices'; applicationId: string }
   | { type: 'sendCommand'; target: Device | undefined }
   | { type: 'manage' }
   /** A topic outside the platform prefix, governed by the key's filterType. */
@@ -70,14 +75,23 @@ export function authorize(principal: Principal, action: Action): Decision {
     case 'receiveCommands':
       return actFor(actor, action.target);
     case 'receiveErrors':
-    case 'readDevice':
       if (!action.target) return deny(404, 'device not found');
       if (action.target.id !== actor.id) {
         return sameApplication(actor, action.target)
-          ? deny(403, `device ${actor.id} may only read its own data, not that of ${action.target.id}`)
+          ? deny(403, `device ${actor.id} may receive only its own errors, not those of ${action.target.id}`)
           : notInApplication(actor, action.target);
       }
       return ALLOW;
+    case 'readDevice': {
+      // What a device may act for, it may read: its own data, and a gateway's peripherals'.
+      const decision = actFor(actor, action.target);
+      if (decision.allow || decision.status !== 403) return decision;
+      return deny(403, `device ${actor.id} may read only what it may act for: ${decision.reason}`);
+    }
+    case 'listDevices':
+      return action.applicationId === actor.applicationId
+        ? ALLOW
+        : deny(404, `application ${action.applicationId} not found`);
     case 'sendCommand':
       if (!action.target) return deny(404, 'device not found');
       if (!sameApplication(actor, action.target)) return notInApplication(actor, action.target);
@@ -103,10 +117,22 @@ function authorizeAdmin(action: Action): Decision {
     case 'subscribeTopic':
       return deny(403, 'an API token is not an MQTT client');
     case 'manage':
+    case 'listDevices':
       return ALLOW;
     default:
       return action.target ? ALLOW : deny(404, 'device not found');
   }
+}
+
+/**
+ * The devices a principal's device list holds: every device (null) for an API token; for a
+ * device token, the device itself and, when it acts for peripherals, the `floating` devices and
+ * the `peripheral` devices bound to it or to no gateway: exactly the devices `actFor` allows.
+ * A store applies it as a filter (`DeviceQuery.scope`).
+ */
+export function deviceListScope(principal: Principal): { deviceId: string; withPeripherals: boolean } | null {
+  if (principal.kind === 'admin') return null;
+  return { deviceId: principal.device.id, withPeripherals: actsForPeripherals(principal.device.deviceClass) };
 }
 
 function sameApplication(a: Device, b: Device): boolean {

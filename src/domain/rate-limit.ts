@@ -5,7 +5,8 @@ import type { RateLimit } from './model.js';
  * for gateways one per peripheral, so a busy peripheral never throttles its siblings.
  */
 export class RateLimiter {
-  private readonly windows = new Map<string, { start: number; count: number }>();
+  /** Each window remembers its own length, so a sweep never ends one early. */
+  private readonly windows = new Map<string, { start: number; length: number; count: number }>();
 
   /**
    * `maxKeys` bounds memory when the keys come from clients (remote addresses): a new key
@@ -23,9 +24,11 @@ export class RateLimiter {
         const oldest = this.windows.keys().next();
         if (!oldest.done) this.windows.delete(oldest.value);
       }
-      this.windows.set(key, { start: now, count: 1 });
+      this.windows.set(key, { start: now, length: windowMs, count: 1 });
       return 1 <= limit.messages;
     }
+    // The application's limit may have changed since the window opened: its current length holds.
+    w.length = windowMs;
     w.count++;
     return w.count <= limit.messages;
   }
@@ -37,13 +40,23 @@ export class RateLimiter {
   blockedFor(key: string, limit: RateLimit, now: number): number {
     if (limit.messages <= 0) return 0;
     const w = this.windows.get(key);
-    const end = w ? w.start + limit.windowSeconds * 1000 : now;
+    const end = w ? w.start + w.length : now;
     return w && w.count >= limit.messages && end > now ? end - now : 0;
   }
 
-  /** Drops counters whose window ended, so memory follows the active devices only. */
-  sweep(now: number, maxWindowMs: number): void {
-    for (const [key, w] of this.windows) if (now - w.start >= maxWindowMs) this.windows.delete(key);
+  /**
+   * Whole seconds until the window of `key` ends and its count starts afresh (the `Retry-After`
+   * of a refusal); 0 when the key has no open window.
+   */
+  retryAfterSeconds(key: string, now: number): number {
+    const w = this.windows.get(key);
+    if (!w) return 0;
+    return Math.max(0, Math.ceil((w.start + w.length - now) / 1000));
+  }
+
+  /** Drops counters whose own window ended, so memory follows the active devices only. */
+  sweep(now: number): void {
+    for (const [key, w] of this.windows) if (now - w.start >= w.length) this.windows.delete(key);
   }
 
   forget(key: string): void {

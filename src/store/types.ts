@@ -30,6 +30,12 @@ export interface DeviceQuery {
   filter?: string;
   /** Devices having every one of these tags (a tag without value matches any value of the key). */
   tags?: Array<{ key: string; value?: string }>;
+  /**
+   * Only the device `deviceId` and, with `withPeripherals`, the peripherals it may act for: the
+   * application's `floating` devices and its `peripheral` devices bound to `deviceId` or to no
+   * gateway (the device-class rule, `actFor` in src/domain/authorization.ts). Absent: all.
+   */
+  scope?: { deviceId: string; withPeripherals: boolean };
   page: number;
   perPage: number;
 }

@@ -3,6 +3,7 @@ import {
   type Action,
   authorize,
   type Decision,
+  deviceListScope,
   keyCoversDevice,
   type Principal,
 } from '../../src/domain/authorization.js';
@@ -95,6 +96,7 @@ const sub = (filter: string, prefix = 'losant'): Action => ({ type: 'subscribeTo
 const EVERY_ACTION: Action[] = [
   { type: 'connect' },
   { type: 'manage' },
+  { type: 'listDevices', applicationId: APP },
   ...TARGET_ACTIONS.map((t) => on(t, standalone)),
   pub('custom/topic'),
   sub('custom/topic'),
@@ -345,9 +347,9 @@ const cases: Case[] = [
       expect: deny(401, key.key, standalone.id),
     } as Case;
   })(),
-  // A gateway's key need not list the peripherals.
+  // A gateway's key need not list the peripherals (to act for them, or to read them).
   ...[boundToGateway, unbound, floating].flatMap((target) =>
-    (['reportState', 'receiveCommands'] as const).map(
+    (['reportState', 'receiveCommands', 'readDevice'] as const).map(
       (type): Case => ({
         name: `${type}: gateway key listing only the gateway, for a ${label(target)}`,
         principal: as(gateway, accessKey({ deviceIds: [gateway.id] })),
@@ -363,6 +365,16 @@ const cases: Case[] = [
       name: 'reportState: key listing a peripheral bound to another gateway does not let the gateway act for it',
       principal: as(gateway, key),
       action: on('reportState', boundToGateway2),
+      expect: deny(403, boundToGateway2.id, gateway2.id),
+    } as Case;
+  })(),
+
+  (() => {
+    const key = accessKey({ deviceIds: [gateway.id, boundToGateway2.id] });
+    return {
+      name: 'readDevice: key listing a peripheral bound to another gateway does not let the gateway read it',
+      principal: as(gateway, key),
+      action: on('readDevice', boundToGateway2),
       expect: deny(403, boundToGateway2.id, gateway2.id),
     } as Case;
   })(),
@@ -444,46 +456,115 @@ const cases: Case[] = [
     expect: deny(401, standalone.id),
   },
 
-  // receiveErrors and readDevice: only the device itself.
-  ...(['receiveErrors', 'readDevice'] as const).flatMap((type): Case[] => [
-    ...[standalone, gateway, edge, system, embedded].map((d) => ({
-      name: `${type}: ${d.deviceClass} for itself`,
+  // receiveErrors: only the device itself.
+  ...[standalone, gateway, edge, system, embedded].map(
+    (d): Case => ({
+      name: `receiveErrors: ${d.deviceClass} for itself`,
       principal: as(d),
-      action: on(type, d),
+      action: on('receiveErrors', d),
       expect: ALLOW,
-    })),
+    }),
+  ),
+  {
+    name: 'receiveErrors: gateway for a peripheral bound to it',
+    principal: as(gateway),
+    action: on('receiveErrors', boundToGateway),
+    expect: deny(403, gateway.id, boundToGateway.id),
+  },
+  {
+    name: 'receiveErrors: gateway for an unbound peripheral',
+    principal: as(gateway),
+    action: on('receiveErrors', unbound),
+    expect: deny(403, gateway.id, unbound.id),
+  },
+  {
+    name: 'receiveErrors: gateway for a floating device',
+    principal: as(gateway),
+    action: on('receiveErrors', floating),
+    expect: deny(403, gateway.id, floating.id),
+  },
+  {
+    name: 'receiveErrors: standalone for another standalone-like device',
+    principal: as(standalone),
+    action: on('receiveErrors', system),
+    expect: deny(403, standalone.id, system.id),
+  },
+  {
+    name: 'receiveErrors: device of another application',
+    principal: as(standalone),
+    action: on('receiveErrors', otherStandalone),
+    expect: deny(404, otherStandalone.id, APP),
+  },
+  {
+    name: 'receiveErrors: unknown device',
+    principal: as(gateway),
+    action: on('receiveErrors', undefined),
+    expect: deny(404),
+  },
+  {
+    name: 'receiveErrors: peripheral for itself',
+    principal: as(unbound),
+    action: on('receiveErrors', unbound),
+    expect: deny(403, unbound.id),
+  },
+
+  // readDevice: what the device may act for (the device-class rule, as for reportState): itself,
+  // and for a gateway or edgeCompute device the peripherals bound to it or to no gateway.
+  ...actForRows.map(
+    (row): Case => ({
+      name: `readDevice: ${row.name}`,
+      principal: as(row.actor),
+      action: on('readDevice', row.target),
+      expect: row.expect,
+    }),
+  ),
+  {
+    name: 'readDevice: the refusal says reading follows acting',
+    principal: as(standalone),
+    action: on('readDevice', floating),
+    expect: deny(403, 'may read only what it may act for', standalone.id, floating.id),
+  },
+
+  // listDevices: an API token lists everything; a device token lists (itself and the peripherals
+  // it may act for, see deviceListScope) in its own application only.
+  { name: 'admin: listDevices', principal: ADMIN, action: { type: 'listDevices', applicationId: APP }, expect: ALLOW },
+  {
+    name: 'admin: listDevices of another application',
+    principal: ADMIN,
+    action: { type: 'listDevices', applicationId: OTHER_APP },
+    expect: ALLOW,
+  },
+  ...[standalone, gateway, edge, system, embedded].flatMap((d): Case[] => [
     {
-      name: `${type}: gateway for a peripheral bound to it`,
-      principal: as(gateway),
-      action: on(type, boundToGateway),
-      expect: deny(403, gateway.id, boundToGateway.id),
+      name: `listDevices: ${d.deviceClass} device token, its own application`,
+      principal: as(d),
+      action: { type: 'listDevices', applicationId: APP },
+      expect: ALLOW,
     },
     {
-      name: `${type}: gateway for an unbound peripheral`,
-      principal: as(gateway),
-      action: on(type, unbound),
-      expect: deny(403, gateway.id, unbound.id),
-    },
-    {
-      name: `${type}: standalone for another standalone-like device`,
-      principal: as(standalone),
-      action: on(type, system),
-      expect: deny(403, standalone.id, system.id),
-    },
-    {
-      name: `${type}: device of another application`,
-      principal: as(standalone),
-      action: on(type, otherStandalone),
-      expect: deny(404, otherStandalone.id, APP),
-    },
-    { name: `${type}: unknown device`, principal: as(gateway), action: on(type, undefined), expect: deny(404) },
-    {
-      name: `${type}: peripheral for itself`,
-      principal: as(unbound),
-      action: on(type, unbound),
-      expect: deny(403, unbound.id),
+      name: `listDevices: ${d.deviceClass} device token, another application`,
+      principal: as(d),
+      action: { type: 'listDevices', applicationId: OTHER_APP },
+      expect: deny(404, OTHER_APP),
     },
   ]),
+  ...[boundToGateway, unbound, floating].map(
+    (d): Case => ({
+      name: `listDevices: ${label(d)} device token is refused`,
+      principal: as(d),
+      action: { type: 'listDevices', applicationId: APP },
+      expect: deny(403, d.id),
+    }),
+  ),
+  (() => {
+    const key = accessKey({ deviceIds: [standalone.id] });
+    return {
+      name: 'listDevices: key not covering the actor',
+      principal: as(gateway, key),
+      action: { type: 'listDevices', applicationId: APP },
+      expect: deny(401, key.key, gateway.id),
+    } as Case;
+  })(),
 
   // sendCommand: the key must cover the target.
   {
@@ -931,6 +1012,22 @@ describe('authorize()', () => {
 
   it.each(all)('$name', ({ principal, action, expect: expected }) => {
     check(authorize(principal, action), expected);
+  });
+});
+
+describe('deviceListScope()', () => {
+  it('is everything for an API token', () => {
+    expect(deviceListScope(ADMIN)).toBeNull();
+  });
+
+  it.each([
+    [standalone, false],
+    [system, false],
+    [embedded, false],
+    [gateway, true],
+    [edge, true],
+  ] as const)('names the device, with peripherals for a gateway (%#)', (d, withPeripherals) => {
+    expect(deviceListScope(as(d))).toEqual({ deviceId: d.id, withPeripherals });
   });
 });
 

@@ -82,10 +82,10 @@ describe('RateLimiter', () => {
     limiter.hit('recent', LIMIT, T0 + 5_000);
     expect(limiter.size).toBe(2);
 
-    limiter.sweep(T0 + 9_999, 10_000);
+    limiter.sweep(T0 + 9_999);
     expect(limiter.size).toBe(2);
 
-    limiter.sweep(T0 + 10_000, 10_000);
+    limiter.sweep(T0 + 10_000);
     expect(limiter.size).toBe(1);
 
     // The recent counter survived with its count.
@@ -93,16 +93,53 @@ describe('RateLimiter', () => {
     limiter.hit('recent', LIMIT, T0 + 10_000);
     expect(limiter.hit('recent', LIMIT, T0 + 10_000)).toBe(false);
 
-    limiter.sweep(T0 + 15_000, 10_000);
+    limiter.sweep(T0 + 15_000);
     expect(limiter.size).toBe(0);
   });
 
   it('a swept key starts afresh', () => {
     const limiter = new RateLimiter();
     hits(limiter, 'dev', 4, LIMIT, T0);
-    limiter.sweep(T0 + 10_000, 10_000);
+    limiter.sweep(T0 + 10_000);
     expect(limiter.size).toBe(0);
     expect(hits(limiter, 'dev', 3, LIMIT, T0 + 10_000)).toEqual([true, true, true]);
+  });
+
+  it("sweep honours each window's own length: a two-hour window outlives an hourly sweep", () => {
+    const limiter = new RateLimiter();
+    const twoHours: RateLimit = { messages: 2, windowSeconds: 7_200 };
+    const tenSeconds: RateLimit = { messages: 2, windowSeconds: 10 };
+    hits(limiter, 'slow', 3, twoHours, T0);
+    hits(limiter, 'fast', 1, tenSeconds, T0);
+    // The platform sweeps every minute; an hour and more later the long window is still open.
+    for (let t = T0 + 60_000; t <= T0 + 7_199_000; t += 60_000) limiter.sweep(t);
+    expect(limiter.size).toBe(1);
+    expect(limiter.hit('slow', twoHours, T0 + 7_199_999)).toBe(false);
+    limiter.sweep(T0 + 7_200_000);
+    expect(limiter.size).toBe(0);
+    expect(limiter.hit('slow', twoHours, T0 + 7_200_000)).toBe(true);
+  });
+
+  it('sweep follows a window whose limit changed since it opened', () => {
+    const limiter = new RateLimiter();
+    hits(limiter, 'dev', 1, { messages: 5, windowSeconds: 10 }, T0);
+    hits(limiter, 'dev', 1, { messages: 5, windowSeconds: 100 }, T0 + 1_000);
+    limiter.sweep(T0 + 50_000);
+    expect(limiter.size).toBe(1);
+    limiter.sweep(T0 + 100_000);
+    expect(limiter.size).toBe(0);
+  });
+
+  it('tells how many whole seconds remain until a window starts afresh', () => {
+    const limiter = new RateLimiter();
+    expect(limiter.retryAfterSeconds('dev', T0)).toBe(0);
+    hits(limiter, 'dev', 4, LIMIT, T0);
+    expect(limiter.retryAfterSeconds('dev', T0)).toBe(10);
+    expect(limiter.retryAfterSeconds('dev', T0 + 1)).toBe(10);
+    expect(limiter.retryAfterSeconds('dev', T0 + 1_000)).toBe(9);
+    expect(limiter.retryAfterSeconds('dev', T0 + 9_001)).toBe(1);
+    expect(limiter.retryAfterSeconds('dev', T0 + 10_000)).toBe(0);
+    expect(limiter.retryAfterSeconds('other', T0)).toBe(0);
   });
 
   it('forget drops one counter', () => {

@@ -24,6 +24,7 @@ interface Item {
 }
 interface Page {
   items: Item[];
+  count: number;
   nextBefore: string | null;
 }
 
@@ -143,6 +144,7 @@ describe('application communication log', () => {
         const query: string = `?limit=${limit}${before ? `&before=${encodeURIComponent(before)}` : ''}`;
         const page: Page = ok(await logs(query), 200);
         expect(page.items.length).toBeLessThanOrEqual(limit);
+        expect(page.count).toBe(page.items.length);
         seen.push(...page.items);
         before = page.nextBefore;
         pages++;

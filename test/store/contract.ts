@@ -3,6 +3,7 @@
  * with a factory returning a fresh, empty store; each test opens one and closes it.
  */
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { authorize, deviceListScope } from '../../src/domain/authorization.js';
 import { newId } from '../../src/domain/ids.js';
 import type {
   AccessKey,
@@ -18,6 +19,7 @@ import {
   type ApplicationLogCursor,
   type ApplicationLogEntry,
   type ApplicationLogQuery,
+  type DeviceQuery,
   type SeriesQuery,
   type Store,
   writeBatch,
@@ -459,6 +461,92 @@ export function storeContract(name: string, open: () => Promise<Store>): void {
       it('returns nothing for an unknown application', async () => {
         expect(await store.listDevices(newId(), { page: 0, perPage: 10 })).toEqual({ items: [], totalCount: 0 });
       });
+
+      describe('scoped to a device', () => {
+        let fleet: Record<string, Device>;
+
+        beforeEach(async () => {
+          const scoped = makeApp();
+          await store.createApplication(scoped);
+          const add = async (deviceClass: Device['deviceClass'], gatewayId: string | null = null) => {
+            const device = makeDevice(scoped.id, {
+              deviceClass,
+              gatewayId,
+              creationDate: T0 + Object.keys(fleet).length,
+            });
+            await store.createDevice(device);
+            return device;
+          };
+          fleet = {};
+          fleet.gateway = await add('gateway');
+          fleet.otherGateway = await add('gateway');
+          fleet.edge = await add('edgeCompute');
+          fleet.standalone = await add('standalone');
+          fleet.system = await add('system');
+          fleet.embedded = await add('embedded');
+          fleet.bound = await add('peripheral', fleet.gateway.id);
+          fleet.boundElsewhere = await add('peripheral', fleet.otherGateway.id);
+          fleet.boundToEdge = await add('peripheral', fleet.edge.id);
+          fleet.unbound = await add('peripheral');
+          fleet.floating = await add('floating');
+          // Another application's peripherals are never in scope.
+          const elsewhere = makeApp();
+          await store.createApplication(elsewhere);
+          await store.createDevice(makeDevice(elsewhere.id, { deviceClass: 'floating' }));
+          await store.createDevice(makeDevice(elsewhere.id, { deviceClass: 'peripheral' }));
+        });
+
+        const listed = async (actor: Device, query: Partial<DeviceQuery> = {}) => {
+          const scope = deviceListScope({ kind: 'device', device: actor, key: makeKey(actor.applicationId) });
+          const result = await store.listDevices(actor.applicationId, {
+            page: 0,
+            perPage: 100,
+            ...(scope ? { scope } : {}),
+            ...query,
+          });
+          return { ids: result.items.map((d) => d.id), totalCount: result.totalCount };
+        };
+
+        it('holds a gateway and the peripherals bound to it or to no gateway', async () => {
+          expect(await listed(fleet.gateway!)).toEqual({
+            ids: [fleet.gateway!.id, fleet.bound!.id, fleet.unbound!.id, fleet.floating!.id],
+            totalCount: 4,
+          });
+          expect((await listed(fleet.edge!)).ids).toEqual([
+            fleet.edge!.id,
+            fleet.boundToEdge!.id,
+            fleet.unbound!.id,
+            fleet.floating!.id,
+          ]);
+        });
+
+        it('holds only the device itself for classes that do not act for peripherals', async () => {
+          for (const actor of [fleet.standalone!, fleet.system!, fleet.embedded!]) {
+            expect(await listed(actor)).toEqual({ ids: [actor.id], totalCount: 1 });
+          }
+        });
+
+        it('is exactly the devices the authorization rule lets the device read', async () => {
+          for (const actor of [fleet.gateway!, fleet.otherGateway!, fleet.edge!, fleet.standalone!, fleet.system!]) {
+            const principal = { kind: 'device' as const, device: actor, key: makeKey(actor.applicationId) };
+            const readable = Object.values(fleet)
+              .filter((target) => authorize(principal, { type: 'readDevice', target }).allow)
+              .map((d) => d.id);
+            expect((await listed(actor)).ids.sort()).toEqual(readable.sort());
+          }
+        });
+
+        it('combines with the other filters and pages', async () => {
+          expect((await listed(fleet.gateway!, { deviceClass: ['peripheral'] })).ids).toEqual([
+            fleet.bound!.id,
+            fleet.unbound!.id,
+          ]);
+          expect(await listed(fleet.gateway!, { page: 1, perPage: 3 })).toEqual({
+            ids: [fleet.floating!.id],
+            totalCount: 4,
+          });
+        });
+      });
     });
 
     describe('device statuses and connections', () => {
@@ -790,6 +878,42 @@ export function storeContract(name: string, open: () => Promise<Store>): void {
         expect(await store.queryStates(device.id, { start: T0 + 6000, ...ALL_TIME })).toEqual([]);
         expect(await store.queryStates(device.id, { end: T0, ...ALL_TIME })).toEqual([]);
         expect(await store.queryStates(newId(), ALL_TIME)).toEqual([]);
+      });
+    });
+
+    describe('attribute names that are Object.prototype keys', () => {
+      // JSON.parse makes "__proto__" an own key, as ingest does; the store must keep it one.
+      const NAMES = ['__proto__', 'constructor', 'toString', 'hasOwnProperty'];
+      const data = (first: number) =>
+        JSON.parse(`{${NAMES.map((n, i) => `"${n}": ${first + i}`).join(', ')}}`) as Record<string, unknown>;
+      const entries = (value: object | undefined) => Object.entries(value ?? {}).sort(([a], [b]) => (a < b ? -1 : 1));
+      const expected = (first: number, wrap: (v: number) => unknown = (v) => v) =>
+        entries(Object.fromEntries(NAMES.map((n, i) => [n, wrap(first + i)])));
+
+      it('keeps them in states, composite state, last values and series', async () => {
+        const device = await addDevice();
+        const M = 1_700_000_040_000; // on a minute
+        await store.applyBatch(batch({ states: [state(device.id, M, data(1)), state(device.id, M + 1000, data(11))] }));
+
+        const states = await store.queryStates(device.id, ALL_TIME);
+        expect(states.map((s) => entries(s.data))).toEqual([expected(1), expected(11)]);
+        expect(entries(await store.getCompositeState(device.id))).toEqual(
+          expected(11, (value) => ({ value, time: M + 1000 })),
+        );
+        expect(entries((await store.lastValues([device.id], null)).get(device.id))).toEqual(
+          expected(11, (value) => ({ value, time: M + 1000 })),
+        );
+        expect(entries((await store.lastValues([device.id], ['__proto__'])).get(device.id))).toEqual([
+          ['__proto__', { value: 11, time: M + 1000 }],
+        ]);
+        const series = (aggregation: Aggregation, resolution: number, start = M) =>
+          store
+            .querySeries({ deviceIds: [device.id], attributes: null, start, end: M + 59_999, resolution, aggregation })
+            .then((out) => (out.get(device.id) ?? []).map((p) => entries(p.data)));
+        // From the minute rollups, from the raw states, and the raw states themselves.
+        expect(await series('MAX', 60_000)).toEqual([expected(11)]);
+        expect(await series('FIRST', 30_000, M - 1)).toEqual([expected(1)]);
+        expect(await series('NONE', 60_000)).toEqual([expected(1), expected(11)]);
       });
     });
 

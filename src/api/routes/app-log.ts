@@ -10,22 +10,19 @@ import type { Platform } from '../../core/platform.js';
 import { iso } from '../../core/wire.js';
 import type { ApplicationLogCursor, ApplicationLogEntry, ApplicationLogKind } from '../../store/types.js';
 import { allow } from '../guard.js';
-import { AppParams, Id } from '../schemas.js';
+import { AppParams, Id, Query } from '../schemas.js';
 
 /** The log's kinds are the application stream's event types. */
 export const LOG_KINDS: readonly ApplicationLogKind[] = STREAM_EVENT_TYPES;
 
-const AppLogQuery = Type.Object(
-  {
-    limit: Type.Integer({ minimum: 1, maximum: 1000, default: 100 }),
-    before: Type.Optional(Type.String({ maxLength: 200 })),
-    deviceId: Type.Optional(Type.Array(Id, { maxItems: 1000 })),
-    kinds: Type.Optional(Type.String({ maxLength: 500 })),
-    start: Type.Optional(Type.Integer()),
-    end: Type.Optional(Type.Integer()),
-  },
-  { additionalProperties: false },
-);
+const AppLogQuery = Query({
+  limit: Type.Integer({ minimum: 1, maximum: 1000, default: 100 }),
+  before: Type.Optional(Type.String({ maxLength: 200 })),
+  deviceId: Type.Optional(Type.Array(Id, { maxItems: 1000 })),
+  kinds: Type.Optional(Type.String({ maxLength: 500 })),
+  start: Type.Optional(Type.Integer()),
+  end: Type.Optional(Type.Integer()),
+});
 
 export const appLogRoutes =
   (platform: Platform): FastifyPluginAsyncTypebox =>
@@ -52,6 +49,7 @@ export const appLogRoutes =
         const last = page[page.length - 1];
         return {
           items: page.map(presentEntry),
+          count: page.length,
           nextBefore: entries.length > limit && last ? encodeCursor(last.cursor) : null,
         };
       },

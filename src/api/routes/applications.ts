@@ -1,9 +1,9 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
-import { Type } from '@sinclair/typebox';
 import type { Platform } from '../../core/platform.js';
 import { allow } from '../guard.js';
 import { presentApplication } from '../present.js';
-import { Application, ApplicationBody, ApplicationPatch, AppParams, Success } from '../schemas.js';
+import { Application, ApplicationBody, ApplicationPatch, AppParams, ListQuery, Page, Success } from '../schemas.js';
+import { pageOf } from './paging.js';
 
 export const applicationRoutes =
   (platform: Platform): FastifyPluginAsyncTypebox =>
@@ -22,11 +22,10 @@ export const applicationRoutes =
 
     app.get(
       '/applications',
-      { schema: { response: { 200: Type.Object({ items: Type.Array(Application), count: Type.Integer() }) } } },
+      { schema: { querystring: ListQuery, response: { 200: Page(Application) } } },
       async (request) => {
         allow(request, { type: 'manage' });
-        const items = (await registry.listApplications()).map(presentApplication);
-        return { items, count: items.length };
+        return pageOf(await registry.listApplications(), request.query, presentApplication);
       },
     );
 

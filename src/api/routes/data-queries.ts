@@ -32,16 +32,16 @@ export const dataQueryRoutes =
         const start = body.start ?? end - (body.duration ?? DAY_MS);
         const { resolution, aggregation } = body;
         if (Number.isNaN(new Date(start).getTime())) {
-          throw new GatehouseError('Validation', `start ${start} (end - duration) is out of range`);
+          throw new GatehouseError('Validation', `body/duration reaches back to ${start}, before any date`);
         }
         if (start > end) {
-          throw new GatehouseError('Validation', `start ${iso(start)} is after end ${iso(end)}`);
+          throw new GatehouseError('Validation', `body/start ${iso(start)} is after body/end ${iso(end)}`);
         }
         if (aggregation !== 'NONE' && (end - start) / resolution > MAX_BUCKETS) {
           throw new GatehouseError(
             'Validation',
-            `${end - start} ms at a resolution of ${resolution} ms is more than ${MAX_BUCKETS} buckets: ` +
-              'raise the resolution or shorten the range',
+            `body/resolution: ${end - start} ms from start to end at ${resolution} ms is more than ` +
+              `${MAX_BUCKETS} buckets; raise the resolution or shorten the range`,
           );
         }
         const devices = await selectDevices(platform, request.params.applicationId, body);
@@ -53,8 +53,9 @@ export const dataQueryRoutes =
           resolution,
           aggregation,
         });
+        // No prototypes: user-chosen keys (attribute names) are keys like any other.
         const out: Record<string, { name: string; points: Array<{ time: string; data: Record<string, unknown> }> }> =
-          {};
+          Object.create(null);
         for (const device of devices) {
           const points = series.get(device.id) ?? [];
           out[device.id] = { name: device.name, points: points.map((p) => ({ time: iso(p.time), data: p.data })) };
@@ -73,9 +74,10 @@ export const dataQueryRoutes =
           devices.map((d) => d.id),
           request.body.attributes ?? null,
         );
-        const out: Record<string, Record<string, { value: unknown; time: string }>> = {};
+        // No prototypes: attribute names are keys like any other, __proto__ included.
+        const out: Record<string, Record<string, { value: unknown; time: string }>> = Object.create(null);
         for (const device of devices) {
-          const own: Record<string, { value: unknown; time: string }> = {};
+          const own: Record<string, { value: unknown; time: string }> = Object.create(null);
           for (const [attribute, { value, time }] of Object.entries(values.get(device.id) ?? {})) {
             own[attribute] = { value, time: iso(time) };
           }
@@ -104,7 +106,7 @@ async function selectDevices(platform: Platform, applicationId: string, selectio
   const tooMany = (n: number) =>
     new GatehouseError(
       'Validation',
-      `the query selects ${n} devices, more than ${MAX_QUERY_DEVICES}: narrow it with deviceIds, deviceTags or deviceClass`,
+      `body: the query selects ${n} devices, more than ${MAX_QUERY_DEVICES}; narrow it with deviceIds, deviceTags or deviceClass`,
     );
   const list = async (tags?: Array<{ key: string; value?: string }>): Promise<Device[]> => {
     const { items, totalCount } = await registry.listDevices(applicationId, {

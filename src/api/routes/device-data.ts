@@ -63,7 +63,10 @@ export const deviceDataRoutes =
             via: 'rest',
             receivedAt: platform.clock(),
           });
-          if (!outcome.ok) throw errorForStatus(outcome.status, outcome.reason);
+          if (!outcome.ok) {
+            const { retryAfterSeconds } = outcome;
+            throw errorForStatus(outcome.status, outcome.reason, retryAfterSeconds ? { retryAfterSeconds } : {});
+          }
           await outcome.committed;
           return {
             success: true as const,
@@ -99,7 +102,8 @@ export const deviceDataRoutes =
         allow(request, { type: 'readDevice', target });
         const composite = await platform.store.getCompositeState(target!.id);
         const wanted = request.query.attributes?.split(',').map((a) => a.trim());
-        const out: Record<string, { value: unknown; time: string }> = {};
+        // No prototype: an attribute named __proto__ or constructor is a key like any other.
+        const out: Record<string, { value: unknown; time: string }> = Object.create(null);
         for (const [name, { value, time }] of Object.entries(composite)) {
           if (!wanted || wanted.includes(name)) out[name] = { value, time: iso(time) };
         }

@@ -1,7 +1,7 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
-import { Type } from '@sinclair/typebox';
 import { GatehouseError } from '../../core/errors.js';
 import type { Platform } from '../../core/platform.js';
+import { deviceListScope } from '../../domain/authorization.js';
 import { DEVICE_CLASSES, type DeviceClass } from '../../domain/model.js';
 import { allow } from '../guard.js';
 import { presentDevice, presentDeviceDetail, presentDevices } from '../present.js';
@@ -13,6 +13,7 @@ import {
   DeviceListQuery,
   DeviceParams,
   DevicePatch,
+  Page,
   Success,
 } from '../schemas.js';
 
@@ -37,25 +38,20 @@ export const deviceRoutes =
         schema: {
           params: AppParams,
           querystring: DeviceListQuery,
-          response: {
-            200: Type.Object({
-              items: Type.Array(Device),
-              count: Type.Integer(),
-              totalCount: Type.Integer(),
-              page: Type.Integer(),
-              perPage: Type.Integer(),
-            }),
-          },
+          response: { 200: Page(Device) },
         },
       },
       async (request) => {
-        allow(request, { type: 'manage' });
         const { applicationId } = request.params;
+        // A device token lists itself and the peripherals it may act for (authorization.ts).
+        const principal = allow(request, { type: 'listDevices', applicationId });
         await registry.requireApplication(applicationId);
         const { page, perPage, filter } = request.query;
+        const scope = deviceListScope(principal);
         const { items, totalCount } = await registry.listDevices(applicationId, {
           page,
           perPage,
+          ...(scope ? { scope } : {}),
           ...(filter ? { filter } : {}),
           ...(request.query.deviceClass ? { deviceClass: parseClasses(request.query.deviceClass) } : {}),
           ...(request.query.tagFilter ? { tags: parseTagFilter(request.query.tagFilter) } : {}),
@@ -102,7 +98,7 @@ function parseClasses(value: string): DeviceClass[] {
   if (unknown.length > 0) {
     throw new GatehouseError(
       'Validation',
-      `unknown deviceClass ${unknown.join(', ')}; one of ${DEVICE_CLASSES.join(', ')}`,
+      `querystring/deviceClass has an unknown value ${unknown.join(', ')}; one of ${DEVICE_CLASSES.join(', ')}`,
     );
   }
   return classes as DeviceClass[];

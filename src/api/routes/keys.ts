@@ -1,9 +1,9 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
-import { Type } from '@sinclair/typebox';
 import type { Platform } from '../../core/platform.js';
 import { allow } from '../guard.js';
 import { presentKey } from '../present.js';
-import { AppParams, Key, KeyBody, KeyParams, KeyWithSecret, Success } from '../schemas.js';
+import { AppParams, Key, KeyBody, KeyParams, KeyWithSecret, ListQuery, Page, Success } from '../schemas.js';
+import { pageOf } from './paging.js';
 
 export const keyRoutes =
   (platform: Platform): FastifyPluginAsyncTypebox =>
@@ -24,16 +24,12 @@ export const keyRoutes =
     app.get(
       '/applications/:applicationId/keys',
       {
-        schema: {
-          params: AppParams,
-          response: { 200: Type.Object({ items: Type.Array(Key), count: Type.Integer() }) },
-        },
+        schema: { params: AppParams, querystring: ListQuery, response: { 200: Page(Key) } },
       },
       async (request) => {
         allow(request, { type: 'manage' });
         await registry.requireApplication(request.params.applicationId);
-        const items = (await registry.listKeys(request.params.applicationId)).map(presentKey);
-        return { items, count: items.length };
+        return pageOf(await registry.listKeys(request.params.applicationId), request.query, presentKey);
       },
     );
 

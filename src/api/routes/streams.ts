@@ -12,23 +12,20 @@ import type { Platform } from '../../core/platform.js';
 import { authorize, type Principal } from '../../domain/authorization.js';
 import { DEVICE_CLASSES, type Device as DeviceModel } from '../../domain/model.js';
 import { allow } from '../guard.js';
-import { AppParams, DeviceParams, Id } from '../schemas.js';
+import { AppParams, DeviceParams, Id, Query } from '../schemas.js';
 import type { StreamHub } from '../streams.js';
 
 const LastEventId = Type.String({ maxLength: 64 });
 
-const DeviceStreamQuery = Type.Object({ lastEventId: Type.Optional(LastEventId) }, { additionalProperties: false });
+const DeviceStreamQuery = Query({ lastEventId: Type.Optional(LastEventId) });
 
-const EventStreamQuery = Type.Object(
-  {
-    deviceId: Type.Optional(Type.Array(Id, { maxItems: 1000 })),
-    deviceClass: Type.Optional(Type.String({ maxLength: 200 })),
-    tagFilter: Type.Optional(Type.Array(Type.String({ maxLength: 600 }), { maxItems: 100 })),
-    types: Type.Optional(Type.String({ maxLength: 500 })),
-    lastEventId: Type.Optional(LastEventId),
-  },
-  { additionalProperties: false },
-);
+const EventStreamQuery = Query({
+  deviceId: Type.Optional(Type.Array(Id, { maxItems: 1000 })),
+  deviceClass: Type.Optional(Type.String({ maxLength: 200 })),
+  tagFilter: Type.Optional(Type.Array(Type.String({ maxLength: 600 }), { maxItems: 100 })),
+  types: Type.Optional(Type.String({ maxLength: 500 })),
+  lastEventId: Type.Optional(LastEventId),
+});
 
 export const streamRoutes =
   (platform: Platform, hub: StreamHub): FastifyPluginAsyncTypebox =>

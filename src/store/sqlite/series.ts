@@ -301,7 +301,8 @@ export class SqliteSeries {
     for (const row of rows) {
       let values = out.get(row.device_id);
       if (values === undefined) {
-        values = {};
+        // No prototype: an attribute named __proto__ is a key like any other.
+        values = Object.create(null) as Record<string, CompositeValue>;
         out.set(row.device_id, values);
       }
       values[row.attribute] = { value: fromJson(row.value), time: row.time };
@@ -370,7 +371,7 @@ export class SqliteSeries {
 
     const buckets = [...cells.keys()].sort((a, b) => a - b);
     return buckets.map((b) => {
-      const data: Record<string, unknown> = {};
+      const data: Record<string, unknown> = Object.create(null);
       for (const [attribute, cell] of cells.get(b) ?? []) data[attribute] = finish(aggregation, cell);
       return { time: q.start + b * q.resolution, data };
     });

@@ -109,6 +109,8 @@ const DEVICE_MATCH = `
   application_id = @applicationId
   AND (@filter IS NULL OR instr(${UNICODE_LOWER}(name), @filter) > 0)
   AND (@classes IS NULL OR device_class IN (SELECT value FROM json_each(@classes)))
+  AND (@scopeId IS NULL OR id = @scopeId OR (@scopePeripherals = 1 AND (device_class = 'floating'
+    OR (device_class = 'peripheral' AND (gateway_id IS NULL OR gateway_id = @scopeId)))))
   AND NOT EXISTS (
     SELECT 1 FROM json_each(@tags) AS wanted
     WHERE NOT EXISTS (
@@ -121,6 +123,8 @@ interface DeviceMatchParams {
   filter: string | null;
   classes: string | null;
   tags: string;
+  scopeId: string | null;
+  scopePeripherals: number;
 }
 
 interface StateRow {
@@ -513,6 +517,8 @@ export class SqliteStore implements Store {
       filter: query.filter ? query.filter.toLowerCase() : null,
       classes: query.deviceClass?.length ? toJson(query.deviceClass) : null,
       tags: toJson(query.tags ?? []),
+      scopeId: query.scope?.deviceId ?? null,
+      scopePeripherals: query.scope?.withPeripherals ? 1 : 0,
     };
     const items = this.s.listDevices
       .all({ ...params, limit: query.perPage, offset: query.page * query.perPage })
@@ -593,7 +599,8 @@ export class SqliteStore implements Store {
   }
 
   async getCompositeState(deviceId: string): Promise<Record<string, CompositeValue>> {
-    const composite: Record<string, CompositeValue> = {};
+    // No prototype: an attribute named __proto__ is a key like any other.
+    const composite: Record<string, CompositeValue> = Object.create(null);
     for (const row of this.s.getComposite.all(deviceId)) {
       composite[row.attribute] = { value: fromJson(row.value), time: row.time };
     }
