@@ -7,6 +7,7 @@ import http from 'node:http';
 import net from 'node:net';
 import { MqttClient } from 'mqtt';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { DEFAULT_LOG_BUDGET } from '../../src/core/log-budget.js';
 import { DEFAULT_SECRET_CHECK_LIMITS, type SecretCheckLimits } from '../../src/core/secrets.js';
 import { ADMIN_TOKEN, deviceLogs, eventually, ok, startTestServer, type TestServer } from '../helpers/server.js';
 
@@ -104,13 +105,15 @@ describe('a storm of distinct wrong secrets over MQTT', () => {
     expect([...codes.keys()].sort()).toEqual([3, 4]);
     expect(codes.get(4)).toBeLessThanOrEqual(MOST_HASHED);
     expect((codes.get(3) ?? 0) + (codes.get(4) ?? 0)).toBe(400);
+    // Every refusal is logged, within the device's log budget (docs/streams-and-logs.md).
+    const logged = Math.min(400, DEFAULT_LOG_BUDGET.entries);
     const logs = await eventually(async () => {
       const entries = (await deviceLogs(server, applicationId, target.id)).filter((e) => e.kind === 'authFailed');
-      return entries.length === 400 ? entries : undefined;
+      return entries.length === logged ? entries : undefined;
     }, 10_000);
-    expect(logs.filter((e) => e.reason === 'wrong access secret')).toHaveLength(codes.get(4) ?? 0);
+    expect(logs.filter((e) => e.reason === 'wrong access secret').length).toBeLessThanOrEqual(codes.get(4) ?? 0);
     const throttled = logs.filter((e) => e.reason !== 'wrong access secret');
-    expect(throttled.length).toBe(codes.get(3));
+    expect(throttled.length).toBeLessThanOrEqual(codes.get(3) ?? 0);
     // Refused while checks were in progress, or after too many failures in the window.
     for (const e of throttled) {
       expect(e.reason).toMatch(/^too many (failed checks|checks in progress) for this access key; try again in \d+ s$/);
