@@ -76,14 +76,15 @@ export async function rawConnect(url: string): Promise<RawClient> {
   };
 }
 
-/** A raw client connected as a device (CONNACK 0), optionally with a will. */
-export async function rawDevice(
-  url: string,
-  credentials: { clientId: string; username: string; password: string },
-  extra: Record<string, unknown> = {},
-): Promise<RawClient> {
-  const client = await rawConnect(url);
-  client.send({
+export interface RawCredentials {
+  clientId: string;
+  username: string;
+  password: string;
+}
+
+/** An MQTT 3.1.1 CONNECT with these credentials; `extra` adds or overrides fields (a will). */
+export function connectPacket(credentials: RawCredentials, extra: Record<string, unknown> = {}) {
+  return {
     cmd: 'connect',
     protocolId: 'MQTT',
     protocolVersion: 4,
@@ -93,7 +94,17 @@ export async function rawDevice(
     username: credentials.username,
     password: Buffer.from(credentials.password),
     ...extra,
-  });
+  };
+}
+
+/** A raw client connected as a device (CONNACK 0), optionally with a will. */
+export async function rawDevice(
+  url: string,
+  credentials: RawCredentials,
+  extra: Record<string, unknown> = {},
+): Promise<RawClient> {
+  const client = await rawConnect(url);
+  client.send(connectPacket(credentials, extra));
   const connack = (await client.next('connack')) as { returnCode?: number };
   if (connack.returnCode !== 0) throw new Error(`CONNACK ${connack.returnCode}`);
   return client;

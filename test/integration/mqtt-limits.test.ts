@@ -10,7 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DEFAULT_QUEUE_LIMITS } from '../../src/broker/bounded-persistence.js';
 import { MAX_PACKET_BYTES, PRE_AUTH_BYTES } from '../../src/broker/connection-guard.js';
 import { DEFAULT_MAX_OUTBOUND_BYTES } from '../../src/broker/mqtt-broker.js';
-import { rawConnect, rawDevice } from '../helpers/raw-mqtt.js';
+import { connectPacket, rawConnect, rawDevice } from '../helpers/raw-mqtt.js';
 import {
   closed,
   collectMessages,
@@ -44,8 +44,9 @@ describe('MQTT limits', () => {
   const devices: Record<string, string> = {};
 
   const connect = (deviceId: string, options = {}) => server.connect(deviceId, key.key, key.secret, options);
+  const credentials = (deviceId: string) => ({ clientId: deviceId, username: key.key, password: key.secret });
   const raw = (deviceId: string, extra: Record<string, unknown> = {}) =>
-    rawDevice(server.running.urls.mqtt, { clientId: deviceId, username: key.key, password: key.secret }, extra);
+    rawDevice(server.running.urls.mqtt, credentials(deviceId), extra);
   const logsOf = (deviceId: string, match: Parameters<typeof eventuallyLog>[3]) =>
     eventuallyLog(server, app, deviceId, match);
 
@@ -90,17 +91,11 @@ describe('MQTT limits', () => {
 
   it('refuses a CONNECT over the pre-authentication budget, will included', async () => {
     const client = await rawConnect(server.running.urls.mqtt);
-    client.send({
-      cmd: 'connect',
-      protocolId: 'MQTT',
-      protocolVersion: 4,
-      clean: true,
-      keepalive: 60,
-      clientId: devices.big,
-      username: key.key,
-      password: Buffer.from(key.secret),
-      will: { topic: 'wills/big', payload: Buffer.alloc(PRE_AUTH_BYTES + 1), qos: 0, retain: false },
-    });
+    client.send(
+      connectPacket(credentials(devices.big as string), {
+        will: { topic: 'wills/big', payload: Buffer.alloc(PRE_AUTH_BYTES + 1), qos: 0, retain: false },
+      }),
+    );
     await client.closed;
     expect(client.received.filter((p) => p.cmd === 'connack')).toEqual([]);
   });
