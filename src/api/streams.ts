@@ -86,6 +86,11 @@ export class StreamHub {
       'cache-control': 'no-cache, no-transform',
       'x-accel-buffering': 'no',
     });
+    // HEAD (which Fastify answers for every GET route) gets the headers of a stream, not a stream.
+    if (reply.request.method === 'HEAD') {
+      raw.end();
+      return;
+    }
     if (this.closing) {
       raw.end(frame('shutdown', { message: 'server shutting down' }));
       return;

@@ -9,6 +9,7 @@
  */
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import {
+  ADMIN_TOKEN,
   createFleet,
   eventually,
   ok,
@@ -71,6 +72,18 @@ describe('live streams', () => {
     await server.running.platform.drain();
   });
   afterAll(() => server.stop());
+
+  it('answers HEAD on a stream with its headers and ends, without opening a stream', async () => {
+    for (const path of [`${base()}/events`, `${base()}/devices/${fleet.standalone}/stateStream`]) {
+      const answer = await fetch(`${server.running.urls.http}${path}`, {
+        method: 'HEAD',
+        headers: { authorization: `Bearer ${ADMIN_TOKEN}` },
+        signal: AbortSignal.timeout(5_000),
+      });
+      expect(answer.status).toBe(200);
+      expect(answer.headers.get('content-type')).toBe('text/event-stream; charset=utf-8');
+    }
+  });
 
   it("streams a peripheral's state reported by its gateway over MQTT and over REST", async () => {
     const s = await stream(`${base()}/devices/${fleet.bound}/stateStream`);
