@@ -81,7 +81,9 @@ export interface CustomEntry {
   apps: Set<AppRole>;
   /** Applications whose clients published it although their key forbids it. */
   forbidden: Set<AppRole>;
+  /** A case that published it (-1: the fuzzer's own sync messages). */
   caseIndex: number;
+  case?: unknown;
 }
 
 interface Generation {
@@ -199,13 +201,13 @@ export class Ledger {
     app: AppRole,
     allowed: boolean,
     retain: boolean,
-    caseIndex: number,
+    source: { index: number; case?: unknown },
   ): void {
     const key = customKey(topic, payload);
     const add = (map: Map<string, CustomEntry>) => {
       let entry = map.get(key);
       if (!entry) {
-        entry = { apps: new Set(), forbidden: new Set(), caseIndex };
+        entry = { apps: new Set(), forbidden: new Set(), caseIndex: source.index, case: source.case };
         map.set(key, entry);
       }
       (allowed ? entry.apps : entry.forbidden).add(app);
@@ -225,6 +227,7 @@ export class Ledger {
       apps: new Set(found.flatMap((e) => [...e.apps])),
       forbidden: new Set(found.flatMap((e) => [...e.forbidden])),
       caseIndex: found[0]!.caseIndex,
+      case: found[0]!.case,
     };
   }
 }

@@ -20,7 +20,7 @@ export function formatResult(r: FuzzResult): string {
   if (r.aborted) lines.push(`RUN ABORTED: ${r.aborted}`);
   if (r.failures.length > 0) {
     lines.push('', `${r.failures.length} distinct failures (replay one case with --seed ${r.seed} --replay INDEX):`);
-    r.failures.forEach((f, i) => lines.push('', ...formatFailure(f, i + 1)));
+    for (const [i, f] of r.failures.entries()) lines.push('', ...formatFailure(f, i + 1));
   }
   return lines.join('\n');
 }

@@ -10,7 +10,6 @@
 import fc from 'fast-check';
 import { fuzzCase } from './arbitraries.js';
 import {
-  describeCase,
   type FuzzCase,
   type HttpRequest,
   type PublishCase,
@@ -23,7 +22,7 @@ import {
 } from './cases.js';
 import { seedFleet } from './fleet.js';
 import { HttpClient, type HttpOutcome } from './http-client.js';
-import { Ledger } from './ledger.js';
+import { type CustomEntry, Ledger } from './ledger.js';
 import {
   appOfClient,
   CLIENT_ROLES,
@@ -34,6 +33,7 @@ import {
   mayPublishCustom,
   mayReceiveCustom,
   type TokenRole,
+  topicMatches,
 } from './model.js';
 import { MqttPool, type Received } from './mqtt-pool.js';
 import { type Corruption, checkConsistency, compareSnapshots, type Snapshot, takeSnapshot } from './oracle.js';
@@ -139,6 +139,8 @@ export class FuzzRun {
   readonly timing: Record<string, { n: number; ms: number; max: number }> = {};
   private readonly stats = { mqtt: 0, subscribe: 0, rest: 0, checkpoints: 0 };
   private readonly inFlight = new Map<number, FuzzCase>();
+  /** Filters each client was granted, with the case that subscribed (for leak reports). */
+  private readonly subscriptions = new Map<ClientRole, Array<{ filter: string; caseIndex: number }>>();
   private readonly recent: Array<[number, FuzzCase]> = [];
   private readonly crashes: Array<{ exit: Exit; suspects: Array<[number, FuzzCase]>; signature: string }> = [];
   /** Resolves while the server is up; replaced by a pending promise during a restart. */
@@ -281,13 +283,14 @@ export class FuzzRun {
     try {
       if (c.kind === 'rest') await this.executeRest(index, c);
       else if (c.kind === 'publish') await this.executePublish(index, c);
-      else await this.executeSubscribe(c);
+      else await this.executeSubscribe(index, c);
     } catch (err) {
       // A case that throws is a bug of the harness, not of the server: stop the run.
       this.aborted ??= `harness error on case ${index}: ${(err as Error).stack ?? String(err)}`;
     } finally {
       const kind = c.kind === 'rest' ? `rest ${c.route}` : c.kind;
-      const t = (this.timing[kind] ??= { n: 0, ms: 0, max: 0 });
+      const t = this.timing[kind] ?? { n: 0, ms: 0, max: 0 };
+      this.timing[kind] = t;
       const ms = performance.now() - t0;
       t.n++;
       t.ms += ms;
@@ -386,7 +389,7 @@ export class FuzzRun {
     this.stats.mqtt++;
     const topic = renderTopic(c.topic, this.fleet);
     const payload = renderPayload(c.payload, this.fleet, this.fleet.baseTime);
-    this.recordPublish(index, c.client, topic, payload, c.retain);
+    this.recordPublish(index, c, topic, payload);
     const outcome = await this.pool.get(c.client).publish(topic, payload, c.qos, c.retain);
     this.statuses[`mqtt ${outcome}`] = (this.statuses[`mqtt ${outcome}`] ?? 0) + 1;
     if (outcome === 'timeout') {
@@ -402,7 +405,8 @@ export class FuzzRun {
   }
 
   /** What a publish may change, in the ledger, before it is sent. */
-  private recordPublish(index: number, client: ClientRole, topic: string, payload: Buffer, retain: boolean): void {
+  private recordPublish(index: number, c: PublishCase, topic: string, payload: Buffer): void {
+    const { client, retain } = c;
     const m = /^losant\/([0-9a-f]{24})\/state$/.exec(topic);
     if (m?.[1]) {
       const role = this.fleet.roleOf.get(m[1]);
@@ -410,56 +414,72 @@ export class FuzzRun {
       if (role && mayActFor(actor, this.fleet.devices[role])) this.ledger.recordState(role, actor.id, payload, index);
       return;
     }
-    this.ledger.recordCustom(
-      topic,
-      payload,
-      appOfClient(this.fleet, client),
-      mayPublishCustom(client, topic),
-      retain,
+    this.ledger.recordCustom(topic, payload, appOfClient(this.fleet, client), mayPublishCustom(client, topic), retain, {
       index,
-    );
+      case: c,
+    });
   }
 
-  private async executeSubscribe(c: SubscribeCase): Promise<void> {
+  private async executeSubscribe(index: number, c: SubscribeCase): Promise<void> {
     this.stats.subscribe++;
     const filters = c.filters.map((f) => renderFilter(f, this.fleet));
     const connection = this.pool.get(c.client);
+    // Noted before sending: retained messages arrive before the SUBACK.
+    const list = this.subscriptions.get(c.client) ?? [];
+    const mine = filters.map((filter) => ({ filter, caseIndex: index }));
+    list.push(...mine);
+    this.subscriptions.set(c.client, list.slice(-200));
     const granted = await connection.subscribe(filters, c.qos);
     const key = Array.isArray(granted) ? 'mqtt subscribed' : `mqtt subscribe ${granted}`;
     this.statuses[key] = (this.statuses[key] ?? 0) + 1;
+    const refused = mine.filter((_, i) => !Array.isArray(granted) || (granted[i] ?? 128) >= 128);
+    this.subscriptions.set(
+      c.client,
+      (this.subscriptions.get(c.client) ?? []).filter((s) => !refused.includes(s)),
+    );
     if (c.unsubscribe && Array.isArray(granted)) await connection.unsubscribe(filters);
   }
 
   // Leaks: what a client receives must be meant for it.
 
   private onMessage(m: Received): void {
+    const leak = this.leakOf(m);
+    if (!leak) return;
+    this.counts.leak++;
+    const subscriptions = (this.subscriptions.get(m.client) ?? []).filter((s) => topicMatches(s.filter, m.topic));
+    this.addFailure({
+      kind: 'leak',
+      signature: `${m.client} received ${abbreviateTopic(m.topic, this.fleet)}: ${leak.why}`,
+      count: 1,
+      detail:
+        `topic ${JSON.stringify(m.topic)}, payload ${clip(m.payload.toString('utf8'), 200)}${m.retain ? ' (retained)' : ''}; ` +
+        `granted subscriptions of ${m.client} matching it: ${
+          subscriptions.map((s) => `${JSON.stringify(s.filter)} (case ${s.caseIndex})`).join(', ') || 'none'
+        }`,
+      ...(leak.published && leak.published.caseIndex >= 0
+        ? { caseIndex: leak.published.caseIndex, case: leak.published.case as FuzzCase }
+        : {}),
+    });
+  }
+
+  /** Why a client should not have received a message, or undefined when it may. */
+  private leakOf(m: Received): { why: string; published?: CustomEntry } | undefined {
     const client = this.fleet.devices[m.client];
-    const leak = (why: string, caseIndex?: number) => {
-      this.counts.leak++;
-      this.addFailure({
-        kind: 'leak',
-        signature: `${m.client} received ${abbreviateTopic(m.topic, this.fleet)}: ${why}`,
-        count: 1,
-        detail: `topic ${m.topic}, payload ${m.payload.subarray(0, 200).toString('utf8')}${m.retain ? ' (retained)' : ''}`,
-        ...(caseIndex !== undefined ? { caseIndex } : {}),
-      });
-    };
-    if (m.topic.startsWith('$')) return leak('a $ topic');
-    const platform = /^losant\/([^/]*)\/([^/]*)$/.exec(m.topic);
+    if (m.topic.startsWith('$')) return { why: 'a $ topic' };
     if (m.topic === 'losant' || m.topic.startsWith('losant/')) {
+      const platform = /^losant\/([^/]*)\/([^/]*)$/.exec(m.topic);
       const role = platform?.[1] ? this.fleet.roleOf.get(platform[1]) : undefined;
-      if (platform?.[2] === 'command' && role && mayActFor(client, this.fleet.devices[role])) return;
-      if (platform?.[2] === 'error' && platform[1] === client.id) return;
-      return leak(platform?.[2] === 'command' ? 'a command of a device it may not act for' : 'a platform topic');
+      if (platform?.[2] === 'command' && role && mayActFor(client, this.fleet.devices[role])) return undefined;
+      if (platform?.[2] === 'error' && platform[1] === client.id) return undefined;
+      return { why: platform?.[2] === 'command' ? 'a command of a device it may not act for' : 'a platform topic' };
     }
-    if (!mayReceiveCustom(m.client, m.topic)) return leak('its key does not let it subscribe to this topic');
+    if (!mayReceiveCustom(m.client, m.topic)) return { why: 'its key does not let it subscribe to this topic' };
     const published = this.ledger.customPublishers(m.topic, m.payload);
-    if (!published) return leak('a message nobody published');
-    if (published.apps.has(client.app)) return;
-    if (published.apps.size > 0) {
-      return leak(`published by application ${[...published.apps].join(', ')} only`, published.caseIndex);
-    }
-    return leak('published only by clients whose key forbids publishing there', published.caseIndex);
+    if (!published) return { why: 'a message nobody published' };
+    if (published.apps.has(client.app)) return undefined;
+    if (published.apps.size > 0)
+      return { why: `published by application ${[...published.apps].join(', ')} only`, published };
+    return { why: 'published only by clients whose key forbids publishing there', published };
   }
 
   // Checkpoints
@@ -505,7 +525,7 @@ export class FuzzRun {
             appOfClient(this.fleet, role),
             mayPublishCustom(role, topic),
             false,
-            -1,
+            { index: -1 },
           );
           await this.pool.get(role).publish(topic, payload, 1, false);
         }
@@ -531,9 +551,10 @@ export class FuzzRun {
       this.counts.corruption++;
       this.addFailure({
         kind: 'corruption',
-        signature: `${c.device ? `${c.device}: ` : ''}${c.what.replace(/\d{4}-\d{2}-\d{2}T[\d:.]+Z/g, 'T')}`,
+        // One signature for all devices: the same fault in 14 devices is one finding.
+        signature: c.what.replace(/\d{4}-\d{2}-\d{2}T[\d:.]+Z/g, 'T'),
         count: 1,
-        detail: `found at ${where}; before ${clip(JSON.stringify(c.before))}; after ${clip(JSON.stringify(c.after))}${
+        detail: `${c.device ? `device ${c.device}, ` : ''}found at ${where}; before ${clip(JSON.stringify(c.before))}; after ${clip(JSON.stringify(c.after))}${
           c.cases?.length ? `; recent cases writing ${c.device}: ${c.cases.join(', ')}` : ''
         }`,
       });
