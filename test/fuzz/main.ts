@@ -1,13 +1,24 @@
 /**
  * `npm run fuzz -- N [--seed S] [--concurrency C] [--shrink-seconds T]`: N fuzz cases against the
  * real server, then the summary. Exits 1 when anything failed.
+ * `npm run fuzz -- --seed S --replay I`: case I of seed S alone on a fresh server, shrunk if it fails.
  */
 import { formatResult } from './report.js';
-import { runFuzz } from './runner.js';
+import { FuzzRun } from './runner.js';
 
-function parse(argv: string[]): { cases: number; seed: number; concurrency?: number; shrinkMs?: number } {
+interface Args {
+  cases: number;
+  seed: number;
+  concurrency?: number;
+  shrinkMs?: number;
+  replay?: number;
+}
+
+const USAGE = 'usage: npm run fuzz -- N [--seed S] [--concurrency C] [--shrink-seconds T] | --seed S --replay INDEX';
+
+function parse(argv: string[]): Args {
   const args = [...argv];
-  const opts: { cases: number; seed: number; concurrency?: number; shrinkMs?: number } = {
+  const opts: Args = {
     cases: 10_000,
     seed: Date.now() % 2 ** 31,
   };
@@ -21,17 +32,20 @@ function parse(argv: string[]): { cases: number; seed: number; concurrency?: num
     if (a === '--seed') opts.seed = value();
     else if (a === '--concurrency') opts.concurrency = value();
     else if (a === '--shrink-seconds') opts.shrinkMs = value() * 1000;
+    else if (a === '--replay') opts.replay = value();
     else if (/^\d+$/.test(a)) opts.cases = Number(a);
-    else
-      throw new Error(
-        `unknown argument ${a}; usage: npm run fuzz -- N [--seed S] [--concurrency C] [--shrink-seconds T]`,
-      );
+    else throw new Error(`unknown argument ${a}; ${USAGE}`);
   }
   return opts;
 }
 
 const opts = parse(process.argv.slice(2));
-console.log(`fuzzing ${opts.cases} cases, seed ${opts.seed}`);
-const result = await runFuzz({ ...opts, log: (line) => console.log(line) });
-console.log(`\n${formatResult(result)}`);
-process.exitCode = result.failures.length > 0 || result.aborted ? 1 : 0;
+if (opts.replay !== undefined) {
+  // Any run length reaches case INDEX: generation depends on the seed and the index only.
+  console.log(await new FuzzRun({ ...opts, cases: opts.replay + 1 }).replay(opts.replay));
+} else {
+  console.log(`fuzzing ${opts.cases} cases, seed ${opts.seed}`);
+  const result = await new FuzzRun({ ...opts, log: (line) => console.log(line) }).run();
+  console.log(`\n${formatResult(result)}`);
+  process.exitCode = result.failures.length > 0 || result.aborted ? 1 : 0;
+}

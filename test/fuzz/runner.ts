@@ -10,6 +10,7 @@
 import fc from 'fast-check';
 import { fuzzCase } from './arbitraries.js';
 import {
+  describeCase,
   type FuzzCase,
   type HttpRequest,
   type PublishCase,
@@ -514,24 +515,20 @@ export class FuzzRun {
    * earlier ones were handled), then a state posted over REST commits after everything queued.
    */
   private async quiesce(): Promise<void> {
-    await Promise.all(
-      CLIENT_ROLES.map(async (role) => {
-        for (let i = 0; i < 2; i++) {
-          const topic = 'fuzz/sync';
-          const payload = Buffer.from(`sync ${this.syncs++}`);
-          this.ledger.recordCustom(
-            topic,
-            payload,
-            appOfClient(this.fleet, role),
-            mayPublishCustom(role, topic),
-            false,
-            { index: -1 },
-          );
-          await this.pool.get(role).publish(topic, payload, 1, false);
-        }
-      }),
-    );
+    await Promise.all(CLIENT_ROLES.map((role) => this.syncClient(role)));
     await this.barrier();
+  }
+
+  /** Two QoS 1 publishes acknowledged in turn: everything the client sent before has been handled. */
+  private async syncClient(role: ClientRole): Promise<void> {
+    for (let i = 0; i < 2; i++) {
+      const topic = 'fuzz/sync';
+      const payload = Buffer.from(`sync ${this.syncs++}`);
+      this.ledger.recordCustom(topic, payload, appOfClient(this.fleet, role), mayPublishCustom(role, topic), false, {
+        index: -1,
+      });
+      await this.pool.get(role).publish(topic, payload, 1, false);
+    }
   }
 
   private async barrier(): Promise<void> {
@@ -582,72 +579,86 @@ export class FuzzRun {
       for (const failure of this.failures.values()) {
         if (Date.now() > deadline) break;
         if (failure.kind !== '5xx' || failure.caseIndex === undefined) continue;
-        await this.shrink(
-          failure,
-          failure.caseIndex,
-          async (c) => {
-            if (c.kind !== 'rest') return undefined;
-            await this.up;
-            const req = renderRest(c, this.fleet, this.fleet.baseTime);
-            const outcome = await this.http.request(req);
-            return outcome.ok && outcome.answer.status >= 500
-              ? { request: describeRequest(req), response: `${outcome.answer.status} ${outcome.answer.body}` }
-              : undefined;
-          },
-          deadline,
-        );
+        await this.shrink(failure, failure.caseIndex, async (c) => this.failsAlone(c), deadline);
       }
     } finally {
       this.replaying = false;
     }
   }
 
-  /** Which of the cases around a crash crashes the server on its own; then shrinks it. */
-  private async replayCrash(suspects: Array<[number, FuzzCase]>, failure: Failure, deadline: number): Promise<void> {
-    const crashes = async (c: FuzzCase): Promise<{ request?: string; response: string } | undefined> => {
-      await this.up;
-      const epoch = this.target.epoch;
-      const exited = new Promise<void>((resolve) => {
-        const check = setInterval(() => {
-          if (this.target.epoch !== epoch || !this.target.alive) {
-            clearInterval(check);
-            resolve();
-          }
-        }, 10);
-        setTimeout(() => {
+  /** A case sent with nothing else in flight, and what became of it. */
+  private async runAlone(
+    c: FuzzCase,
+  ): Promise<{ request?: string; answer: string; crashed: boolean; status?: number }> {
+    await this.up;
+    const epoch = this.target.epoch;
+    const dead = () => this.target.epoch !== epoch || !this.target.alive;
+    const exited = new Promise<void>((resolve) => {
+      const check = setInterval(() => {
+        if (dead()) {
           clearInterval(check);
           resolve();
-        }, 3000);
-      });
-      let request: string | undefined;
-      if (c.kind === 'rest') {
-        const req = renderRest(c, this.fleet, this.fleet.baseTime);
-        request = describeRequest(req);
-        void this.http.request(req);
-      } else if (c.kind === 'publish') {
-        void this.pool
-          .get(c.client)
-          .publish(
-            renderTopic(c.topic, this.fleet),
-            renderPayload(c.payload, this.fleet, this.fleet.baseTime),
-            c.qos,
-            c.retain,
-          );
-      } else {
-        void this.pool.get(c.client).subscribe(
-          c.filters.map((f) => renderFilter(f, this.fleet)),
-          c.qos,
-        );
-      }
-      // The case has had its chance once a state posted after it is committed, or the server died.
-      await Promise.race([exited, this.barrier().catch(() => {})]);
-      await Promise.race([exited, new Promise((r) => setTimeout(r, 200))]);
-      if (this.target.epoch === epoch && this.target.alive) return undefined;
+        }
+      }, 10);
+      setTimeout(() => {
+        clearInterval(check);
+        resolve();
+      }, 5000);
+    });
+    let request: string | undefined;
+    let answer: string;
+    let status: number | undefined;
+    if (c.kind === 'rest') {
+      const req = renderRest(c, this.fleet, this.fleet.baseTime);
+      request = describeRequest(req);
+      const outcome = await this.http.request(req);
+      if (outcome.ok) status = outcome.answer.status;
+      answer = outcome.ok ? `${outcome.answer.status} ${outcome.answer.body}` : `${outcome.kind}: ${outcome.error}`;
+    } else if (c.kind === 'publish') {
+      const topic = renderTopic(c.topic, this.fleet);
+      request = `PUBLISH ${clip(topic, 200)} QoS ${c.qos}${c.retain ? ' retained' : ''}: ${clip(
+        renderPayload(c.payload, this.fleet, this.fleet.baseTime).toString('utf8'),
+        300,
+      )}`;
+      answer = await this.pool
+        .get(c.client)
+        .publish(topic, renderPayload(c.payload, this.fleet, this.fleet.baseTime), c.qos, c.retain);
+      // Everything this client sent before a sync is handled once the sync is acknowledged.
+      await this.syncClient(c.client);
+    } else {
+      const filters = c.filters.map((f) => renderFilter(f, this.fleet));
+      request = `SUBSCRIBE ${filters.map((f) => clip(f, 100)).join(', ')} QoS ${c.qos}`;
+      answer = JSON.stringify(await this.pool.get(c.client).subscribe(filters, c.qos));
+    }
+    // The case has had its chance once a state posted after it is committed, or the server died.
+    await Promise.race([exited, this.barrier().catch(() => {})]);
+    await Promise.race([exited, new Promise((r) => setTimeout(r, 50))]);
+    const crashed = dead();
+    if (crashed) {
       await this.up;
-      return { ...(request ? { request } : {}), response: tail(this.lastExit?.output ?? '', 30) };
+      answer = `the server exited:\n${tail(this.lastExit?.output ?? '', 30)}`;
+    }
+    return { ...(request ? { request } : {}), answer, crashed, ...(status !== undefined ? { status } : {}) };
+  }
+
+  /** A crash or 5xx of the case sent alone, or undefined. */
+  private async failsAlone(c: FuzzCase): Promise<{ request?: string; response: string } | undefined> {
+    const r = await this.runAlone(c);
+    if (!r.crashed && (r.status ?? 0) < 500) return undefined;
+    return { ...(r.request ? { request: r.request } : {}), response: r.answer };
+  }
+
+  /** Which of the cases around a crash crashes the server on its own; then shrinks it. */
+  private async replayCrash(suspects: Array<[number, FuzzCase]>, failure: Failure, deadline: number): Promise<void> {
+    const crashes = async (c: FuzzCase) => {
+      const r = await this.runAlone(c);
+      return r.crashed ? { ...(r.request ? { request: r.request } : {}), response: r.answer } : undefined;
     };
-    for (const [index, c] of suspects) {
-      if (Date.now() > deadline) return;
+    for (const [tried, [index, c]] of suspects.entries()) {
+      if (Date.now() > deadline) {
+        failure.detail += `; replayed ${tried} of the ${suspects.length} cases alone before the time ran out, none crashed it`;
+        return;
+      }
       if (!(await crashes(c))) continue;
       failure.caseIndex = index;
       failure.case = c;
@@ -655,6 +666,47 @@ export class FuzzRun {
       return;
     }
     failure.notReproduced = true;
+  }
+
+  /**
+   * `npm run fuzz -- --replay INDEX`: case INDEX of the seed, alone on a fresh server, with its
+   * answer; shrunk when it crashes the server or gets a 5xx.
+   */
+  async replay(index: number): Promise<string> {
+    try {
+      await this.setUp();
+      this.replaying = true;
+      const lines: string[] = [];
+      const failure: Failure = { kind: '5xx', signature: `case ${index}`, count: 1 };
+      await this.shrink(
+        failure,
+        index,
+        async (c) => {
+          const r = await this.runAlone(c);
+          if (lines.length === 0) {
+            lines.push(`case ${index} of seed ${this.options.seed}: ${describeCase(c)}`);
+            if (r.request) lines.push(`request: ${r.request}`);
+            lines.push(`answer: ${r.answer}`);
+          }
+          return r.crashed || (r.status ?? 0) >= 500
+            ? { ...(r.request ? { request: r.request } : {}), response: r.answer }
+            : undefined;
+        },
+        Date.now() + (this.options.shrinkMs ?? 60_000),
+      );
+      if (failure.shrunk) {
+        lines.push(
+          `minimal failing case (after ${failure.shrunk.shrinks} shrinks): ${describeCase(failure.shrunk.case)}`,
+          `its request: ${failure.shrunk.request}`,
+          `its answer: ${failure.shrunk.response}`,
+        );
+      } else {
+        lines.push('no crash and no 5xx');
+      }
+      return lines.join('\n');
+    } finally {
+      await this.tearDown();
+    }
   }
 
   /**
@@ -731,10 +783,22 @@ function describeRequest(req: HttpRequest): string {
   return `${req.method} ${clip(req.path, 300)} [${headers}]${body}`;
 }
 
+/** How the server ended: the first line of an uncaught error Node printed, or a fatal log entry. */
 function crashSignature(exit: Exit): string {
-  const lines = exit.output.split('\n');
-  const error = lines.find((l) => /Error|error/.test(l) && !l.includes('"level":50'));
-  return `exit ${exit.code ?? exit.signal}: ${clip(error ?? lines.at(-1) ?? '', 160)}`;
+  const how = exit.signal ? `killed by ${exit.signal}` : `exit code ${exit.code}`;
+  const lines = exit.output.split('\n').map((l) => l.replace(/^stderr: /, ''));
+  const uncaught = lines.find((l) => !l.startsWith('{') && /(Error|error|FATAL|Abort)/.test(l));
+  if (uncaught) return `${how}: ${clip(uncaught.trim(), 160)}`;
+  for (const line of lines.reverse()) {
+    if (!line.startsWith('{')) continue;
+    try {
+      const entry = JSON.parse(line) as { level?: number; msg?: string; err?: { type?: string; message?: string } };
+      if ((entry.level ?? 0) >= 60) return `${how}: ${entry.msg} ${entry.err?.type}: ${entry.err?.message}`;
+    } catch {
+      // not a log line
+    }
+  }
+  return how;
 }
 
 function abbreviateTopic(topic: string, fleet: Fleet): string {
