@@ -444,6 +444,8 @@ export class FuzzRun {
   // Leaks: what a client receives must be meant for it.
 
   private onMessage(m: Received): void {
+    // While failures are replayed, leaks already found would only be counted again.
+    if (this.replaying) return;
     const leak = this.leakOf(m);
     if (!leak) return;
     this.counts.leak++;
