@@ -526,7 +526,7 @@ export const publishCase: fc.Arbitrary<PublishCase> = fc.record({
   client: fc.constantFrom(...CLIENT_ROLES),
   topic: topicSpec,
   payload,
-  qos: fc.oneof({ weight: 3, arbitrary: fc.constant(0 as const) }, { weight: 1, arbitrary: fc.constant(1 as const) }),
+  qos: fc.oneof({ weight: 6, arbitrary: fc.constant(0 as const) }, { weight: 1, arbitrary: fc.constant(1 as const) }),
   retain: fc.oneof({ weight: 30, arbitrary: fc.constant(false) }, { weight: 1, arbitrary: fc.constant(true) }),
 });
 
