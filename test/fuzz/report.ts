@@ -41,5 +41,9 @@ function formatFailure(f: Failure, n: number): string[] {
     indent('its answer', f.shrunk.response);
   }
   if (f.notReproduced) out.push('   (did not happen again when replayed alone)');
+  if (f.suspects && !f.shrunk) {
+    out.push('   cases in flight when it happened, then the last ones sent:');
+    for (const s of f.suspects) out.push(`     ${s}`);
+  }
   return out;
 }

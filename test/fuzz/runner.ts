@@ -69,6 +69,8 @@ export interface Failure {
   shrunk?: { case: FuzzCase; request?: string; response: string; shrinks: number };
   /** For a crash or 5xx that did not happen again when replayed alone. */
   notReproduced?: true;
+  /** For a crash: the cases in flight when the server died, then the last ones sent (index: case). */
+  suspects?: string[];
 }
 
 export interface FuzzResult {
@@ -255,7 +257,7 @@ export class FuzzRun {
         count: 1,
         detail: `exit code ${exit.code}, signal ${exit.signal}; ${suspects.length} cases in flight or just sent`,
         response: tail(exit.output, 30),
-        ...(suspects[0] ? { caseIndex: suspects[0][0], case: suspects[0][1] } : {}),
+        suspects: suspects.slice(0, 12).map(([i, c]) => `${i}: ${clip(describeCase(c), 300)}`),
       });
       this.log(`server crashed (${signature}); restarting`);
     }
