@@ -315,15 +315,22 @@ export class FuzzRun {
       this.statuses[status] = (this.statuses[status] ?? 0) + 1;
       if (status >= 500) {
         this.counts['5xx']++;
-        this.addFailure({
+        const failure = this.addFailure({
           kind: '5xx',
-          signature: `${status} ${c.method} ${c.route}: ${this.serverError(req.path) ?? outcome.answer.body.slice(0, 200)}`,
+          signature: `${status} ${c.method} ${c.route}`,
           count: 1,
           caseIndex: index,
           case: c,
           request: describeRequest(req),
           response: `${status} ${outcome.answer.body}`,
         });
+        // The server logs the cause after it answered: look for it a moment later.
+        if (failure.caseIndex === index) {
+          setTimeout(() => {
+            const cause = this.serverError(req.path);
+            if (cause) failure.detail = `the server logged ${cause}`;
+          }, 500);
+        }
       }
       if (statePost && status === 200) this.recordRestState(index, c, req, true);
     } else if (outcome.kind === 'timeout') {
@@ -399,7 +406,7 @@ export class FuzzRun {
       this.counts.timeout++;
       this.addFailure({
         kind: 'timeout',
-        signature: `no PUBACK within 5 s and the connection stayed open: ${abbreviateTopic(topic, this.fleet)}`,
+        signature: `no PUBACK within 5 s and the connection stayed open: ${JSON.stringify(abbreviateTopic(topic, this.fleet))}`,
         count: 1,
         caseIndex: index,
         case: c,
@@ -454,10 +461,10 @@ export class FuzzRun {
     const subscriptions = (this.subscriptions.get(m.client) ?? []).filter((s) => topicMatches(s.filter, m.topic));
     this.addFailure({
       kind: 'leak',
-      signature: `${m.client} received ${abbreviateTopic(m.topic, this.fleet)}: ${leak.why}`,
+      signature: `a client of application ${this.fleet.devices[m.client].app} received ${leak.why}`,
       count: 1,
       detail:
-        `topic ${JSON.stringify(m.topic)}, payload ${clip(m.payload.toString('utf8'), 200)}${m.retain ? ' (retained)' : ''}; ` +
+        `${m.client} received topic ${JSON.stringify(abbreviateTopic(m.topic, this.fleet))}, payload ${clip(m.payload.toString('utf8'), 200)}${m.retain ? ' (retained)' : ''}; ` +
         `granted subscriptions of ${m.client} matching it: ${
           subscriptions.map((s) => `${JSON.stringify(s.filter)} (case ${s.caseIndex})`).join(', ') || 'none'
         }`,
@@ -470,21 +477,26 @@ export class FuzzRun {
   /** Why a client should not have received a message, or undefined when it may. */
   private leakOf(m: Received): { why: string; published?: CustomEntry } | undefined {
     const client = this.fleet.devices[m.client];
-    if (m.topic.startsWith('$')) return { why: 'a $ topic' };
+    if (m.topic.startsWith('$')) return { why: 'a message on a $ topic' };
     if (m.topic === 'losant' || m.topic.startsWith('losant/')) {
       const platform = /^losant\/([^/]*)\/([^/]*)$/.exec(m.topic);
       const role = platform?.[1] ? this.fleet.roleOf.get(platform[1]) : undefined;
       if (platform?.[2] === 'command' && role && mayActFor(client, this.fleet.devices[role])) return undefined;
       if (platform?.[2] === 'error' && platform[1] === client.id) return undefined;
-      return { why: platform?.[2] === 'command' ? 'a command of a device it may not act for' : 'a platform topic' };
+      return {
+        why: platform?.[2] === 'command' ? 'a command of a device it may not act for' : 'a message on a platform topic',
+      };
     }
-    if (!mayReceiveCustom(m.client, m.topic)) return { why: 'its key does not let it subscribe to this topic' };
+    if (!mayReceiveCustom(m.client, m.topic)) {
+      return { why: 'a custom-topic message on a topic its key does not let it subscribe to' };
+    }
     const published = this.ledger.customPublishers(m.topic, m.payload);
-    if (!published) return { why: 'a message nobody published' };
+    if (!published) return { why: 'a custom-topic message nobody published' };
     if (published.apps.has(client.app)) return undefined;
-    if (published.apps.size > 0)
-      return { why: `published by application ${[...published.apps].join(', ')} only`, published };
-    return { why: 'published only by clients whose key forbids publishing there', published };
+    if (published.apps.size > 0) {
+      return { why: `a custom-topic message published in application ${[...published.apps].join(', ')}`, published };
+    }
+    return { why: 'a custom-topic message from a client whose key forbids publishing there', published };
   }
 
   // Checkpoints
@@ -562,10 +574,15 @@ export class FuzzRun {
     }
   }
 
-  private addFailure(f: Failure): void {
+  /** Records a failure, or counts it again under the first one with its signature (returned). */
+  private addFailure(f: Failure): Failure {
     const known = this.failures.get(`${f.kind} ${f.signature}`);
-    if (known) known.count++;
-    else this.failures.set(`${f.kind} ${f.signature}`, f);
+    if (known) {
+      known.count++;
+      return known;
+    }
+    this.failures.set(`${f.kind} ${f.signature}`, f);
+    return f;
   }
 
   // Replaying and shrinking
