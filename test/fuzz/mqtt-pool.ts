@@ -126,6 +126,11 @@ class Connection {
     await client.unsubscribeAsync(filters).catch(() => {});
   }
 
+  /** No more connection attempts: waiting and later calls fail. */
+  abort(): void {
+    this.stopped = true;
+  }
+
   async stop(): Promise<void> {
     this.stopped = true;
     await this.client?.endAsync(true).catch(() => {});
@@ -152,6 +157,10 @@ export class MqttPool {
     let n = 0;
     for (const c of this.connections.values()) n += c.closes;
     return n;
+  }
+
+  abort(): void {
+    for (const c of this.connections.values()) c.abort();
   }
 
   async stop(): Promise<void> {

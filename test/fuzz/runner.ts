@@ -170,10 +170,16 @@ export class FuzzRun {
       const started = performance.now();
       let lastLog = started;
       let next = 0;
+      let abortThrown = false;
       const slots = new Slots(this.concurrency);
       const details = await fc.check(
         fc.asyncProperty(fuzzCase, async (c) => {
-          if (this.aborted) return true;
+          if (this.aborted) {
+            // Thrown once, so that fast-check stops generating; its shrink attempts then pass at once.
+            if (abortThrown) return true;
+            abortThrown = true;
+            throw new Error('run aborted');
+          }
           const index = next++;
           try {
             if (index > 0 && index % this.checkpointEvery === 0) {
@@ -270,6 +276,8 @@ export class FuzzRun {
         } catch (err) {
           if (attempt >= 3) {
             this.aborted ??= `the server could not be restarted: ${(err as Error).message}`;
+            // Clients waiting to reconnect give up, so that the cases in flight end.
+            this.pool.abort();
             restarted();
             return;
           }
