@@ -25,6 +25,12 @@ export class Target {
   httpPort = 0;
   adminToken = '';
   private exitListener: ((exit: Exit) => void) | null = null;
+  /** Should the fuzzer itself die, its data directory must not stay behind (the server is stopped by its own hook). */
+  private readonly cleanUp = () => rmSync(this.dataDir, { recursive: true, force: true });
+
+  constructor() {
+    process.once('exit', this.cleanUp);
+  }
 
   get httpUrl(): string {
     return `http://127.0.0.1:${this.httpPort}`;
@@ -58,6 +64,8 @@ export class Target {
     this.adminToken = proc.adminToken;
     const epoch = this.epoch;
     void proc.exited.then(({ code, signal }) => {
+      // Already gone: this only drops the process's clean-up hook (the data directory is ours).
+      void proc.stop();
       if (this.epoch !== epoch) return;
       this.running = false;
       if (!this.stopping) this.exitListener?.({ code, signal, output: proc.output() });
@@ -72,6 +80,7 @@ export class Target {
   async stop(): Promise<void> {
     this.stopping = true;
     if (this.running) await this.process.stop(10_000);
-    rmSync(this.dataDir, { recursive: true, force: true });
+    process.off('exit', this.cleanUp);
+    this.cleanUp();
   }
 }
