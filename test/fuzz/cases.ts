@@ -311,8 +311,6 @@ export function json(value: Json, fleet: Fleet, base: number): string {
   return text.replace(/"\\u0000deep(\d+)\\u0000"/g, (_m, i: string) => deep[Number(i)]!.text());
 }
 
-const MAX_PAYLOAD = 256 * 1024;
-
 export function renderPayload(payload: Payload, fleet: Fleet, base: number): Buffer {
   switch (payload.kind) {
     case 'states': {
@@ -366,8 +364,6 @@ export function renderPayload(payload: Payload, fleet: Fleet, base: number): Buf
       ]);
   }
 }
-
-export { MAX_PAYLOAD };
 
 export function renderTopic(topic: TopicSpec, fleet: Fleet): string {
   switch (topic.kind) {

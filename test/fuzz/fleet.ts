@@ -4,6 +4,7 @@ import {
   ATTRIBUTES_A,
   ATTRIBUTES_B,
   type AttributeDef,
+  appOfRole,
   DEVICE_ROLES,
   type DeviceClass,
   type DeviceRole,
@@ -18,37 +19,35 @@ import {
 } from './model.js';
 
 interface DevicePlan {
-  app: AppRole;
   deviceClass: DeviceClass;
   gateway?: DeviceRole;
   tags?: Array<{ key: string; value: string }>;
 }
 
 const PLAN: Record<DeviceRole, DevicePlan> = {
-  G1: { app: 'A', deviceClass: 'gateway', tags: [{ key: 'site', value: 'north' }] },
-  G2: { app: 'A', deviceClass: 'edgeCompute', tags: [{ key: 'site', value: 'south' }] },
-  S1: { app: 'A', deviceClass: 'standalone', tags: [{ key: 'site', value: 'north' }] },
-  S2: { app: 'A', deviceClass: 'standalone' },
-  S3: { app: 'A', deviceClass: 'standalone', tags: [{ key: '__proto__', value: 'constructor' }] },
-  E1: { app: 'A', deviceClass: 'embedded', tags: [{ key: 'kind', value: 'embedded' }] },
-  P1: { app: 'A', deviceClass: 'peripheral', gateway: 'G1' },
-  P2: { app: 'A', deviceClass: 'peripheral', gateway: 'G2' },
-  P3: { app: 'A', deviceClass: 'peripheral' },
-  F1: { app: 'A', deviceClass: 'floating', tags: [{ key: 'site', value: 'north' }] },
-  GB: { app: 'B', deviceClass: 'gateway', tags: [{ key: 'site', value: 'north' }] },
-  SB: { app: 'B', deviceClass: 'standalone' },
-  PB: { app: 'B', deviceClass: 'peripheral', gateway: 'GB' },
-  FB: { app: 'B', deviceClass: 'floating' },
-  C1: { app: 'C', deviceClass: 'gateway' },
-  C2: { app: 'C', deviceClass: 'peripheral', gateway: 'C1' },
-  C3: { app: 'C', deviceClass: 'standalone' },
+  G1: { deviceClass: 'gateway', tags: [{ key: 'site', value: 'north' }] },
+  G2: { deviceClass: 'edgeCompute', tags: [{ key: 'site', value: 'south' }] },
+  S1: { deviceClass: 'standalone', tags: [{ key: 'site', value: 'north' }] },
+  S2: { deviceClass: 'standalone' },
+  S3: { deviceClass: 'standalone', tags: [{ key: '__proto__', value: 'constructor' }] },
+  E1: { deviceClass: 'embedded', tags: [{ key: 'kind', value: 'embedded' }] },
+  P1: { deviceClass: 'peripheral', gateway: 'G1' },
+  P2: { deviceClass: 'peripheral', gateway: 'G2' },
+  P3: { deviceClass: 'peripheral' },
+  F1: { deviceClass: 'floating', tags: [{ key: 'site', value: 'north' }] },
+  GB: { deviceClass: 'gateway', tags: [{ key: 'site', value: 'north' }] },
+  SB: { deviceClass: 'standalone' },
+  PB: { deviceClass: 'peripheral', gateway: 'GB' },
+  FB: { deviceClass: 'floating' },
+  C1: { deviceClass: 'gateway' },
+  C2: { deviceClass: 'peripheral', gateway: 'C1' },
+  C3: { deviceClass: 'standalone' },
 };
 
-const KEY_PLAN: Record<KeyRole, { app: AppRole; body: Record<string, unknown> }> = {
-  KA: { app: 'A', body: { description: 'all topics', filterType: 'all' } },
-  KN: { app: 'A', body: { description: 'S2 only', deviceIds: ['S2'] } },
+const KEY_PLAN: Record<KeyRole, { body: Record<string, unknown> }> = {
+  KA: { body: { description: 'all topics', filterType: 'all' } },
+  KN: { body: { description: 'S2 only', deviceIds: ['S2'] } },
   KW: {
-    app: 'A',
     body: {
       description: 'whitelist, by tag',
       filterType: 'whitelist',
@@ -57,13 +56,12 @@ const KEY_PLAN: Record<KeyRole, { app: AppRole; body: Record<string, unknown> }>
       subTopics: ['fuzz/#', 'shared/+/x'],
     },
   },
-  KI: { app: 'A', body: { description: 'inactive', status: 'inactive', filterType: 'all' } },
-  KB: { app: 'B', body: { description: 'all topics', filterType: 'all' } },
+  KI: { body: { description: 'inactive', status: 'inactive', filterType: 'all' } },
+  KB: { body: { description: 'all topics', filterType: 'all' } },
   KBL: {
-    app: 'B',
     body: { description: 'blacklist', filterType: 'blacklist', pubTopics: ['secret/#'], subTopics: ['secret/#'] },
   },
-  KC: { app: 'C', body: { description: 'scratch' } },
+  KC: { body: { description: 'scratch' } },
 };
 
 const TOKEN_KEYS: Record<TokenRole, KeyRole> = { G1: 'KA', S1: 'KA', E1: 'KW', GB: 'KB', S2: 'KN' };
@@ -122,11 +120,12 @@ export async function seedFleet(httpUrl: string, adminToken: string): Promise<Fl
   );
   for (const role of order) {
     const plan = PLAN[role];
-    const attributes = attributesOf(plan.app);
+    const app = appOfRole(role);
+    const attributes = attributesOf(app);
     const gatewayId = plan.gateway ? devices[plan.gateway].id : undefined;
     const created = await call<{ id: string }>(
       'POST',
-      `/applications/${apps[plan.app]}/devices`,
+      `/applications/${apps[app]}/devices`,
       {
         name: `${role} ${plan.deviceClass}`,
         deviceClass: plan.deviceClass,
@@ -139,7 +138,7 @@ export async function seedFleet(httpUrl: string, adminToken: string): Promise<Fl
     devices[role] = {
       role,
       id: created.id,
-      app: plan.app,
+      app,
       deviceClass: plan.deviceClass,
       gateway: plan.gateway ?? null,
       attributes,
@@ -148,16 +147,16 @@ export async function seedFleet(httpUrl: string, adminToken: string): Promise<Fl
 
   const keys = {} as Record<KeyRole, FleetKey>;
   for (const role of KEY_ROLES) {
-    const plan = KEY_PLAN[role];
-    const body = { ...plan.body };
+    const app = appOfRole(role);
+    const body = { ...KEY_PLAN[role].body };
     if (Array.isArray(body.deviceIds)) body.deviceIds = (body.deviceIds as DeviceRole[]).map((r) => devices[r].id);
     const created = await call<{ id: string; key: string; secret: string }>(
       'POST',
-      `/applications/${apps[plan.app]}/keys`,
+      `/applications/${apps[app]}/keys`,
       body,
       201,
     );
-    keys[role] = { role, id: created.id, app: plan.app, key: created.key, secret: created.secret };
+    keys[role] = { role, id: created.id, app, key: created.key, secret: created.secret };
   }
 
   const tokens = {} as Record<TokenRole, string>;

@@ -5,9 +5,8 @@
  * every bug in it.
  */
 
-/** Applications: A and B are watched by the oracle, C is the scratch area admin mutations go to, Z holds the barrier device. */
-export const APP_ROLES = ['A', 'B', 'C'] as const;
-export type AppRole = (typeof APP_ROLES)[number];
+/** Applications: A and B are watched by the oracle, C is the scratch area admin mutations go to. */
+export type AppRole = 'A' | 'B' | 'C';
 
 export const DEVICE_ROLES = [
   'G1', // gateway (A)

@@ -138,8 +138,6 @@ export class FuzzRun {
   private readonly failures = new Map<string, Failure>();
   private readonly counts: Record<FailureKind, number> = { crash: 0, '5xx': 0, corruption: 0, leak: 0, timeout: 0 };
   private readonly statuses: Record<string, number> = {};
-  /** Time from sending a case to its answer, by kind. */
-  readonly timing: Record<string, { n: number; ms: number; max: number }> = {};
   private readonly stats = { mqtt: 0, subscribe: 0, rest: 0, checkpoints: 0 };
   private readonly inFlight = new Map<number, FuzzCase>();
   /** Filters each client was granted, with the case that subscribed (for leak reports). */
@@ -290,7 +288,6 @@ export class FuzzRun {
 
   private async execute(index: number, c: FuzzCase): Promise<void> {
     this.inFlight.set(index, c);
-    const t0 = performance.now();
     try {
       if (c.kind === 'rest') await this.executeRest(index, c);
       else if (c.kind === 'publish') await this.executePublish(index, c);
@@ -299,13 +296,6 @@ export class FuzzRun {
       // A case that throws is a bug of the harness, not of the server: stop the run.
       this.aborted ??= `harness error on case ${index}: ${(err as Error).stack ?? String(err)}`;
     } finally {
-      const kind = c.kind === 'rest' ? `rest ${c.route}` : c.kind;
-      const t = this.timing[kind] ?? { n: 0, ms: 0, max: 0 };
-      this.timing[kind] = t;
-      const ms = performance.now() - t0;
-      t.n++;
-      t.ms += ms;
-      t.max = Math.max(t.max, ms);
       this.inFlight.delete(index);
       this.recent.push([index, c]);
       if (this.recent.length > RECENT) this.recent.shift();
