@@ -1,6 +1,7 @@
 /**
  * The real server as a child process: `node dist/src/cli.js serve` on port 0 with a fresh data
- * directory, its URLs read from the lines it prints once listening.
+ * directory, its URLs read from the lines it prints once listening. The fuzzer (test/fuzz/) also
+ * restarts it on the same data directory and ports after a crash.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -10,7 +11,25 @@ import path from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 
-const CLI = fileURLToPath(new URL('../src/cli.js', import.meta.url));
+// Compiled, this module sits in dist/bench next to dist/src; run from source (Vitest), it sits in bench/.
+const CLI = fileURLToPath(
+  new URL(import.meta.url.endsWith('.ts') ? '../dist/src/cli.js' : '../src/cli.js', import.meta.url),
+);
+
+export interface GatehouseProcessOptions {
+  startupMs?: number;
+  /** An existing data directory (a restart); stop() leaves it in place. Default: a fresh one, removed by stop(). */
+  dataDir?: string;
+  /** Default 0 (a free port); a restart passes the ports of the previous run so clients can reconnect. */
+  mqttPort?: number;
+  httpPort?: number;
+  /** Default: a random one. A restart on an existing data directory must pass the first one. */
+  adminToken?: string;
+  /** Keep only the last lines of output (default: all of it). */
+  outputLines?: number;
+  /** Extra `serve` arguments, e.g. `['--log-level', 'warn']`. */
+  serveArgs?: string[];
+}
 
 export interface GatehouseProcess {
   pid: number;
@@ -22,32 +41,46 @@ export interface GatehouseProcess {
   dbFile: string;
   /** Server output (both streams) so far, for error reports. */
   output(): string;
-  /** SIGTERM, wait for exit (SIGKILL after `ms`), remove the data directory. Idempotent. */
+  /** Resolves when the process has exited, however it ended (a crash, a signal, stop()). */
+  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+  /** SIGTERM, wait for exit (SIGKILL after `ms`), remove the data directory if it was created here. Idempotent. */
   stop(ms?: number): Promise<number | null>;
 }
 
-export async function startGatehouseProcess(startupMs = 30_000): Promise<GatehouseProcess> {
-  const dataDir = mkdtempSync(path.join(tmpdir(), 'gatehouse-bench-'));
-  const adminToken = `bench-${randomBytes(18).toString('hex')}`;
+export async function startGatehouseProcess(options: GatehouseProcessOptions = {}): Promise<GatehouseProcess> {
+  const { startupMs = 30_000, outputLines = Number.POSITIVE_INFINITY } = options;
+  const ownDir = options.dataDir === undefined;
+  const dataDir = options.dataDir ?? mkdtempSync(path.join(tmpdir(), 'gatehouse-bench-'));
+  const adminToken = options.adminToken ?? `bench-${randomBytes(18).toString('hex')}`;
   // BENCH_SERVER_ARGS: extra node flags for the server, e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof".
   const nodeArgs = (process.env.BENCH_SERVER_ARGS ?? '').split(' ').filter(Boolean);
-  const child = spawn(process.execPath, [...nodeArgs, CLI, 'serve'], {
+  const child = spawn(process.execPath, [...nodeArgs, CLI, 'serve', ...(options.serveArgs ?? [])], {
     env: {
       ...process.env,
       GATEHOUSE_DATA_DIR: dataDir,
-      GATEHOUSE_MQTT_PORT: '0',
-      GATEHOUSE_HTTP_PORT: '0',
+      GATEHOUSE_MQTT_PORT: String(options.mqttPort ?? 0),
+      GATEHOUSE_HTTP_PORT: String(options.httpPort ?? 0),
       GATEHOUSE_HOST: '127.0.0.1',
       GATEHOUSE_ADMIN_TOKEN: adminToken,
     },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   const log: string[] = [];
-  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  const record = (line: string) => {
+    log.push(line);
+    if (log.length > outputLines) log.shift();
+  };
+  const ended = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
+    child.once('exit', (code, signal) => resolve({ code, signal })),
+  );
+  const exited = ended.then(({ code }) => code);
+  const removeDir = () => {
+    if (ownDir) rmSync(dataDir, { recursive: true, force: true });
+  };
   // Should the benchmark die without its clean-up, the server must not outlive it.
   const onExit = () => {
     child.kill('SIGTERM');
-    rmSync(dataDir, { recursive: true, force: true });
+    removeDir();
   };
   process.once('exit', onExit);
   let stopping: Promise<number | null> | undefined;
@@ -55,7 +88,7 @@ export async function startGatehouseProcess(startupMs = 30_000): Promise<Gatehou
     stopping ??= (async () => {
       const code = await terminate(child, exited, ms);
       process.off('exit', onExit);
-      rmSync(dataDir, { recursive: true, force: true });
+      removeDir();
       return code;
     })();
     return stopping;
@@ -67,7 +100,7 @@ export async function startGatehouseProcess(startupMs = 30_000): Promise<Gatehou
       let http: string | undefined;
       const timer = setTimeout(() => reject(new Error(`server did not start within ${startupMs} ms`)), startupMs);
       const onLine = (line: string) => {
-        log.push(line);
+        record(line);
         const m = /^mqtt listening on (mqtt:\/\/\S+)$/.exec(line);
         if (m?.[1]) mqtt = m[1];
         const h = /^http listening on (http:\/\/\S+)$/.exec(line);
@@ -78,7 +111,7 @@ export async function startGatehouseProcess(startupMs = 30_000): Promise<Gatehou
         }
       };
       createInterface({ input: child.stdout! }).on('line', onLine);
-      createInterface({ input: child.stderr! }).on('line', (line) => log.push(`stderr: ${line}`));
+      createInterface({ input: child.stderr! }).on('line', (line) => record(`stderr: ${line}`));
       child.once('error', (err) => {
         clearTimeout(timer);
         reject(err);
@@ -99,6 +132,7 @@ export async function startGatehouseProcess(startupMs = 30_000): Promise<Gatehou
       dataDir,
       dbFile: path.join(dataDir, 'gatehouse.db'),
       output: () => log.join('\n'),
+      exited: ended,
       stop,
     };
   } catch (err) {

@@ -343,73 +343,11 @@ describe('gatehouse serve', () => {
   );
 
   it('keeps every acknowledged QoS 1 state across SIGTERM while a device is publishing', async () => {
-    const dataDir = tempDir();
-    const run = serve(['--data-dir', dataDir, '--mqtt-port', '0', '--http-port', '0']);
-    const urls = await run.listening();
-    const api = async <T>(method: string, url: string, body?: unknown): Promise<T> => {
-      const res = await fetch(`${urls.http}${url}`, {
-        method,
-        headers: { authorization: `Bearer ${ADMIN}`, 'content-type': 'application/json' },
-        ...(body ? { body: JSON.stringify(body) } : {}),
-      });
-      return (await res.json()) as T;
-    };
-    const app = await api<{ id: string }>('POST', '/applications', {
-      name: 'shutdown',
-      rateLimit: { messages: 0, windowSeconds: 15 },
-    });
-    const device = await api<{ id: string }>('POST', `/applications/${app.id}/devices`, {
-      name: 'd',
-      attributes: [{ name: 'seq', dataType: 'number' }],
-    });
-    const key = await api<{ key: string; secret: string }>('POST', `/applications/${app.id}/keys`, {});
-    const client = await mqtt.connectAsync(urls.mqtt, {
-      clientId: device.id,
-      username: key.key,
-      password: key.secret,
-      reconnectPeriod: 0,
-    });
-    client.on('error', () => {});
-    const closed = new Promise<void>((resolve) => client.once('close', () => resolve()));
-    const base = Date.now();
-    const acked: number[] = [];
-    let seq = 0;
-    const publishing = (async () => {
-      const start = Date.now();
-      while (Date.now() - start < 5000) {
-        const n = seq++;
-        try {
-          await client.publishAsync(`losant/${device.id}/state`, JSON.stringify({ data: { seq: n }, time: base + n }), {
-            qos: 1,
-          });
-          acked.push(n);
-        } catch {
-          return;
-        }
-        if (!client.connected) return;
-      }
-    })();
-    await new Promise((r) => setTimeout(r, 300));
-    run.child.kill('SIGTERM');
-    expect(await run.exited).toBe(0);
-    // A publish in flight when the server went away is never acknowledged: stop waiting at close.
-    await Promise.race([publishing, closed]);
-    await client.endAsync(true).catch(() => {});
-    expect(acked.length).toBeGreaterThan(0);
+    await publishThroughStop('SIGTERM');
+  });
 
-    const again = serve(['--data-dir', dataDir, '--mqtt-port', '0', '--http-port', '0']);
-    const urls2 = await again.listening();
-    const res = await fetch(
-      `${urls2.http}/applications/${app.id}/devices/${device.id}/state?limit=10000&sortDirection=asc&start=0`,
-      {
-        headers: { authorization: `Bearer ${ADMIN}` },
-      },
-    );
-    const states = (await res.json()) as Array<{ data: { seq: number } }>;
-    const stored = new Set(states.map((s) => s.data.seq));
-    expect(acked.filter((n) => !stored.has(n))).toEqual([]);
-    again.child.kill('SIGTERM');
-    await again.exited;
+  it('keeps every acknowledged QoS 1 state across SIGKILL while a device is publishing', async () => {
+    await publishThroughStop('SIGKILL');
   });
 });
 
@@ -471,3 +409,83 @@ describe('gatehouse token create', () => {
     );
   });
 });
+
+/**
+ * A device publishes QoS 1 states as fast as PUBACKs come back; the server gets `signal` in the
+ * middle of it and is started again on the same data directory. Every state acknowledged before
+ * the stop must be stored: SIGTERM shuts down cleanly, and after SIGKILL nothing may be missing
+ * either, since a PUBACK is sent only once its state is committed to disk.
+ */
+async function publishThroughStop(signal: 'SIGTERM' | 'SIGKILL'): Promise<void> {
+  const dataDir = tempDir();
+  const run = serve(['--data-dir', dataDir, '--mqtt-port', '0', '--http-port', '0']);
+  const urls = await run.listening();
+  const api = async <T>(method: string, url: string, body?: unknown): Promise<T> => {
+    const res = await fetch(`${urls.http}${url}`, {
+      method,
+      headers: { authorization: `Bearer ${ADMIN}`, 'content-type': 'application/json' },
+      ...(body ? { body: JSON.stringify(body) } : {}),
+    });
+    return (await res.json()) as T;
+  };
+  const app = await api<{ id: string }>('POST', '/applications', {
+    name: 'shutdown',
+    rateLimit: { messages: 0, windowSeconds: 15 },
+  });
+  const device = await api<{ id: string }>('POST', `/applications/${app.id}/devices`, {
+    name: 'd',
+    attributes: [{ name: 'seq', dataType: 'number' }],
+  });
+  const key = await api<{ key: string; secret: string }>('POST', `/applications/${app.id}/keys`, {});
+  const client = await mqtt.connectAsync(urls.mqtt, {
+    clientId: device.id,
+    username: key.key,
+    password: key.secret,
+    reconnectPeriod: 0,
+  });
+  client.on('error', () => {});
+  const closed = new Promise<void>((resolve) => client.once('close', () => resolve()));
+  const base = Date.now();
+  const acked: number[] = [];
+  let seq = 0;
+  // Twenty publishes in flight, so that the stop lands in the middle of group commits.
+  const publisher = async () => {
+    const start = Date.now();
+    while (Date.now() - start < 5000) {
+      const n = seq++;
+      try {
+        await client.publishAsync(`losant/${device.id}/state`, JSON.stringify({ data: { seq: n }, time: base + n }), {
+          qos: 1,
+        });
+        acked.push(n);
+      } catch {
+        return;
+      }
+      if (!client.connected) return;
+    }
+  };
+  const publishing = Promise.all(Array.from({ length: 20 }, publisher));
+  while (acked.length < 200 && client.connected) await new Promise((r) => setTimeout(r, 10));
+  run.child.kill(signal);
+  // SIGTERM ends with exit code 0; SIGKILL leaves no code, only the signal.
+  expect(await run.exited).toBe(signal === 'SIGTERM' ? 0 : null);
+  expect(run.child.signalCode).toBe(signal === 'SIGTERM' ? null : 'SIGKILL');
+  // A publish in flight when the server went away is never acknowledged: stop waiting at close.
+  await Promise.race([publishing, closed]);
+  await client.endAsync(true).catch(() => {});
+  expect(acked.length).toBeGreaterThan(0);
+
+  const again = serve(['--data-dir', dataDir, '--mqtt-port', '0', '--http-port', '0']);
+  const urls2 = await again.listening();
+  const res = await fetch(
+    `${urls2.http}/applications/${app.id}/devices/${device.id}/state?limit=10000&sortDirection=asc&start=0`,
+    {
+      headers: { authorization: `Bearer ${ADMIN}` },
+    },
+  );
+  const states = (await res.json()) as Array<{ data: { seq: number } }>;
+  const stored = new Set(states.map((s) => s.data.seq));
+  expect(acked.filter((n) => !stored.has(n))).toEqual([]);
+  again.child.kill('SIGTERM');
+  await again.exited;
+}
