@@ -87,7 +87,7 @@ export class StreamHub {
       'x-accel-buffering': 'no',
     });
     // HEAD (which Fastify answers for every GET route) gets the headers of a stream, not a stream.
-    if (reply.request.method === 'HEAD') {
+    if (reply.request?.method === 'HEAD') {
       raw.end();
       return;
     }
