@@ -186,6 +186,16 @@ export async function eventually<T>(
 
 export const FLEET_ATTRIBUTES = ATTRIBUTES;
 
+/** A device token from `POST /auth/device` for a device and an access key (throws unless 200). */
+export async function deviceToken(
+  server: TestServer,
+  deviceId: string,
+  credentials: { key: string; secret: string },
+): Promise<string> {
+  const { key, secret } = credentials;
+  return ok(await server.http<{ token: string }>('POST', '/auth/device', { deviceId, key, secret }, null), 200).token;
+}
+
 /** A device log entry as `GET .../logs` answers it: `{kind, time, ...details}`. */
 export interface LogEntry {
   kind: 'connect' | 'disconnect' | 'authFailed' | 'rejected' | 'dropped' | 'inactive' | 'suppressed';

@@ -7,6 +7,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   createFleet,
+  deviceToken,
   eventually,
   ok,
   type SeedFleet,
@@ -185,15 +186,7 @@ describe('application communication log', () => {
   });
 
   it('refuses bad queries and callers that may not read it', async () => {
-    const token = ok(
-      await server.http<{ token: string }>(
-        'POST',
-        '/auth/device',
-        { deviceId: fleet.standalone, key: fleet.key, secret: fleet.secret },
-        null,
-      ),
-      200,
-    ).token;
+    const token = await deviceToken(server, fleet.standalone, fleet);
     const cases: Array<[string, string | null | undefined, number, string]> = [
       ['', null, 401, 'Unauthorized'],
       ['', token, 403, 'Forbidden'],

@@ -4,7 +4,7 @@
  * peripheral, then queried and compared with values computed by hand.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createFleet, ok, type SeedFleet, startTestServer, type TestServer } from '../helpers/server.js';
+import { createFleet, deviceToken, ok, type SeedFleet, startTestServer, type TestServer } from '../helpers/server.js';
 
 const S = 1000;
 const RES = 120 * S;
@@ -46,15 +46,7 @@ describe('data queries', () => {
     for (const id of [fleet.standalone, fleet.bound]) {
       ok(await server.http('PATCH', `${appUrl()}/devices/${id}`, { tags: [{ key: 'zone', value: 'north' }] }), 200);
     }
-    gatewayToken = ok(
-      await server.http<{ token: string }>(
-        'POST',
-        '/auth/device',
-        { deviceId: fleet.gateway, key: fleet.key, secret: fleet.secret },
-        null,
-      ),
-      200,
-    ).token;
+    gatewayToken = await deviceToken(server, fleet.gateway, fleet);
     // standalone, with the API token; buckets of 2 min from B, end B + 450 s:
     // 0: temperature 10, 20, 6; label a, b; on true. 1: temperature 4; on false. 2: empty.
     // 3: temperature 7, 2 (at the end). After the end: temperature 1000.

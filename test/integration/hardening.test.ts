@@ -9,7 +9,15 @@ import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createApi } from '../../src/api/app.js';
 import { ERROR_TYPES, type ErrorType } from '../../src/core/errors.js';
-import { ADMIN_TOKEN, createFleet, ok, type SeedFleet, startTestServer, type TestServer } from '../helpers/server.js';
+import {
+  ADMIN_TOKEN,
+  createFleet,
+  deviceToken,
+  ok,
+  type SeedFleet,
+  startTestServer,
+  type TestServer,
+} from '../helpers/server.js';
 import { openStream } from '../helpers/sse.js';
 
 interface Answer {
@@ -199,15 +207,7 @@ describe('REST hardening', () => {
       await server.http<{ items: Array<{ id: string }> }>('GET', `/applications/${fleet.applicationId}/keys`),
       200,
     ).items[0]!.id;
-    gatewayToken = ok(
-      await server.http<{ token: string }>(
-        'POST',
-        '/auth/device',
-        { deviceId: fleet.gateway, key: fleet.key, secret: fleet.secret },
-        null,
-      ),
-      200,
-    ).token;
+    gatewayToken = await deviceToken(server, fleet.gateway, fleet);
   });
   afterAll(() => server.stop());
 
@@ -634,15 +634,7 @@ describe('REST hardening', () => {
   describe('429', () => {
     it('carries Retry-After: whole seconds until the window frees', async () => {
       const limited = await createFleet(server, { application: { rateLimit: { messages: 2, windowSeconds: 30 } } });
-      const token = ok(
-        await server.http<{ token: string }>(
-          'POST',
-          '/auth/device',
-          { deviceId: limited.gateway, key: limited.key, secret: limited.secret },
-          null,
-        ),
-        200,
-      ).token;
+      const token = await deviceToken(server, limited.gateway, limited);
       for (const target of [limited.gateway, limited.bound]) {
         const url = `/applications/${limited.applicationId}/devices/${target}/state`;
         const post = () => send('POST', url, { body: '{"data":{"temperature":1}}', token });

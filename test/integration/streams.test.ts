@@ -11,6 +11,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import {
   ADMIN_TOKEN,
   createFleet,
+  deviceToken,
   eventually,
   ok,
   type SeedFleet,
@@ -31,16 +32,7 @@ describe('live streams', () => {
     open.push(s);
     return s;
   };
-  const deviceToken = async (deviceId: string) =>
-    ok(
-      await server.http<{ token: string }>(
-        'POST',
-        '/auth/device',
-        { deviceId, key: fleet.key, secret: fleet.secret },
-        null,
-      ),
-      200,
-    ).token;
+  const tokenOf = (deviceId: string) => deviceToken(server, deviceId, fleet);
   const postState = async (deviceId: string, body: unknown, token?: string) =>
     ok(await server.http('POST', `${base()}/devices/${deviceId}/state`, body, token), 200);
   const command = async (deviceId: string, name: string) =>
@@ -94,7 +86,7 @@ describe('live streams', () => {
     await publishState(gateway, fleet.bound, { temperature: 21 });
     // Another device's state never shows on this stream.
     await publishState(gateway, fleet.floating, { temperature: 99 });
-    const token = await deviceToken(fleet.gateway);
+    const token = await tokenOf(fleet.gateway);
     await postState(fleet.bound, { data: { temperature: 22, label: 'rest' } }, token);
     await postState(fleet.bound, { data: { temperature: 23 } }); // API token
 
@@ -119,7 +111,7 @@ describe('live streams', () => {
   });
 
   it('streams the commands of a device, to the device itself', async () => {
-    const token = await deviceToken(fleet.standalone);
+    const token = await tokenOf(fleet.standalone);
     const s = await stream(`${base()}/devices/${fleet.standalone}/commandStream`, { token });
     expect(s.status).toBe(200);
     await command(fleet.gateway, 'not-mine');
@@ -321,7 +313,7 @@ describe('live streams', () => {
   });
 
   it('refuses streams to whoever may not read them', async () => {
-    const standaloneToken = await deviceToken(fleet.standalone);
+    const standaloneToken = await tokenOf(fleet.standalone);
     const otherApp = ok(await server.http<{ id: string }>('POST', '/applications', { name: 'other' }));
     const stranger = ok(
       await server.http<{ id: string }>('POST', `/applications/${otherApp.id}/devices`, { name: 'stranger' }),
@@ -362,15 +354,7 @@ describe('live streams', () => {
     const key = ok(
       await server.http<{ id: string; key: string; secret: string }>('POST', `${base()}/keys`, { description: 'temp' }),
     );
-    const token = ok(
-      await server.http<{ token: string }>(
-        'POST',
-        '/auth/device',
-        { deviceId: fleet.standalone, key: key.key, secret: key.secret },
-        null,
-      ),
-      200,
-    ).token;
+    const token = await deviceToken(server, fleet.standalone, key);
     const s = await stream(`${base()}/devices/${fleet.standalone}/commandStream`, { token });
     await command(fleet.standalone, 'before');
     await s.waitFor(1);
