@@ -129,7 +129,8 @@ export class Ledger {
   recordState(device: DeviceRole, reporter: string, payload: Buffer, caseIndex: number): void {
     let parsed: unknown;
     try {
-      parsed = JSON.parse(payload.toString('utf8'));
+      // As the server reads it: a leading byte order mark is ignored (RFC 8259 allows it).
+      parsed = JSON.parse(new TextDecoder('utf-8').decode(payload));
     } catch {
       return;
     }

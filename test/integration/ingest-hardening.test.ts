@@ -84,6 +84,14 @@ describe('ingest hardening', () => {
     expect(history.filter((s) => s.data.temperature === 3)).toHaveLength(2);
   });
 
+  it('ignores a UTF-8 byte order mark before a JSON payload, as RFC 8259 allows, on both protocols', async () => {
+    const bom = '\uFEFF';
+    expect((await postState(fleet.standalone, `${bom}{"data":{"temperature":11}}`)).status).toBe(200);
+    await client.publishAsync(stateTopic(fleet.standalone), `${bom}{"data":{"temperature":12}}`, { qos: 1 });
+    const values = (await stateHistory(server, fleet.applicationId, fleet.standalone)).map((s) => s.data.temperature);
+    expect(values).toEqual(expect.arrayContaining([11, 12]));
+  });
+
   it('refuses 1e999 (Infinity after JSON parsing) for string and number attributes, storing nothing', async () => {
     const before = await stateHistory(server, fleet.applicationId, fleet.floating);
     const answer = await postState(fleet.floating, '{"data":{"label":1e999,"temperature":-1e999}}');

@@ -246,6 +246,13 @@ describe('MQTT limits', () => {
     expect(await stateHistory(server, app, id)).toEqual([]);
   });
 
+  it('closes a connection that publishes to an empty topic [MQTT-4.7.3-1]', async () => {
+    const client = await raw(devices.nul as string);
+    client.send({ cmd: 'publish', topic: '', payload: 'x', qos: 1, messageId: 1 });
+    await client.closed;
+    expect(client.received.filter((p) => p.cmd === 'puback')).toEqual([]);
+  });
+
   it('closes a connection that subscribes to a filter holding U+0000', async () => {
     const client = await raw(devices.nulSub as string);
     client.send({ cmd: 'subscribe', messageId: 1, subscriptions: [{ topic: 'a/\u0000', qos: 0 }] });
