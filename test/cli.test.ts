@@ -81,6 +81,25 @@ function adminApi(base: string, token = ADMIN) {
   };
 }
 
+/** An application, one device and a key made over REST, and a real MQTT client connected as the device. */
+async function connectedDevice(
+  urls: { http: string; mqtt: string },
+  application: Record<string, unknown>,
+  deviceBody: Record<string, unknown>,
+) {
+  const api = adminApi(urls.http);
+  const app = await api<{ id: string }>('POST', '/applications', application);
+  const device = await api<{ id: string }>('POST', `/applications/${app.id}/devices`, deviceBody);
+  const key = await api<{ key: string; secret: string }>('POST', `/applications/${app.id}/keys`, {});
+  const client = await mqtt.connectAsync(urls.mqtt, {
+    clientId: device.id,
+    username: key.key,
+    password: key.secret,
+    reconnectPeriod: 0,
+  });
+  return { api, app, device, client };
+}
+
 /** Polls `check` until it is truthy. */
 async function eventually(check: () => Promise<boolean> | boolean, ms = 5000): Promise<void> {
   const deadline = Date.now() + ms;
@@ -221,16 +240,7 @@ describe('gatehouse serve', () => {
     const dataDir = tempDir();
     const first = serve(['--data-dir', dataDir, '--mqtt-port', '0', '--http-port', '0']);
     const urls = await first.listening();
-    const api = adminApi(urls.http);
-    const app = await api<{ id: string }>('POST', '/applications', { name: 'one server' });
-    const device = await api<{ id: string }>('POST', `/applications/${app.id}/devices`, { name: 'd' });
-    const key = await api<{ key: string; secret: string }>('POST', `/applications/${app.id}/keys`, {});
-    const client = await mqtt.connectAsync(urls.mqtt, {
-      clientId: device.id,
-      username: key.key,
-      password: key.secret,
-      reconnectPeriod: 0,
-    });
+    const { api, app, device, client } = await connectedDevice(urls, { name: 'one server' }, { name: 'd' });
     try {
       const connected = async () =>
         (
@@ -420,29 +430,11 @@ async function publishThroughStop(signal: 'SIGTERM' | 'SIGKILL'): Promise<void> 
   const dataDir = tempDir();
   const run = serve(['--data-dir', dataDir, '--mqtt-port', '0', '--http-port', '0']);
   const urls = await run.listening();
-  const api = async <T>(method: string, url: string, body?: unknown): Promise<T> => {
-    const res = await fetch(`${urls.http}${url}`, {
-      method,
-      headers: { authorization: `Bearer ${ADMIN}`, 'content-type': 'application/json' },
-      ...(body ? { body: JSON.stringify(body) } : {}),
-    });
-    return (await res.json()) as T;
-  };
-  const app = await api<{ id: string }>('POST', '/applications', {
-    name: 'shutdown',
-    rateLimit: { messages: 0, windowSeconds: 15 },
-  });
-  const device = await api<{ id: string }>('POST', `/applications/${app.id}/devices`, {
-    name: 'd',
-    attributes: [{ name: 'seq', dataType: 'number' }],
-  });
-  const key = await api<{ key: string; secret: string }>('POST', `/applications/${app.id}/keys`, {});
-  const client = await mqtt.connectAsync(urls.mqtt, {
-    clientId: device.id,
-    username: key.key,
-    password: key.secret,
-    reconnectPeriod: 0,
-  });
+  const { app, device, client } = await connectedDevice(
+    urls,
+    { name: 'shutdown', rateLimit: { messages: 0, windowSeconds: 15 } },
+    { name: 'd', attributes: [{ name: 'seq', dataType: 'number' }] },
+  );
   client.on('error', () => {});
   const closed = new Promise<void>((resolve) => client.once('close', () => resolve()));
   const base = Date.now();
