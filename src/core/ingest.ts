@@ -109,8 +109,10 @@ function ingestFor(platform: Platform, req: IngestRequest, found: Device | undef
     data: s.data,
     reportedBy,
   }));
-  const issueSummary = parsed.issues.length > 0 ? summarizeIssues(parsed.issues) : '"data" holds no attribute';
-  if (states.length === 0) return platform.reject(req, device, 400, `nothing to store: ${issueSummary}`);
+  const issueSummary = parsed.issues.length > 0 ? summarizeIssues(parsed.issues) : '';
+  if (states.length === 0) {
+    return platform.reject(req, device, 400, `nothing to store: ${issueSummary || '"data" holds no attribute'}`);
+  }
   // One entry per message, whatever the number of values left out of it.
   const issueLogs =
     parsed.issues.length === 0
@@ -145,7 +147,7 @@ function ingestFor(platform: Platform, req: IngestRequest, found: Device | undef
     stored: states.length,
     issues: parsed.issues.slice(0, MAX_ISSUES_LISTED),
     issueCount: parsed.issues.length,
-    issueSummary: parsed.issues.length > 0 ? issueSummary : '',
+    issueSummary,
     committed,
   };
 }

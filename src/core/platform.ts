@@ -338,7 +338,7 @@ export class Platform {
     const [key, limit] =
       principal.kind === 'device'
         ? [
-            `d:${principal.device.id}`,
+            this.limitKey(principal.device, undefined).key,
             this.registry.applicationCached(principal.device.applicationId)?.rateLimit ?? DEFAULT_RATE_LIMIT,
           ]
         : [`c:api:${applicationId}`, API_COMMAND_LIMIT];
@@ -346,7 +346,7 @@ export class Platform {
       throw new GatehouseError(
         'RateLimited',
         `Rate limit exceeded: at most ${limit.messages} commands per ${limit.windowSeconds} s from this sender`,
-        { retryAfterSeconds: Math.max(1, Math.ceil(this.limiter.blockedFor(key, limit, now) / 1000)) },
+        { retryAfterSeconds: Math.max(1, this.limiter.retryAfterSeconds(key, now)) },
       );
     }
   }
