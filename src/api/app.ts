@@ -4,12 +4,14 @@
  * `{ type, message }` with its HTTP status.
  */
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
-import Fastify, { type FastifyError, type FastifyInstance, LogController } from 'fastify';
+import Fastify, { type FastifyError, type FastifyInstance, type FastifyRequest, LogController } from 'fastify';
+import { CSRF_HEADER, csrfMatches } from '../core/accounts.js';
 import { GatehouseError } from '../core/errors.js';
 import type { Platform } from '../core/platform.js';
 import type { Principal } from '../domain/authorization.js';
 import { MAX_PAYLOAD_BYTES } from '../domain/state.js';
 import { clip, describeError, firstPath, frameworkError, isNonFinite, isPrototypeKey } from './errors.js';
+import { accountRoutes, sessionCookie } from './routes/accounts.js';
 import { appLogRoutes } from './routes/app-log.js';
 import { applicationRoutes } from './routes/applications.js';
 import { authRoutes } from './routes/auth.js';
@@ -17,12 +19,17 @@ import { dataQueryRoutes } from './routes/data-queries.js';
 import { deviceDataRoutes } from './routes/device-data.js';
 import { deviceRoutes } from './routes/devices.js';
 import { keyRoutes } from './routes/keys.js';
+import { memberRoutes } from './routes/members.js';
 import { streamRoutes } from './routes/streams.js';
 import { StreamHub, type StreamHubOptions, unusedConnections } from './streams.js';
 
 declare module 'fastify' {
   interface FastifyRequest {
     principal: Principal | null;
+    /** The browser session the request came with (cookie), if it came with one. */
+    sessionId: string | null;
+    /** That session's CSRF token, for `GET /me` to hand back to the page. */
+    csrfToken: string | null;
   }
   interface FastifyInstance {
     /** Open live streams; `closeAll()` ends them (shutdown). */
@@ -72,8 +79,11 @@ export function createApi(platform: Platform, options: { streams?: StreamHubOpti
   });
 
   app.decorateRequest('principal', null);
+  app.decorateRequest('sessionId', null);
+  app.decorateRequest('csrfToken', null);
   const streams = new StreamHub(platform.bus, options.streams);
   app.decorate('streams', streams);
+  platform.accounts.onChange(() => streams.recheck());
   // Open streams, and connections that never sent a request, would keep close() waiting: end them first.
   const unused = unusedConnections(app.server);
   app.addHook('preClose', async () => {
@@ -83,7 +93,7 @@ export function createApi(platform: Platform, options: { streams?: StreamHubOpti
   app.addHook('onRequest', async (request) => {
     if (request.routeOptions.config.public) return;
     if (!request.routeOptions.url) return; // unknown route: answered 404 by the not-found handler
-    request.principal = await platform.authenticateBearer(request.headers.authorization, request.ip);
+    await authenticate(platform, request);
   });
 
   // After validation: a number no schema bound can catch (see isNonFinite) is refused by its path.
@@ -107,6 +117,8 @@ export function createApi(platform: Platform, options: { streams?: StreamHubOpti
 
   app.get('/health', { config: { public: true } }, async () => ({ status: 'ok' }));
   app.register(authRoutes(platform));
+  app.register(accountRoutes(platform.accounts));
+  app.register(memberRoutes(platform.accounts, platform.registry));
   app.register(applicationRoutes(platform));
   app.register(deviceRoutes(platform));
   app.register(keyRoutes(platform));
@@ -115,4 +127,37 @@ export function createApi(platform: Platform, options: { streams?: StreamHubOpti
   app.register(appLogRoutes(platform));
   app.register(dataQueryRoutes(platform));
   return app;
+}
+
+const SAFE_METHODS = new Set(['GET', 'HEAD', 'OPTIONS']);
+
+/**
+ * Who sent the request: a bearer token (API, device or gateway token) when there is an
+ * Authorization header, otherwise the browser session of the cookie. A cookie alone is sent by
+ * the browser whichever page asks, so a request that changes something must also carry the
+ * session's CSRF token in a header, which another site's page cannot read.
+ */
+async function authenticate(platform: Platform, request: FastifyRequest): Promise<void> {
+  if (request.headers.authorization !== undefined) {
+    request.principal = await platform.authenticateBearer(request.headers.authorization, request.ip);
+    return;
+  }
+  const cookie = sessionCookie(request);
+  if (cookie === undefined) {
+    throw new GatehouseError(
+      'Unauthorized',
+      'missing or malformed Authorization: Bearer header, and no session cookie',
+    );
+  }
+  const found = await platform.accounts.session(cookie);
+  if (!found) throw new GatehouseError('Unauthorized', 'the session has ended or is not valid; sign in again');
+  if (!SAFE_METHODS.has(request.method)) {
+    const sent = request.headers[CSRF_HEADER];
+    if (!csrfMatches(found.csrfToken, Array.isArray(sent) ? sent[0] : sent)) {
+      throw new GatehouseError('Forbidden', `a request signed in by cookie needs the session's ${CSRF_HEADER} header`);
+    }
+  }
+  request.principal = await platform.accounts.principalOfSession(found.session);
+  request.sessionId = found.session.id;
+  request.csrfToken = found.csrfToken;
 }

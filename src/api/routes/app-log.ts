@@ -31,7 +31,7 @@ export const appLogRoutes =
       '/applications/:applicationId/logs',
       { schema: { params: AppParams, querystring: AppLogQuery } },
       async (request) => {
-        allow(request, { type: 'manage' });
+        allow(request, { type: 'readApplication', applicationId: request.params.applicationId });
         const { applicationId } = request.params;
         await platform.registry.requireApplication(applicationId);
         const { limit, before, deviceId, kinds, start, end } = request.query;

@@ -1,5 +1,6 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import type { Platform } from '../../core/platform.js';
+import { applicationScope } from '../../domain/authorization.js';
 import { allow } from '../guard.js';
 import { presentApplication } from '../present.js';
 import { Application, ApplicationBody, ApplicationPatch, AppParams, ListQuery, Page, Success } from '../schemas.js';
@@ -14,8 +15,10 @@ export const applicationRoutes =
       '/applications',
       { schema: { body: ApplicationBody, response: { 201: Application } } },
       async (request, reply) => {
-        allow(request, { type: 'manage' });
+        const principal = allow(request, { type: 'createApplication' });
         const created = await registry.createApplication(request.body);
+        // Its maker owns it; an operator needs no membership to manage it.
+        if (principal.kind === 'user') await platform.accounts.addOwner(created.id, principal.userId);
         return reply.code(201).send(presentApplication(created));
       },
     );
@@ -24,8 +27,10 @@ export const applicationRoutes =
       '/applications',
       { schema: { querystring: ListQuery, response: { 200: Page(Application) } } },
       async (request) => {
-        allow(request, { type: 'manage' });
-        return pageOf(await registry.listApplications(), request.query, presentApplication);
+        const scope = applicationScope(allow(request, { type: 'listApplications' }));
+        const all = await registry.listApplications();
+        const visible = scope === null ? all : all.filter((a) => scope.includes(a.id));
+        return pageOf(visible, request.query, presentApplication);
       },
     );
 
@@ -33,7 +38,7 @@ export const applicationRoutes =
       '/applications/:applicationId',
       { schema: { params: AppParams, response: { 200: Application } } },
       async (request) => {
-        allow(request, { type: 'manage' });
+        allow(request, { type: 'readApplication', applicationId: request.params.applicationId });
         return presentApplication(await registry.requireApplication(request.params.applicationId));
       },
     );
@@ -42,7 +47,7 @@ export const applicationRoutes =
       '/applications/:applicationId',
       { schema: { params: AppParams, body: ApplicationPatch, response: { 200: Application } } },
       async (request) => {
-        allow(request, { type: 'manage' });
+        allow(request, { type: 'ownApplication', applicationId: request.params.applicationId });
         return presentApplication(await registry.updateApplication(request.params.applicationId, request.body));
       },
     );
@@ -51,7 +56,7 @@ export const applicationRoutes =
       '/applications/:applicationId',
       { schema: { params: AppParams, response: { 200: Success } } },
       async (request) => {
-        allow(request, { type: 'manage' });
+        allow(request, { type: 'ownApplication', applicationId: request.params.applicationId });
         await registry.deleteApplication(request.params.applicationId);
         return { success: true as const };
       },

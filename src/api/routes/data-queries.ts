@@ -26,7 +26,7 @@ export const dataQueryRoutes =
       '/applications/:applicationId/data/time-series-query',
       { schema: { params: AppParams, body: TimeSeriesQueryBody, response: { 200: TimeSeriesReply } } },
       async (request) => {
-        allow(request, { type: 'manage' });
+        allow(request, { type: 'readApplication', applicationId: request.params.applicationId });
         const { body } = request;
         const end = body.end ?? platform.clock();
         const start = body.start ?? end - (body.duration ?? DAY_MS);
@@ -68,7 +68,7 @@ export const dataQueryRoutes =
       '/applications/:applicationId/data/last-value-query',
       { schema: { params: AppParams, body: LastValueQueryBody, response: { 200: LastValueReply } } },
       async (request) => {
-        allow(request, { type: 'manage' });
+        allow(request, { type: 'readApplication', applicationId: request.params.applicationId });
         const devices = await selectDevices(platform, request.params.applicationId, request.body);
         const values = await platform.store.lastValues(
           devices.map((d) => d.id),

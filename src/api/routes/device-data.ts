@@ -155,7 +155,7 @@ export const deviceDataRoutes =
         },
       },
       async (request) => {
-        const principal = allow(request, { type: 'manage' });
+        const principal = allow(request, { type: 'editApplication', applicationId: request.params.applicationId });
         const { applicationId } = request.params;
         await registry.requireApplication(applicationId);
         const { deviceIds, deviceTags, ...command } = request.body;

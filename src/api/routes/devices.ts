@@ -26,7 +26,7 @@ export const deviceRoutes =
       '/applications/:applicationId/devices',
       { schema: { params: AppParams, body: DeviceBody, response: { 201: Device } } },
       async (request, reply) => {
-        allow(request, { type: 'manage' });
+        allow(request, { type: 'editApplication', applicationId: request.params.applicationId });
         const device = await registry.createDevice(request.params.applicationId, request.body);
         return reply.code(201).send(await presentDevice(platform, device));
       },
@@ -75,7 +75,7 @@ export const deviceRoutes =
       '/applications/:applicationId/devices/:deviceId',
       { schema: { params: DeviceParams, body: DevicePatch, response: { 200: Device } } },
       async (request) => {
-        allow(request, { type: 'manage' });
+        allow(request, { type: 'editApplication', applicationId: request.params.applicationId });
         const { applicationId, deviceId } = request.params;
         return presentDevice(platform, await registry.updateDevice(applicationId, deviceId, request.body));
       },
@@ -85,7 +85,7 @@ export const deviceRoutes =
       '/applications/:applicationId/devices/:deviceId',
       { schema: { params: DeviceParams, response: { 200: Success } } },
       async (request) => {
-        allow(request, { type: 'manage' });
+        allow(request, { type: 'editApplication', applicationId: request.params.applicationId });
         await registry.deleteDevice(request.params.applicationId, request.params.deviceId);
         return { success: true as const };
       },

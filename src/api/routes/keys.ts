@@ -14,7 +14,7 @@ export const keyRoutes =
       '/applications/:applicationId/keys',
       { schema: { params: AppParams, body: KeyBody, response: { 201: KeyWithSecret } } },
       async (request, reply) => {
-        allow(request, { type: 'manage' });
+        allow(request, { type: 'editApplication', applicationId: request.params.applicationId });
         const { key, secret } = await registry.createKey(request.params.applicationId, request.body);
         // The only time the secret leaves the server: it is stored as a salted hash.
         return reply.code(201).send({ ...presentKey(key), secret });
@@ -27,7 +27,7 @@ export const keyRoutes =
         schema: { params: AppParams, querystring: ListQuery, response: { 200: Page(Key) } },
       },
       async (request) => {
-        allow(request, { type: 'manage' });
+        allow(request, { type: 'editApplication', applicationId: request.params.applicationId });
         await registry.requireApplication(request.params.applicationId);
         return pageOf(await registry.listKeys(request.params.applicationId), request.query, presentKey);
       },
@@ -37,7 +37,7 @@ export const keyRoutes =
       '/applications/:applicationId/keys/:keyId',
       { schema: { params: KeyParams, response: { 200: Key } } },
       async (request) => {
-        allow(request, { type: 'manage' });
+        allow(request, { type: 'editApplication', applicationId: request.params.applicationId });
         return presentKey(await registry.requireKey(request.params.applicationId, request.params.keyId));
       },
     );
@@ -46,7 +46,7 @@ export const keyRoutes =
       '/applications/:applicationId/keys/:keyId',
       { schema: { params: KeyParams, body: KeyBody, response: { 200: Key } } },
       async (request) => {
-        allow(request, { type: 'manage' });
+        allow(request, { type: 'editApplication', applicationId: request.params.applicationId });
         const { applicationId, keyId } = request.params;
         return presentKey(await registry.updateKey(applicationId, keyId, request.body));
       },
@@ -56,7 +56,7 @@ export const keyRoutes =
       '/applications/:applicationId/keys/:keyId',
       { schema: { params: KeyParams, response: { 200: Success } } },
       async (request) => {
-        allow(request, { type: 'manage' });
+        allow(request, { type: 'editApplication', applicationId: request.params.applicationId });
         await registry.deleteKey(request.params.applicationId, request.params.keyId);
         return { success: true as const };
       },

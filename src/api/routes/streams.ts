@@ -41,11 +41,12 @@ export const streamRoutes =
           const found = await registry.device(deviceId);
           const target = found?.applicationId === applicationId ? found : undefined;
           const principal = allow(request, { type: 'readDevice', target });
+          const credential = credentialCheck(platform, request, principal);
           hub.open(reply, {
             applicationId,
             payload: 'device',
             accepts: (event) => event.type === type && event.deviceId === deviceId,
-            stillAllowed: () => stillReadable(platform, principal, applicationId, deviceId),
+            stillAllowed: () => credential() ?? stillReadable(platform, principal, applicationId, deviceId),
             lastEventId: lastEventIdOf(request, request.query.lastEventId),
           });
         },
@@ -57,7 +58,8 @@ export const streamRoutes =
       '/applications/:applicationId/events',
       { schema: { params: AppParams, querystring: EventStreamQuery } },
       async (request, reply) => {
-        allow(request, { type: 'manage' });
+        const principal = allow(request, { type: 'readApplication', applicationId: request.params.applicationId });
+        const credential = credentialCheck(platform, request, principal);
         const { applicationId } = request.params;
         await registry.requireApplication(applicationId);
         const accepts = eventFilter(platform, request.query);
@@ -66,12 +68,23 @@ export const streamRoutes =
           payload: 'application',
           accepts,
           stillAllowed: () =>
-            registry.applicationCached(applicationId) ? null : `application ${applicationId} was deleted`,
+            credential() ??
+            (registry.applicationCached(applicationId) ? null : `application ${applicationId} was deleted`),
           lastEventId: lastEventIdOf(request, request.query.lastEventId),
         });
       },
     );
   };
+
+/**
+ * Whether the credential a stream was opened with still stands as it was: a revoked token, an
+ * ended session or a changed role ends the stream (the hub re-checks at once: app.ts).
+ */
+function credentialCheck(platform: Platform, request: FastifyRequest, principal: Principal): () => string | null {
+  const version = platform.accounts.accessVersion(principal);
+  const sessionId = request.sessionId ?? undefined;
+  return () => platform.accounts.stillValid(principal, version, sessionId);
+}
 
 function lastEventIdOf(request: FastifyRequest, fromQuery: string | undefined): string | undefined {
   const header = request.headers['last-event-id'];
