@@ -76,6 +76,8 @@ export type Action =
   /** The device list of an application; a device token sees only `deviceListScope`. */
   | { type: 'listDevices'; applicationId: string }
   | { type: 'sendCommand'; target: Device | undefined }
+  /** A device's command history: whoever may send it commands, and every member who may read it. */
+  | { type: 'readCommands'; target: Device | undefined }
   /** Read an application: its definition, members, logs, data queries, event stream (viewer). */
   | { type: 'readApplication'; applicationId: string }
   /** Change what an application holds: devices, keys, flows, dashboards (editor). */
@@ -167,6 +169,7 @@ function authorizeDevice(principal: Extract<Principal, { kind: 'device' }>, acti
         ? ALLOW
         : deny(404, `application ${action.applicationId} not found`);
     case 'sendCommand':
+    case 'readCommands':
       if (!action.target) return deny(404, 'device not found');
       if (!sameApplication(actor, action.target)) return notInApplication(actor, action.target);
       return keyCoversDevice(key, action.target)
@@ -195,6 +198,7 @@ function authorizeAdmin(action: Action): Decision {
     case 'reportState':
     case 'readDevice':
     case 'sendCommand':
+    case 'readCommands':
       return action.target ? ALLOW : deny(404, 'device not found');
     default:
       return ALLOW;
@@ -244,6 +248,7 @@ function authorizeMember(principal: Member, action: Action): Decision {
     case 'subscribeTopic':
       return deny(403, 'only a device is an MQTT client');
     case 'readDevice':
+    case 'readCommands':
       return onDevice(action.target, 'viewer', 'reading a device');
     case 'reportState':
       return onDevice(action.target, 'editor', 'reporting state');

@@ -90,7 +90,7 @@ function label(d: Device): string {
 const ADMIN: Principal = { kind: 'admin', via: 'token', id: 'c0c0c0c0c0c0c0c0c0c0c0c0' };
 const as = (d: Device, key: AccessKey = allKey): Principal => ({ kind: 'device', device: d, key });
 
-type TargetAction = 'reportState' | 'receiveCommands' | 'receiveErrors' | 'readDevice' | 'sendCommand';
+type TargetAction = 'reportState' | 'receiveCommands' | 'receiveErrors' | 'readDevice' | 'sendCommand' | 'readCommands';
 const TARGET_ACTIONS: TargetAction[] = ['reportState', 'receiveCommands', 'receiveErrors', 'readDevice', 'sendCommand'];
 const on = (type: TargetAction, target: Device | undefined): Action => ({ type, target });
 const pub = (topic: string): Action => ({ type: 'publishTopic', topic });
@@ -1059,6 +1059,8 @@ const SCOPED = {
   'edit (devices, keys, flows, dashboards)': (app: string): Action => ({ type: 'editApplication', applicationId: app }),
   "report a peripheral's state": (app: string): Action => on('reportState', app === APP ? unbound : otherUnbound),
   'command a peripheral': (app: string): Action => on('sendCommand', app === APP ? unbound : otherUnbound),
+  "read a peripheral's command history": (app: string): Action =>
+    on('readCommands', app === APP ? unbound : otherUnbound),
   'own (settings, deletion, members, tokens)': (app: string): Action => ({
     type: 'ownApplication',
     applicationId: app,
@@ -1085,6 +1087,7 @@ const operator: Row = {
   'edit (devices, keys, flows, dashboards)': [A, A],
   "report a peripheral's state": [A, A],
   'command a peripheral': [A, A],
+  "read a peripheral's command history": [A, A],
   'own (settings, deletion, members, tokens)': [A, A],
   "receive a peripheral's commands over MQTT": [403, 403],
   'create an application': A,
@@ -1102,6 +1105,7 @@ const byRole = (role: Role, createsApplications: boolean): Row => {
     'edit (devices, keys, flows, dashboards)': [edits ? A : 403, 404],
     "report a peripheral's state": [edits ? A : 403, 404],
     'command a peripheral': [edits ? A : 403, 404],
+    "read a peripheral's command history": [A, 404],
     'own (settings, deletion, members, tokens)': [owns ? A : 403, 404],
     "receive a peripheral's commands over MQTT": [403, 403],
     'create an application': createsApplications ? A : 403,
@@ -1128,6 +1132,7 @@ const MATRIX: Record<PrincipalName, Row> = {
     'edit (devices, keys, flows, dashboards)': [403, 404],
     "report a peripheral's state": [403, 404],
     'command a peripheral': [A, 404],
+    "read a peripheral's command history": [A, 404],
     'own (settings, deletion, members, tokens)': [403, 404],
     "receive a peripheral's commands over MQTT": [403, 404],
     'create an application': 403,
@@ -1142,6 +1147,7 @@ const MATRIX: Record<PrincipalName, Row> = {
     'edit (devices, keys, flows, dashboards)': [403, 404],
     "report a peripheral's state": [A, 404],
     'command a peripheral': [A, 404],
+    "read a peripheral's command history": [A, 404],
     'own (settings, deletion, members, tokens)': [403, 404],
     "receive a peripheral's commands over MQTT": [A, 404],
     'create an application': 403,

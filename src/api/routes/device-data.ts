@@ -139,7 +139,7 @@ export const deviceDataRoutes =
       { schema: { params: DeviceParams, querystring: TimeRangeQuery, response: { 200: Type.Array(CommandEntry) } } },
       async (request) => {
         const target = await targetOf(request.params.applicationId, request.params.deviceId);
-        allow(request, { type: 'sendCommand', target });
+        allow(request, { type: 'readCommands', target });
         const commands = await platform.store.queryCommands(target!.id, timeRange(request.query));
         return commands.map(presentCommand);
       },
