@@ -425,7 +425,16 @@ describe('gatehouse user create', () => {
     const dataDir = tempDir();
     const server = serve(['--data-dir', dataDir, '--mqtt-port', '0', '--http-port', '0']);
     const urls = await server.listening();
-    const created = gatehouse(['user', 'create', '--email', 'Ops@Example.com', '--password-stdin', '--admin', '--data-dir', dataDir]);
+    const created = gatehouse([
+      'user',
+      'create',
+      '--email',
+      'Ops@Example.com',
+      '--password-stdin',
+      '--admin',
+      '--data-dir',
+      dataDir,
+    ]);
     created.child.stdin.end('a long enough password\n');
     expect(await created.exited).toBe(0);
     expect(created.out()).toMatch(/^user ops@example\.com created with id [0-9a-f]{24} \(administrator\)\n$/);

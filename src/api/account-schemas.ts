@@ -52,8 +52,13 @@ export const SignInReply = Type.Object({
 export const Membership = Type.Object({ applicationId: Type.String(), role: Role });
 
 export const Me = Type.Object({
-  user: User,
-  /** The applications the user belongs to; an admin may use every application. */
+  /** `admin` (an admin token or admin user), `user`, `apiToken` or `device`. */
+  kind: Type.String(),
+  /** Who, as the command history names them: `token:ID`, `user:ID`, or a device id. */
+  id: Type.String(),
+  /** The signed-in user (a session, or an admin user). */
+  user: Type.Optional(User),
+  /** Roles by application: a user's memberships, or an application token's one; operators may use every application. */
   applications: Type.Array(Membership),
   /** Present when the request came with a session cookie. */
   csrfToken: Type.Optional(Type.String()),

@@ -10,6 +10,7 @@ import { type Accounts, CSRF_HEADER, csrfMatches, publicUser, SESSION_COOKIE } f
 import { GatehouseError } from '../../core/errors.js';
 import { iso } from '../../core/wire.js';
 import type { StoredUser } from '../../domain/accounts.js';
+import { principalId } from '../../domain/authorization.js';
 import { Me, SignInBody, SignInReply, User, UserBody, UserParams, UserPatch } from '../account-schemas.js';
 import { allow } from '../guard.js';
 import { ErrorBody, ListQuery, Page, Success } from '../schemas.js';
@@ -76,20 +77,23 @@ export const accountRoutes =
 
     app.get('/me', { schema: { response: { 200: Me, ...ERRORS } } }, async (request) => {
       const principal = request.principal;
+      if (!principal) throw new GatehouseError('Unauthorized', 'authentication required');
       const userId =
-        principal?.kind === 'user'
+        principal.kind === 'user'
           ? principal.userId
-          : principal?.kind === 'admin' && principal.via === 'user'
+          : principal.kind === 'admin' && principal.via === 'user'
             ? principal.id
             : undefined;
-      if (!userId) throw new GatehouseError('Forbidden', 'only a signed-in user has a profile; this is a token');
-      const user = await accounts.requireUser(userId);
       const applications =
-        principal?.kind === 'user'
+        principal.kind === 'user'
           ? [...principal.roles].map(([applicationId, role]) => ({ applicationId, role }))
-          : [];
+          : principal.kind === 'apiToken'
+            ? [{ applicationId: principal.applicationId, role: principal.role }]
+            : [];
       return {
-        user: presentUser(user),
+        kind: principal.kind,
+        id: principalId(principal),
+        ...(userId ? { user: presentUser(await accounts.requireUser(userId)) } : {}),
         applications,
         ...(request.csrfToken ? { csrfToken: request.csrfToken } : {}),
       };
