@@ -1,8 +1,11 @@
 /**
- * The REST side (spec: REST). Every route declares its schemas; authentication happens once in
+ * The REST side (spec: REST). Every route declares its schemas, answers and errors included: the
+ * API reference at /openapi.json and /docs is generated from them. Authentication happens once in
  * an onRequest hook, authorization through the domain rule; every error leaves as
  * `{ type, message }` with its HTTP status.
  */
+import swagger from '@fastify/swagger';
+import swaggerUi from '@fastify/swagger-ui';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import Fastify, { type FastifyError, type FastifyInstance, LogController } from 'fastify';
 import { GatehouseError } from '../core/errors.js';
@@ -10,12 +13,14 @@ import type { Platform } from '../core/platform.js';
 import type { Principal } from '../domain/authorization.js';
 import { MAX_PAYLOAD_BYTES } from '../domain/state.js';
 import { clip, describeError, firstPath, frameworkError, isNonFinite, isPrototypeKey } from './errors.js';
+import { docsOptions, markReferenceRoutes, OPENAPI_PATH, openApiOptions } from './openapi.js';
 import { appLogRoutes } from './routes/app-log.js';
 import { applicationRoutes } from './routes/applications.js';
 import { authRoutes } from './routes/auth.js';
 import { dataQueryRoutes } from './routes/data-queries.js';
 import { deviceDataRoutes } from './routes/device-data.js';
 import { deviceRoutes } from './routes/devices.js';
+import { healthRoutes } from './routes/health.js';
 import { keyRoutes } from './routes/keys.js';
 import { streamRoutes } from './routes/streams.js';
 import { StreamHub, type StreamHubOptions, unusedConnections } from './streams.js';
@@ -105,7 +110,14 @@ export function createApi(platform: Platform, options: { streams?: StreamHubOpti
     void reply.code(404).send({ type: 'NotFound', message: `no route ${request.method} ${clip(request.url, 200)}` });
   });
 
-  app.get('/health', { config: { public: true } }, async () => ({ status: 'ok' }));
+  // The reference (/openapi.json, /docs) first: its document lists the routes registered after it.
+  // Routes belong in plugins registered below; a route added directly on `app` here is missing
+  // from the document (test/integration/openapi.test.ts says which).
+  app.addHook('onRoute', markReferenceRoutes);
+  app.register(swagger, openApiOptions());
+  app.register(swaggerUi, docsOptions);
+  app.get(OPENAPI_PATH, async () => app.swagger());
+  app.register(healthRoutes());
   app.register(authRoutes(platform));
   app.register(applicationRoutes(platform));
   app.register(deviceRoutes(platform));
