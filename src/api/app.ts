@@ -7,7 +7,7 @@
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
-import Fastify, { type FastifyError, type FastifyInstance, LogController } from 'fastify';
+import Fastify, { type FastifyError, type FastifyInstance, LogController, type RouteOptions } from 'fastify';
 import { GatehouseError } from '../core/errors.js';
 import type { Platform } from '../core/platform.js';
 import type { Principal } from '../domain/authorization.js';
@@ -32,6 +32,8 @@ declare module 'fastify' {
   interface FastifyInstance {
     /** Open live streams; `closeAll()` ends them (shutdown). */
     streams: StreamHub;
+    /** Every route added to this API, in order, however it was added: what the API reference must describe. */
+    registeredRoutes: readonly RouteOptions[];
   }
   interface FastifyContextConfig {
     /** Routes anyone may call. */
@@ -58,6 +60,14 @@ export function createApi(platform: Platform, options: { streams?: StreamHubOpti
     // answered in the API's error shape too.
     frameworkErrors: frameworkError,
   }).withTypeProvider<TypeBoxTypeProvider>();
+
+  // Before any route: every route is recorded, and the reference's own routes are made public.
+  const registeredRoutes: RouteOptions[] = [];
+  app.decorate('registeredRoutes', registeredRoutes);
+  app.addHook('onRoute', (route) => {
+    registeredRoutes.push(route);
+    markReferenceRoutes(route);
+  });
 
   // JSON bodies: a syntax error names the body; a `__proto__` or `constructor.prototype` key
   // anywhere is refused with its path (a naive merge would turn it into a prototype change).
@@ -113,7 +123,6 @@ export function createApi(platform: Platform, options: { streams?: StreamHubOpti
   // The reference (/openapi.json, /docs) first: its document lists the routes registered after it.
   // Routes belong in plugins registered below; a route added directly on `app` here is missing
   // from the document (test/integration/openapi.test.ts says which).
-  app.addHook('onRoute', markReferenceRoutes);
   app.register(swagger, openApiOptions());
   app.register(swaggerUi, docsOptions);
   app.get(OPENAPI_PATH, async () => app.swagger());

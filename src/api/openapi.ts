@@ -21,7 +21,11 @@ export function isReferenceRoute(url: string): boolean {
   return url === OPENAPI_PATH || url === DOCS_PREFIX || url.startsWith(`${DOCS_PREFIX}/`);
 }
 
-/** The viewer's pages load scripts, styles, images and the document from this server only. */
+/**
+ * The viewer's pages load scripts, styles, images, fonts and the document from this server only.
+ * Inline styles and `data:` images are allowed: the viewer sets styles on its elements and draws
+ * its icons as data URIs; neither loads anything from elsewhere.
+ */
 const DOCS_CSP = [
   "default-src 'self'",
   "base-uri 'self'",
@@ -33,7 +37,7 @@ const DOCS_CSP = [
   "object-src 'none'",
   "script-src 'self'",
   "script-src-attr 'none'",
-  "style-src 'self'",
+  "style-src 'self' 'unsafe-inline'",
 ].join('; ');
 
 export const TAGS = [
