@@ -6,8 +6,9 @@
  * operation) matches the schema the document declares for its path, method and status.
  *
  * Nothing here lists the routes: they come from the server (`api.registeredRoutes`) and from the
- * document, so a route added later is checked without editing this file. Only the successful calls
- * are written out per operation, and the last test names each operation that has none.
+ * document, so a route added later is checked without editing this file. The calls below are
+ * written out per area (a success and errors); probes of every operation in the document add a
+ * 401, a 404 and more; the last test names each operation that no call answered with success.
  */
 import { readFileSync } from 'node:fs';
 import vm from 'node:vm';
