@@ -9,7 +9,7 @@ import path from 'node:path';
 import type { Duplex } from 'node:stream';
 import tls from 'node:tls';
 import { createWebSocketStream, WebSocketServer } from 'ws';
-import { createApi } from './api/app.js';
+import { type Api, createApi } from './api/app.js';
 import { MAX_PACKET_BYTES } from './broker/connection-guard.js';
 import { MqttBroker } from './broker/mqtt-broker.js';
 import { ConfigError, type GatehouseConfig, optionName } from './config.js';
@@ -25,6 +25,8 @@ import type { Store } from './store/types.js';
 
 export interface RunningGatehouse {
   platform: Platform;
+  /** The REST API, listening. */
+  api: Api;
   broker: MqttBroker;
   maintenance: Maintenance;
   urls: { mqtt: string; http: string; ws: string; mqtts?: string };
@@ -111,6 +113,7 @@ export async function startGatehouse(config: GatehouseConfig, options: StartOpti
     let stopping: Promise<void> | undefined;
     return {
       platform,
+      api,
       broker,
       maintenance,
       generatedAdminToken,

@@ -1,16 +1,26 @@
 /**
- * The REST side (spec: REST). Every route declares its schemas; authentication happens once in
+ * The REST side (spec: REST). Every route declares its schemas, answers and errors included: the
+ * API reference at /openapi.json and /docs is generated from them. Authentication happens once in
  * an onRequest hook, authorization through the domain rule; every error leaves as
  * `{ type, message }` with its HTTP status.
  */
+import swagger from '@fastify/swagger';
+import swaggerUi from '@fastify/swagger-ui';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
-import Fastify, { type FastifyError, type FastifyInstance, type FastifyRequest, LogController } from 'fastify';
+import Fastify, {
+  type FastifyError,
+  type FastifyInstance,
+  type FastifyRequest,
+  LogController,
+  type RouteOptions,
+} from 'fastify';
 import { CSRF_HEADER, csrfMatches } from '../core/accounts.js';
 import { GatehouseError } from '../core/errors.js';
 import type { Platform } from '../core/platform.js';
 import type { Principal } from '../domain/authorization.js';
 import { MAX_PAYLOAD_BYTES } from '../domain/state.js';
 import { clip, describeError, firstPath, frameworkError, isNonFinite, isPrototypeKey } from './errors.js';
+import { docsOptions, markReferenceRoutes, OPENAPI_PATH, openApiOptions } from './openapi.js';
 import { accountRoutes, sessionCookie } from './routes/accounts.js';
 import { appLogRoutes } from './routes/app-log.js';
 import { applicationRoutes } from './routes/applications.js';
@@ -18,6 +28,7 @@ import { authRoutes } from './routes/auth.js';
 import { dataQueryRoutes } from './routes/data-queries.js';
 import { deviceDataRoutes } from './routes/device-data.js';
 import { deviceRoutes } from './routes/devices.js';
+import { healthRoutes } from './routes/health.js';
 import { keyRoutes } from './routes/keys.js';
 import { memberRoutes } from './routes/members.js';
 import { streamRoutes } from './routes/streams.js';
@@ -34,6 +45,8 @@ declare module 'fastify' {
   interface FastifyInstance {
     /** Open live streams; `closeAll()` ends them (shutdown). */
     streams: StreamHub;
+    /** Every route added to this API, in order, however it was added: what the API reference must describe. */
+    registeredRoutes: readonly RouteOptions[];
   }
   interface FastifyContextConfig {
     /** Routes anyone may call. */
@@ -60,6 +73,14 @@ export function createApi(platform: Platform, options: { streams?: StreamHubOpti
     // answered in the API's error shape too.
     frameworkErrors: frameworkError,
   }).withTypeProvider<TypeBoxTypeProvider>();
+
+  // Before any route: every route is recorded, and the reference's own routes are made public.
+  const registeredRoutes: RouteOptions[] = [];
+  app.decorate('registeredRoutes', registeredRoutes);
+  app.addHook('onRoute', (route) => {
+    registeredRoutes.push(route);
+    markReferenceRoutes(route);
+  });
 
   // JSON bodies: a syntax error names the body; a `__proto__` or `constructor.prototype` key
   // anywhere is refused with its path (a naive merge would turn it into a prototype change).
@@ -115,7 +136,13 @@ export function createApi(platform: Platform, options: { streams?: StreamHubOpti
     void reply.code(404).send({ type: 'NotFound', message: `no route ${request.method} ${clip(request.url, 200)}` });
   });
 
-  app.get('/health', { config: { public: true } }, async () => ({ status: 'ok' }));
+  // The reference (/openapi.json, /docs) first: its document lists the routes registered after it.
+  // Routes belong in plugins registered below; a route added directly on `app` here is missing
+  // from the document (test/integration/openapi.test.ts says which).
+  app.register(swagger, openApiOptions());
+  app.register(swaggerUi, docsOptions);
+  app.get(OPENAPI_PATH, async () => app.swagger());
+  app.register(healthRoutes());
   app.register(authRoutes(platform));
   app.register(accountRoutes(platform.accounts));
   app.register(memberRoutes(platform.accounts, platform.registry));

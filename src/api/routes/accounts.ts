@@ -13,7 +13,7 @@ import type { StoredUser } from '../../domain/accounts.js';
 import { principalId } from '../../domain/authorization.js';
 import { Me, SignInBody, SignInReply, User, UserBody, UserParams, UserPatch } from '../account-schemas.js';
 import { allow } from '../guard.js';
-import { ErrorBody, ListQuery, Page, Success } from '../schemas.js';
+import { described, errorResponses, ListQuery, Page, Success } from '../schemas.js';
 import { pageOf } from './paging.js';
 
 export function presentUser(user: StoredUser) {
@@ -40,14 +40,25 @@ function setSessionCookie(request: FastifyRequest, reply: FastifyReply, value: s
   );
 }
 
-const ERRORS = { 400: ErrorBody, 401: ErrorBody, 403: ErrorBody, 404: ErrorBody, 409: ErrorBody, 429: ErrorBody };
-
 export const accountRoutes =
   (accounts: Accounts): FastifyPluginAsyncTypebox =>
   async (app) => {
     app.post(
       '/auth/user',
-      { config: { public: true }, schema: { body: SignInBody, response: { 200: SignInReply, ...ERRORS } } },
+      {
+        config: { public: true },
+        schema: {
+          summary: 'Sign in',
+          description:
+            "Sets the `gh_session` cookie (HttpOnly, SameSite=Strict, Secure over HTTPS). Requests signed in by the cookie that change something must send the answer's `csrfToken` as `X-CSRF-Token`. Wrong email and wrong password are answered alike; failures are throttled per account and per address.",
+          tags: ['auth'],
+          body: SignInBody,
+          response: {
+            200: described(SignInReply, 'The user, the CSRF token of the session and when the session ends.'),
+            ...errorResponses(400, 401, 413, 415, 429),
+          },
+        },
+      },
       async (request, reply) => {
         const { email, password } = request.body;
         const { user, cookie, csrfToken, session } = await accounts.signIn(email, password, request.ip);
@@ -58,7 +69,15 @@ export const accountRoutes =
 
     app.post(
       '/auth/logout',
-      { config: { public: true }, schema: { response: { 200: Success, ...ERRORS } } },
+      {
+        config: { public: true },
+        schema: {
+          summary: 'Sign out',
+          description: "Ends the cookie's session (the request must carry `X-CSRF-Token`) and clears the cookie.",
+          tags: ['auth'],
+          response: { 200: described(Success, 'Signed out.'), ...errorResponses(400, 403, 413, 415) },
+        },
+      },
       async (request, reply) => {
         const cookie = sessionCookie(request);
         const found = cookie ? await accounts.session(cookie) : undefined;
@@ -75,38 +94,71 @@ export const accountRoutes =
       },
     );
 
-    app.get('/me', { schema: { response: { 200: Me, ...ERRORS } } }, async (request) => {
-      const principal = request.principal;
-      if (!principal) throw new GatehouseError('Unauthorized', 'authentication required');
-      const userId =
-        principal.kind === 'user'
-          ? principal.userId
-          : principal.kind === 'admin' && principal.via === 'user'
-            ? principal.id
-            : undefined;
-      const applications =
-        principal.kind === 'user'
-          ? [...principal.roles].map(([applicationId, role]) => ({ applicationId, role }))
-          : principal.kind === 'apiToken'
-            ? [{ applicationId: principal.applicationId, role: principal.role }]
-            : [];
-      return {
-        kind: principal.kind,
-        id: principalId(principal),
-        ...(userId ? { user: presentUser(await accounts.requireUser(userId)) } : {}),
-        applications,
-        ...(request.csrfToken ? { csrfToken: request.csrfToken } : {}),
-      };
-    });
+    app.get(
+      '/me',
+      {
+        schema: {
+          summary: 'Who the caller is',
+          description: 'The kind of credential, its id, the user when signed in, and its roles per application.',
+          tags: ['users'],
+          response: { 200: described(Me, 'The caller.'), ...errorResponses(401, 404, 429) },
+        },
+      },
+      async (request) => {
+        const principal = request.principal;
+        if (!principal) throw new GatehouseError('Unauthorized', 'authentication required');
+        const userId =
+          principal.kind === 'user'
+            ? principal.userId
+            : principal.kind === 'admin' && principal.via === 'user'
+              ? principal.id
+              : undefined;
+        const applications =
+          principal.kind === 'user'
+            ? [...principal.roles].map(([applicationId, role]) => ({ applicationId, role }))
+            : principal.kind === 'apiToken'
+              ? [{ applicationId: principal.applicationId, role: principal.role }]
+              : [];
+        return {
+          kind: principal.kind,
+          id: principalId(principal),
+          ...(userId ? { user: presentUser(await accounts.requireUser(userId)) } : {}),
+          applications,
+          ...(request.csrfToken ? { csrfToken: request.csrfToken } : {}),
+        };
+      },
+    );
 
-    app.post('/users', { schema: { body: UserBody, response: { 201: User, ...ERRORS } } }, async (request, reply) => {
-      allow(request, { type: 'manageUsers' });
-      return reply.code(201).send(presentUser(await accounts.createUser(request.body)));
-    });
+    app.post(
+      '/users',
+      {
+        schema: {
+          summary: 'Create a user',
+          description: 'Operators only. The password (at least 10 characters) is stored as a salted hash.',
+          tags: ['users'],
+          body: UserBody,
+          response: { 201: described(User, 'The new user.'), ...errorResponses(400, 401, 403, 409, 413, 415, 429) },
+        },
+      },
+      async (request, reply) => {
+        allow(request, { type: 'manageUsers' });
+        return reply.code(201).send(presentUser(await accounts.createUser(request.body)));
+      },
+    );
 
     app.get(
       '/users',
-      { schema: { querystring: ListQuery, response: { 200: Page(User), ...ERRORS } } },
+      {
+        schema: {
+          summary: 'List users',
+          tags: ['users'],
+          querystring: ListQuery,
+          response: {
+            200: described(Page(User), 'A page of users, oldest first.'),
+            ...errorResponses(400, 401, 403, 429),
+          },
+        },
+      },
       async (request) => {
         allow(request, { type: 'manageUsers' });
         return pageOf(await accounts.listUsers(), request.query, presentUser);
@@ -115,7 +167,14 @@ export const accountRoutes =
 
     app.get(
       '/users/:userId',
-      { schema: { params: UserParams, response: { 200: User, ...ERRORS } } },
+      {
+        schema: {
+          summary: 'Get a user',
+          tags: ['users'],
+          params: UserParams,
+          response: { 200: described(User, 'The user.'), ...errorResponses(401, 403, 404, 429) },
+        },
+      },
       async (request) => {
         allow(request, { type: 'manageUsers' });
         return presentUser(await accounts.requireUser(request.params.userId));
@@ -124,7 +183,19 @@ export const accountRoutes =
 
     app.patch(
       '/users/:userId',
-      { schema: { params: UserParams, body: UserPatch, response: { 200: User, ...ERRORS } } },
+      {
+        schema: {
+          summary: 'Change a user',
+          description: 'A new password ends every session of the user.',
+          tags: ['users'],
+          params: UserParams,
+          body: UserPatch,
+          response: {
+            200: described(User, 'The user as changed.'),
+            ...errorResponses(400, 401, 403, 404, 409, 413, 415, 429),
+          },
+        },
+      },
       async (request) => {
         allow(request, { type: 'manageUsers' });
         return presentUser(await accounts.updateUser(request.params.userId, request.body));
@@ -133,7 +204,15 @@ export const accountRoutes =
 
     app.delete(
       '/users/:userId',
-      { schema: { params: UserParams, response: { 200: Success, ...ERRORS } } },
+      {
+        schema: {
+          summary: 'Delete a user',
+          description: 'Removes the user with their memberships and sessions; their open streams end.',
+          tags: ['users'],
+          params: UserParams,
+          response: { 200: described(Success, 'Deleted.'), ...errorResponses(400, 401, 403, 404, 413, 415, 429) },
+        },
+      },
       async (request) => {
         allow(request, { type: 'manageUsers' });
         await accounts.deleteUser(request.params.userId);

@@ -3,7 +3,17 @@ import type { Platform } from '../../core/platform.js';
 import { applicationScope } from '../../domain/authorization.js';
 import { allow } from '../guard.js';
 import { presentApplication } from '../present.js';
-import { Application, ApplicationBody, ApplicationPatch, AppParams, ListQuery, Page, Success } from '../schemas.js';
+import {
+  Application,
+  ApplicationBody,
+  ApplicationPatch,
+  AppParams,
+  described,
+  errorResponses,
+  ListQuery,
+  Page,
+  Success,
+} from '../schemas.js';
 import { pageOf } from './paging.js';
 
 export const applicationRoutes =
@@ -13,7 +23,17 @@ export const applicationRoutes =
 
     app.post(
       '/applications',
-      { schema: { body: ApplicationBody, response: { 201: Application } } },
+      {
+        schema: {
+          summary: 'Create an application',
+          tags: ['applications'],
+          body: ApplicationBody,
+          response: {
+            201: described(Application, 'The new application.'),
+            ...errorResponses(400, 401, 403, 413, 415, 429),
+          },
+        },
+      },
       async (request, reply) => {
         const principal = allow(request, { type: 'createApplication' });
         const created = await registry.createApplication(request.body);
@@ -25,7 +45,17 @@ export const applicationRoutes =
 
     app.get(
       '/applications',
-      { schema: { querystring: ListQuery, response: { 200: Page(Application) } } },
+      {
+        schema: {
+          summary: 'List applications',
+          tags: ['applications'],
+          querystring: ListQuery,
+          response: {
+            200: described(Page(Application), 'A page of applications.'),
+            ...errorResponses(400, 401, 403, 429),
+          },
+        },
+      },
       async (request) => {
         const scope = applicationScope(allow(request, { type: 'listApplications' }));
         const all = await registry.listApplications();
@@ -36,7 +66,14 @@ export const applicationRoutes =
 
     app.get(
       '/applications/:applicationId',
-      { schema: { params: AppParams, response: { 200: Application } } },
+      {
+        schema: {
+          summary: 'Get an application',
+          tags: ['applications'],
+          params: AppParams,
+          response: { 200: described(Application, 'The application.'), ...errorResponses(401, 403, 404, 429) },
+        },
+      },
       async (request) => {
         allow(request, { type: 'readApplication', applicationId: request.params.applicationId });
         return presentApplication(await registry.requireApplication(request.params.applicationId));
@@ -45,7 +82,18 @@ export const applicationRoutes =
 
     app.patch(
       '/applications/:applicationId',
-      { schema: { params: AppParams, body: ApplicationPatch, response: { 200: Application } } },
+      {
+        schema: {
+          summary: 'Change an application',
+          tags: ['applications'],
+          params: AppParams,
+          body: ApplicationPatch,
+          response: {
+            200: described(Application, 'The application as changed.'),
+            ...errorResponses(400, 401, 403, 404, 413, 415, 429),
+          },
+        },
+      },
       async (request) => {
         allow(request, { type: 'ownApplication', applicationId: request.params.applicationId });
         return presentApplication(await registry.updateApplication(request.params.applicationId, request.body));
@@ -54,7 +102,18 @@ export const applicationRoutes =
 
     app.delete(
       '/applications/:applicationId',
-      { schema: { params: AppParams, response: { 200: Success } } },
+      {
+        schema: {
+          summary: 'Delete an application, with its devices, keys and data',
+          tags: ['applications'],
+          params: AppParams,
+          response: {
+            200: described(Success, 'Deleted.'),
+            // A DELETE may carry a body: it is parsed (and refused) as on any other route.
+            ...errorResponses(400, 401, 403, 404, 413, 415, 429),
+          },
+        },
+      },
       async (request) => {
         allow(request, { type: 'ownApplication', applicationId: request.params.applicationId });
         await registry.deleteApplication(request.params.applicationId);

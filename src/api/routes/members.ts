@@ -18,10 +18,8 @@ import {
   TokenParams,
 } from '../account-schemas.js';
 import { allow } from '../guard.js';
-import { AppParams, ErrorBody, ListQuery, Page, Success } from '../schemas.js';
+import { AppParams, described, errorResponses, ListQuery, Page, Success } from '../schemas.js';
 import { pageOf } from './paging.js';
-
-const ERRORS = { 400: ErrorBody, 401: ErrorBody, 403: ErrorBody, 404: ErrorBody, 409: ErrorBody, 429: ErrorBody };
 
 function presentMember(m: Membership & { user: StoredUser }) {
   return { userId: m.userId, email: m.user.email, name: m.user.name, role: m.role, creationDate: iso(m.creationDate) };
@@ -42,7 +40,19 @@ export const memberRoutes =
   async (app) => {
     app.get(
       '/applications/:applicationId/members',
-      { schema: { params: AppParams, querystring: ListQuery, response: { 200: Page(Member), ...ERRORS } } },
+      {
+        schema: {
+          summary: 'List members',
+          description: 'Every member may read the list.',
+          tags: ['members'],
+          params: AppParams,
+          querystring: ListQuery,
+          response: {
+            200: described(Page(Member), 'A page of members, oldest first.'),
+            ...errorResponses(400, 401, 403, 404, 429),
+          },
+        },
+      },
       async (request) => {
         const { applicationId } = request.params;
         allow(request, { type: 'readApplication', applicationId });
@@ -53,7 +63,19 @@ export const memberRoutes =
 
     app.post(
       '/applications/:applicationId/members',
-      { schema: { params: AppParams, body: MemberBody, response: { 201: Member, ...ERRORS } } },
+      {
+        schema: {
+          summary: 'Add a member',
+          description: 'Owners only; the user must exist (by email).',
+          tags: ['members'],
+          params: AppParams,
+          body: MemberBody,
+          response: {
+            201: described(Member, 'The new member.'),
+            ...errorResponses(400, 401, 403, 404, 409, 413, 415, 429),
+          },
+        },
+      },
       async (request, reply) => {
         const { applicationId } = request.params;
         allow(request, { type: 'ownApplication', applicationId });
@@ -65,7 +87,19 @@ export const memberRoutes =
 
     app.patch(
       '/applications/:applicationId/members/:userId',
-      { schema: { params: MemberParams, body: MemberPatch, response: { 200: Member, ...ERRORS } } },
+      {
+        schema: {
+          summary: "Change a member's role",
+          description: 'Owners only; an application keeps at least one owner.',
+          tags: ['members'],
+          params: MemberParams,
+          body: MemberPatch,
+          response: {
+            200: described(Member, 'The member as changed.'),
+            ...errorResponses(400, 401, 403, 404, 409, 413, 415, 429),
+          },
+        },
+      },
       async (request) => {
         const { applicationId, userId } = request.params;
         allow(request, { type: 'ownApplication', applicationId });
@@ -75,7 +109,18 @@ export const memberRoutes =
 
     app.delete(
       '/applications/:applicationId/members/:userId',
-      { schema: { params: MemberParams, response: { 200: Success, ...ERRORS } } },
+      {
+        schema: {
+          summary: 'Remove a member',
+          description: 'Owners only; an application keeps at least one owner.',
+          tags: ['members'],
+          params: MemberParams,
+          response: {
+            200: described(Success, 'Removed; their open streams end.'),
+            ...errorResponses(400, 401, 403, 404, 409, 413, 415, 429),
+          },
+        },
+      },
       async (request) => {
         const { applicationId, userId } = request.params;
         allow(request, { type: 'ownApplication', applicationId });
@@ -86,7 +131,19 @@ export const memberRoutes =
 
     app.get(
       '/applications/:applicationId/tokens',
-      { schema: { params: AppParams, querystring: ListQuery, response: { 200: Page(ApiToken), ...ERRORS } } },
+      {
+        schema: {
+          summary: 'List API tokens',
+          description: 'Owners only.',
+          tags: ['members'],
+          params: AppParams,
+          querystring: ListQuery,
+          response: {
+            200: described(Page(ApiToken), 'A page of tokens, without their secrets.'),
+            ...errorResponses(400, 401, 403, 404, 429),
+          },
+        },
+      },
       async (request) => {
         const { applicationId } = request.params;
         allow(request, { type: 'ownApplication', applicationId });
@@ -97,7 +154,19 @@ export const memberRoutes =
 
     app.post(
       '/applications/:applicationId/tokens',
-      { schema: { params: AppParams, body: ApiTokenBody, response: { 201: ApiTokenWithSecret, ...ERRORS } } },
+      {
+        schema: {
+          summary: 'Create an API token',
+          description: 'Owners only. The token acts only in this application, with this role.',
+          tags: ['members'],
+          params: AppParams,
+          body: ApiTokenBody,
+          response: {
+            201: described(ApiTokenWithSecret, 'The new token, with its value: the only time it is shown.'),
+            ...errorResponses(400, 401, 403, 404, 413, 415, 429),
+          },
+        },
+      },
       async (request, reply) => {
         const { applicationId } = request.params;
         allow(request, { type: 'ownApplication', applicationId });
@@ -112,7 +181,18 @@ export const memberRoutes =
 
     app.delete(
       '/applications/:applicationId/tokens/:tokenId',
-      { schema: { params: TokenParams, response: { 200: Success, ...ERRORS } } },
+      {
+        schema: {
+          summary: 'Revoke an API token',
+          description: 'Owners only.',
+          tags: ['members'],
+          params: TokenParams,
+          response: {
+            200: described(Success, 'Revoked at once; streams opened with it end.'),
+            ...errorResponses(400, 401, 403, 404, 413, 415, 429),
+          },
+        },
+      },
       async (request) => {
         const { applicationId, tokenId } = request.params;
         allow(request, { type: 'ownApplication', applicationId });
