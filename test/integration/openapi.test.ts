@@ -140,9 +140,9 @@ describe('API reference', () => {
   async function send(
     method: string,
     url: string,
-    options: { body?: unknown; token?: string | null; contentType?: string } = {},
-  ): Promise<{ status: number; body: unknown }> {
-    const headers: Record<string, string> = {};
+    options: { body?: unknown; token?: string | null; contentType?: string; headers?: Record<string, string> } = {},
+  ): Promise<{ status: number; body: unknown; headers: Headers }> {
+    const headers: Record<string, string> = { ...options.headers };
     const auth = options.token === undefined ? ADMIN_TOKEN : options.token;
     if (auth) headers.authorization = `Bearer ${auth}`;
     let body: string | undefined;
@@ -162,7 +162,7 @@ describe('API reference', () => {
     } catch {
       // not JSON: the conformance check says whether it had to be
     }
-    return { status: res.status, body: parsed };
+    return { status: res.status, body: parsed, headers: res.headers };
   }
   /** `send`, expecting `status`; answers the body. */
   async function expectStatus<T = Record<string, unknown>>(
@@ -458,6 +458,60 @@ describe('API reference', () => {
       await expectStatus(400, 'PATCH', `${app()}/keys/${scratch.id}`, { body: { secret: 'mine' } });
       await expectStatus(200, 'DELETE', `${app()}/keys/${scratch.id}`);
       await expectStatus(404, 'GET', `${app()}/keys/${scratch.id}`);
+    });
+
+    it('users, sign-in, members and API tokens', async () => {
+      const password = 'a long enough password';
+      const user = await expectStatus<{ id: string }>(201, 'POST', '/users', {
+        body: { email: 'ref@example.com', password, name: 'Ref' },
+      });
+      await expectStatus(409, 'POST', '/users', { body: { email: 'REF@example.com', password } });
+      await expectStatus(400, 'POST', '/users', { body: { email: 'short@example.com', password: 'short' } });
+      await expectStatus(200, 'GET', '/users');
+      await expectStatus(403, 'GET', '/users', { token: gatewayToken });
+      await expectStatus(200, 'GET', `/users/${user.id}`);
+      await expectStatus(404, 'GET', `/users/${UNKNOWN_ID}`);
+      await expectStatus(200, 'PATCH', `/users/${user.id}`, { body: { name: 'Reference' } });
+      await expectStatus(400, 'PATCH', `/users/${user.id}`, { body: { role: 'owner' } });
+
+      const signIn = await send('POST', '/auth/user', { token: null, body: { email: 'ref@example.com', password } });
+      expect(signIn.status).toBe(200);
+      const cookie = (signIn.headers.get('set-cookie') ?? '').split(';')[0] as string;
+      const csrf = (signIn.body as { csrfToken: string }).csrfToken;
+      await expectStatus(401, 'POST', '/auth/user', {
+        token: null,
+        body: { email: 'ref@example.com', password: 'wrong one!' },
+      });
+      await expectStatus(200, 'GET', '/me', { token: null, headers: { cookie } });
+      await expectStatus(200, 'GET', '/me');
+
+      const members = `${app()}/members`;
+      await expectStatus(201, 'POST', members, { body: { email: 'ref@example.com', role: 'viewer' } });
+      await expectStatus(409, 'POST', members, { body: { email: 'ref@example.com', role: 'viewer' } });
+      await expectStatus(200, 'GET', members);
+      await expectStatus(400, 'GET', `${members}?perPage=0`);
+      await expectStatus(200, 'PATCH', `${members}/${user.id}`, { body: { role: 'editor' } });
+      await expectStatus(400, 'PATCH', `${members}/${user.id}`, { body: { role: 'king' } });
+      await expectStatus(403, 'DELETE', `${members}/${user.id}`, {
+        token: null,
+        headers: { cookie, 'x-csrf-token': csrf },
+      });
+      await expectStatus(200, 'DELETE', `${members}/${user.id}`);
+      await expectStatus(404, 'DELETE', `${members}/${user.id}`);
+
+      const tokens = `${app()}/tokens`;
+      const made = await expectStatus<{ id: string }>(201, 'POST', tokens, { body: { name: 'ci', role: 'viewer' } });
+      await expectStatus(400, 'POST', tokens, { body: { name: 'ci', role: 'viewer', expiresAt: 5 } });
+      await expectStatus(200, 'GET', tokens);
+      await expectStatus(400, 'GET', `${tokens}?page=-1`);
+      await expectStatus(200, 'DELETE', `${tokens}/${made.id}`);
+      await expectStatus(404, 'DELETE', `${tokens}/${made.id}`);
+
+      await expectStatus(403, 'POST', '/auth/logout', { token: null, headers: { cookie } });
+      await expectStatus(200, 'POST', '/auth/logout', { token: null, headers: { cookie, 'x-csrf-token': csrf } });
+      await expectStatus(401, 'GET', '/me', { token: null, headers: { cookie } });
+      await expectStatus(200, 'DELETE', `/users/${user.id}`);
+      await expectStatus(404, 'DELETE', `/users/${user.id}`);
     });
 
     it('state', async () => {
