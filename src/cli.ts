@@ -14,9 +14,15 @@ program
   .option('--data-dir <dir>', 'data directory (env GATEHOUSE_DATA_DIR, default ./data)')
   .option('--host <host>', 'address to listen on (env GATEHOUSE_HOST, default 127.0.0.1)')
   .option('--mqtt-port <port>', 'MQTT TCP port, 0 picks a free one (env GATEHOUSE_MQTT_PORT, default 1883)')
-  .option('--http-port <port>', 'HTTP and MQTT-over-WebSocket port (env GATEHOUSE_HTTP_PORT, default 8080)')
+  .option(
+    '--http-port <port>',
+    'HTTP and MQTT-over-WebSocket port, also HTTPS and wss:// with --tls-cert (env GATEHOUSE_HTTP_PORT, default 8080)',
+  )
   .option('--mqtts-port <port>', 'MQTT over TLS port (env GATEHOUSE_MQTTS_PORT, default 8883)')
-  .option('--tls-cert <file>', 'PEM certificate enabling MQTT over TLS (env GATEHOUSE_TLS_CERT)')
+  .option(
+    '--tls-cert <file>',
+    'PEM certificate enabling HTTPS and wss:// on the HTTP port and MQTT over TLS (env GATEHOUSE_TLS_CERT)',
+  )
   .option('--tls-key <file>', 'PEM private key for --tls-cert (env GATEHOUSE_TLS_KEY)')
   .option(
     '--log-level <level>',
@@ -33,6 +39,8 @@ program
       if (running.urls.mqtts) console.log(`mqtts listening on ${running.urls.mqtts}`);
       console.log(`http listening on ${running.urls.http}`);
       console.log(`ws listening on ${running.urls.ws}`);
+      if (running.urls.https) console.log(`https listening on ${running.urls.https}`);
+      if (running.urls.wss) console.log(`wss listening on ${running.urls.wss}`);
       let signalled = false;
       const shutdown = (signal: string) => {
         if (signalled) return;
