@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 /** The `gatehouse` command. */
 import { Command } from 'commander';
+import { backupDataDir, formatDuration, formatSize, restoreDataDir } from './backup.js';
 import { ConfigError, resolveConfig, resolveDataDir } from './config.js';
 import { createAdminToken, createUserOffline, startGatehouse } from './server.js';
 
@@ -112,6 +113,48 @@ program
     } catch (err) {
       if (err instanceof ConfigError) console.error(`gatehouse: ${err.message}`);
       else console.error(`gatehouse: cannot create the user: ${(err as Error).stack ?? err}`);
+      process.exit(1);
+    }
+  });
+
+program
+  .command('backup')
+  .description(
+    'write a consistent copy of the SQLite database, also while a server runs on the data directory and ingests (a PostgreSQL store is backed up with pg_dump)',
+  )
+  .requiredOption('--to <file>', 'the backup file to write')
+  .option('--force', 'replace the file if it exists')
+  .option('--data-dir <dir>', 'data directory (env GATEHOUSE_DATA_DIR, default ./data)')
+  .action(async (flags: { to: string; force?: boolean; dataDir?: string }) => {
+    try {
+      const dataDir = resolveDataDir(flags.dataDir);
+      const done = await backupDataDir({ dataDir, to: flags.to, force: flags.force === true });
+      console.log(
+        `backup of ${dataDir} written to ${done.file}: ${formatSize(done.bytes)} in ${formatDuration(done.ms)}`,
+      );
+    } catch (err) {
+      if (err instanceof ConfigError) console.error(`gatehouse: ${err.message}`);
+      else console.error(`gatehouse: cannot back up: ${(err as Error).stack ?? err}`);
+      process.exit(1);
+    }
+  });
+
+program
+  .command('restore')
+  .description(
+    'make a backup the database of a data directory; refused while a server runs on that directory (stop it first)',
+  )
+  .requiredOption('--from <file>', 'the backup file (written by gatehouse backup)')
+  .option('--force', 'replace the database the data directory holds')
+  .option('--data-dir <dir>', 'data directory (env GATEHOUSE_DATA_DIR, default ./data)')
+  .action(async (flags: { from: string; force?: boolean; dataDir?: string }) => {
+    try {
+      const dataDir = resolveDataDir(flags.dataDir);
+      const done = await restoreDataDir({ dataDir, from: flags.from, force: flags.force === true });
+      console.log(`restored ${done.from} into ${done.file}: ${formatSize(done.bytes)} in ${formatDuration(done.ms)}`);
+    } catch (err) {
+      if (err instanceof ConfigError) console.error(`gatehouse: ${err.message}`);
+      else console.error(`gatehouse: cannot restore: ${(err as Error).stack ?? err}`);
       process.exit(1);
     }
   });
