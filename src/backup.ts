@@ -4,7 +4,17 @@
  * exists today; a PostgreSQL backend will be backed up with pg_dump, and these commands will
  * have to refuse it with that advice.
  */
-import { accessSync, constants, existsSync, linkSync, realpathSync, renameSync, rmSync, statSync } from 'node:fs';
+import {
+  accessSync,
+  chmodSync,
+  constants,
+  existsSync,
+  linkSync,
+  realpathSync,
+  renameSync,
+  rmSync,
+  statSync,
+} from 'node:fs';
 import path from 'node:path';
 import { ConfigError, optionName } from './config.js';
 import {
@@ -73,6 +83,8 @@ export async function backupDataDir(options: { dataDir: string; to: string; forc
     throw new ConfigError(`cannot back up the database in ${dataDir}: ${(err as Error).message} (set ${DATA_DIR()})`);
   }
   try {
+    // The database holds the secret that signs device tokens: the copy is for its owner only.
+    chmodSync(temporary, 0o600);
     if (force) renameSync(temporary, to);
     else linkNew(temporary, to);
     syncDirectory(dir);

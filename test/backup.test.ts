@@ -11,6 +11,7 @@ import {
   readdirSync,
   readFileSync,
   rmSync,
+  statSync,
   writeFileSync,
 } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -166,6 +167,8 @@ describe('gatehouse backup', { timeout: 90_000 }, () => {
     );
     // Nothing else was left beside it: the temporary file was renamed, no -wal or -shm.
     expect(readdirSync(path.dirname(backupFile))).toEqual(['gatehouse-backup.db']);
+    // It holds the secret that signs device tokens: readable by its owner only.
+    expect(statSync(backupFile).mode & 0o777).toBe(0o600);
     expect(integrityCheck(backupFile)).toBe('ok');
     await server.stop();
 
