@@ -80,7 +80,10 @@ export async function backupDataDir(options: { dataDir: string; to: string; forc
   try {
     await copySqliteDatabase(source, temporary);
   } catch (err) {
-    throw new ConfigError(`cannot back up the database in ${dataDir}: ${(err as Error).message} (set ${DATA_DIR()})`);
+    // Reading the database and writing the copy happen in one SQLite call: either may have failed.
+    throw new ConfigError(
+      `cannot back up the database in ${dataDir} to ${to}: ${(err as Error).message} (set ${DATA_DIR()}, or --to)`,
+    );
   }
   try {
     // The database holds the secret that signs device tokens: the copy is for its owner only.

@@ -243,6 +243,14 @@ describe('gatehouse backup', { timeout: 90_000 }, () => {
       `gatehouse: no database in ${empty}: start \`gatehouse serve\` there first (set --data-dir or GATEHOUSE_DATA_DIR)`,
     );
     expect(existsSync(empty)).toBe(false);
+    const broken = path.join(tmp, 'broken');
+    mkdirSync(broken);
+    writeFileSync(path.join(broken, 'gatehouse.db'), 'this is not SQLite, just some text that is long enough');
+    const brokenTo = path.join(tmp, 'from-broken.db');
+    expect(await oneLineFailure(['backup', '--data-dir', broken, '--to', brokenTo])).toBe(
+      `gatehouse: cannot back up the database in ${broken} to ${brokenTo}: file is not a database (set --data-dir or GATEHOUSE_DATA_DIR, or --to)`,
+    );
+    expect(readdirSync(tmp).filter((f) => f.startsWith('from-broken'))).toEqual([]);
     const nowhere = path.join(tmp, 'no-such-dir', 'x.db');
     expect(await oneLineFailure(['backup', '--data-dir', server.dataDir, '--to', nowhere])).toBe(
       `gatehouse: cannot write the backup to ${nowhere}: ENOENT on ${path.dirname(nowhere)} (set --to)`,
