@@ -2,6 +2,7 @@
  * HTTPS for tests with a self-signed certificate: Node's fetch cannot be told which CA to trust,
  * so these use node:https with `ca`. JSON requests and Server-Sent Events streams.
  */
+import type { IncomingHttpHeaders } from 'node:http';
 import https from 'node:https';
 import type { TLSSocket } from 'node:tls';
 import { eventually } from './server.js';
@@ -10,6 +11,7 @@ import { parseSse, type SseEvent } from './sse.js';
 export interface HttpsAnswer<T> {
   status: number;
   body: T;
+  headers: IncomingHttpHeaders;
   /** Whether the connection that carried the answer was TLS, and the certificate the server showed. */
   encrypted: boolean;
   peerCommonName: string | undefined;
@@ -45,6 +47,7 @@ export function httpsJson<T = unknown>(
           resolve({
             status: res.statusCode ?? 0,
             body: (text ? JSON.parse(text) : undefined) as T,
+            headers: res.headers,
             encrypted,
             peerCommonName,
           }),

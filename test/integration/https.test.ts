@@ -119,6 +119,22 @@ describe('HTTPS on the HTTP port', () => {
     expect((await httpsJson(base, s.ca, 'GET', '/applications')).status).toBe(401);
   });
 
+  it('marks the session cookie Secure when signed in over HTTPS, and only then', async () => {
+    const credentials = { email: 'tls@example.com', password: 'a long enough passphrase' };
+    expect((await admin('POST', '/users', credentials)).status).toBe(201);
+    const secure = await httpsJson(base, s.ca, 'POST', '/auth/user', { body: credentials });
+    expect(secure.status).toBe(200);
+    expect(String(secure.headers['set-cookie'])).toMatch(/;\s*Secure/i);
+    const plain = await fetch(`${s.running.urls.http}/auth/user`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify(credentials),
+    });
+    expect(plain.status).toBe(200);
+    expect(plain.headers.get('set-cookie')).toMatch(/HttpOnly/i);
+    expect(plain.headers.get('set-cookie')).not.toMatch(/;\s*Secure/i);
+  });
+
   it('keeps answering plain HTTP on the same port', async () => {
     const res = await fetch(`${s.running.urls.http}/applications`, { headers: { authorization: `Bearer ${ADMIN}` } });
     expect(res.status).toBe(200);
