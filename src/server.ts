@@ -1,6 +1,7 @@
 /**
  * Wires the platform, the MQTT broker and the REST API to their listeners: MQTT on TCP (and
- * TLS when configured), HTTP, and MQTT over WebSocket at /mqtt on the HTTP port.
+ * TLS when configured), HTTP, and MQTT over WebSocket at /mqtt on the HTTP port. With a
+ * certificate, the HTTP port also speaks TLS: HTTPS and `wss://` (src/http-tls.ts).
  */
 import { accessSync, constants, existsSync, readFileSync } from 'node:fs';
 import type { IncomingMessage } from 'node:http';
@@ -18,6 +19,7 @@ import { Maintenance, type MaintenanceOptions } from './core/maintenance.js';
 import { Platform } from './core/platform.js';
 import type { SecretCheckLimits } from './core/secrets.js';
 import { normalizeEmail, passwordProblem, type User } from './domain/accounts.js';
+import { acceptTlsOnHttpServer, type HttpTls } from './http-tls.js';
 import { createLogger, type Logger } from './logger.js';
 import { lockDataDir, makeDirectory } from './store/sqlite/data-dir.js';
 import { DATABASE_FILENAME, openSqliteStore } from './store/sqlite/sqlite-store.js';
@@ -29,7 +31,8 @@ export interface RunningGatehouse {
   api: Api;
   broker: MqttBroker;
   maintenance: Maintenance;
-  urls: { mqtt: string; http: string; ws: string; mqtts?: string };
+  /** `https` and `wss` (the HTTP port, speaking TLS) and `mqtts` when a certificate is configured. */
+  urls: { mqtt: string; http: string; ws: string; mqtts?: string; https?: string; wss?: string };
   /** The admin API token, when this start created a random one. */
   generatedAdminToken: string | undefined;
   stop(): Promise<void>;
@@ -44,6 +47,8 @@ export interface StartOptions {
   logger?: Logger;
   /** Other limits on secret checks than the defaults (tests). */
   secretCheckLimits?: Partial<SecretCheckLimits>;
+  /** How long a connection to the HTTP port may take to send its first byte and finish a TLS handshake (tests). */
+  handshakeTimeoutMs?: number;
 }
 
 /**
@@ -82,11 +87,22 @@ export async function startGatehouse(config: GatehouseConfig, options: StartOpti
       }
       wss.handleUpgrade(req, socket, head, (ws) => broker.handle(createWebSocketStream(ws), req));
     });
+    // With a certificate, connections to the HTTP port are sorted into plain and TLS first.
+    const httpTls: HttpTls | undefined = tlsFiles
+      ? acceptTlsOnHttpServer(api.server, {
+          secureContext: tls.createSecureContext(tlsFiles),
+          logger: logger.child({ component: 'https' }),
+          ...(options.handshakeTimeoutMs !== undefined ? { handshakeTimeoutMs: options.handshakeTimeoutMs } : {}),
+        })
+      : undefined;
     api.server.on('connection', (socket: net.Socket) => socket.setNoDelay(true));
     await listenOrExplain('httpPort', config.host, config.httpPort, () =>
       api.listen({ host: config.host, port: config.httpPort }),
     );
-    closers.push(() => api.close());
+    closers.push(() => {
+      httpTls?.close();
+      return api.close();
+    });
 
     const tcp = net.createServer({ noDelay: true }, (socket) => broker.handle(socket));
     const mqttPort = await listenOrExplain('mqttPort', config.host, config.mqttPort, () =>
@@ -122,6 +138,7 @@ export async function startGatehouse(config: GatehouseConfig, options: StartOpti
         http: `http://${host}:${httpPort}`,
         ws: `ws://${host}:${httpPort}/mqtt`,
         ...(mqtts ? { mqtts } : {}),
+        ...(httpTls ? { https: `https://${host}:${httpPort}`, wss: `wss://${host}:${httpPort}/mqtt` } : {}),
       },
       stop() {
         // Stop accepting, disconnect clients (their last writes are queued), finish in-flight
