@@ -24,6 +24,8 @@ import { createLogger, type Logger } from './logger.js';
 import { lockDataDir, makeDirectory } from './store/sqlite/data-dir.js';
 import { DATABASE_FILENAME, openSqliteStore } from './store/sqlite/sqlite-store.js';
 import type { Store } from './store/types.js';
+import { type EngineLimits, WorkflowEngine } from './workflows/engine.js';
+import { Flows } from './workflows/flows.js';
 
 export interface RunningGatehouse {
   platform: Platform;
@@ -31,6 +33,8 @@ export interface RunningGatehouse {
   api: Api;
   broker: MqttBroker;
   maintenance: Maintenance;
+  /** Workflows: their definitions and the runtime. */
+  workflows: { flows: Flows; engine: WorkflowEngine };
   /** `https` and `wss` (the HTTP port, speaking TLS) and `mqtts` when a certificate is configured. */
   urls: { mqtt: string; http: string; ws: string; mqtts?: string; https?: string; wss?: string };
   /** The admin API token, when this start created a random one. */
@@ -45,6 +49,8 @@ export interface StartOptions {
   maintenance?: MaintenanceOptions;
   /** Use this logger instead of one made from `config.logLevel` (tests capture the log). */
   logger?: Logger;
+  /** Other limits on workflow runs than the defaults (tests). */
+  workflowLimits?: Partial<EngineLimits>;
   /** Other limits on secret checks than the defaults (tests). */
   secretCheckLimits?: Partial<SecretCheckLimits>;
   /** How long a connection to the HTTP port may take to send its first byte and finish a TLS handshake (tests). */
@@ -77,7 +83,13 @@ export async function startGatehouse(config: GatehouseConfig, options: StartOpti
     maintenance.start();
     closers.push(() => maintenance.stop());
 
-    const api = createApi(platform);
+    // Workflows follow the event bus; they start before any listener, so no event is missed.
+    const engine = new WorkflowEngine(platform, options.workflowLimits);
+    await engine.start();
+    closers.push(() => engine.stop());
+    const workflows = { flows: new Flows(platform.store, engine, platform.clock), engine };
+
+    const api = createApi(platform, { workflows });
     // ws buffers a whole frame before the MQTT parser sees a byte: bound frames like packets.
     const wss = new WebSocketServer({ noServer: true, maxPayload: MAX_PACKET_BYTES + 5 });
     api.server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
@@ -132,6 +144,7 @@ export async function startGatehouse(config: GatehouseConfig, options: StartOpti
       api,
       broker,
       maintenance,
+      workflows,
       generatedAdminToken,
       urls: {
         mqtt: `mqtt://${host}:${mqttPort}`,

@@ -42,7 +42,6 @@ export type IngestOutcome =
       retryAfterSeconds?: number;
     };
 
-
 /**
  * How many dropped values an answer or a log entry names. A payload may carry tens of thousands
  * of unknown attributes; what is said about them stays this size (docs/decisions.md, "Device logs").

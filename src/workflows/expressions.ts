@@ -87,13 +87,10 @@ function templateValue(inner: string, payload: unknown): unknown {
  * Replaces each `{{...}}` by a string literal (when it sits inside quotes) or by a reference
  * `__vN` to its value.
  */
-function replaceTemplates(
-  source: string,
-  valueOf: (inner: string) => unknown,
-): { text: string; values: unknown[] } {
+function replaceTemplates(source: string, valueFor: (inner: string) => unknown): { text: string; values: unknown[] } {
   const values: unknown[] = [];
   const text = source.replace(/(['"]?)\{\{([^}]*)\}\}\1/g, (_all, quote: string, inner: string) => {
-    const value = valueOf(inner);
+    const value = valueFor(inner);
     if (quote) return JSON.stringify(value === undefined || value === null ? '' : String(value));
     values.push(value);
     return `__v${values.length - 1}`;

@@ -79,10 +79,18 @@ export const TEMPLATE_HELPERS = [...Object.keys(HELPERS), 'if', 'unless', 'each'
 
 const cache = new Map<string, HandlebarsTemplateDelegate>();
 
+/**
+ * JSON templates close an object right after a value (`{"t":{{data.t}}}`), which Handlebars
+ * would read as the end of a triple-stash: a brace right after a double-stash stays text.
+ */
+function normalize(template: string): string {
+  return template.replace(/(^|[^{])\{\{([^{}]*)\}\}\}/g, '$1{{$2}}{{!}}}');
+}
+
 function compiled(template: string): HandlebarsTemplateDelegate {
   let fn = cache.get(template);
   if (!fn) {
-    fn = hb.compile(template, { noEscape: true, strict: false });
+    fn = hb.compile(normalize(template), { noEscape: true, strict: false });
     if (cache.size >= CACHE_SIZE) cache.delete(cache.keys().next().value as string);
     cache.set(template, fn);
   }
@@ -92,7 +100,7 @@ function compiled(template: string): HandlebarsTemplateDelegate {
 /** Whether a template parses; the reason when it does not. */
 export function templateProblem(template: string): string | undefined {
   try {
-    hb.parse(template);
+    hb.parse(normalize(template));
     return undefined;
   } catch (err) {
     return `the template does not parse: ${(err as Error).message.split('\n')[0]}`;
