@@ -63,7 +63,7 @@ describe('expressions', () => {
   it('bounds nesting, length and string growth instead of exhausting the stack or memory', () => {
     expect(expressionProblem(`${'('.repeat(2000)}1${')'.repeat(2000)}`)).toMatch(/deeper than 64/);
     expect(expressionProblem(`${'('.repeat(100_000)}1${')'.repeat(100_000)}`)).toMatch(/longer than 4096/);
-    expect(expressionProblem('1 + '.repeat(5000) + '1')).toMatch(/longer than 4096/);
+    expect(expressionProblem(`${'1 + '.repeat(5000)}1`)).toMatch(/longer than 4096/);
     expect(expressionProblem(`${'!'.repeat(4000)}1`)).toMatch(/deeper than 64/);
     const big = { s: 'x'.repeat(600_000) };
     expect(() => evaluateExpression('s + s', big)).toThrow(/1,000,000/);
