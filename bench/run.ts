@@ -79,6 +79,14 @@ async function main(): Promise<void> {
       `load average ${loadAverage()}`,
   );
 
+  // BENCH_ONLY=w: the workflow scenario alone (while working on workflows).
+  if (process.env.BENCH_ONLY === 'w') {
+    const rows = await workflowScenario(report, cleanups);
+    console.log(`\n${workflowTable(rows)}\n`);
+    for (const note of report.notes) console.log(`- ${note}`);
+    return;
+  }
+
   // a–c on one server.
   const server = await startGatehouseProcess();
   cleanups.add(() => server.stop());

@@ -207,7 +207,7 @@ export interface FlowStore {
   /** Oldest first. */
   listFlowVersions(flowId: string): Promise<FlowVersion[]>;
 
-  /** Appends runs, keeping the newest `keepPerFlow` of each flow. */
+  /** Appends runs, keeping the newest `keepPerFlow` of each flow (older ones go in batches: a few more may stay a while). */
   appendFlowRuns(runs: FlowRun[], keepPerFlow: number): Promise<void>;
   /** Newest first; bounds inclusive, epoch ms. */
   listFlowRuns(flowId: string, query: { limit: number; start?: number; end?: number }): Promise<FlowRun[]>;

@@ -54,6 +54,8 @@ export interface DebugEntry {
 interface ActiveFlow {
   flow: Flow;
   definition: FlowDefinition;
+  /** The definition's globals, parsed once. */
+  globals: Record<string, unknown>;
   version: string;
   running: number;
   queue: Array<() => Promise<void>>;
@@ -115,14 +117,8 @@ export class WorkflowEngine {
         version = pinned.version;
       }
     }
-    const previous = this.active.get(flow.id);
-    const active: ActiveFlow = {
-      flow,
-      definition,
-      version,
-      running: previous?.running ?? 0,
-      queue: previous?.queue ?? [],
-    };
+    // Runs of the previous definition finish on their own; this one starts with an empty queue.
+    const active: ActiveFlow = { flow, definition, globals: globalsOf(definition), version, running: 0, queue: [] };
     this.active.set(flow.id, active);
     for (const trigger of definition.triggers) {
       if (trigger.type === 'deviceId' && trigger.key) {
@@ -252,7 +248,8 @@ export class WorkflowEngine {
       flowId: flow.id,
       flowName: flow.name,
       flowVersion: active.version,
-      globals: globalsOf(active.definition),
+      // Each run gets its own copy: a node may change it.
+      globals: structuredClone(active.globals),
     };
   }
 
@@ -287,7 +284,10 @@ export class WorkflowEngine {
 
   private launch(active: ActiveFlow, job: () => Promise<void>): void {
     active.running++;
-    const done = job()
+    // Each run starts in a turn of its own (setImmediate), after pending I/O: a backlog of runs
+    // chained through promises alone would never let sockets and requests be served.
+    const done = new Promise<void>((resolve) => setImmediate(resolve))
+      .then(job)
       .catch(() => {})
       .finally(() => {
         active.running--;
