@@ -17,6 +17,8 @@ import { Maintenance, type MaintenanceOptions } from './core/maintenance.js';
 import { newApiToken, Platform } from './core/platform.js';
 import type { SecretCheckLimits } from './core/secrets.js';
 import { createLogger, type Logger } from './logger.js';
+import { Metrics } from './ops/metrics.js';
+import { Readiness } from './ops/readiness.js';
 import { lockDataDir, makeDirectory } from './store/sqlite/data-dir.js';
 import { DATABASE_FILENAME, openSqliteStore } from './store/sqlite/sqlite-store.js';
 import type { Store } from './store/types.js';
@@ -25,6 +27,9 @@ export interface RunningGatehouse {
   platform: Platform;
   broker: MqttBroker;
   maintenance: Maintenance;
+  /** This server's metrics (GET /metrics) and readiness (GET /ready); docs/operations.md. */
+  metrics: Metrics;
+  readiness: Readiness;
   urls: { mqtt: string; http: string; ws: string; mqtts?: string };
   /** The admin API token, when this start created a random one. */
   generatedAdminToken: string | undefined;
@@ -53,22 +58,26 @@ export async function startGatehouse(config: GatehouseConfig, options: StartOpti
   const { store, release } = options.store
     ? { store: options.store, release: () => {} }
     : await openStore(config.dataDir, logger);
+  const metrics = new Metrics();
   const platform = new Platform({
     store,
     logger,
     ...(options.clock ? { clock: options.clock } : {}),
     ...(options.secretCheckLimits ? { secretCheckLimits: options.secretCheckLimits } : {}),
+    instruments: { writes: metrics.writes, commandRoutes: metrics.commandRoutes },
   });
+  const readiness = new Readiness({ store, writes: platform.writes, logger: logger.child({ component: 'ops' }) });
   const closers: Array<() => Promise<void>> = [];
   try {
     await platform.start();
-    const broker = new MqttBroker(platform);
+    const broker = new MqttBroker(platform, {}, metrics.broker);
     await broker.start();
     const maintenance = new Maintenance(platform, options.maintenance);
     maintenance.start();
     closers.push(() => maintenance.stop());
 
-    const api = createApi(platform);
+    const api = createApi(platform, { ops: { readiness, metrics, metricsToken: config.metricsToken } });
+    metrics.watch({ connectionsByClass: () => broker.connectedByClass(), openStreams: () => api.streams.size });
     // ws buffers a whole frame before the MQTT parser sees a byte: bound frames like packets.
     const wss = new WebSocketServer({ noServer: true, maxPayload: MAX_PACKET_BYTES + 5 });
     api.server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
@@ -83,12 +92,14 @@ export async function startGatehouse(config: GatehouseConfig, options: StartOpti
       api.listen({ host: config.host, port: config.httpPort }),
     );
     closers.push(() => api.close());
+    readiness.watchListener('http', api.server);
 
     const tcp = net.createServer({ noDelay: true }, (socket) => broker.handle(socket));
     const mqttPort = await listenOrExplain('mqttPort', config.host, config.mqttPort, () =>
       listen(tcp, config.host, config.mqttPort),
     );
     closers.push(() => closeServer(tcp));
+    readiness.watchListener('mqtt', tcp);
 
     let mqtts: string | undefined;
     if (tlsFiles) {
@@ -100,10 +111,12 @@ export async function startGatehouse(config: GatehouseConfig, options: StartOpti
         listen(secure, config.host, config.mqttsPort),
       );
       closers.push(() => closeServer(secure));
+      readiness.watchListener('mqtts', secure);
       mqtts = `mqtts://${hostForUrl(config.host)}:${p}`;
     }
 
     const generatedAdminToken = await platform.commitStart(config.adminToken);
+    readiness.markRunning();
     const httpPort = (api.server.address() as net.AddressInfo).port;
     const host = hostForUrl(config.host);
     let stopping: Promise<void> | undefined;
@@ -111,6 +124,8 @@ export async function startGatehouse(config: GatehouseConfig, options: StartOpti
       platform,
       broker,
       maintenance,
+      metrics,
+      readiness,
       generatedAdminToken,
       urls: {
         mqtt: `mqtt://${host}:${mqttPort}`,
@@ -121,6 +136,7 @@ export async function startGatehouse(config: GatehouseConfig, options: StartOpti
       stop() {
         // Stop accepting, disconnect clients (their last writes are queued), finish in-flight
         // requests, then drain the write queue so nothing acknowledged is lost, and close the store.
+        readiness.markStopping();
         stopping ??= (async () => {
           // Live streams never end by themselves: end them (event: shutdown) before the HTTP
           // server waits for its connections to close.

@@ -10,6 +10,7 @@ import type { Platform } from '../core/platform.js';
 import type { Principal } from '../domain/authorization.js';
 import { MAX_PAYLOAD_BYTES } from '../domain/state.js';
 import { clip, describeError, firstPath, frameworkError, isNonFinite, isPrototypeKey } from './errors.js';
+import { idleOps, installOps, type Ops } from './ops.js';
 import { appLogRoutes } from './routes/app-log.js';
 import { applicationRoutes } from './routes/applications.js';
 import { authRoutes } from './routes/auth.js';
@@ -36,7 +37,7 @@ declare module 'fastify' {
 
 export type Api = FastifyInstance extends infer _ ? ReturnType<typeof createApi> : never;
 
-export function createApi(platform: Platform, options: { streams?: StreamHubOptions } = {}) {
+export function createApi(platform: Platform, options: { streams?: StreamHubOptions; ops?: Ops } = {}) {
   const app = Fastify({
     // The operator log. Requests are not logged one by one, failures are (the error handler), and
     // Fastify's own info lines ("Server listening at") only at debug: the command prints its own.
@@ -106,6 +107,8 @@ export function createApi(platform: Platform, options: { streams?: StreamHubOpti
   });
 
   app.get('/health', { config: { public: true } }, async () => ({ status: 'ok' }));
+  // /ready and /metrics, and the hooks that count REST traffic (docs/operations.md).
+  installOps(app, options.ops ?? idleOps(platform));
   app.register(authRoutes(platform));
   app.register(applicationRoutes(platform));
   app.register(deviceRoutes(platform));
