@@ -218,7 +218,8 @@ async function openStore(dataDir: string, logger: Logger): Promise<{ store: Stor
   try {
     const store = await openSqliteStore({
       dataDir,
-      onRollupFlushError: (err) => logger.error({ err }, 'rollup flush failed'),
+      onRollupFlushError: (err) =>
+        logger.error({ component: 'store', event: 'rollupFlushFailed', err }, 'rollup flush failed'),
     });
     return { store, release: () => lock.release() };
   } catch (err) {

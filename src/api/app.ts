@@ -96,7 +96,12 @@ export function createApi(platform: Platform, options: { streams?: StreamHubOpti
   app.setErrorHandler((error: FastifyError | GatehouseError, request, reply) => {
     const { status, type, message } = describeError(error, request);
     // A 5xx is our fault: its cause goes to the operator log and never to the client.
-    if (status >= 500) request.log.error({ err: error, method: request.method, url: request.url }, 'request failed');
+    if (status >= 500) {
+      request.log.error(
+        { event: 'requestFailed', err: error, method: request.method, url: request.url },
+        'request failed',
+      );
+    }
     if (error instanceof GatehouseError && error.retryAfterSeconds !== undefined) {
       void reply.header('retry-after', String(error.retryAfterSeconds));
     }

@@ -132,11 +132,13 @@ export class Platform {
     this.topicPrefix = options.topicPrefix ?? DEFAULT_TOPIC_PREFIX;
     this.logger = options.logger ?? silentLogger;
     this.verified = new VerifiedSecrets(options.secretCheckLimits ? { limits: options.secretCheckLimits } : {});
-    this.bus = new EventBus((err, event) => this.logger.error({ err, event }, 'event listener failed'));
+    this.bus = new EventBus((err, busEvent) =>
+      this.logger.error({ component: 'core', event: 'listenerFailed', busEvent, err }, 'event listener failed'),
+    );
     this.registry = new Registry(this.store, this.clock);
     this.writes = new WriteQueue(this.store, {
       onCommitted: (b) => this.announce(b),
-      onError: (err) => this.logger.error({ err }, 'group commit failed'),
+      onError: (err) => this.logger.error({ component: 'core', event: 'commitFailed', err }, 'group commit failed'),
       ...(options.instruments ? { instruments: options.instruments.writes } : {}),
     });
     this.commandRoutes = options.instruments?.commandRoutes ?? noCounts(COMMAND_ROUTES);
