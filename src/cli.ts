@@ -2,7 +2,7 @@
 /** The `gatehouse` command. */
 import { Command } from 'commander';
 import { ConfigError, resolveConfig, resolveDataDir } from './config.js';
-import { createAdminToken, startGatehouse } from './server.js';
+import { createAdminToken, createUserOffline, startGatehouse } from './server.js';
 
 const program = new Command()
   .name('gatehouse')
@@ -66,7 +66,10 @@ program
   .description(
     'create an API token and print it once; works while a server runs on the same data directory, which accepts it at once',
   )
-  .requiredOption('--admin', 'an admin token, which sees every application (the only kind there is yet)')
+  .requiredOption(
+    '--admin',
+    'an operator (admin) token, which may do everything; application tokens are made over REST by their owners',
+  )
   .option('--name <name>', 'what the token is for (default admin)')
   .option('--data-dir <dir>', 'data directory (env GATEHOUSE_DATA_DIR, default ./data)')
   .action(async (flags: { name?: string; dataDir?: string }) => {
@@ -79,5 +82,46 @@ program
       process.exit(1);
     }
   });
+
+program
+  .command('user')
+  .description('manage users')
+  .command('create')
+  .description(
+    'create a user who signs in with email and password; works while a server runs on the same data directory',
+  )
+  .requiredOption('--email <email>', 'the address the user signs in with')
+  .requiredOption('--password-stdin', 'read the password (at least 10 characters) from standard input')
+  .option('--name <name>', 'the name shown for the user')
+  .option('--admin', 'an administrator, who may do everything the admin token may')
+  .option('--data-dir <dir>', 'data directory (env GATEHOUSE_DATA_DIR, default ./data)')
+  .action(async (flags: { email: string; name?: string; admin?: boolean; dataDir?: string }) => {
+    try {
+      const password = (await readStdin()).replace(/\r?\n$/, '');
+      const user = await createUserOffline(resolveDataDir(flags.dataDir), {
+        email: flags.email,
+        password,
+        admin: flags.admin ?? false,
+        ...(flags.name !== undefined ? { name: flags.name } : {}),
+      });
+      console.log(`user ${user.email} created with id ${user.id}${user.admin ? ' (administrator)' : ''}`);
+    } catch (err) {
+      if (err instanceof ConfigError) console.error(`gatehouse: ${err.message}`);
+      else console.error(`gatehouse: cannot create the user: ${(err as Error).stack ?? err}`);
+      process.exit(1);
+    }
+  });
+
+/** Standard input, whole, up to a bound (a password is short; a stray file piped in is not read whole). */
+async function readStdin(limit = 64 * 1024): Promise<string> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of process.stdin) {
+    size += (chunk as Buffer).length;
+    if (size > limit) throw new ConfigError('standard input is too long for a password (set --password-stdin)');
+    chunks.push(chunk as Buffer);
+  }
+  return Buffer.concat(chunks).toString('utf8');
+}
 
 await program.parseAsync();

@@ -9,13 +9,15 @@ import path from 'node:path';
 import type { Duplex } from 'node:stream';
 import tls from 'node:tls';
 import { createWebSocketStream, WebSocketServer } from 'ws';
-import { createApi } from './api/app.js';
+import { type Api, createApi } from './api/app.js';
 import { MAX_PACKET_BYTES } from './broker/connection-guard.js';
 import { MqttBroker } from './broker/mqtt-broker.js';
 import { ConfigError, type GatehouseConfig, optionName } from './config.js';
+import { newApiToken, newUser, publicUser } from './core/accounts.js';
 import { Maintenance, type MaintenanceOptions } from './core/maintenance.js';
-import { newApiToken, Platform } from './core/platform.js';
+import { Platform } from './core/platform.js';
 import type { SecretCheckLimits } from './core/secrets.js';
+import { normalizeEmail, passwordProblem, type User } from './domain/accounts.js';
 import { createLogger, type Logger } from './logger.js';
 import { Metrics } from './ops/metrics.js';
 import { Readiness } from './ops/readiness.js';
@@ -25,6 +27,8 @@ import type { Store } from './store/types.js';
 
 export interface RunningGatehouse {
   platform: Platform;
+  /** The REST API, listening. */
+  api: Api;
   broker: MqttBroker;
   maintenance: Maintenance;
   /** This server's metrics (GET /metrics) and readiness (GET /ready); docs/operations.md. */
@@ -122,6 +126,7 @@ export async function startGatehouse(config: GatehouseConfig, options: StartOpti
     let stopping: Promise<void> | undefined;
     return {
       platform,
+      api,
       broker,
       maintenance,
       metrics,
@@ -231,15 +236,11 @@ async function openStore(dataDir: string, logger: Logger): Promise<{ store: Stor
 }
 
 /**
- * `gatehouse token create --admin`: adds an admin API token to the database in `dataDir` and
- * returns it. A server running on that directory goes on as it is (SQLite in WAL mode lets a
- * second process write) and accepts the new token at its first use (Platform.authenticateBearer).
+ * Runs `work` on the database in `dataDir` opened a second time, beside a server that may be
+ * running on it (SQLite in WAL mode lets a second process write); the server accepts what is
+ * added at its first use. For the commands that add a credential (`token create`, `user create`).
  */
-export async function createAdminToken(dataDir: string, name: string): Promise<string> {
-  const trimmed = name.trim();
-  if (trimmed.length === 0 || trimmed.length > 200) {
-    throw new ConfigError('invalid token name: expected 1 to 200 characters (set --name)');
-  }
+async function withSharedStore<T>(dataDir: string, work: (store: Store) => Promise<T>): Promise<T> {
   if (!existsSync(path.join(dataDir, DATABASE_FILENAME))) {
     throw new ConfigError(
       `no database in ${dataDir}: start \`gatehouse serve\` there first (set ${optionName('dataDir')})`,
@@ -254,12 +255,46 @@ export async function createAdminToken(dataDir: string, name: string): Promise<s
     );
   }
   try {
-    const { token, record } = await newApiToken(trimmed, Date.now());
-    await store.createApiToken(record);
-    return token;
+    return await work(store);
   } finally {
     await store.close();
   }
+}
+
+/** `gatehouse token create --admin`: adds an operator (admin) API token and returns it. */
+export async function createAdminToken(dataDir: string, name: string): Promise<string> {
+  const trimmed = name.trim();
+  if (trimmed.length === 0 || trimmed.length > 200) {
+    throw new ConfigError('invalid token name: expected 1 to 200 characters (set --name)');
+  }
+  return withSharedStore(dataDir, async (store) => {
+    const { token, record } = await newApiToken(
+      { name: trimmed, applicationId: null, role: null, expiresAt: null },
+      Date.now(),
+    );
+    await store.createApiToken(record);
+    return token;
+  });
+}
+
+/** `gatehouse user create`: adds a user (an administrator with `admin`) and returns it. */
+export async function createUserOffline(
+  dataDir: string,
+  input: { email: string; password: string; name?: string; admin: boolean },
+): Promise<User> {
+  const email = normalizeEmail(input.email);
+  if (!/^[^\s@]+@[^\s@]+$/.test(email) || email.length > 254) {
+    throw new ConfigError(`invalid email "${input.email}" (set --email)`);
+  }
+  const problem = passwordProblem(input.password);
+  if (problem) throw new ConfigError(`invalid password: ${problem} (give it on standard input with --password-stdin)`);
+  return withSharedStore(dataDir, async (store) => {
+    if (await store.getUserByEmail(email))
+      throw new ConfigError(`a user with email ${email} exists already (set --email)`);
+    const user = await newUser({ ...input, email }, Date.now());
+    await store.createUser(user);
+    return publicUser(user);
+  });
 }
 
 async function listenOrExplain(

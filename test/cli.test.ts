@@ -282,7 +282,7 @@ describe('gatehouse serve', () => {
     const next = serve(['--data-dir', dataDir, '--mqtt-port', '0', '--http-port', '0'], { GATEHOUSE_ADMIN_TOKEN: '' });
     const urls = await next.listening();
     const token = /admin API token \(shown once, store it now\): (\S+)/.exec(next.out())?.[1];
-    expect(token).toMatch(/^gha_/);
+    expect(token).toMatch(/^ght_/);
     const res = await fetch(`${urls.http}/applications`, { headers: { authorization: `Bearer ${token}` } });
     expect(res.status).toBe(200);
   });
@@ -371,7 +371,7 @@ describe('gatehouse token create', () => {
     expect(created.err()).toBe('');
     const lines = created.out().trimEnd().split('\n');
     expect(lines).toHaveLength(1);
-    const token = /^admin API token \(shown once, store it now\): (gha_\S+)$/.exec(lines[0] ?? '')?.[1];
+    const token = /^admin API token \(shown once, store it now\): (ght_\S+)$/.exec(lines[0] ?? '')?.[1];
     expect(token).toBeTruthy();
     // Its first use: the server has read its tokens at start and reads them again for this one.
     const first = await fetch(`${urls.http}/applications`, { headers: { authorization: `Bearer ${token}` } });
@@ -379,7 +379,7 @@ describe('gatehouse token create', () => {
     // The data directory from the environment, as for `serve`; every token is new.
     const again = gatehouse(['token', 'create', '--admin'], { GATEHOUSE_DATA_DIR: dataDir });
     expect(await again.exited).toBe(0);
-    const second = /: (gha_\S+)$/m.exec(again.out())?.[1];
+    const second = /: (ght_\S+)$/m.exec(again.out())?.[1];
     expect(second).toBeTruthy();
     expect(second).not.toBe(token);
     const res = await fetch(`${urls.http}/applications`, { headers: { authorization: `Bearer ${second}` } });
@@ -398,7 +398,7 @@ describe('gatehouse token create', () => {
     expect(await first.exited).toBe(0);
     const created = gatehouse(['token', 'create', '--admin', '--data-dir', dataDir]);
     expect(await created.exited).toBe(0);
-    const token = /: (gha_\S+)$/m.exec(created.out())?.[1];
+    const token = /: (ght_\S+)$/m.exec(created.out())?.[1];
     const second = serve(['--data-dir', dataDir, '--mqtt-port', '0', '--http-port', '0'], {
       GATEHOUSE_ADMIN_TOKEN: '',
     });
@@ -417,6 +417,54 @@ describe('gatehouse token create', () => {
     expect(await oneLineFailure(gatehouse(['token', 'create', '--data-dir', dataDir]))).toBe(
       "error: required option '--admin' not specified",
     );
+  });
+});
+
+describe('gatehouse user create', () => {
+  it('creates a user, reading the password from standard input, who can sign in to a running server', async () => {
+    const dataDir = tempDir();
+    const server = serve(['--data-dir', dataDir, '--mqtt-port', '0', '--http-port', '0']);
+    const urls = await server.listening();
+    const created = gatehouse([
+      'user',
+      'create',
+      '--email',
+      'Ops@Example.com',
+      '--password-stdin',
+      '--admin',
+      '--data-dir',
+      dataDir,
+    ]);
+    created.child.stdin.end('a long enough password\n');
+    expect(await created.exited).toBe(0);
+    expect(created.out()).toMatch(/^user ops@example\.com created with id [0-9a-f]{24} \(administrator\)\n$/);
+    expect(created.out()).not.toContain('a long enough password');
+    const signIn = await fetch(`${urls.http}/auth/user`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ email: 'ops@example.com', password: 'a long enough password' }),
+    });
+    expect(signIn.status).toBe(200);
+    const cookie = (signIn.headers.get('set-cookie') ?? '').split(';')[0] as string;
+    // An administrator: may list users.
+    expect((await fetch(`${urls.http}/users`, { headers: { cookie } })).status).toBe(200);
+  });
+
+  it('refuses a short password and a taken email with one line, creating nothing', async () => {
+    const dataDir = tempDir();
+    const first = serve(['--data-dir', dataDir, '--mqtt-port', '0', '--http-port', '0']);
+    await first.listening();
+    const short = gatehouse(['user', 'create', '--email', 'a@example.com', '--password-stdin', '--data-dir', dataDir]);
+    short.child.stdin.end('short\n');
+    expect(await oneLineFailure(short)).toBe(
+      'gatehouse: invalid password: a password needs at least 10 characters (give it on standard input with --password-stdin)',
+    );
+    const made = gatehouse(['user', 'create', '--email', 'a@example.com', '--password-stdin', '--data-dir', dataDir]);
+    made.child.stdin.end('long enough password');
+    expect(await made.exited).toBe(0);
+    const again = gatehouse(['user', 'create', '--email', 'A@example.com', '--password-stdin', '--data-dir', dataDir]);
+    again.child.stdin.end('long enough password');
+    expect(await oneLineFailure(again)).toBe('gatehouse: a user with email a@example.com exists already (set --email)');
   });
 });
 

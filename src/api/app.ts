@@ -1,33 +1,53 @@
 /**
- * The REST side (spec: REST). Every route declares its schemas; authentication happens once in
+ * The REST side (spec: REST). Every route declares its schemas, answers and errors included: the
+ * API reference at /openapi.json and /docs is generated from them. Authentication happens once in
  * an onRequest hook, authorization through the domain rule; every error leaves as
  * `{ type, message }` with its HTTP status.
  */
+import swagger from '@fastify/swagger';
+import swaggerUi from '@fastify/swagger-ui';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
-import Fastify, { type FastifyError, type FastifyInstance, LogController } from 'fastify';
+import Fastify, {
+  type FastifyError,
+  type FastifyInstance,
+  type FastifyRequest,
+  LogController,
+  type RouteOptions,
+} from 'fastify';
+import { CSRF_HEADER, csrfMatches } from '../core/accounts.js';
 import { GatehouseError } from '../core/errors.js';
 import type { Platform } from '../core/platform.js';
 import type { Principal } from '../domain/authorization.js';
 import { MAX_PAYLOAD_BYTES } from '../domain/state.js';
 import { clip, describeError, firstPath, frameworkError, isNonFinite, isPrototypeKey } from './errors.js';
-import { idleOps, installOps, type Ops } from './ops.js';
+import { docsOptions, markReferenceRoutes, OPENAPI_PATH, openApiOptions } from './openapi.js';
+import { idleOps, installOpsHooks, type Ops, opsRoutes } from './ops.js';
+import { accountRoutes, sessionCookie } from './routes/accounts.js';
 import { appLogRoutes } from './routes/app-log.js';
 import { applicationRoutes } from './routes/applications.js';
 import { authRoutes } from './routes/auth.js';
 import { dataQueryRoutes } from './routes/data-queries.js';
 import { deviceDataRoutes } from './routes/device-data.js';
 import { deviceRoutes } from './routes/devices.js';
+import { healthRoutes } from './routes/health.js';
 import { keyRoutes } from './routes/keys.js';
+import { memberRoutes } from './routes/members.js';
 import { streamRoutes } from './routes/streams.js';
 import { StreamHub, type StreamHubOptions, unusedConnections } from './streams.js';
 
 declare module 'fastify' {
   interface FastifyRequest {
     principal: Principal | null;
+    /** The browser session the request came with (cookie), if it came with one. */
+    sessionId: string | null;
+    /** That session's CSRF token, for `GET /me` to hand back to the page. */
+    csrfToken: string | null;
   }
   interface FastifyInstance {
     /** Open live streams; `closeAll()` ends them (shutdown). */
     streams: StreamHub;
+    /** Every route added to this API, in order, however it was added: what the API reference must describe. */
+    registeredRoutes: readonly RouteOptions[];
   }
   interface FastifyContextConfig {
     /** Routes anyone may call. */
@@ -55,6 +75,14 @@ export function createApi(platform: Platform, options: { streams?: StreamHubOpti
     frameworkErrors: frameworkError,
   }).withTypeProvider<TypeBoxTypeProvider>();
 
+  // Before any route: every route is recorded, and the reference's own routes are made public.
+  const registeredRoutes: RouteOptions[] = [];
+  app.decorate('registeredRoutes', registeredRoutes);
+  app.addHook('onRoute', (route) => {
+    registeredRoutes.push(route);
+    markReferenceRoutes(route);
+  });
+
   // JSON bodies: a syntax error names the body; a `__proto__` or `constructor.prototype` key
   // anywhere is refused with its path (a naive merge would turn it into a prototype change).
   // Every route but state (which reads raw bytes) takes JSON and nothing else: other types are 415.
@@ -73,8 +101,11 @@ export function createApi(platform: Platform, options: { streams?: StreamHubOpti
   });
 
   app.decorateRequest('principal', null);
+  app.decorateRequest('sessionId', null);
+  app.decorateRequest('csrfToken', null);
   const streams = new StreamHub(platform.bus, options.streams);
   app.decorate('streams', streams);
+  platform.accounts.onChange(() => streams.recheck());
   // Open streams, and connections that never sent a request, would keep close() waiting: end them first.
   const unused = unusedConnections(app.server);
   app.addHook('preClose', async () => {
@@ -84,7 +115,7 @@ export function createApi(platform: Platform, options: { streams?: StreamHubOpti
   app.addHook('onRequest', async (request) => {
     if (request.routeOptions.config.public) return;
     if (!request.routeOptions.url) return; // unknown route: answered 404 by the not-found handler
-    request.principal = await platform.authenticateBearer(request.headers.authorization, request.ip);
+    await authenticate(platform, request);
   });
 
   // After validation: a number no schema bound can catch (see isNonFinite) is refused by its path.
@@ -111,10 +142,21 @@ export function createApi(platform: Platform, options: { streams?: StreamHubOpti
     void reply.code(404).send({ type: 'NotFound', message: `no route ${request.method} ${clip(request.url, 200)}` });
   });
 
-  app.get('/health', { config: { public: true } }, async () => ({ status: 'ok' }));
-  // /ready and /metrics, and the hooks that count REST traffic (docs/operations.md).
-  installOps(app, options.ops ?? idleOps(platform));
+  // The hooks that count REST traffic, on the root so they see every route (docs/operations.md).
+  const ops = options.ops ?? idleOps(platform);
+  installOpsHooks(app, ops.metrics.http);
+
+  // The reference (/openapi.json, /docs) first: its document lists the routes registered after it.
+  // Routes belong in plugins registered below; a route added directly on `app` here is missing
+  // from the document (test/integration/openapi.test.ts says which).
+  app.register(swagger, openApiOptions());
+  app.register(swaggerUi, docsOptions);
+  app.get(OPENAPI_PATH, async () => app.swagger());
+  app.register(healthRoutes());
+  app.register(opsRoutes(ops));
   app.register(authRoutes(platform));
+  app.register(accountRoutes(platform.accounts));
+  app.register(memberRoutes(platform.accounts, platform.registry));
   app.register(applicationRoutes(platform));
   app.register(deviceRoutes(platform));
   app.register(keyRoutes(platform));
@@ -123,4 +165,37 @@ export function createApi(platform: Platform, options: { streams?: StreamHubOpti
   app.register(appLogRoutes(platform));
   app.register(dataQueryRoutes(platform));
   return app;
+}
+
+const SAFE_METHODS = new Set(['GET', 'HEAD', 'OPTIONS']);
+
+/**
+ * Who sent the request: a bearer token (API, device or gateway token) when there is an
+ * Authorization header, otherwise the browser session of the cookie. A cookie alone is sent by
+ * the browser whichever page asks, so a request that changes something must also carry the
+ * session's CSRF token in a header, which another site's page cannot read.
+ */
+async function authenticate(platform: Platform, request: FastifyRequest): Promise<void> {
+  if (request.headers.authorization !== undefined) {
+    request.principal = await platform.authenticateBearer(request.headers.authorization, request.ip);
+    return;
+  }
+  const cookie = sessionCookie(request);
+  if (cookie === undefined) {
+    throw new GatehouseError(
+      'Unauthorized',
+      'missing or malformed Authorization: Bearer header, and no session cookie',
+    );
+  }
+  const found = await platform.accounts.session(cookie);
+  if (!found) throw new GatehouseError('Unauthorized', 'the session has ended or is not valid; sign in again');
+  if (!SAFE_METHODS.has(request.method)) {
+    const sent = request.headers[CSRF_HEADER];
+    if (!csrfMatches(found.csrfToken, Array.isArray(sent) ? sent[0] : sent)) {
+      throw new GatehouseError('Forbidden', `a request signed in by cookie needs the session's ${CSRF_HEADER} header`);
+    }
+  }
+  request.principal = await platform.accounts.principalOfSession(found.session);
+  request.sessionId = found.session.id;
+  request.csrfToken = found.csrfToken;
 }

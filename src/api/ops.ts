@@ -1,10 +1,11 @@
 /**
  * The operator's routes and hooks (docs/operations.md): `/ready`, `/metrics` (Prometheus text,
  * optionally behind its own token), the REST side of the metrics, and the log line of a
- * throttled credential. Installed on the root instance, so the hooks see every route.
+ * throttled credential. The hooks go on the root instance, so they see every route; the routes
+ * are a plugin registered after the API reference, which then lists them.
  */
 import { createHash, timingSafeEqual } from 'node:crypto';
-import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
+import type { FastifyPluginAsyncTypebox, TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import { Type } from '@sinclair/typebox';
 import type {
   FastifyInstance,
@@ -17,7 +18,7 @@ import type { Logger } from '../logger.js';
 import type { Count } from '../ops/instruments.js';
 import { Metrics } from '../ops/metrics.js';
 import { Readiness, UNREADY_CODES } from '../ops/readiness.js';
-import { ErrorBody } from './schemas.js';
+import { described, errorResponses } from './schemas.js';
 
 /** What the REST side counts. */
 export interface HttpInstruments {
@@ -53,25 +54,38 @@ const MESSAGE_ROUTES = new Map<string, 'state' | 'command'>([
 const LOGGED_CHARS = 100;
 
 export const ReadyReply = Type.Object({ status: Type.Literal('ready') });
-export const UnreadyReply = Type.Object({
-  status: Type.Literal('unready'),
-  reasons: Type.Array(
-    Type.Object({
-      code: Type.Unsafe<(typeof UNREADY_CODES)[number]>({ type: 'string', enum: [...UNREADY_CODES] }),
-      message: Type.String(),
-    }),
-  ),
-});
+/** 503 `Unavailable`: the API's `{type, message}`, and every reason as a fixed code and a sentence. */
+export const UnreadyReply = Type.Object(
+  {
+    type: Type.Unsafe<'Unavailable'>({ type: 'string', enum: ['Unavailable'] }),
+    message: Type.String(),
+    reasons: Type.Array(
+      Type.Object({
+        code: Type.Unsafe<(typeof UNREADY_CODES)[number]>({ type: 'string', enum: [...UNREADY_CODES] }),
+        message: Type.String(),
+      }),
+      { minItems: 1 },
+    ),
+  },
+  {
+    description:
+      'Unavailable: not ready for traffic; `reasons` lists each reason (docs/operations.md). The causes are in the operator log.',
+  },
+);
+
+/** The Prometheus text exposition, for the reference only: the handler sends the registry's text. */
+const MetricsText = {
+  description: 'The Prometheus text format (version 0.0.4): every metric of this server (docs/operations.md).',
+  content: { 'text/plain': { schema: { type: 'string' } } },
+};
 
 /** Ops for an API that never listens (route listings, tests): never ready, no process metrics. */
 export function idleOps(platform: ConstructorParameters<typeof Readiness>[0]): Ops {
   return { readiness: new Readiness(platform), metrics: new Metrics({ defaults: false }) };
 }
 
-export function installOps(app: App, ops: Ops): void {
-  const { readiness, metrics, metricsToken } = ops;
-  const http = metrics.http;
-
+/** Counts REST traffic and logs throttled credential checks; on the root instance, for every route. */
+export function installOpsHooks(app: App, http: HttpInstruments): void {
   app.addHook('onResponse', (request, reply, done) => {
     const status = reply.statusCode;
     if (status >= 400 && status < 500) http.refusal(status).inc();
@@ -100,44 +114,58 @@ export function installOps(app: App, ops: Ops): void {
     }
     done();
   });
-
-  app.get(
-    '/ready',
-    {
-      config: { public: true },
-      schema: {
-        description: 'Whether this server should be sent traffic: 200 when ready, 503 naming each reason when not.',
-        response: { 200: ReadyReply, 503: UnreadyReply },
-      },
-    },
-    async (_request, reply) => {
-      const reasons = await readiness.check();
-      void reply.header('cache-control', 'no-store');
-      if (reasons.length > 0) return reply.code(503).send({ status: 'unready', reasons });
-      return { status: 'ready' as const };
-    },
-  );
-
-  app.get(
-    '/metrics',
-    {
-      config: { public: true },
-      schema: {
-        description: 'Prometheus text exposition; needs the metrics token as a bearer token when one is set.',
-        response: { 200: Type.String(), 401: ErrorBody },
-      },
-    },
-    async (request, reply) => {
-      if (metricsToken !== undefined && !bearerIs(request.headers.authorization, metricsToken)) {
-        void reply.header('www-authenticate', 'Bearer realm="metrics"');
-        throw new GatehouseError('Unauthorized', 'metrics need Authorization: Bearer with the metrics token');
-      }
-      const text = await metrics.scrape();
-      void reply.header('cache-control', 'no-store').type(metrics.contentType);
-      return text;
-    },
-  );
 }
+
+/** GET /ready and GET /metrics. */
+export const opsRoutes =
+  ({ readiness, metrics, metricsToken }: Ops): FastifyPluginAsyncTypebox =>
+  async (app) => {
+    app.get(
+      '/ready',
+      {
+        config: { public: true },
+        schema: {
+          summary: 'Whether the server is ready for traffic',
+          description:
+            'A readiness probe: 200 once started, while every listener accepts connections, the database takes ' +
+            'writes and the last group commit succeeded; otherwise 503 naming each reason.',
+          tags: ['health'],
+          response: { 200: described(ReadyReply, 'Ready for traffic.'), 503: UnreadyReply },
+        },
+      },
+      async (_request, reply) => {
+        const reasons = await readiness.check();
+        void reply.header('cache-control', 'no-store');
+        if (reasons.length === 0) return { status: 'ready' as const };
+        const message = `not ready: ${reasons.map((r) => r.message).join('; ')}`;
+        return reply.code(503).send({ type: 'Unavailable', message, reasons });
+      },
+    );
+
+    app.get(
+      '/metrics',
+      {
+        config: { public: true },
+        schema: {
+          summary: 'Prometheus metrics',
+          description:
+            'Needs no API credentials. When the server has a metrics token (--metrics-token), it needs ' +
+            '`Authorization: Bearer` with that token and answers 401 otherwise.',
+          tags: ['metrics'],
+          response: { 200: MetricsText, ...errorResponses(401) },
+        },
+      },
+      async (request, reply) => {
+        if (metricsToken !== undefined && !bearerIs(request.headers.authorization, metricsToken)) {
+          void reply.header('www-authenticate', 'Bearer realm="metrics"');
+          throw new GatehouseError('Unauthorized', 'metrics need Authorization: Bearer with the metrics token');
+        }
+        const text = await metrics.scrape();
+        void reply.header('cache-control', 'no-store').type(metrics.contentType);
+        return text;
+      },
+    );
+  };
 
 /** Whether the header carries exactly `token`, compared in constant time (of equal-length digests). */
 function bearerIs(header: string | undefined, token: string): boolean {

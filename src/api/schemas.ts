@@ -1,7 +1,10 @@
 /** JSON schemas of the REST contract (spec: REST), declared once with TypeBox. */
-import { type Static, type TProperties, Type } from '@sinclair/typebox';
+import { type Static, type TObject, type TProperties, type TSchema, Type } from '@sinclair/typebox';
+import { ERROR_TYPES, type ErrorStatus, typeForStatus } from '../core/errors.js';
+import { STREAM_EVENT_TYPES } from '../core/event-history.js';
 import { ID_PATTERN, NAME_PATTERN } from '../domain/ids.js';
 import { DATA_TYPES, DEVICE_CLASSES, KEY_FILTER_TYPES } from '../domain/model.js';
+import { MAX_PAYLOAD_BYTES } from '../domain/state.js';
 import { AGGREGATIONS, type Aggregation } from '../store/types.js';
 
 export const Id = Type.String({ pattern: ID_PATTERN });
@@ -25,8 +28,8 @@ export const MAX_PER_PAGE = 1000;
 /** Far beyond any real list, and small enough that `page * perPage` stays an exact integer. */
 const MAX_PAGE = 1_000_000_000;
 export const PageQuery = {
-  page: Type.Integer({ minimum: 0, maximum: MAX_PAGE, default: 0 }),
-  perPage: Type.Integer({ minimum: 1, maximum: MAX_PER_PAGE, default: 100 }),
+  page: Type.Integer({ minimum: 0, maximum: MAX_PAGE, default: 0, description: 'The page, from 0.' }),
+  perPage: Type.Integer({ minimum: 1, maximum: MAX_PER_PAGE, default: 100, description: 'Items per page.' }),
 };
 /** The envelope of an offset-paged list: the page's items and where it sits in the whole. */
 export const Page = <T extends ReturnType<typeof Type.Object>>(item: T) =>
@@ -38,12 +41,55 @@ export const Page = <T extends ReturnType<typeof Type.Object>>(item: T) =>
     perPage: Type.Integer(),
   });
 
-export const AppParams = Type.Object({ applicationId: Id });
-export const DeviceParams = Type.Object({ applicationId: Id, deviceId: Id });
-export const KeyParams = Type.Object({ applicationId: Id, keyId: Id });
+const ApplicationId = Type.String({ pattern: ID_PATTERN, description: 'The id of the application.' });
+const DeviceId = Type.String({ pattern: ID_PATTERN, description: 'The id of a device of the application.' });
+export const AppParams = Type.Object({ applicationId: ApplicationId });
+export const DeviceParams = Type.Object({ applicationId: ApplicationId, deviceId: DeviceId });
+export const KeyParams = Type.Object({
+  applicationId: ApplicationId,
+  keyId: Type.String({ pattern: ID_PATTERN, description: 'The id of an access key of the application.' }),
+});
 
 export const Success = Type.Object({ success: Type.Literal(true) });
 export const ErrorBody = Type.Object({ type: Type.String(), message: Type.String() });
+
+/** A schema with a description: in the API reference, the description of the answer it describes. */
+export const described = <T extends TSchema>(schema: T, description: string): T => ({ ...schema, description });
+
+const ERROR_WHEN: Record<ErrorStatus, string> = {
+  400: 'the body, query or request cannot be accepted; the message names the value at fault by its path.',
+  401: 'no credentials, or credentials that are unknown, invalid or expired.',
+  403: 'the caller is known but may not do this.',
+  404: 'what the path names does not exist, or is not visible to the caller.',
+  409: 'the request contradicts what exists (a taken email, an existing member, the last owner).',
+  413: `the body is over ${MAX_PAYLOAD_BYTES} bytes.`,
+  415: 'the body is not `application/json`.',
+  429: 'too many requests or failed checks: try again after `Retry-After` seconds.',
+  500: 'a fault in the server; the details are in the server log, never in the answer.',
+  503: 'the server is not ready for traffic (GET /ready); `reasons` says why.',
+};
+
+/** The error answer of one status: `{type, message}`, with the type the catalogue gives that status. */
+function errorResponse(status: ErrorStatus): TObject {
+  const type = typeForStatus(status);
+  const body = Type.Object(
+    { type: Type.Unsafe<string>({ type: 'string', enum: [type] }), message: Type.String() },
+    { description: `${type}: ${ERROR_WHEN[status]}` },
+  );
+  if (status !== ERROR_TYPES.RateLimited) return body;
+  // Documented for the reference only: Fastify does not check headers against it.
+  return { ...body, headers: { 'retry-after': { type: 'integer', description: 'Whole seconds to wait.' } } };
+}
+
+/**
+ * The error answers a route can give, as `response` entries (docs/errors.md). 500 is always
+ * among them: any route can meet a fault in the server.
+ */
+export function errorResponses<S extends Exclude<ErrorStatus, 500>>(...statuses: S[]): Record<S | 500, TObject> {
+  const out = {} as Record<S | 500, TObject>;
+  for (const status of [...statuses, ERROR_TYPES.InternalError] as Array<S | 500>) out[status] = errorResponse(status);
+  return out;
+}
 
 export const RateLimit = Type.Object(
   {
@@ -144,10 +190,14 @@ export const DeviceDetail = Type.Intersect([
 ]);
 export const DeviceListQuery = Query({
   ...PageQuery,
-  deviceClass: Type.Optional(Type.String({ maxLength: 200 })),
-  filter: Type.Optional(Type.String({ maxLength: 255 })),
+  deviceClass: Type.Optional(
+    Type.String({ maxLength: 200, description: 'Only devices of these classes (comma-separated).' }),
+  ),
+  filter: Type.Optional(Type.String({ maxLength: 255, description: 'Only devices whose name contains this.' })),
   tagFilter: Type.Optional(
-    Type.Union([Type.String({ maxLength: 600 }), Type.Array(Type.String({ maxLength: 600 }), { maxItems: 100 })]),
+    Type.Union([Type.String({ maxLength: 600 }), Type.Array(Type.String({ maxLength: 600 }), { maxItems: 100 })], {
+      description: 'Only devices with this tag: `key` or `key:value`; repeat for several (all must match).',
+    }),
   ),
 });
 export const ListQuery = Query(PageQuery);
@@ -197,18 +247,47 @@ export const AuthDeviceReply = Type.Object({
 });
 
 export const TimeRangeQuery = Query({
-  start: Type.Optional(Type.Integer()),
-  end: Type.Optional(Type.Integer()),
-  duration: Type.Optional(Type.Integer({ minimum: 0 })),
-  limit: Type.Integer({ minimum: 1, maximum: 10_000, default: 1 }),
-  sortDirection: Type.Unsafe<'asc' | 'desc'>({ type: 'string', enum: ['asc', 'desc'], default: 'desc' }),
+  start: Type.Optional(Type.Integer({ description: 'From this time (epoch milliseconds).' })),
+  end: Type.Optional(Type.Integer({ description: 'Up to this time (epoch milliseconds).' })),
+  duration: Type.Optional(
+    Type.Integer({ minimum: 0, description: 'Without `start`: this many milliseconds before `end` (or now).' }),
+  ),
+  limit: Type.Integer({ minimum: 1, maximum: 10_000, default: 1, description: 'At most this many entries.' }),
+  sortDirection: Type.Unsafe<'asc' | 'desc'>({
+    type: 'string',
+    enum: ['asc', 'desc'],
+    default: 'desc',
+    description: 'Oldest (`asc`) or newest (`desc`) first.',
+  }),
 });
 export const StateEntry = Type.Object({
   time: IsoTime,
   data: Type.Record(Type.String(), Type.Unknown()),
   reportedBy: Type.String(),
 });
-export const CompositeQuery = Query({ attributes: Type.Optional(Type.String({ maxLength: 10_000 })) });
+export const CompositeQuery = Query({
+  attributes: Type.Optional(
+    Type.String({ maxLength: 10_000, description: 'Only these attributes (comma-separated); all when absent.' }),
+  ),
+});
+/**
+ * The body of `POST .../state`, for the reference only: the route reads raw bytes and parses them
+ * as an MQTT payload is parsed (docs/protocol.md, State), so no schema refuses it before that.
+ */
+const StatePayload = Type.Object({
+  data: Type.Record(Type.String(), Type.Unknown(), { description: 'Attribute values by attribute name.' }),
+  time: Type.Optional(
+    Type.Unknown({
+      description:
+        'Epoch milliseconds or seconds, an ISO 8601 string, `{"$date": ...}`, or negative milliseconds before now.',
+    }),
+  ),
+  meta: Type.Optional(Type.Unknown()),
+});
+export const StateBodyDoc = Type.Union([StatePayload, Type.Array(StatePayload)], {
+  description: 'One state or an array of states, taken in order; any content type is read as JSON.',
+});
+
 export const StateReply = Type.Object({
   success: Type.Literal(true),
   stored: Type.Integer(),
@@ -244,9 +323,48 @@ export const CommandEntry = Type.Object({
   sentBy: Type.String(),
 });
 export const LogsQuery = Query({
-  limit: Type.Integer({ minimum: 1, maximum: 1000, default: 100 }),
-  before: Type.Optional(Type.Integer()),
+  limit: Type.Integer({ minimum: 1, maximum: 1000, default: 100, description: 'At most this many entries.' }),
+  before: Type.Optional(Type.Integer({ description: 'Only entries before this time (epoch milliseconds).' })),
 });
+
+/** The device log kinds: the stream event types that are not a state or a command. */
+const DEVICE_LOG_KINDS = STREAM_EVENT_TYPES.filter((t) => t !== 'state' && t !== 'command');
+/** A device log entry: its kind and time, then the details of that kind (docs/streams-and-logs.md). */
+export const DeviceLogEntry = Type.Object(
+  { kind: StringEnum(DEVICE_LOG_KINDS), time: IsoTime },
+  { additionalProperties: true },
+);
+/** A page of the application communication log, newest first; `nextBefore` asks for the next page. */
+export const AppLogPage = Type.Object({
+  items: Type.Array(
+    Type.Object(
+      {
+        id: Type.Optional(Type.Integer()),
+        kind: StringEnum(STREAM_EVENT_TYPES),
+        time: IsoTime,
+        deviceId: Type.String(),
+      },
+      { additionalProperties: true },
+    ),
+  ),
+  count: Type.Integer(),
+  nextBefore: Type.Union([Type.String(), Type.Null()]),
+});
+
+/**
+ * A live stream's answer (docs/streams-and-logs.md): Server-Sent Events until the client leaves,
+ * the caller may no longer read, or the server shuts down. For the reference only: the stream is
+ * written by the stream hub, not serialized.
+ */
+export const EventStreamResponse = {
+  description:
+    'Server-Sent Events (`text/event-stream`) until the client leaves: an event per state, command or log ' +
+    'entry, each with an `id` to resume from (`Last-Event-ID`); `: heartbeat` comments while idle; `gap`, ' +
+    '`closed` and `shutdown` events when events were lost, the caller may no longer read, or the server stops.',
+  content: { 'text/event-stream': { schema: { type: 'string' } } },
+};
+
+export const Health = Type.Object({ status: Type.Literal('ok') });
 
 export type ApplicationBodyT = Static<typeof ApplicationBody>;
 

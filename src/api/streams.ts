@@ -142,6 +142,17 @@ export class StreamHub {
     await Promise.all(ending);
   }
 
+  /**
+   * Asks every open stream whether its client may still read it, and ends those that may not
+   * with `event: closed`: called when rights were taken away (a token revoked, a role changed).
+   */
+  recheck(): void {
+    for (const stream of [...this.streams]) {
+      const refused = stream.spec.stillAllowed();
+      if (refused !== null) void this.end(stream, 'closed', { message: refused });
+    }
+  }
+
   private dispatch(event: StreamEvent): void {
     const peers = this.byApplication.get(event.applicationId);
     if (!peers) return;

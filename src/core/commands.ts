@@ -4,7 +4,7 @@
  * only then delivered, so a device never acts on a command the history does not hold.
  */
 import { encodeCommand } from '@gatehouse/wire';
-import { authorize, type Principal } from '../domain/authorization.js';
+import { authorize, type Principal, principalId } from '../domain/authorization.js';
 import { isPeripheralClass } from '../domain/device-class.js';
 import { newId } from '../domain/ids.js';
 import { MAX_JSON_DEPTH, nestsDeeperThan } from '../domain/json.js';
@@ -82,10 +82,10 @@ async function prepare(
     throw new GatehouseError('Validation', `body/time ${TIME_PROBLEMS[reading.why]}`);
   }
   const time = reading.ok ? reading.time : now;
-  platform.countCommand(principal, (devices[0] as Device).applicationId, now);
+  platform.countCommand(principal, now);
   const payload = input.payload ?? null;
   const message = Buffer.from(encodeCommand({ name: input.name, payload, time }));
-  const sentBy = principal.kind === 'device' ? principal.device.id : 'api';
+  const sentBy = principalId(principal);
   const out: Prepared[] = [];
   for (const device of devices) {
     const preferred = isPeripheralClass(device.deviceClass)

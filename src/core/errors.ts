@@ -9,10 +9,12 @@ export const ERROR_TYPES = {
   Unauthorized: 401,
   Forbidden: 403,
   NotFound: 404,
+  Conflict: 409,
   PayloadTooLarge: 413,
   UnsupportedMediaType: 415,
   RateLimited: 429,
   InternalError: 500,
+  Unavailable: 503,
 } as const;
 
 export type ErrorType = keyof typeof ERROR_TYPES;

@@ -3,9 +3,8 @@
  * queue, authentication, rate limits, device logs and the event bus. Protocol adapters hold a
  * reference to it and nothing else.
  */
-import { authorize, type Principal } from '../domain/authorization.js';
+import { authorize, type Principal, principalId } from '../domain/authorization.js';
 import { isPeripheralClass } from '../domain/device-class.js';
-import { newId } from '../domain/ids.js';
 import {
   DEFAULT_RATE_LIMIT,
   type Device,
@@ -18,14 +17,15 @@ import { RateLimiter } from '../domain/rate-limit.js';
 import { DEFAULT_TOPIC_PREFIX } from '../domain/topics.js';
 import { type Logger, silentLogger } from '../logger.js';
 import { type Count, noCounts } from '../ops/instruments.js';
-import type { ApiTokenRecord, Store, WriteBatch } from '../store/types.js';
+import type { Store, WriteBatch } from '../store/types.js';
+import { Accounts } from './accounts.js';
 import { type DeviceTokenClaims, looksLikeDeviceToken, signDeviceToken, verifyDeviceToken } from './device-tokens.js';
 import { GatehouseError } from './errors.js';
 import { EventBus } from './events.js';
 import type { IngestOutcome } from './ingest.js';
 import { LogBudget } from './log-budget.js';
 import { Registry } from './registry.js';
-import { generateSecret, hashSecret, type SecretCheckLimits, type Throttle, VerifiedSecrets } from './secrets.js';
+import { generateSecret, type SecretCheckLimits, type Throttle, VerifiedSecrets } from './secrets.js';
 import { WriteQueue, type WriteQueueInstruments } from './write-queue.js';
 
 /** What the platform needs to know about live MQTT connections; the broker provides it. */
@@ -78,26 +78,12 @@ export type CommandRoute = (typeof COMMAND_ROUTES)[number];
 
 const TOKEN_SECRET_SETTING = 'deviceTokenSecret';
 /**
- * Commands sent with an API token, per application. API tokens have no identity of their own
- * yet, so the application stands in for the sender (docs/decisions.md, "Commands").
+ * Commands sent by one user, API token or workflow (docs/decisions.md, "Commands"); a device
+ * token counts against its device's message limit instead.
  */
 export const API_COMMAND_LIMIT: RateLimit = { messages: 1_000, windowSeconds: 10 };
 /** How often ended rate-limit windows are forgotten and log suppressions summarized. */
 const SWEEP_INTERVAL_MS = 15_000;
-/** Unknown bearer tokens reload the API tokens (new ones from `gatehouse token create`) at most this often. */
-const API_TOKEN_RELOAD_MS = 1_000;
-/** The throttle bucket of the API tokens: one credential, whichever token a caller meant. */
-const API_TOKENS_CREDENTIAL = 'api-tokens';
-
-/** A new API token: the secret to show once, and the record to store (with its hash only). */
-export async function newApiToken(
-  name: string,
-  now: number,
-  token = `gha_${generateSecret(32)}`,
-): Promise<{ token: string; record: ApiTokenRecord }> {
-  return { token, record: { id: newId(), name, secretHash: await hashSecret(token), creationDate: now } };
-}
-
 function retryIn(throttle: Throttle): string {
   return `${throttle.reason}; try again in ${Math.ceil(throttle.retryAfterMs / 1000)} s`;
 }
@@ -111,6 +97,7 @@ export class Platform {
   readonly topicPrefix: string;
   readonly clock: () => number;
   readonly logger: Logger;
+  readonly accounts: Accounts;
   /** Commands recorded, by route (core/commands.ts). */
   readonly commandRoutes: Record<CommandRoute, Count>;
   private connections: Connections = NO_CONNECTIONS;
@@ -121,9 +108,6 @@ export class Platform {
   private tokenSecret = '';
   /** A device-token secret made by this start, saved by `commitStart`. */
   private unsavedTokenSecret = false;
-  private apiTokens: Array<{ id: string; secretHash: string }> = [];
-  private apiTokensLoadedAt = Number.NEGATIVE_INFINITY;
-  private apiTokensLoading: Promise<void> | undefined;
   private sweepTimer: NodeJS.Timeout | undefined;
 
   constructor(options: PlatformOptions) {
@@ -142,8 +126,10 @@ export class Platform {
       ...(options.instruments ? { instruments: options.instruments.writes } : {}),
     });
     this.commandRoutes = options.instruments?.commandRoutes ?? noCounts(COMMAND_ROUTES);
+    this.accounts = new Accounts(this.store, this.verified, this.clock);
     this.registry.onRevocation((change) => {
       if (change.keyId) this.verified.forget(change.keyId);
+      if (change.applicationId) this.accounts.applicationDeleted(change.applicationId);
       this.connections.revalidate(change);
     });
   }
@@ -159,7 +145,7 @@ export class Platform {
     // Nobody is connected to a process that is only starting (the data directory is locked to
     // this server): clear what a crash left behind. A later start would do the same.
     await this.store.resetConnections(this.clock());
-    await this.reloadApiTokens();
+    await this.accounts.start();
     this.sweepTimer = setInterval(() => this.sweep(), SWEEP_INTERVAL_MS);
     this.sweepTimer.unref();
   }
@@ -197,31 +183,12 @@ export class Platform {
       await this.store.setSetting(TOKEN_SECRET_SETTING, this.tokenSecret);
       this.unsavedTokenSecret = false;
     }
-    await this.reloadApiTokens();
-    if (this.apiTokens.length > 0) return undefined;
-    const { token, record } = await newApiToken('admin', this.clock(), fromEnv);
-    await this.store.createApiToken(record);
-    this.apiTokens.push(record);
+    if (await this.accounts.hasAdminToken()) return undefined;
+    const { token } = await this.accounts.createToken(
+      { name: 'admin', applicationId: null, role: null, expiresAt: null },
+      fromEnv,
+    );
     return fromEnv ? undefined : token;
-  }
-
-  /**
-   * Reads the API tokens again, e.g. after another process added one; one read at a time, shared
-   * by its callers. `spaced`: not sooner than API_TOKEN_RELOAD_MS after the last read (the
-   * callers wait for it), so unknown tokens cost at most one read per second.
-   */
-  private reloadApiTokens(spaced = false): Promise<void> {
-    this.apiTokensLoading ??= (async () => {
-      try {
-        const wait = spaced ? this.apiTokensLoadedAt + API_TOKEN_RELOAD_MS - performance.now() : 0;
-        if (wait > 0) await new Promise((resolve) => setTimeout(resolve, wait));
-        this.apiTokens = await this.store.listApiTokens();
-        this.apiTokensLoadedAt = performance.now();
-      } finally {
-        this.apiTokensLoading = undefined;
-      }
-    })();
-    return this.apiTokensLoading;
   }
 
   /**
@@ -244,21 +211,7 @@ export class Platform {
       if (!decision.allow) throw new GatehouseError('Unauthorized', decision.reason);
       return principal;
     }
-    const candidates = () => this.apiTokens.map((t) => ({ id: t.id, hash: t.secretHash }));
-    // A token not seen before may be one another process (`gatehouse token create`) has just
-    // added: it is accepted at its first use, which may wait up to a second for the next read.
-    if (!this.verified.known(token, candidates())) await this.reloadApiTokens(true);
-    const check = await this.verified.verify(API_TOKENS_CREDENTIAL, token, candidates(), {
-      address: remoteAddress ?? null,
-      label: 'API token',
-    });
-    if (check.ok) return { kind: 'admin' };
-    if (check.throttled) {
-      throw new GatehouseError('RateLimited', retryIn(check.throttled), {
-        retryAfterSeconds: Math.ceil(check.throttled.retryAfterMs / 1000),
-      });
-    }
-    throw new GatehouseError('Unauthorized', 'invalid API token');
+    return this.accounts.authenticateToken(token, remoteAddress);
   }
 
   /**
@@ -344,17 +297,17 @@ export class Platform {
 
   /**
    * Counts one command request against its sender: a device token against the device's own
-   * message limit (the one its MQTT messages count against), an API token against
-   * API_COMMAND_LIMIT. Throws 429 past the limit.
+   * message limit (the one its MQTT messages count against), anyone else (user, API token,
+   * workflow) against API_COMMAND_LIMIT of their own. Throws 429 past the limit.
    */
-  countCommand(principal: Principal, applicationId: string, now: number): void {
+  countCommand(principal: Principal, now: number): void {
     const [key, limit] =
       principal.kind === 'device'
         ? [
             this.limitKey(principal.device, undefined).key,
             this.registry.applicationCached(principal.device.applicationId)?.rateLimit ?? DEFAULT_RATE_LIMIT,
           ]
-        : [`c:api:${applicationId}`, API_COMMAND_LIMIT];
+        : [`c:${principalId(principal)}`, API_COMMAND_LIMIT];
     if (!this.limiter.hit(key, limit, now)) {
       throw new GatehouseError(
         'RateLimited',
@@ -383,6 +336,7 @@ export class Platform {
 
   private sweep(): void {
     const now = this.clock();
+    this.accounts.sweep().catch((err: unknown) => this.logger.error({ err }, 'removing expired sessions failed'));
     this.limiter.sweep(now);
     this.log(this.logBudget.sweep(now));
   }

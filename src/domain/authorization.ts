@@ -13,16 +13,59 @@
  * - a device reads (state, composite state, logs, definition, streams) what it may act for:
  *   itself and, for a gateway, those peripherals; its device list holds exactly those devices.
  *   Its error topic stays its own.
+ *
+ * People and programs act through a role in an application (spec: Accounts and API tokens):
+ * `viewer` reads (streams included), `editor` also changes devices, keys, state and commands,
+ * `owner` also the application itself, its members and its tokens. Operators (admin tokens and
+ * admin users) may do everything but be an MQTT client.
  */
 import { actsForPeripherals, boundGatewayId, isPeripheralClass } from './device-class.js';
 import type { AccessKey, Device } from './model.js';
 import { filterCovers, filterMatches, filtersOverlap, hasWildcard } from './topics.js';
 
+/** A member's role in one application (spec: Accounts and API tokens). */
+export const ROLES = ['owner', 'editor', 'viewer'] as const;
+export type Role = (typeof ROLES)[number];
+
+/** What each role may do in its application; a role includes the ones below it. */
+const ROLE_RANK: Record<Role, number> = { viewer: 1, editor: 2, owner: 3 };
+
 export type Principal =
-  /** An operator's API token: manages everything, is never an MQTT client. */
-  | { kind: 'admin' }
+  /**
+   * An operator: an admin API token (`via: 'token'`, `id` the token's) or an admin user
+   * (`via: 'user'`, `id` the user's). Manages everything, is never an MQTT client.
+   */
+  | { kind: 'admin'; via: 'token' | 'user'; id: string }
+  /** A user signed in (session cookie), with their role in each application they belong to. */
+  | { kind: 'user'; userId: string; roles: ReadonlyMap<string, Role> }
+  /** An application's API token: acts only within that application and role. */
+  | { kind: 'apiToken'; tokenId: string; applicationId: string; role: Role }
+  /** A workflow of an application acting on its devices (commands, state): an editor there. */
+  | { kind: 'workflow'; flowId: string; applicationId: string }
   /** A device, over its MQTT connection or with a device token from `POST /auth/device`. */
   | { kind: 'device'; device: Device; key: AccessKey };
+
+/**
+ * Who a principal is, as the command history (`sentBy`) and rate limits name it: a device's
+ * id, or `user:ID`, `token:ID`, `flow:ID`.
+ */
+export function principalId(principal: Principal): string {
+  switch (principal.kind) {
+    case 'device':
+      return principal.device.id;
+    case 'admin':
+      return `${principal.via}:${principal.id}`;
+    case 'user':
+      return `user:${principal.userId}`;
+    case 'apiToken':
+      return `token:${principal.tokenId}`;
+    case 'workflow':
+      return `flow:${principal.flowId}`;
+  }
+}
+
+/** Principals that act through an application role: users, API tokens and workflows. */
+type Member = Extract<Principal, { kind: 'user' | 'apiToken' | 'workflow' }>;
 
 export type Action =
   | { type: 'connect' }
@@ -33,12 +76,27 @@ export type Action =
   /** The device list of an application; a device token sees only `deviceListScope`. */
   | { type: 'listDevices'; applicationId: string }
   | { type: 'sendCommand'; target: Device | undefined }
-  | { type: 'manage' }
+  /** A device's command history: whoever may send it commands, and every member who may read it. */
+  | { type: 'readCommands'; target: Device | undefined }
+  /** Read an application: its definition, members, logs, data queries, event stream (viewer). */
+  | { type: 'readApplication'; applicationId: string }
+  /** Change what an application holds: devices, keys, flows, dashboards (editor). */
+  | { type: 'editApplication'; applicationId: string }
+  /** Change the application itself: settings, deletion, members, API tokens (owner). */
+  | { type: 'ownApplication'; applicationId: string }
+  /** Make a new application (its maker becomes its owner). */
+  | { type: 'createApplication' }
+  /** The application list; what it holds is `applicationScope`. */
+  | { type: 'listApplications' }
+  /** Users of the whole installation: create, list, change, delete (operators only). */
+  | { type: 'manageUsers' }
   /** A topic outside the platform prefix, governed by the key's filterType. */
   | { type: 'publishTopic'; topic: string }
   /** A message on a custom topic, delivered to a subscriber: checked again at each delivery. */
   | { type: 'receiveTopic'; topic: string }
   | { type: 'subscribeTopic'; filter: string; prefix: string };
+
+export type ActionType = Action['type'];
 
 export type Decision =
   | { allow: true }
@@ -56,7 +114,17 @@ export function keyCoversDevice(key: AccessKey, device: Device): boolean {
 }
 
 export function authorize(principal: Principal, action: Action): Decision {
-  if (principal.kind === 'admin') return authorizeAdmin(action);
+  switch (principal.kind) {
+    case 'admin':
+      return authorizeAdmin(action);
+    case 'device':
+      return authorizeDevice(principal, action);
+    default:
+      return authorizeMember(principal, action);
+  }
+}
+
+function authorizeDevice(principal: Extract<Principal, { kind: 'device' }>, action: Action): Decision {
   const { device: actor, key } = principal;
   if (key.status !== 'active') return deny(401, `access key ${key.key} is inactive`);
   if (!keyCoversDevice(key, actor)) {
@@ -69,8 +137,16 @@ export function authorize(principal: Principal, action: Action): Decision {
   switch (action.type) {
     case 'connect':
       return ALLOW;
-    case 'manage':
-      return deny(403, 'a device token cannot manage applications, devices or keys');
+    case 'readApplication':
+    case 'editApplication':
+    case 'ownApplication':
+      return action.applicationId === actor.applicationId
+        ? deny(403, 'a device token cannot read or manage its application; it reads the devices it may act for')
+        : deny(404, `application ${action.applicationId} not found`);
+    case 'createApplication':
+    case 'listApplications':
+    case 'manageUsers':
+      return deny(403, 'a device token cannot manage applications or users');
     case 'reportState':
     case 'receiveCommands':
       return actFor(actor, action.target);
@@ -93,6 +169,7 @@ export function authorize(principal: Principal, action: Action): Decision {
         ? ALLOW
         : deny(404, `application ${action.applicationId} not found`);
     case 'sendCommand':
+    case 'readCommands':
       if (!action.target) return deny(404, 'device not found');
       if (!sameApplication(actor, action.target)) return notInApplication(actor, action.target);
       return keyCoversDevice(key, action.target)
@@ -112,26 +189,114 @@ export function authorize(principal: Principal, action: Action): Decision {
 function authorizeAdmin(action: Action): Decision {
   switch (action.type) {
     case 'connect':
+    case 'receiveCommands':
+    case 'receiveErrors':
     case 'publishTopic':
     case 'receiveTopic':
     case 'subscribeTopic':
-      return deny(403, 'an API token is not an MQTT client');
-    case 'manage':
-    case 'listDevices':
-      return ALLOW;
-    default:
+      return deny(403, 'only a device is an MQTT client');
+    case 'reportState':
+    case 'readDevice':
+    case 'sendCommand':
+    case 'readCommands':
       return action.target ? ALLOW : deny(404, 'device not found');
+    default:
+      return ALLOW;
+  }
+}
+
+/** A principal's role in an application, if it has one there. */
+export function roleIn(principal: Member, applicationId: string): Role | undefined {
+  if (principal.kind === 'user') return principal.roles.get(applicationId);
+  if (principal.applicationId !== applicationId) return undefined;
+  return principal.kind === 'apiToken' ? principal.role : 'editor';
+}
+
+function describeMember(principal: Member): string {
+  switch (principal.kind) {
+    case 'user':
+      return `user ${principal.userId}`;
+    case 'apiToken':
+      return `API token ${principal.tokenId}`;
+    case 'workflow':
+      return `workflow ${principal.flowId}`;
   }
 }
 
 /**
- * The devices a principal's device list holds: every device (null) for an API token; for a
+ * Users, API tokens and workflows: what their role in the application allows. Outside their
+ * applications nothing exists for them (404), so ids cannot be probed across tenants.
+ */
+function authorizeMember(principal: Member, action: Action): Decision {
+  const needs = (applicationId: string, need: Role, what: string): Decision => {
+    const role = roleIn(principal, applicationId);
+    if (!role) return deny(404, `application ${applicationId} not found`);
+    if (ROLE_RANK[role] >= ROLE_RANK[need]) return ALLOW;
+    return deny(
+      403,
+      `${describeMember(principal)} is ${role === 'editor' ? 'an' : 'a'} ${role} of application ${applicationId}; ${what} needs the ${need} role`,
+    );
+  };
+  const onDevice = (target: Device | undefined, need: Role, what: string): Decision =>
+    target ? needs(target.applicationId, need, what) : deny(404, 'device not found');
+  switch (action.type) {
+    case 'connect':
+    case 'receiveCommands':
+    case 'receiveErrors':
+    case 'publishTopic':
+    case 'receiveTopic':
+    case 'subscribeTopic':
+      return deny(403, 'only a device is an MQTT client');
+    case 'readDevice':
+    case 'readCommands':
+      return onDevice(action.target, 'viewer', 'reading a device');
+    case 'reportState':
+      return onDevice(action.target, 'editor', 'reporting state');
+    case 'sendCommand':
+      return onDevice(action.target, 'editor', 'sending a command');
+    case 'listDevices':
+    case 'readApplication':
+      return needs(action.applicationId, 'viewer', 'reading the application');
+    case 'editApplication':
+      return needs(action.applicationId, 'editor', 'changing devices, keys, flows or dashboards');
+    case 'ownApplication':
+      return needs(action.applicationId, 'owner', 'changing the application, its members or its tokens');
+    case 'createApplication':
+      return principal.kind === 'user'
+        ? ALLOW
+        : deny(403, `${describeMember(principal)} acts only within its application and cannot create one`);
+    case 'listApplications':
+      return ALLOW;
+    case 'manageUsers':
+      return deny(403, 'only an administrator manages users');
+  }
+}
+
+/**
+ * The applications a principal's application list holds: every one (null) for an operator,
+ * the ones a user belongs to, a token's or workflow's own, none for a device.
+ */
+export function applicationScope(principal: Principal): string[] | null {
+  switch (principal.kind) {
+    case 'admin':
+      return null;
+    case 'user':
+      return [...principal.roles.keys()];
+    case 'device':
+      return [];
+    default:
+      return [principal.applicationId];
+  }
+}
+
+/**
+ * The devices a principal's device list holds: every device (null) for anyone who may list; for a
  * device token, the device itself and, when it acts for peripherals, the `floating` devices and
  * the `peripheral` devices bound to it or to no gateway: exactly the devices `actFor` allows.
  * A store applies it as a filter (`DeviceQuery.scope`).
  */
 export function deviceListScope(principal: Principal): { deviceId: string; withPeripherals: boolean } | null {
-  if (principal.kind === 'admin') return null;
+  if (principal.kind !== 'device') return null;
   return { deviceId: principal.device.id, withPeripherals: actsForPeripherals(principal.device.deviceClass) };
 }
 

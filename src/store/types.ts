@@ -3,6 +3,7 @@
  * backend must pass the same contract suite (test/store/contract.ts) later. All methods are
  * async so a networked backend fits; ids and timestamps (epoch ms) are chosen by the caller.
  */
+import type { Membership, Session, StoredApiToken, StoredUser } from '../domain/accounts.js';
 import type {
   AccessKey,
   Application,
@@ -17,11 +18,39 @@ import type {
   Tag,
 } from '../domain/model.js';
 
-export interface ApiTokenRecord {
-  id: string;
-  name: string;
-  secretHash: string;
-  creationDate: number;
+/**
+ * Users, memberships, API tokens and sessions. Deleting an application removes its memberships
+ * and tokens; deleting a user removes their memberships and sessions.
+ */
+export interface AccountStore {
+  createUser(user: StoredUser): Promise<void>;
+  getUser(id: string): Promise<StoredUser | undefined>;
+  /** `email` as stored: normalized (domain/accounts.ts). */
+  getUserByEmail(email: string): Promise<StoredUser | undefined>;
+  /** Oldest first. */
+  listUsers(): Promise<StoredUser[]>;
+  updateUser(user: StoredUser): Promise<void>;
+  deleteUser(id: string): Promise<void>;
+
+  /** Adds the membership, or changes the role of an existing one (keeping its creation date). */
+  putMembership(membership: Membership): Promise<void>;
+  deleteMembership(applicationId: string, userId: string): Promise<void>;
+  /** Oldest first. */
+  listMembers(applicationId: string): Promise<Membership[]>;
+  listMemberships(userId: string): Promise<Membership[]>;
+
+  createApiToken(token: StoredApiToken): Promise<void>;
+  getApiToken(id: string): Promise<StoredApiToken | undefined>;
+  /** Oldest first; `applicationId` null: the operators' tokens; absent: every token. */
+  listApiTokens(applicationId?: string | null): Promise<StoredApiToken[]>;
+  deleteApiToken(id: string): Promise<void>;
+
+  createSession(session: Session): Promise<void>;
+  getSession(id: string): Promise<Session | undefined>;
+  deleteSession(id: string): Promise<void>;
+  deleteSessionsOf(userId: string): Promise<void>;
+  /** Removes sessions that expired before `now`; returns how many. */
+  deleteExpiredSessions(now: number): Promise<number>;
 }
 
 export interface DeviceQuery {
@@ -156,7 +185,7 @@ export interface ApplicationLogQuery {
   end?: number;
 }
 
-export interface Store {
+export interface Store extends AccountStore {
   close(): Promise<void>;
   /**
    * Resolves when the store can take a write now, through the connection the group commit uses;
@@ -168,14 +197,11 @@ export interface Store {
   getSetting(key: string): Promise<string | undefined>;
   setSetting(key: string, value: string): Promise<void>;
 
-  createApiToken(token: ApiTokenRecord): Promise<void>;
-  listApiTokens(): Promise<ApiTokenRecord[]>;
-
   createApplication(app: Application): Promise<void>;
   getApplication(id: string): Promise<Application | undefined>;
   listApplications(): Promise<Application[]>;
   updateApplication(app: Application): Promise<void>;
-  /** Removes the application and everything in it. */
+  /** Removes the application and everything in it, its members and API tokens included. */
   deleteApplication(id: string): Promise<void>;
 
   createDevice(device: Device): Promise<void>;

@@ -53,7 +53,12 @@ describe('commands', () => {
 
   it('records a command with its route before delivering it', async () => {
     const { platform, devices, seenAtDelivery } = await setup();
-    const record = await sendCommand(platform, { kind: 'admin' }, devices[0], { name: 'blink' });
+    const record = await sendCommand(
+      platform,
+      { kind: 'admin', via: 'token', id: 'c0c0c0c0c0c0c0c0c0c0c0c0' },
+      devices[0],
+      { name: 'blink' },
+    );
     await new Promise((r) => setImmediate(r));
     expect(record.routedTo).toEqual([devices[0].id]);
     expect(seenAtDelivery).toEqual([{ deviceId: devices[0].id, recorded: [[devices[0].id]] }]);
@@ -62,7 +67,9 @@ describe('commands', () => {
   it('records every command of a request in one commit, before delivering any', async () => {
     const { platform, devices, seenAtDelivery } = await setup();
     const commitsBefore = platform.writes.stats.commits;
-    await sendCommandToMany(platform, { kind: 'admin' }, devices, { name: 'all' });
+    await sendCommandToMany(platform, { kind: 'admin', via: 'token', id: 'c0c0c0c0c0c0c0c0c0c0c0c0' }, devices, {
+      name: 'all',
+    });
     await new Promise((r) => setImmediate(r));
     expect(platform.writes.stats.commits - commitsBefore).toBe(1);
     expect(seenAtDelivery.map((s) => s.recorded)).toEqual([[[devices[0].id]], [[devices[1].id]]]);

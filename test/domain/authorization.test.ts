@@ -1,11 +1,14 @@
 import { describe, expect, it } from 'vitest';
 import {
   type Action,
+  applicationScope,
   authorize,
   type Decision,
   deviceListScope,
   keyCoversDevice,
   type Principal,
+  principalId,
+  type Role,
 } from '../../src/domain/authorization.js';
 import type { AccessKey, Device, DeviceClass, Tag } from '../../src/domain/model.js';
 
@@ -84,10 +87,10 @@ function label(d: Device): string {
   return `${d.deviceClass}${d.gatewayId ? ' (bound)' : ''}${where}`;
 }
 
-const ADMIN: Principal = { kind: 'admin' };
+const ADMIN: Principal = { kind: 'admin', via: 'token', id: 'c0c0c0c0c0c0c0c0c0c0c0c0' };
 const as = (d: Device, key: AccessKey = allKey): Principal => ({ kind: 'device', device: d, key });
 
-type TargetAction = 'reportState' | 'receiveCommands' | 'receiveErrors' | 'readDevice' | 'sendCommand';
+type TargetAction = 'reportState' | 'receiveCommands' | 'receiveErrors' | 'readDevice' | 'sendCommand' | 'readCommands';
 const TARGET_ACTIONS: TargetAction[] = ['reportState', 'receiveCommands', 'receiveErrors', 'readDevice', 'sendCommand'];
 const on = (type: TargetAction, target: Device | undefined): Action => ({ type, target });
 const pub = (topic: string): Action => ({ type: 'publishTopic', topic });
@@ -95,7 +98,12 @@ const sub = (filter: string, prefix = 'losant'): Action => ({ type: 'subscribeTo
 
 const EVERY_ACTION: Action[] = [
   { type: 'connect' },
-  { type: 'manage' },
+  { type: 'readApplication', applicationId: APP },
+  { type: 'editApplication', applicationId: APP },
+  { type: 'ownApplication', applicationId: APP },
+  { type: 'createApplication' },
+  { type: 'listApplications' },
+  { type: 'manageUsers' },
   { type: 'listDevices', applicationId: APP },
   ...TARGET_ACTIONS.map((t) => on(t, standalone)),
   pub('custom/topic'),
@@ -637,30 +645,28 @@ const cases: Case[] = [
     expect: deny(404),
   },
 
-  // manage: admin only.
-  ...[standalone, gateway, edge, system, embedded].map(
-    (d): Case => ({
-      name: `manage: ${d.deviceClass} device token`,
-      principal: as(d),
-      action: { type: 'manage' },
-      expect: deny(403),
-    }),
-  ),
-
-  // Admin: every action.
-  { name: 'admin: manage', principal: ADMIN, action: { type: 'manage' }, expect: ALLOW },
+  // Admin: every action but being an MQTT client.
   { name: 'admin: connect', principal: ADMIN, action: { type: 'connect' }, expect: deny(403) },
   { name: 'admin: publishTopic', principal: ADMIN, action: pub('custom/x'), expect: deny(403) },
   { name: 'admin: subscribeTopic', principal: ADMIN, action: sub('custom/x'), expect: deny(403) },
-  ...TARGET_ACTIONS.flatMap((type): Case[] => [
-    ...[standalone, gateway, boundToGateway, unbound, floating, otherStandalone].map((target) => ({
-      name: `admin: ${type} on a ${label(target)}`,
-      principal: ADMIN,
-      action: on(type, target),
-      expect: ALLOW,
-    })),
-    { name: `admin: ${type} on an unknown device`, principal: ADMIN, action: on(type, undefined), expect: deny(404) },
-  ]),
+  // Receiving commands and errors is what an MQTT client does: never an operator.
+  ...TARGET_ACTIONS.flatMap((type): Case[] => {
+    const mqttOnly = type === 'receiveCommands' || type === 'receiveErrors';
+    return [
+      ...[standalone, gateway, boundToGateway, unbound, floating, otherStandalone].map((target) => ({
+        name: `admin: ${type} on a ${label(target)}`,
+        principal: ADMIN,
+        action: on(type, target),
+        expect: mqttOnly ? deny(403, 'MQTT client') : ALLOW,
+      })),
+      {
+        name: `admin: ${type} on an unknown device`,
+        principal: ADMIN,
+        action: on(type, undefined),
+        expect: mqttOnly ? deny(403) : deny(404),
+      },
+    ];
+  }),
 ];
 
 // Custom topics ------------------------------------------------------------------------------
@@ -1015,9 +1021,226 @@ describe('authorize()', () => {
   });
 });
 
+// Every principal × every route class × same / other application -------------------------------
+//
+// One row per principal, one column per route class; each cell is the outcome for a target in
+// the principal's application and for one in another application. Spelled out cell by cell so
+// that a change in who may do what shows up here as a visible edit.
+
+const USER_ID = 'd0d0d0d0d0d0d0d0d0d0d0d0';
+const TOKEN_ID = 'e0e0e0e0e0e0e0e0e0e0e0e0';
+const member = (role: Role): Principal => ({ kind: 'user', userId: USER_ID, roles: new Map([[APP, role]]) });
+const token = (role: Role): Principal => ({ kind: 'apiToken', tokenId: TOKEN_ID, applicationId: APP, role });
+
+const PRINCIPALS = {
+  'admin token': ADMIN,
+  'admin user': { kind: 'admin', via: 'user', id: USER_ID },
+  owner: member('owner'),
+  editor: member('editor'),
+  viewer: member('viewer'),
+  'owner token': token('owner'),
+  'editor token': token('editor'),
+  'viewer token': token('viewer'),
+  workflow: { kind: 'workflow', flowId: 'f0f0f0f0f0f0f0f0f0f0f0f0', applicationId: APP },
+  'device token': as(standalone),
+  'gateway token': as(gateway),
+} satisfies Record<string, Principal>;
+type PrincipalName = keyof typeof PRINCIPALS;
+
+/** Route classes whose target lies in an application: [same application, other application]. */
+const SCOPED = {
+  'read application (definition, members, logs, data, event stream)': (app: string): Action => ({
+    type: 'readApplication',
+    applicationId: app,
+  }),
+  'list devices': (app: string): Action => ({ type: 'listDevices', applicationId: app }),
+  'read a peripheral (state, logs, device stream)': (app: string): Action =>
+    on('readDevice', app === APP ? unbound : otherUnbound),
+  'edit (devices, keys, flows, dashboards)': (app: string): Action => ({ type: 'editApplication', applicationId: app }),
+  "report a peripheral's state": (app: string): Action => on('reportState', app === APP ? unbound : otherUnbound),
+  'command a peripheral': (app: string): Action => on('sendCommand', app === APP ? unbound : otherUnbound),
+  "read a peripheral's command history": (app: string): Action =>
+    on('readCommands', app === APP ? unbound : otherUnbound),
+  'own (settings, deletion, members, tokens)': (app: string): Action => ({
+    type: 'ownApplication',
+    applicationId: app,
+  }),
+  "receive a peripheral's commands over MQTT": (app: string): Action =>
+    on('receiveCommands', app === APP ? unbound : otherUnbound),
+} as const;
+/** Route classes without an application. */
+const UNSCOPED = {
+  'create an application': { type: 'createApplication' },
+  'list applications': { type: 'listApplications' },
+  'manage users': { type: 'manageUsers' },
+  'connect over MQTT': { type: 'connect' },
+} as const satisfies Record<string, Action>;
+
+type Cell = 'allow' | 401 | 403 | 404;
+type Row = { [K in keyof typeof SCOPED]: [Cell, Cell] } & { [K in keyof typeof UNSCOPED]: Cell };
+
+const A = 'allow' as const;
+const operator: Row = {
+  'read application (definition, members, logs, data, event stream)': [A, A],
+  'list devices': [A, A],
+  'read a peripheral (state, logs, device stream)': [A, A],
+  'edit (devices, keys, flows, dashboards)': [A, A],
+  "report a peripheral's state": [A, A],
+  'command a peripheral': [A, A],
+  "read a peripheral's command history": [A, A],
+  'own (settings, deletion, members, tokens)': [A, A],
+  "receive a peripheral's commands over MQTT": [403, 403],
+  'create an application': A,
+  'list applications': A,
+  'manage users': A,
+  'connect over MQTT': 403,
+};
+const byRole = (role: Role, createsApplications: boolean): Row => {
+  const edits = role !== 'viewer';
+  const owns = role === 'owner';
+  return {
+    'read application (definition, members, logs, data, event stream)': [A, 404],
+    'list devices': [A, 404],
+    'read a peripheral (state, logs, device stream)': [A, 404],
+    'edit (devices, keys, flows, dashboards)': [edits ? A : 403, 404],
+    "report a peripheral's state": [edits ? A : 403, 404],
+    'command a peripheral': [edits ? A : 403, 404],
+    "read a peripheral's command history": [A, 404],
+    'own (settings, deletion, members, tokens)': [owns ? A : 403, 404],
+    "receive a peripheral's commands over MQTT": [403, 403],
+    'create an application': createsApplications ? A : 403,
+    'list applications': A,
+    'manage users': 403,
+    'connect over MQTT': 403,
+  };
+};
+
+const MATRIX: Record<PrincipalName, Row> = {
+  'admin token': operator,
+  'admin user': operator,
+  owner: byRole('owner', true),
+  editor: byRole('editor', true),
+  viewer: byRole('viewer', true),
+  'owner token': byRole('owner', false),
+  'editor token': byRole('editor', false),
+  'viewer token': byRole('viewer', false),
+  workflow: byRole('editor', false),
+  'device token': {
+    'read application (definition, members, logs, data, event stream)': [403, 404],
+    'list devices': [A, 404],
+    'read a peripheral (state, logs, device stream)': [403, 404],
+    'edit (devices, keys, flows, dashboards)': [403, 404],
+    "report a peripheral's state": [403, 404],
+    'command a peripheral': [A, 404],
+    "read a peripheral's command history": [A, 404],
+    'own (settings, deletion, members, tokens)': [403, 404],
+    "receive a peripheral's commands over MQTT": [403, 404],
+    'create an application': 403,
+    'list applications': 403,
+    'manage users': 403,
+    'connect over MQTT': A,
+  },
+  'gateway token': {
+    'read application (definition, members, logs, data, event stream)': [403, 404],
+    'list devices': [A, 404],
+    'read a peripheral (state, logs, device stream)': [A, 404],
+    'edit (devices, keys, flows, dashboards)': [403, 404],
+    "report a peripheral's state": [A, 404],
+    'command a peripheral': [A, 404],
+    "read a peripheral's command history": [A, 404],
+    'own (settings, deletion, members, tokens)': [403, 404],
+    "receive a peripheral's commands over MQTT": [A, 404],
+    'create an application': 403,
+    'list applications': 403,
+    'manage users': 403,
+    'connect over MQTT': A,
+  },
+};
+
+const matrixCases = (Object.keys(MATRIX) as PrincipalName[]).flatMap((who) => {
+  const row = MATRIX[who];
+  const principal: Principal = PRINCIPALS[who];
+  const cell = (c: Cell): Expect => (c === 'allow' ? ALLOW : deny(c));
+  return [
+    ...(Object.keys(SCOPED) as Array<keyof typeof SCOPED>).flatMap((route) =>
+      (['same application', 'other application'] as const).map((where, i) => ({
+        name: `${who} × ${route} × ${where}`,
+        principal,
+        action: SCOPED[route](i === 0 ? APP : OTHER_APP),
+        expect: cell(row[route][i] as Cell),
+      })),
+    ),
+    ...(Object.keys(UNSCOPED) as Array<keyof typeof UNSCOPED>).map((route) => ({
+      name: `${who} × ${route}`,
+      principal,
+      action: UNSCOPED[route] as Action,
+      expect: cell(row[route]),
+    })),
+  ];
+});
+
+describe('authorize(): every principal × every route class × same / other application', () => {
+  it('covers every principal and route class', () => {
+    expect(matrixCases).toHaveLength(
+      Object.keys(PRINCIPALS).length * (2 * Object.keys(SCOPED).length + Object.keys(UNSCOPED).length),
+    );
+  });
+
+  it.each(matrixCases)('$name', ({ principal, action, expect: expected }) => {
+    check(authorize(principal, action), expected);
+  });
+
+  it('names the role that was missing, and never reveals another application', () => {
+    const refused = authorize(member('viewer'), { type: 'editApplication', applicationId: APP });
+    expect(refused).toMatchObject({ allow: false, status: 403 });
+    if (!refused.allow) expect(refused.reason).toMatch(/viewer.*editor/);
+    const hidden = authorize(token('owner'), { type: 'ownApplication', applicationId: OTHER_APP });
+    expect(hidden).toMatchObject({ allow: false, status: 404 });
+    if (!hidden.allow) expect(hidden.reason).not.toContain(APP);
+  });
+
+  it('a user with roles in two applications has each role in its own application only', () => {
+    const two: Principal = {
+      kind: 'user',
+      userId: USER_ID,
+      roles: new Map<string, Role>([
+        [APP, 'viewer'],
+        [OTHER_APP, 'owner'],
+      ]),
+    };
+    expect(authorize(two, { type: 'ownApplication', applicationId: OTHER_APP })).toEqual({ allow: true });
+    expect(authorize(two, { type: 'ownApplication', applicationId: APP })).toMatchObject({ status: 403 });
+    expect(authorize(two, on('sendCommand', otherUnbound))).toEqual({ allow: true });
+    expect(authorize(two, on('sendCommand', unbound))).toMatchObject({ status: 403 });
+  });
+});
+
+describe('applicationScope()', () => {
+  it('is every application for an operator, the member applications for a user, its own for a token', () => {
+    expect(applicationScope(ADMIN)).toBeNull();
+    expect(applicationScope(PRINCIPALS['admin user'])).toBeNull();
+    expect(applicationScope(member('viewer'))).toEqual([APP]);
+    expect(applicationScope(token('editor'))).toEqual([APP]);
+    expect(applicationScope(PRINCIPALS.workflow)).toEqual([APP]);
+    expect(applicationScope(as(standalone))).toEqual([]);
+  });
+});
+
+describe('principalId()', () => {
+  it('names each kind of principal distinctly', () => {
+    expect(principalId(ADMIN)).toBe('token:c0c0c0c0c0c0c0c0c0c0c0c0');
+    expect(principalId(PRINCIPALS['admin user'])).toBe(`user:${USER_ID}`);
+    expect(principalId(member('owner'))).toBe(`user:${USER_ID}`);
+    expect(principalId(token('viewer'))).toBe(`token:${TOKEN_ID}`);
+    expect(principalId(PRINCIPALS.workflow)).toBe('flow:f0f0f0f0f0f0f0f0f0f0f0f0');
+    expect(principalId(as(gateway))).toBe(gateway.id);
+  });
+});
+
 describe('deviceListScope()', () => {
-  it('is everything for an API token', () => {
-    expect(deviceListScope(ADMIN)).toBeNull();
+  it('is everything for anyone but a device', () => {
+    for (const p of [ADMIN, member('viewer'), token('viewer'), PRINCIPALS.workflow])
+      expect(deviceListScope(p)).toBeNull();
   });
 
   it.each([

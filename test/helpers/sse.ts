@@ -72,11 +72,11 @@ export function parseSse(buffer: string): { events: SseEvent[]; comments: string
 export async function openStream(
   server: TestServer,
   url: string,
-  options: { token?: string | null; lastEventId?: string } = {},
+  options: { token?: string | null; lastEventId?: string; headers?: Record<string, string> } = {},
 ): Promise<SseStream> {
   const token = options.token === undefined ? ADMIN_TOKEN : options.token;
   const abort = new AbortController();
-  const headers: Record<string, string> = { accept: 'text/event-stream' };
+  const headers: Record<string, string> = { accept: 'text/event-stream', ...options.headers };
   if (token) headers.authorization = `Bearer ${token}`;
   if (options.lastEventId !== undefined) headers['last-event-id'] = options.lastEventId;
   const res = await fetch(`${server.running.urls.http}${url}`, { headers, signal: abort.signal });

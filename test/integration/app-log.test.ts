@@ -129,7 +129,7 @@ describe('application communication log', () => {
         name: 'open',
         payload: { valve: 1 },
         routedTo: [fleet.gateway],
-        sentBy: 'api',
+        sentBy: expect.stringMatching(/^token:[0-9a-f]{24}$/),
       },
     ]);
   });

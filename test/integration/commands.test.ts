@@ -107,7 +107,7 @@ describe('command routing', () => {
       id: sent.commandId,
       name: 'bound-1',
       routedTo: [fleet.gateway],
-      sentBy: 'api',
+      sentBy: expect.stringMatching(/^token:[0-9a-f]{24}$/),
     });
   });
 

@@ -8,6 +8,7 @@ import { Writable } from 'node:stream';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createApi } from '../../src/api/app.js';
+import { isReferenceRoute } from '../../src/api/openapi.js';
 import { ERROR_TYPES, type ErrorType } from '../../src/core/errors.js';
 import {
   ADMIN_TOKEN,
@@ -28,7 +29,7 @@ interface Answer {
   json: unknown;
 }
 
-/** Every route the API serves, with a request that reaches it. `:a`, `:d`, `:k` are path ids. */
+/** Every route the API serves, with a request that reaches it. `:a`, `:d`, `:k`, `:u`, `:t` are path ids. */
 const ROUTES: Array<{ method: string; url: string; query?: string[]; body?: Record<string, unknown> }> = [
   { method: 'POST', url: '/auth/device', body: { deviceId: '', key: '', secret: '' } },
   { method: 'POST', url: '/applications', body: { name: 'n' } },
@@ -71,6 +72,21 @@ const ROUTES: Array<{ method: string; url: string; query?: string[]; body?: Reco
   { method: 'GET', url: '/applications/:a/logs', query: ['limit', 'before', 'deviceId', 'kinds', 'start', 'end'] },
   { method: 'POST', url: '/applications/:a/data/time-series-query', body: {} },
   { method: 'POST', url: '/applications/:a/data/last-value-query', body: {} },
+  { method: 'POST', url: '/auth/user', body: { email: 'nobody@example.com', password: 'not the password' } },
+  { method: 'POST', url: '/auth/logout' },
+  { method: 'GET', url: '/me' },
+  { method: 'POST', url: '/users', body: { email: 'probe@example.com', password: 'a long password' } },
+  { method: 'GET', url: '/users', query: ['page', 'perPage'] },
+  { method: 'GET', url: '/users/:u' },
+  { method: 'PATCH', url: '/users/:u', body: { name: 'n' } },
+  { method: 'DELETE', url: '/users/:u' },
+  { method: 'GET', url: '/applications/:a/members', query: ['page', 'perPage'] },
+  { method: 'POST', url: '/applications/:a/members', body: { email: 'member@example.com', role: 'viewer' } },
+  { method: 'PATCH', url: '/applications/:a/members/:u', body: { role: 'editor' } },
+  { method: 'DELETE', url: '/applications/:a/members/:u' },
+  { method: 'GET', url: '/applications/:a/tokens', query: ['page', 'perPage'] },
+  { method: 'POST', url: '/applications/:a/tokens', body: { name: 'n', role: 'viewer' } },
+  { method: 'DELETE', url: '/applications/:a/tokens/:t' },
 ];
 
 /** Query values no route expects. */
@@ -128,11 +144,15 @@ describe('REST hardening', () => {
   const failures: string[] = [];
   const errorLog: string[] = [];
 
-  const fill = (url: string, ids: { a?: string; d?: string; k?: string } = {}) =>
+  let userId: string;
+  let tokenId: string;
+  const fill = (url: string, ids: { a?: string; d?: string; k?: string; u?: string; t?: string } = {}) =>
     url
       .replace(':a', ids.a ?? fleet.applicationId)
       .replace(':d', ids.d ?? fleet.standalone)
-      .replace(':k', ids.k ?? keyId);
+      .replace(':k', ids.k ?? keyId)
+      .replace(':u', ids.u ?? userId)
+      .replace(':t', ids.t ?? tokenId);
 
   async function send(
     method: string,
@@ -208,6 +228,19 @@ describe('REST hardening', () => {
       200,
     ).items[0]!.id;
     gatewayToken = await deviceToken(server, fleet.gateway, fleet);
+    userId = ok(
+      await server.http<{ id: string }>('POST', '/users', { email: 'u@example.com', password: 'a long password' }),
+    ).id;
+    await server.http('POST', `/applications/${fleet.applicationId}/members`, {
+      email: 'u@example.com',
+      role: 'owner',
+    });
+    tokenId = ok(
+      await server.http<{ id: string }>('POST', `/applications/${fleet.applicationId}/tokens`, {
+        name: 't',
+        role: 'viewer',
+      }),
+    ).id;
   });
   afterAll(() => server.stop());
 
@@ -216,12 +249,20 @@ describe('REST hardening', () => {
     const api = createApi(server.running.platform);
     const served: string[] = [];
     api.addHook('onRoute', (route) => {
+      // The API reference's own routes (/openapi.json, /docs) are not part of the API it describes.
+      if (isReferenceRoute(route.url)) return;
       for (const method of [route.method].flat()) if (method !== 'HEAD') served.push(`${method} ${route.url}`);
     });
     await api.ready();
     await api.close();
     const probed = ROUTES.map(
-      (r) => `${r.method} ${r.url.replace(':a', ':applicationId').replace(':d', ':deviceId').replace(':k', ':keyId')}`,
+      (r) =>
+        `${r.method} ${r.url
+          .replace(':a', ':applicationId')
+          .replace(':d', ':deviceId')
+          .replace(':k', ':keyId')
+          .replace(':u', ':userId')
+          .replace(':t', ':tokenId')}`,
     );
     // The operator's routes answer no API resource (test/integration/readiness.test.ts, metrics.test.ts).
     const operator = ['GET /health', 'GET /ready', 'GET /metrics'];
@@ -398,7 +439,7 @@ describe('REST hardening', () => {
 
     it('answer 404 NotFound on every route, for every id in the path', async () => {
       for (const route of ROUTES.filter((r) => r.url.includes(':'))) {
-        for (const slot of ['a', 'd', 'k'] as const) {
+        for (const slot of ['a', 'd', 'k', 'u', 't'] as const) {
           if (!route.url.includes(`:${slot}`)) continue;
           for (const bad of MALFORMED) {
             const url = fill(route.url, { [slot]: bad });

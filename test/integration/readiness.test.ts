@@ -50,7 +50,8 @@ describe('GET /health and GET /ready', () => {
       status: 503,
       cacheControl: 'no-store',
       body: {
-        status: 'unready',
+        type: 'Unavailable',
+        message: 'not ready: the database cannot take a write (the cause is in the operator log)',
         reasons: [
           {
             code: 'databaseNotWritable',

@@ -36,7 +36,7 @@ describe('start-up on a data directory', () => {
     const dataDir = mkdtempSync(path.join(tmpdir(), 'gatehouse-start-'));
     dirs.push(dataDir);
     const first = await start(dataDir);
-    expect(first.generatedAdminToken).toMatch(/^gha_/);
+    expect(first.generatedAdminToken).toMatch(/^ght_/);
     const second = startGatehouse(config(dataDir));
     await expect(second).rejects.toThrow(ConfigError);
     await expect(second).rejects.toThrow(`data directory ${dataDir} is in use by another gatehouse server`);
@@ -58,7 +58,7 @@ describe('start-up on a data directory', () => {
       busy.close();
     }
     const next = await start(dataDir);
-    expect(next.generatedAdminToken).toMatch(/^gha_/);
+    expect(next.generatedAdminToken).toMatch(/^ght_/);
     const res = await fetch(`${next.urls.http}/applications`, {
       headers: { authorization: `Bearer ${next.generatedAdminToken}` },
     });

@@ -124,7 +124,7 @@ describe('live streams', () => {
       payload: { n: 'blink' },
       time: expect.any(String),
       routedTo: [],
-      sentBy: 'api',
+      sentBy: expect.stringMatching(/^token:[0-9a-f]{24}$/),
     });
     // States are not commands.
     await postState(fleet.standalone, { data: { temperature: 1 } });
@@ -211,7 +211,7 @@ describe('live streams', () => {
       payload: { n: 'to-bound' },
       time: expect.any(String),
       routedTo: [gw],
-      sentBy: 'api',
+      sentBy: expect.stringMatching(/^token:[0-9a-f]{24}$/),
     });
     expect(disconnect!.json).toMatchObject({ deviceId: gw, connected: 0, disconnectReason: 'Client disconnected' });
     // Every event carries an increasing id.

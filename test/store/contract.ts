@@ -3,6 +3,7 @@
  * with a factory returning a fresh, empty store; each test opens one and closes it.
  */
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import type { StoredApiToken, StoredUser } from '../../src/domain/accounts.js';
 import { authorize, deviceListScope } from '../../src/domain/authorization.js';
 import { newId } from '../../src/domain/ids.js';
 import type {
@@ -166,14 +167,129 @@ export function storeContract(name: string, open: () => Promise<Store>): void {
       });
     });
 
-    describe('api tokens', () => {
-      it('lists created tokens in creation order with every field', async () => {
-        expect(await store.listApiTokens()).toEqual([]);
-        const later = { id: newId(), name: 'ci', secretHash: 'h2', creationDate: T0 + 10 };
-        const earlier = { id: newId(), name: 'admin', secretHash: 'h1', creationDate: T0 };
-        await store.createApiToken(later);
-        await store.createApiToken(earlier);
-        expect(await store.listApiTokens()).toEqual([earlier, later]);
+    describe('accounts', () => {
+      const makeUser = (overrides: Partial<StoredUser> = {}): StoredUser => ({
+        id: newId(),
+        email: `u-${newId()}@example.com`,
+        name: 'Ada',
+        admin: false,
+        passwordHash: 'scrypt$salt$hash',
+        creationDate: T0,
+        lastUpdated: T0,
+        ...overrides,
+      });
+      const makeToken = (overrides: Partial<StoredApiToken> = {}): StoredApiToken => ({
+        id: newId(),
+        name: 'ci',
+        secretHash: 'h',
+        creationDate: T0,
+        applicationId: null,
+        role: null,
+        expiresAt: null,
+        ...overrides,
+      });
+
+      it('round-trips users, finds them by email, lists them oldest first, updates and deletes', async () => {
+        const later = makeUser({ creationDate: T0 + 10, admin: true });
+        const earlier = makeUser({ name: '' });
+        await store.createUser(later);
+        await store.createUser(earlier);
+        expect(await store.getUser(later.id)).toEqual(later);
+        expect(await store.getUserByEmail(earlier.email)).toEqual(earlier);
+        expect(await store.getUserByEmail('nobody@example.com')).toBeUndefined();
+        expect(await store.listUsers()).toEqual([earlier, later]);
+        const changed = { ...earlier, name: 'Grace', passwordHash: 'scrypt$other', admin: true, lastUpdated: T0 + 5 };
+        await store.updateUser(changed);
+        expect(await store.getUser(earlier.id)).toEqual(changed);
+        await store.deleteUser(earlier.id);
+        expect(await store.getUser(earlier.id)).toBeUndefined();
+        expect(await store.listUsers()).toEqual([later]);
+      });
+
+      it('refuses a second user with the same email', async () => {
+        const user = makeUser();
+        await store.createUser(user);
+        await expect(store.createUser(makeUser({ email: user.email }))).rejects.toThrow();
+      });
+
+      it('keeps one membership per user and application, changing its role in place', async () => {
+        const user = makeUser();
+        await store.createUser(user);
+        const other = makeApp();
+        await store.createApplication(other);
+        await store.putMembership({ applicationId: app.id, userId: user.id, role: 'viewer', creationDate: T0 });
+        await store.putMembership({ applicationId: other.id, userId: user.id, role: 'owner', creationDate: T0 + 1 });
+        await store.putMembership({ applicationId: app.id, userId: user.id, role: 'editor', creationDate: T0 + 9 });
+        expect(await store.listMembers(app.id)).toEqual([
+          { applicationId: app.id, userId: user.id, role: 'editor', creationDate: T0 },
+        ]);
+        expect((await store.listMemberships(user.id)).map((m) => [m.applicationId, m.role])).toEqual([
+          [app.id, 'editor'],
+          [other.id, 'owner'],
+        ]);
+        await store.deleteMembership(app.id, user.id);
+        expect(await store.listMembers(app.id)).toEqual([]);
+        expect(await store.listMemberships(user.id)).toHaveLength(1);
+      });
+
+      it("lists API tokens by application, operators' tokens apart, and deletes them", async () => {
+        const admin = makeToken();
+        const appToken = makeToken({
+          applicationId: app.id,
+          role: 'viewer',
+          expiresAt: T0 + 1000,
+          creationDate: T0 + 1,
+        });
+        await store.createApiToken(appToken);
+        await store.createApiToken(admin);
+        expect(await store.listApiTokens()).toEqual([admin, appToken]);
+        expect(await store.listApiTokens(null)).toEqual([admin]);
+        expect(await store.listApiTokens(app.id)).toEqual([appToken]);
+        expect(await store.getApiToken(appToken.id)).toEqual(appToken);
+        await store.deleteApiToken(appToken.id);
+        expect(await store.getApiToken(appToken.id)).toBeUndefined();
+        expect(await store.listApiTokens(app.id)).toEqual([]);
+      });
+
+      it("removes an application's members and tokens with it, and a user's memberships and sessions with them", async () => {
+        const user = makeUser();
+        await store.createUser(user);
+        const doomed = makeApp();
+        await store.createApplication(doomed);
+        await store.putMembership({ applicationId: doomed.id, userId: user.id, role: 'owner', creationDate: T0 });
+        await store.putMembership({ applicationId: app.id, userId: user.id, role: 'owner', creationDate: T0 });
+        await store.createApiToken(makeToken({ applicationId: doomed.id, role: 'editor' }));
+        await store.deleteApplication(doomed.id);
+        expect(await store.listApiTokens(doomed.id)).toEqual([]);
+        expect((await store.listMemberships(user.id)).map((m) => m.applicationId)).toEqual([app.id]);
+
+        const session = { id: newId(), userId: user.id, secretHash: 'ab', creationDate: T0, expiresAt: T0 + 1000 };
+        await store.createSession(session);
+        await store.deleteUser(user.id);
+        expect(await store.getSession(session.id)).toBeUndefined();
+        expect(await store.listMembers(app.id)).toEqual([]);
+      });
+
+      it('keeps sessions until they end, by id, by user or by expiry', async () => {
+        const user = makeUser();
+        await store.createUser(user);
+        const s = (expiresAt: number) => ({
+          id: newId(),
+          userId: user.id,
+          secretHash: 'ab',
+          creationDate: T0,
+          expiresAt,
+        });
+        const [a, b, c] = [s(T0 + 10), s(T0 + 20), s(T0 + 30)];
+        for (const x of [a, b, c]) await store.createSession(x);
+        expect(await store.getSession(a.id)).toEqual(a);
+        expect(await store.deleteExpiredSessions(T0 + 15)).toBe(1);
+        expect(await store.getSession(a.id)).toBeUndefined();
+        await store.deleteSession(b.id);
+        expect(await store.getSession(b.id)).toBeUndefined();
+        expect(await store.getSession(c.id)).toEqual(c);
+        await store.deleteSessionsOf(user.id);
+        expect(await store.getSession(c.id)).toBeUndefined();
       });
     });
 

@@ -689,7 +689,15 @@ describe('SqliteStore rollups of recent minutes (held in memory)', () => {
     // A changed row shows whether anything was rebuilt.
     db.prepare('UPDATE state_rollups SET count = 999').run();
     const tool = await openSqliteStore({ filename: file, shared: true });
-    await tool.createApiToken({ id: newId(), name: 'ops', secretHash: 'scrypt$x', creationDate: M });
+    await tool.createApiToken({
+      id: newId(),
+      name: 'ops',
+      secretHash: 'scrypt$x',
+      creationDate: M,
+      applicationId: null,
+      role: null,
+      expiresAt: null,
+    });
     await tool.close();
     expect(mark(db)).toBe(markBefore);
     expect(rollupRows(db)).toEqual([expect.objectContaining({ count: 999 })]);

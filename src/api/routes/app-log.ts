@@ -10,18 +10,20 @@ import type { Platform } from '../../core/platform.js';
 import { iso } from '../../core/wire.js';
 import type { ApplicationLogCursor, ApplicationLogEntry, ApplicationLogKind } from '../../store/types.js';
 import { allow } from '../guard.js';
-import { AppParams, Id, Query } from '../schemas.js';
+import { AppLogPage, AppParams, described, errorResponses, Id, Query } from '../schemas.js';
 
 /** The log's kinds are the application stream's event types. */
 export const LOG_KINDS: readonly ApplicationLogKind[] = STREAM_EVENT_TYPES;
 
 const AppLogQuery = Query({
-  limit: Type.Integer({ minimum: 1, maximum: 1000, default: 100 }),
-  before: Type.Optional(Type.String({ maxLength: 200 })),
-  deviceId: Type.Optional(Type.Array(Id, { maxItems: 1000 })),
-  kinds: Type.Optional(Type.String({ maxLength: 500 })),
-  start: Type.Optional(Type.Integer()),
-  end: Type.Optional(Type.Integer()),
+  limit: Type.Integer({ minimum: 1, maximum: 1000, default: 100, description: 'At most this many entries.' }),
+  before: Type.Optional(
+    Type.String({ maxLength: 200, description: 'The `nextBefore` of the previous page: the page after it.' }),
+  ),
+  deviceId: Type.Optional(Type.Array(Id, { maxItems: 1000, description: 'Only these devices (repeatable).' })),
+  kinds: Type.Optional(Type.String({ maxLength: 500, description: 'Only these kinds (comma-separated).' })),
+  start: Type.Optional(Type.Integer({ description: 'From this time (epoch milliseconds, inclusive).' })),
+  end: Type.Optional(Type.Integer({ description: 'Up to this time (epoch milliseconds, inclusive).' })),
 });
 
 export const appLogRoutes =
@@ -29,9 +31,21 @@ export const appLogRoutes =
   async (app) => {
     app.get(
       '/applications/:applicationId/logs',
-      { schema: { params: AppParams, querystring: AppLogQuery } },
+      {
+        schema: {
+          summary: "An application's communication log",
+          description: 'Device log entries, commands sent and states accepted, newest first.',
+          tags: ['logs'],
+          params: AppParams,
+          querystring: AppLogQuery,
+          response: {
+            200: described(AppLogPage, 'A page of entries, newest first.'),
+            ...errorResponses(400, 401, 403, 404, 429),
+          },
+        },
+      },
       async (request) => {
-        allow(request, { type: 'manage' });
+        allow(request, { type: 'readApplication', applicationId: request.params.applicationId });
         const { applicationId } = request.params;
         await platform.registry.requireApplication(applicationId);
         const { limit, before, deviceId, kinds, start, end } = request.query;

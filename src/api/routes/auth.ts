@@ -1,7 +1,7 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { GatehouseError } from '../../core/errors.js';
 import type { Platform } from '../../core/platform.js';
-import { AuthDeviceBody, AuthDeviceReply, ErrorBody } from '../schemas.js';
+import { AuthDeviceBody, AuthDeviceReply, described, errorResponses } from '../schemas.js';
 
 const DEFAULT_TOKEN_TTL_SECONDS = 30 * 86_400;
 
@@ -13,8 +13,16 @@ export const authRoutes =
       {
         config: { public: true },
         schema: {
+          summary: 'Get a device token from an access key and secret',
+          description:
+            'Authenticates a device with an access key and secret (peripherals never authenticate themselves) ' +
+            'and answers a bearer token the device then uses on the routes it may call.',
+          tags: ['auth'],
           body: AuthDeviceBody,
-          response: { 200: AuthDeviceReply, 401: ErrorBody, 403: ErrorBody, 429: ErrorBody },
+          response: {
+            200: described(AuthDeviceReply, 'The device token.'),
+            ...errorResponses(400, 401, 403, 413, 415, 429),
+          },
         },
       },
       async (request) => {

@@ -9,7 +9,15 @@ import type { Platform } from '../../core/platform.js';
 import { iso } from '../../core/wire.js';
 import type { Device } from '../../domain/model.js';
 import { allow } from '../guard.js';
-import { AppParams, LastValueQueryBody, LastValueReply, TimeSeriesQueryBody, TimeSeriesReply } from '../schemas.js';
+import {
+  AppParams,
+  described,
+  errorResponses,
+  LastValueQueryBody,
+  LastValueReply,
+  TimeSeriesQueryBody,
+  TimeSeriesReply,
+} from '../schemas.js';
 
 /** A query covers at most this many devices. */
 export const MAX_QUERY_DEVICES = 1_000;
@@ -24,9 +32,21 @@ export const dataQueryRoutes =
   async (app) => {
     app.post(
       '/applications/:applicationId/data/time-series-query',
-      { schema: { params: AppParams, body: TimeSeriesQueryBody, response: { 200: TimeSeriesReply } } },
+      {
+        schema: {
+          summary: 'Time-series query over many devices',
+          description: 'Aggregated buckets of attribute values (docs/data-queries.md).',
+          tags: ['data'],
+          params: AppParams,
+          body: TimeSeriesQueryBody,
+          response: {
+            200: described(TimeSeriesReply, 'The points of each selected device.'),
+            ...errorResponses(400, 401, 403, 404, 413, 415, 429),
+          },
+        },
+      },
       async (request) => {
-        allow(request, { type: 'manage' });
+        allow(request, { type: 'readApplication', applicationId: request.params.applicationId });
         const { body } = request;
         const end = body.end ?? platform.clock();
         const start = body.start ?? end - (body.duration ?? DAY_MS);
@@ -66,9 +86,20 @@ export const dataQueryRoutes =
 
     app.post(
       '/applications/:applicationId/data/last-value-query',
-      { schema: { params: AppParams, body: LastValueQueryBody, response: { 200: LastValueReply } } },
+      {
+        schema: {
+          summary: 'Last-value query over many devices',
+          tags: ['data'],
+          params: AppParams,
+          body: LastValueQueryBody,
+          response: {
+            200: described(LastValueReply, 'By device id, then attribute name: the last value and its time.'),
+            ...errorResponses(400, 401, 403, 404, 413, 415, 429),
+          },
+        },
+      },
       async (request) => {
-        allow(request, { type: 'manage' });
+        allow(request, { type: 'readApplication', applicationId: request.params.applicationId });
         const devices = await selectDevices(platform, request.params.applicationId, request.body);
         const values = await platform.store.lastValues(
           devices.map((d) => d.id),

@@ -14,9 +14,13 @@ import {
   CommandBody,
   CommandEntry,
   CompositeQuery,
+  DeviceLogEntry,
   DeviceParams,
+  described,
+  errorResponses,
   LogsQuery,
   ManyCommandBody,
+  StateBodyDoc,
   StateEntry,
   StateReply,
   TimeRangeQuery,
@@ -51,7 +55,22 @@ export const deviceDataRoutes =
 
       raw.post(
         '/applications/:applicationId/devices/:deviceId/state',
-        { schema: { params: DeviceParams, response: { 200: StateReply } } },
+        {
+          schema: {
+            summary: "Report a device's state",
+            description:
+              "With an API token, the device's token, or a gateway's token for a peripheral it may act for. " +
+              'Attributes that cannot be stored are left out and listed in `dropped`.',
+            tags: ['state'],
+            params: DeviceParams,
+            response: {
+              200: described(StateReply, 'Stored.'),
+              ...errorResponses(400, 401, 403, 404, 413, 429),
+            },
+          },
+          // The body is read as raw bytes, so it has no schema Fastify would check; the reference shows it.
+          config: { swaggerTransform: ({ schema, url }) => ({ schema: { ...schema, body: StateBodyDoc }, url }) },
+        },
         async (request) => {
           const principal = request.principal!;
           const body = request.body as Buffer | undefined;
@@ -79,7 +98,18 @@ export const deviceDataRoutes =
 
     app.get(
       '/applications/:applicationId/devices/:deviceId/state',
-      { schema: { params: DeviceParams, querystring: TimeRangeQuery, response: { 200: Type.Array(StateEntry) } } },
+      {
+        schema: {
+          summary: "A device's state history",
+          tags: ['state'],
+          params: DeviceParams,
+          querystring: TimeRangeQuery,
+          response: {
+            200: described(Type.Array(StateEntry), 'The states, in the order asked.'),
+            ...errorResponses(400, 401, 403, 404, 429),
+          },
+        },
+      },
       async (request) => {
         const target = await targetOf(request.params.applicationId, request.params.deviceId);
         allow(request, { type: 'readDevice', target });
@@ -92,9 +122,17 @@ export const deviceDataRoutes =
       '/applications/:applicationId/devices/:deviceId/compositeState',
       {
         schema: {
+          summary: "The last value of each of a device's attributes",
+          tags: ['state'],
           params: DeviceParams,
           querystring: CompositeQuery,
-          response: { 200: Type.Record(Type.String(), Type.Object({ value: Type.Unknown(), time: Type.String() })) },
+          response: {
+            200: described(
+              Type.Record(Type.String(), Type.Object({ value: Type.Unknown(), time: Type.String() })),
+              'By attribute name: its last value and when it was reported.',
+            ),
+            ...errorResponses(400, 401, 403, 404, 429),
+          },
         },
       },
       async (request) => {
@@ -115,14 +153,21 @@ export const deviceDataRoutes =
       '/applications/:applicationId/devices/:deviceId/command',
       {
         schema: {
+          summary: 'Send a command to a device',
+          description: "A peripheral's command goes to a gateway that may act for it; `routedTo` says which.",
+          tags: ['commands'],
           params: DeviceParams,
           body: CommandBody,
           response: {
-            200: Type.Object({
-              success: Type.Literal(true),
-              commandId: Type.String(),
-              routedTo: Type.Array(Type.String()),
-            }),
+            200: described(
+              Type.Object({
+                success: Type.Literal(true),
+                commandId: Type.String(),
+                routedTo: Type.Array(Type.String()),
+              }),
+              'Sent (or recorded with no route when nothing connected may receive it).',
+            ),
+            ...errorResponses(400, 401, 403, 404, 413, 415, 429),
           },
         },
       },
@@ -136,10 +181,21 @@ export const deviceDataRoutes =
 
     app.get(
       '/applications/:applicationId/devices/:deviceId/command',
-      { schema: { params: DeviceParams, querystring: TimeRangeQuery, response: { 200: Type.Array(CommandEntry) } } },
+      {
+        schema: {
+          summary: "A device's command history",
+          tags: ['commands'],
+          params: DeviceParams,
+          querystring: TimeRangeQuery,
+          response: {
+            200: described(Type.Array(CommandEntry), 'The commands, in the order asked, with where each went.'),
+            ...errorResponses(400, 401, 403, 404, 429),
+          },
+        },
+      },
       async (request) => {
         const target = await targetOf(request.params.applicationId, request.params.deviceId);
-        allow(request, { type: 'sendCommand', target });
+        allow(request, { type: 'readCommands', target });
         const commands = await platform.store.queryCommands(target!.id, timeRange(request.query));
         return commands.map(presentCommand);
       },
@@ -149,13 +205,22 @@ export const deviceDataRoutes =
       '/applications/:applicationId/devices/command',
       {
         schema: {
+          summary: 'Send a command to many devices',
+          description: 'To the devices named in `deviceIds` and those carrying any of `deviceTags`.',
+          tags: ['commands'],
           params: AppParams,
           body: ManyCommandBody,
-          response: { 200: Type.Object({ success: Type.Literal(true), count: Type.Integer() }) },
+          response: {
+            200: described(
+              Type.Object({ success: Type.Literal(true), count: Type.Integer() }),
+              'Sent; `count` devices were selected.',
+            ),
+            ...errorResponses(400, 401, 403, 404, 413, 415, 429),
+          },
         },
       },
       async (request) => {
-        const principal = allow(request, { type: 'manage' });
+        const principal = allow(request, { type: 'editApplication', applicationId: request.params.applicationId });
         const { applicationId } = request.params;
         await registry.requireApplication(applicationId);
         const { deviceIds, deviceTags, ...command } = request.body;
@@ -167,7 +232,19 @@ export const deviceDataRoutes =
 
     app.get(
       '/applications/:applicationId/devices/:deviceId/logs',
-      { schema: { params: DeviceParams, querystring: LogsQuery } },
+      {
+        schema: {
+          summary: "A device's log",
+          description: 'Connections, refusals and dropped values, newest first (docs/errors.md).',
+          tags: ['logs'],
+          params: DeviceParams,
+          querystring: LogsQuery,
+          response: {
+            200: described(Type.Array(DeviceLogEntry), 'The entries, newest first.'),
+            ...errorResponses(400, 401, 403, 404, 429),
+          },
+        },
+      },
       async (request) => {
         const target = await targetOf(request.params.applicationId, request.params.deviceId);
         allow(request, { type: 'readDevice', target });

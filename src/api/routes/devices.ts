@@ -13,6 +13,8 @@ import {
   DeviceListQuery,
   DeviceParams,
   DevicePatch,
+  described,
+  errorResponses,
   Page,
   Success,
 } from '../schemas.js';
@@ -24,9 +26,20 @@ export const deviceRoutes =
 
     app.post(
       '/applications/:applicationId/devices',
-      { schema: { params: AppParams, body: DeviceBody, response: { 201: Device } } },
+      {
+        schema: {
+          summary: 'Create a device',
+          tags: ['devices'],
+          params: AppParams,
+          body: DeviceBody,
+          response: {
+            201: described(Device, 'The new device.'),
+            ...errorResponses(400, 401, 403, 404, 413, 415, 429),
+          },
+        },
+      },
       async (request, reply) => {
-        allow(request, { type: 'manage' });
+        allow(request, { type: 'editApplication', applicationId: request.params.applicationId });
         const device = await registry.createDevice(request.params.applicationId, request.body);
         return reply.code(201).send(await presentDevice(platform, device));
       },
@@ -36,9 +49,12 @@ export const deviceRoutes =
       '/applications/:applicationId/devices',
       {
         schema: {
+          summary: "List an application's devices",
+          description: 'With a device token: the device itself and the peripherals it may act for.',
+          tags: ['devices'],
           params: AppParams,
           querystring: DeviceListQuery,
-          response: { 200: Page(Device) },
+          response: { 200: described(Page(Device), 'A page of devices.'), ...errorResponses(400, 401, 403, 404, 429) },
         },
       },
       async (request) => {
@@ -62,7 +78,15 @@ export const deviceRoutes =
 
     app.get(
       '/applications/:applicationId/devices/:deviceId',
-      { schema: { params: DeviceParams, response: { 200: DeviceDetail } } },
+      {
+        schema: {
+          summary: 'Get a device',
+          description: "With a gateway's peripherals, or a peripheral's gateways.",
+          tags: ['devices'],
+          params: DeviceParams,
+          response: { 200: described(DeviceDetail, 'The device.'), ...errorResponses(401, 403, 404, 429) },
+        },
+      },
       async (request) => {
         const device = await registry.device(request.params.deviceId);
         const target = device?.applicationId === request.params.applicationId ? device : undefined;
@@ -73,9 +97,20 @@ export const deviceRoutes =
 
     app.patch(
       '/applications/:applicationId/devices/:deviceId',
-      { schema: { params: DeviceParams, body: DevicePatch, response: { 200: Device } } },
+      {
+        schema: {
+          summary: 'Change a device',
+          tags: ['devices'],
+          params: DeviceParams,
+          body: DevicePatch,
+          response: {
+            200: described(Device, 'The device as changed.'),
+            ...errorResponses(400, 401, 403, 404, 413, 415, 429),
+          },
+        },
+      },
       async (request) => {
-        allow(request, { type: 'manage' });
+        allow(request, { type: 'editApplication', applicationId: request.params.applicationId });
         const { applicationId, deviceId } = request.params;
         return presentDevice(platform, await registry.updateDevice(applicationId, deviceId, request.body));
       },
@@ -83,9 +118,16 @@ export const deviceRoutes =
 
     app.delete(
       '/applications/:applicationId/devices/:deviceId',
-      { schema: { params: DeviceParams, response: { 200: Success } } },
+      {
+        schema: {
+          summary: 'Delete a device, with its data',
+          tags: ['devices'],
+          params: DeviceParams,
+          response: { 200: described(Success, 'Deleted.'), ...errorResponses(400, 401, 403, 404, 413, 415, 429) },
+        },
+      },
       async (request) => {
-        allow(request, { type: 'manage' });
+        allow(request, { type: 'editApplication', applicationId: request.params.applicationId });
         await registry.deleteDevice(request.params.applicationId, request.params.deviceId);
         return { success: true as const };
       },

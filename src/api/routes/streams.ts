@@ -12,20 +12,33 @@ import type { Platform } from '../../core/platform.js';
 import { authorize, type Principal } from '../../domain/authorization.js';
 import { DEVICE_CLASSES, type Device as DeviceModel } from '../../domain/model.js';
 import { allow } from '../guard.js';
-import { AppParams, DeviceParams, Id, Query } from '../schemas.js';
+import { AppParams, DeviceParams, EventStreamResponse, errorResponses, Id, Query } from '../schemas.js';
 import type { StreamHub } from '../streams.js';
 
-const LastEventId = Type.String({ maxLength: 64 });
+const LastEventId = Type.String({
+  maxLength: 64,
+  description: 'Resume after this event id, for clients that cannot send the `Last-Event-ID` header.',
+});
 
 const DeviceStreamQuery = Query({ lastEventId: Type.Optional(LastEventId) });
 
 const EventStreamQuery = Query({
-  deviceId: Type.Optional(Type.Array(Id, { maxItems: 1000 })),
-  deviceClass: Type.Optional(Type.String({ maxLength: 200 })),
-  tagFilter: Type.Optional(Type.Array(Type.String({ maxLength: 600 }), { maxItems: 100 })),
-  types: Type.Optional(Type.String({ maxLength: 500 })),
+  deviceId: Type.Optional(Type.Array(Id, { maxItems: 1000, description: 'Only these devices (repeatable).' })),
+  deviceClass: Type.Optional(
+    Type.String({ maxLength: 200, description: 'Only devices of these classes (comma-separated).' }),
+  ),
+  tagFilter: Type.Optional(
+    Type.Array(Type.String({ maxLength: 600 }), {
+      maxItems: 100,
+      description: 'Only devices with this tag: `key` or `key:value` (repeatable; all must match).',
+    }),
+  ),
+  types: Type.Optional(Type.String({ maxLength: 500, description: 'Only these event types (comma-separated).' })),
   lastEventId: Type.Optional(LastEventId),
 });
+
+/** A stream's answers: the event stream, or an error before it opens. */
+const streamResponses = { 200: EventStreamResponse, ...errorResponses(400, 401, 403, 404, 429) };
 
 export const streamRoutes =
   (platform: Platform, hub: StreamHub): FastifyPluginAsyncTypebox =>
@@ -35,17 +48,26 @@ export const streamRoutes =
     const deviceStream = (type: 'state' | 'command') =>
       app.get(
         `/applications/:applicationId/devices/:deviceId/${type}Stream`,
-        { schema: { params: DeviceParams, querystring: DeviceStreamQuery } },
+        {
+          schema: {
+            summary: type === 'state' ? "A device's states, live" : "A device's commands, live",
+            tags: ['streams'],
+            params: DeviceParams,
+            querystring: DeviceStreamQuery,
+            response: streamResponses,
+          },
+        },
         async (request, reply) => {
           const { applicationId, deviceId } = request.params;
           const found = await registry.device(deviceId);
           const target = found?.applicationId === applicationId ? found : undefined;
           const principal = allow(request, { type: 'readDevice', target });
+          const credential = credentialCheck(platform, request, principal);
           hub.open(reply, {
             applicationId,
             payload: 'device',
             accepts: (event) => event.type === type && event.deviceId === deviceId,
-            stillAllowed: () => stillReadable(platform, principal, applicationId, deviceId),
+            stillAllowed: () => credential() ?? stillReadable(platform, principal, applicationId, deviceId),
             lastEventId: lastEventIdOf(request, request.query.lastEventId),
           });
         },
@@ -55,9 +77,19 @@ export const streamRoutes =
 
     app.get(
       '/applications/:applicationId/events',
-      { schema: { params: AppParams, querystring: EventStreamQuery } },
+      {
+        schema: {
+          summary: "An application's events, live",
+          description: 'States, commands and device log entries of the whole application, filtered by the query.',
+          tags: ['streams'],
+          params: AppParams,
+          querystring: EventStreamQuery,
+          response: streamResponses,
+        },
+      },
       async (request, reply) => {
-        allow(request, { type: 'manage' });
+        const principal = allow(request, { type: 'readApplication', applicationId: request.params.applicationId });
+        const credential = credentialCheck(platform, request, principal);
         const { applicationId } = request.params;
         await registry.requireApplication(applicationId);
         const accepts = eventFilter(platform, request.query);
@@ -66,12 +98,23 @@ export const streamRoutes =
           payload: 'application',
           accepts,
           stillAllowed: () =>
-            registry.applicationCached(applicationId) ? null : `application ${applicationId} was deleted`,
+            credential() ??
+            (registry.applicationCached(applicationId) ? null : `application ${applicationId} was deleted`),
           lastEventId: lastEventIdOf(request, request.query.lastEventId),
         });
       },
     );
   };
+
+/**
+ * Whether the credential a stream was opened with still stands as it was: a revoked token, an
+ * ended session or a changed role ends the stream (the hub re-checks at once: app.ts).
+ */
+function credentialCheck(platform: Platform, request: FastifyRequest, principal: Principal): () => string | null {
+  const version = platform.accounts.accessVersion(principal);
+  const sessionId = request.sessionId ?? undefined;
+  return () => platform.accounts.stillValid(principal, version, sessionId);
+}
 
 function lastEventIdOf(request: FastifyRequest, fromQuery: string | undefined): string | undefined {
   const header = request.headers['last-event-id'];

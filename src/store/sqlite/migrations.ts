@@ -159,6 +159,45 @@ CREATE INDEX device_logs_by_application ON device_logs(application_id, id);
 CREATE INDEX device_logs_by_application_time ON device_logs(application_id, time);
 `;
 
+// Accounts (issue 8): users, their roles per application, application API tokens and browser
+// sessions. Memberships and tokens go with their application, memberships and sessions with
+// their user. The tokens made before have no application: they are the operators' (admin) tokens.
+const ACCOUNTS = `
+ALTER TABLE api_tokens ADD COLUMN application_id TEXT REFERENCES applications(id) ON DELETE CASCADE;
+ALTER TABLE api_tokens ADD COLUMN role TEXT;
+ALTER TABLE api_tokens ADD COLUMN expires_at INTEGER;
+CREATE INDEX api_tokens_by_application ON api_tokens(application_id, creation_date, id);
+
+CREATE TABLE users (
+  id TEXT PRIMARY KEY,
+  email TEXT NOT NULL UNIQUE,
+  name TEXT NOT NULL,
+  password_hash TEXT NOT NULL,
+  admin INTEGER NOT NULL,
+  creation_date INTEGER NOT NULL,
+  last_updated INTEGER NOT NULL
+) STRICT;
+
+CREATE TABLE memberships (
+  application_id TEXT NOT NULL REFERENCES applications(id) ON DELETE CASCADE,
+  user_id TEXT NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+  role TEXT NOT NULL,
+  creation_date INTEGER NOT NULL,
+  PRIMARY KEY (application_id, user_id)
+) STRICT;
+CREATE INDEX memberships_by_user ON memberships(user_id);
+
+CREATE TABLE sessions (
+  id TEXT PRIMARY KEY,
+  user_id TEXT NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+  secret_hash TEXT NOT NULL,
+  creation_date INTEGER NOT NULL,
+  expires_at INTEGER NOT NULL
+) STRICT;
+CREATE INDEX sessions_by_user ON sessions(user_id);
+CREATE INDEX sessions_by_expiry ON sessions(expires_at);
+`;
+
 // Migration 3 rebuilds the minute rollups from the stored states: states written before the
 // store kept rollups would otherwise be missing from time-series queries answered from the
 // rollups. The same code rebuilds the recent minutes after a crash (rollup-rebuild.ts).
@@ -167,6 +206,7 @@ export const MIGRATIONS: readonly Migration[] = [
   { version: 1, name: 'initial schema', sql: INITIAL_SCHEMA },
   { version: 2, name: 'data and visibility', sql: DATA_AND_VISIBILITY },
   { version: 3, name: 'rebuild minute rollups', run: (db) => rebuildRollups(db) },
+  { version: 4, name: 'accounts', sql: ACCOUNTS },
 ];
 
 /** Applies the migrations not yet recorded; returns the versions it applied. */

@@ -13,14 +13,6 @@ import type {
   StoredAccessKey,
   Tag,
 } from '../../domain/model.js';
-import type { ApiTokenRecord } from '../types.js';
-
-export interface ApiTokenRow {
-  id: string;
-  name: string;
-  secret_hash: string;
-  creation_date: number;
-}
 
 export interface ApplicationRow {
   id: string;
@@ -107,10 +99,6 @@ export function fromJson<T>(text: string): T {
 
 function fromNullableJson<T>(text: string | null): T | null {
   return text === null ? null : fromJson<T>(text);
-}
-
-export function apiTokenFromRow(row: ApiTokenRow): ApiTokenRecord {
-  return { id: row.id, name: row.name, secretHash: row.secret_hash, creationDate: row.creation_date };
 }
 
 export function applicationToRow(app: Application): ApplicationRow {

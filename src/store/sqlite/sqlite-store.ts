@@ -5,6 +5,7 @@
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
+import type { Membership, Session, StoredApiToken, StoredUser } from '../../domain/accounts.js';
 import type {
   AccessKey,
   Application,
@@ -16,7 +17,6 @@ import type {
   StoredAccessKey,
 } from '../../domain/model.js';
 import type {
-  ApiTokenRecord,
   ApplicationLogEntry,
   ApplicationLogQuery,
   CompositeValue,
@@ -28,6 +28,7 @@ import type {
   TimeRangeQuery,
   WriteBatch,
 } from '../types.js';
+import { SqliteAccounts } from './accounts.js';
 import { SqliteApplicationLog } from './app-log.js';
 import { makeDirectory } from './data-dir.js';
 import { MIGRATIONS, migrate } from './migrations.js';
@@ -42,11 +43,9 @@ import {
 import { ROLLUPS_FLUSHED_AT, recoverRollups } from './rollup-rebuild.js';
 import {
   type AccessKeyRow,
-  type ApiTokenRow,
   type ApplicationRow,
   accessKeyFromRow,
   accessKeyToRow,
-  apiTokenFromRow,
   applicationFromRow,
   applicationToRow,
   type CommandRow,
@@ -162,11 +161,6 @@ function prepareStatements(db: Database.Database) {
       'INSERT INTO settings (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value',
     ),
     deleteSetting: db.prepare<[string]>('DELETE FROM settings WHERE key = ?'),
-
-    insertApiToken: db.prepare<[ApiTokenRow]>(
-      'INSERT INTO api_tokens (id, name, secret_hash, creation_date) VALUES (@id, @name, @secret_hash, @creation_date)',
-    ),
-    listApiTokens: db.prepare<[], ApiTokenRow>('SELECT * FROM api_tokens ORDER BY creation_date, id'),
 
     insertApplication: db.prepare<[ApplicationRow]>(
       `INSERT INTO applications (id, name, description, rate_limit_messages, rate_limit_window_seconds,
@@ -353,6 +347,7 @@ export class SqliteStore implements Store {
   private readonly deleteDeviceTx: (id: string) => void;
   private readonly series: SqliteSeries;
   private readonly appLog: SqliteApplicationLog;
+  private readonly accounts: SqliteAccounts;
 
   // Minute rollups of recent minutes are combined here and merged into state_rollups by
   // `flushRollups`: on a timer while any are held, before every reader, and on close. A crash
@@ -390,6 +385,7 @@ export class SqliteStore implements Store {
     this.s = prepareStatements(db);
     this.series = new SqliteSeries(db);
     this.appLog = new SqliteApplicationLog(db);
+    this.accounts = new SqliteAccounts(db);
     if (settings.recover !== false) recoverRollups(db);
     // One additive upsert per held row; the mark moves to the flush time (null: removed, on close).
     this.flushRollupsTx = db.transaction((mark: number | null) => {
@@ -485,18 +481,26 @@ export class SqliteStore implements Store {
     this.s.setSetting.run(key, value);
   }
 
-  async createApiToken(token: ApiTokenRecord): Promise<void> {
-    this.s.insertApiToken.run({
-      id: token.id,
-      name: token.name,
-      secret_hash: token.secretHash,
-      creation_date: token.creationDate,
-    });
-  }
-
-  async listApiTokens(): Promise<ApiTokenRecord[]> {
-    return this.s.listApiTokens.all().map(apiTokenFromRow);
-  }
+  // Accounts: src/store/sqlite/accounts.ts.
+  createUser = (user: StoredUser) => this.accounts.createUser(user);
+  getUser = (id: string) => this.accounts.getUser(id);
+  getUserByEmail = (email: string) => this.accounts.getUserByEmail(email);
+  listUsers = () => this.accounts.listUsers();
+  updateUser = (user: StoredUser) => this.accounts.updateUser(user);
+  deleteUser = (id: string) => this.accounts.deleteUser(id);
+  putMembership = (membership: Membership) => this.accounts.putMembership(membership);
+  deleteMembership = (applicationId: string, userId: string) => this.accounts.deleteMembership(applicationId, userId);
+  listMembers = (applicationId: string) => this.accounts.listMembers(applicationId);
+  listMemberships = (userId: string) => this.accounts.listMemberships(userId);
+  createApiToken = (token: StoredApiToken) => this.accounts.createApiToken(token);
+  getApiToken = (id: string) => this.accounts.getApiToken(id);
+  listApiTokens = (applicationId?: string | null) => this.accounts.listApiTokens(applicationId);
+  deleteApiToken = (id: string) => this.accounts.deleteApiToken(id);
+  createSession = (session: Session) => this.accounts.createSession(session);
+  getSession = (id: string) => this.accounts.getSession(id);
+  deleteSession = (id: string) => this.accounts.deleteSession(id);
+  deleteSessionsOf = (userId: string) => this.accounts.deleteSessionsOf(userId);
+  deleteExpiredSessions = (now: number) => this.accounts.deleteExpiredSessions(now);
 
   async createApplication(app: Application): Promise<void> {
     this.s.insertApplication.run(applicationToRow(app));
