@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 /** The `gatehouse` command. */
 import { Command } from 'commander';
+import { backupDataDir, formatDuration, formatSize, restoreDataDir } from './backup.js';
 import { ConfigError, resolveConfig, resolveDataDir } from './config.js';
 import { createAdminToken, createUserOffline, startGatehouse } from './server.js';
 
@@ -14,9 +15,15 @@ program
   .option('--data-dir <dir>', 'data directory (env GATEHOUSE_DATA_DIR, default ./data)')
   .option('--host <host>', 'address to listen on (env GATEHOUSE_HOST, default 127.0.0.1)')
   .option('--mqtt-port <port>', 'MQTT TCP port, 0 picks a free one (env GATEHOUSE_MQTT_PORT, default 1883)')
-  .option('--http-port <port>', 'HTTP and MQTT-over-WebSocket port (env GATEHOUSE_HTTP_PORT, default 8080)')
+  .option(
+    '--http-port <port>',
+    'HTTP and MQTT-over-WebSocket port, also HTTPS and wss:// with --tls-cert (env GATEHOUSE_HTTP_PORT, default 8080)',
+  )
   .option('--mqtts-port <port>', 'MQTT over TLS port (env GATEHOUSE_MQTTS_PORT, default 8883)')
-  .option('--tls-cert <file>', 'PEM certificate enabling MQTT over TLS (env GATEHOUSE_TLS_CERT)')
+  .option(
+    '--tls-cert <file>',
+    'PEM certificate enabling HTTPS and wss:// on the HTTP port and MQTT over TLS (env GATEHOUSE_TLS_CERT)',
+  )
   .option('--tls-key <file>', 'PEM private key for --tls-cert (env GATEHOUSE_TLS_KEY)')
   .option(
     '--log-level <level>',
@@ -37,6 +44,8 @@ program
       if (running.urls.mqtts) console.log(`mqtts listening on ${running.urls.mqtts}`);
       console.log(`http listening on ${running.urls.http}`);
       console.log(`ws listening on ${running.urls.ws}`);
+      if (running.urls.https) console.log(`https listening on ${running.urls.https}`);
+      if (running.urls.wss) console.log(`wss listening on ${running.urls.wss}`);
       let signalled = false;
       const shutdown = (signal: string) => {
         if (signalled) return;
@@ -108,6 +117,48 @@ program
     } catch (err) {
       if (err instanceof ConfigError) console.error(`gatehouse: ${err.message}`);
       else console.error(`gatehouse: cannot create the user: ${(err as Error).stack ?? err}`);
+      process.exit(1);
+    }
+  });
+
+program
+  .command('backup')
+  .description(
+    'write a consistent copy of the SQLite database, also while a server runs on the data directory and ingests (a PostgreSQL store is backed up with pg_dump)',
+  )
+  .requiredOption('--to <file>', 'the backup file to write')
+  .option('--force', 'replace the file if it exists')
+  .option('--data-dir <dir>', 'data directory (env GATEHOUSE_DATA_DIR, default ./data)')
+  .action(async (flags: { to: string; force?: boolean; dataDir?: string }) => {
+    try {
+      const dataDir = resolveDataDir(flags.dataDir);
+      const done = await backupDataDir({ dataDir, to: flags.to, force: flags.force === true });
+      console.log(
+        `backup of ${dataDir} written to ${done.file}: ${formatSize(done.bytes)} in ${formatDuration(done.ms)}`,
+      );
+    } catch (err) {
+      if (err instanceof ConfigError) console.error(`gatehouse: ${err.message}`);
+      else console.error(`gatehouse: cannot back up: ${(err as Error).stack ?? err}`);
+      process.exit(1);
+    }
+  });
+
+program
+  .command('restore')
+  .description(
+    'make a backup the database of a data directory; refused while a server runs on that directory (stop it first)',
+  )
+  .requiredOption('--from <file>', 'the backup file (written by gatehouse backup)')
+  .option('--force', 'replace the database the data directory holds')
+  .option('--data-dir <dir>', 'data directory (env GATEHOUSE_DATA_DIR, default ./data)')
+  .action(async (flags: { from: string; force?: boolean; dataDir?: string }) => {
+    try {
+      const dataDir = resolveDataDir(flags.dataDir);
+      const done = await restoreDataDir({ dataDir, from: flags.from, force: flags.force === true });
+      console.log(`restored ${done.from} into ${done.file}: ${formatSize(done.bytes)} in ${formatDuration(done.ms)}`);
+    } catch (err) {
+      if (err instanceof ConfigError) console.error(`gatehouse: ${err.message}`);
+      else console.error(`gatehouse: cannot restore: ${(err as Error).stack ?? err}`);
       process.exit(1);
     }
   });

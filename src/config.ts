@@ -10,7 +10,7 @@ export interface GatehouseConfig {
   host: string;
   mqttPort: number;
   httpPort: number;
-  /** MQTT over TLS, when a certificate and key are configured. */
+  /** MQTT over TLS, when a certificate and key are configured (which also turn on HTTPS on `httpPort`). */
   mqttsPort: number;
   tlsCert: string | undefined;
   tlsKey: string | undefined;
@@ -73,7 +73,7 @@ export function resolveConfig(
   const tlsCert = pick('tlsCert') || undefined;
   const tlsKey = pick('tlsKey') || undefined;
   if (Boolean(tlsCert) !== Boolean(tlsKey)) {
-    throw new ConfigError('MQTT over TLS needs both a certificate and a key (set --tls-cert and --tls-key)');
+    throw new ConfigError('TLS needs both a certificate and a key (set --tls-cert and --tls-key)');
   }
   const host = pick('host') || '127.0.0.1';
   const logLevel = pick('logLevel') || 'info';

@@ -1,6 +1,7 @@
 /**
  * Wires the platform, the MQTT broker and the REST API to their listeners: MQTT on TCP (and
- * TLS when configured), HTTP, and MQTT over WebSocket at /mqtt on the HTTP port.
+ * TLS when configured), HTTP, and MQTT over WebSocket at /mqtt on the HTTP port. With a
+ * certificate, the HTTP port also speaks TLS: HTTPS and `wss://` (src/http-tls.ts).
  */
 import { accessSync, constants, existsSync, readFileSync } from 'node:fs';
 import type { IncomingMessage } from 'node:http';
@@ -18,12 +19,15 @@ import { Maintenance, type MaintenanceOptions } from './core/maintenance.js';
 import { Platform } from './core/platform.js';
 import type { SecretCheckLimits } from './core/secrets.js';
 import { normalizeEmail, passwordProblem, type User } from './domain/accounts.js';
+import { acceptTlsOnHttpServer, type HttpTls } from './http-tls.js';
 import { createLogger, type Logger } from './logger.js';
 import { Metrics } from './ops/metrics.js';
 import { Readiness } from './ops/readiness.js';
 import { lockDataDir, makeDirectory } from './store/sqlite/data-dir.js';
 import { DATABASE_FILENAME, openSqliteStore } from './store/sqlite/sqlite-store.js';
 import type { Store } from './store/types.js';
+import { type EngineLimits, WorkflowEngine } from './workflows/engine.js';
+import { Flows } from './workflows/flows.js';
 
 export interface RunningGatehouse {
   platform: Platform;
@@ -34,7 +38,10 @@ export interface RunningGatehouse {
   /** This server's metrics (GET /metrics) and readiness (GET /ready); docs/operations.md. */
   metrics: Metrics;
   readiness: Readiness;
-  urls: { mqtt: string; http: string; ws: string; mqtts?: string };
+  /** Workflows: their definitions and the runtime. */
+  workflows: { flows: Flows; engine: WorkflowEngine };
+  /** `https` and `wss` (the HTTP port, speaking TLS) and `mqtts` when a certificate is configured. */
+  urls: { mqtt: string; http: string; ws: string; mqtts?: string; https?: string; wss?: string };
   /** The admin API token, when this start created a random one. */
   generatedAdminToken: string | undefined;
   stop(): Promise<void>;
@@ -47,8 +54,12 @@ export interface StartOptions {
   maintenance?: MaintenanceOptions;
   /** Use this logger instead of one made from `config.logLevel` (tests capture the log). */
   logger?: Logger;
+  /** Other limits on workflow runs than the defaults (tests). */
+  workflowLimits?: Partial<EngineLimits>;
   /** Other limits on secret checks than the defaults (tests). */
   secretCheckLimits?: Partial<SecretCheckLimits>;
+  /** How long a connection to the HTTP port may take to send its first byte and finish a TLS handshake (tests). */
+  handshakeTimeoutMs?: number;
 }
 
 /**
@@ -80,7 +91,16 @@ export async function startGatehouse(config: GatehouseConfig, options: StartOpti
     maintenance.start();
     closers.push(() => maintenance.stop());
 
-    const api = createApi(platform, { ops: { readiness, metrics, metricsToken: config.metricsToken } });
+    // Workflows follow the event bus; they start before any listener, so no event is missed.
+    const engine = new WorkflowEngine(platform, options.workflowLimits);
+    await engine.start();
+    closers.push(() => engine.stop());
+    const workflows = { flows: new Flows(platform.store, engine, platform.clock), engine };
+
+    const api = createApi(platform, {
+      workflows,
+      ops: { readiness, metrics, metricsToken: config.metricsToken },
+    });
     metrics.watch({ connectionsByClass: () => broker.connectedByClass(), openStreams: () => api.streams.size });
     // ws buffers a whole frame before the MQTT parser sees a byte: bound frames like packets.
     const wss = new WebSocketServer({ noServer: true, maxPayload: MAX_PACKET_BYTES + 5 });
@@ -91,11 +111,22 @@ export async function startGatehouse(config: GatehouseConfig, options: StartOpti
       }
       wss.handleUpgrade(req, socket, head, (ws) => broker.handle(createWebSocketStream(ws), req));
     });
+    // With a certificate, connections to the HTTP port are sorted into plain and TLS first.
+    const httpTls: HttpTls | undefined = tlsFiles
+      ? acceptTlsOnHttpServer(api.server, {
+          secureContext: tls.createSecureContext(tlsFiles),
+          logger: logger.child({ component: 'https' }),
+          ...(options.handshakeTimeoutMs !== undefined ? { handshakeTimeoutMs: options.handshakeTimeoutMs } : {}),
+        })
+      : undefined;
     api.server.on('connection', (socket: net.Socket) => socket.setNoDelay(true));
     await listenOrExplain('httpPort', config.host, config.httpPort, () =>
       api.listen({ host: config.host, port: config.httpPort }),
     );
-    closers.push(() => api.close());
+    closers.push(() => {
+      httpTls?.close();
+      return api.close();
+    });
     readiness.watchListener('http', api.server);
 
     const tcp = net.createServer({ noDelay: true }, (socket) => broker.handle(socket));
@@ -131,12 +162,14 @@ export async function startGatehouse(config: GatehouseConfig, options: StartOpti
       maintenance,
       metrics,
       readiness,
+      workflows,
       generatedAdminToken,
       urls: {
         mqtt: `mqtt://${host}:${mqttPort}`,
         http: `http://${host}:${httpPort}`,
         ws: `ws://${host}:${httpPort}/mqtt`,
         ...(mqtts ? { mqtts } : {}),
+        ...(httpTls ? { https: `https://${host}:${httpPort}`, wss: `wss://${host}:${httpPort}/mqtt` } : {}),
       },
       stop() {
         // Stop accepting, disconnect clients (their last writes are queued), finish in-flight

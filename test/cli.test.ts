@@ -3,13 +3,14 @@
  * (`npm test` builds first.)
  */
 import { type ChildProcessWithoutNullStreams, spawn } from 'node:child_process';
-import { chmodSync, existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import Database from 'better-sqlite3';
 import mqtt from 'mqtt';
 import { afterEach, describe, expect, it } from 'vitest';
+import { httpsJson } from './helpers/https.js';
 import { makeTestCertificate } from './helpers/tls.js';
 
 const CLI = path.resolve('dist/src/cli.js');
@@ -140,6 +141,45 @@ describe('gatehouse serve', () => {
     expect(second.out()).not.toMatch(/admin API token/);
     second.child.kill('SIGINT');
     expect(await second.exited).toBe(0);
+  });
+
+  it('with a certificate, also prints the https and wss URLs, on the HTTP port, which answers both', async () => {
+    const tmp = tempDir();
+    const tls = makeTestCertificate(tmp);
+    const run = serve([
+      '--data-dir',
+      path.join(tmp, 'data'),
+      '--mqtt-port',
+      '0',
+      '--http-port',
+      '0',
+      '--mqtts-port',
+      '0',
+      '--tls-cert',
+      tls.cert,
+      '--tls-key',
+      tls.key,
+    ]);
+    const urls = await run.listening();
+    const port = new URL(urls.http).port;
+    await eventually(() => /^wss listening on /m.test(run.out()));
+    const lines = run.out().trimEnd().split('\n');
+    expect(lines.slice(-6)).toEqual([
+      expect.stringMatching(/^mqtt listening on mqtt:\/\/127\.0\.0\.1:\d+$/),
+      expect.stringMatching(/^mqtts listening on mqtts:\/\/127\.0\.0\.1:\d+$/),
+      `http listening on http://127.0.0.1:${port}`,
+      `ws listening on ws://127.0.0.1:${port}/mqtt`,
+      `https listening on https://127.0.0.1:${port}`,
+      `wss listening on wss://127.0.0.1:${port}/mqtt`,
+    ]);
+    const secure = await httpsJson(`https://127.0.0.1:${port}`, readFileSync(tls.cert), 'GET', '/applications', {
+      token: ADMIN,
+    });
+    expect(secure).toMatchObject({ status: 200, encrypted: true });
+    const plain = await fetch(`${urls.http}/applications`, { headers: { authorization: `Bearer ${ADMIN}` } });
+    expect(plain.status).toBe(200);
+    run.child.kill('SIGTERM');
+    expect(await run.exited).toBe(0);
   });
 
   it('ends with a one-line error naming the option when the MQTT port is taken', async () => {

@@ -208,4 +208,69 @@ describe('over TLS', () => {
       await gateway.disconnect();
     }
   });
+
+  it('connects over wss:// on the HTTP port trusting the given CA: reports for a peripheral, receives its command', async () => {
+    const fleet = await createFleet(server);
+    const gateway = new Gateway({
+      id: fleet.gateway,
+      key: fleet.key,
+      secret: fleet.secret,
+      url: server.wssUrl,
+      ca: readFileSync(path.join(dir, 'cert.pem')),
+      queue: { type: 'memory' },
+      backoff: FAST_BACKOFF,
+    });
+    try {
+      const bound = gateway.addPeripheral(fleet.bound);
+      const commands = collect<Command>((l) => bound.on('command', l));
+      await gateway.connect();
+      expect(await bound.sendState({ temperature: 23.5, label: 'over wss' })).toBe('sent');
+      // 'sent' means acknowledged, which Gatehouse does once the state is stored.
+      expect(await server.history(fleet.applicationId, fleet.bound)).toEqual([
+        expect.objectContaining({ data: { temperature: 23.5, label: 'over wss' }, reportedBy: fleet.gateway }),
+      ]);
+      expect((await server.command(fleet.applicationId, fleet.bound, 'blink', { times: 2 })).routedTo).toEqual([
+        fleet.gateway,
+      ]);
+      await eventually(() => commands.length === 1);
+      expect(commands[0]).toMatchObject({ deviceId: fleet.bound, name: 'blink', payload: { times: 2 } });
+    } finally {
+      await gateway.disconnect();
+    }
+  });
+
+  it('keeps retrying over wss:// while the certificate is not trusted, saying why; rejectUnauthorized: false connects', async () => {
+    const fleet = await createFleet(server);
+    const untrusting = new Gateway({
+      id: fleet.gateway,
+      key: fleet.key,
+      secret: fleet.secret,
+      url: server.wssUrl,
+      queue: { type: 'memory' },
+      backoff: FAST_BACKOFF,
+    });
+    const attempts = collect<{ error: Error | undefined }>((l) => untrusting.on('reconnecting', l));
+    void untrusting.connect().catch(() => {});
+    try {
+      await eventually(() => attempts.length >= 2);
+      expect(attempts[0]?.error?.message).toMatch(/self[- ]signed|certificate/i);
+      expect(untrusting.connected).toBe(false);
+    } finally {
+      await untrusting.disconnect();
+    }
+    const careless = new Gateway({
+      id: fleet.gateway,
+      key: fleet.key,
+      secret: fleet.secret,
+      url: server.wssUrl,
+      rejectUnauthorized: false,
+      queue: { type: 'memory' },
+    });
+    try {
+      await careless.connect();
+      expect(await careless.sendState({ temperature: 1 })).toBe('sent');
+    } finally {
+      await careless.disconnect();
+    }
+  });
 });

@@ -120,6 +120,11 @@ export class GatehouseUnderTest extends Rest {
     return `mqtts://127.0.0.1:${this.ports.mqtts}`;
   }
 
+  /** MQTT over WebSocket over TLS: the HTTP port speaks TLS too when the server has a certificate. */
+  get wssUrl(): string {
+    return `wss://127.0.0.1:${this.ports.http}/mqtt`;
+  }
+
   /** Starts the server (again) on the same data directory and ports. */
   async restart(): Promise<void> {
     if (this.running) throw new Error('already running');

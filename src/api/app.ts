@@ -19,6 +19,8 @@ import { GatehouseError } from '../core/errors.js';
 import type { Platform } from '../core/platform.js';
 import type { Principal } from '../domain/authorization.js';
 import { MAX_PAYLOAD_BYTES } from '../domain/state.js';
+import type { WorkflowEngine } from '../workflows/engine.js';
+import type { Flows } from '../workflows/flows.js';
 import { clip, describeError, firstPath, frameworkError, isNonFinite, isPrototypeKey } from './errors.js';
 import { docsOptions, markReferenceRoutes, OPENAPI_PATH, openApiOptions } from './openapi.js';
 import { idleOps, installOpsHooks, type Ops, opsRoutes } from './ops.js';
@@ -29,6 +31,7 @@ import { authRoutes } from './routes/auth.js';
 import { dataQueryRoutes } from './routes/data-queries.js';
 import { deviceDataRoutes } from './routes/device-data.js';
 import { deviceRoutes } from './routes/devices.js';
+import { flowRoutes } from './routes/flows.js';
 import { healthRoutes } from './routes/health.js';
 import { keyRoutes } from './routes/keys.js';
 import { memberRoutes } from './routes/members.js';
@@ -57,7 +60,14 @@ declare module 'fastify' {
 
 export type Api = FastifyInstance extends infer _ ? ReturnType<typeof createApi> : never;
 
-export function createApi(platform: Platform, options: { streams?: StreamHubOptions; ops?: Ops } = {}) {
+export function createApi(
+  platform: Platform,
+  options: {
+    streams?: StreamHubOptions;
+    workflows?: { flows: Flows; engine: WorkflowEngine };
+    ops?: Ops;
+  } = {},
+) {
   const app = Fastify({
     // The operator log. Requests are not logged one by one, failures are (the error handler), and
     // Fastify's own info lines ("Server listening at") only at debug: the command prints its own.
@@ -164,6 +174,7 @@ export function createApi(platform: Platform, options: { streams?: StreamHubOpti
   app.register(streamRoutes(platform, streams));
   app.register(appLogRoutes(platform));
   app.register(dataQueryRoutes(platform));
+  if (options.workflows) app.register(flowRoutes(options.workflows.flows, options.workflows.engine));
   return app;
 }
 

@@ -54,6 +54,10 @@ export const TAGS = [
   { name: 'streams', description: 'Live Server-Sent Events: states, commands and log entries as they happen.' },
   { name: 'logs', description: 'Device logs and the application communication log.' },
   { name: 'data', description: 'Time-series and last-value queries over many devices.' },
+  {
+    name: 'workflows',
+    description: "Workflows in Losant's flow format: definitions, versions, run logs, debug streams, buttons.",
+  },
 ] as const;
 
 /**

@@ -2,7 +2,7 @@
  * The one ingest path: MQTT publishes and REST posts both hand state to `ingestState`, so the
  * two protocols validate, authorize, rate-limit, store and log state identically.
  */
-import { authorize, type Principal } from '../domain/authorization.js';
+import { authorize, type Principal, principalId } from '../domain/authorization.js';
 import type { Device, StateRecord } from '../domain/model.js';
 import { MAX_PAYLOAD_BYTES, parseJson, parseStates, type StateIssue } from '../domain/state.js';
 import type { Platform } from './platform.js';
@@ -41,9 +41,6 @@ export type IngestOutcome =
       /** For 429: whole seconds until that limit's window starts afresh (REST `Retry-After`). */
       retryAfterSeconds?: number;
     };
-
-/** The pseudo device id recorded as `reportedBy` for state posted with an API token. */
-export const API_REPORTER = 'api';
 
 /**
  * How many dropped values an answer or a log entry names. A payload may carry tens of thousands
@@ -100,7 +97,8 @@ function ingestFor(platform: Platform, req: IngestRequest, found: Device | undef
   const parsed = parseStates(json.value, device.attributes, req.receivedAt);
   if (!parsed.ok) return platform.reject(req, device, 400, `${parsed.reason}${where}`);
 
-  const reportedBy = actor?.id ?? API_REPORTER;
+  // A device's own id; otherwise who posted it (`token:ID`, `user:ID`, `flow:ID`).
+  const reportedBy = actor?.id ?? principalId(principal);
   const states: StateRecord[] = parsed.states.map((s) => ({
     deviceId: device.id,
     // Without a time of their own, two states arriving in one millisecond would merge into one:

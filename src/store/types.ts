@@ -17,6 +17,7 @@ import type {
   StoredAccessKey,
   Tag,
 } from '../domain/model.js';
+import type { Flow, FlowRun, FlowVersion, Webhook } from '../workflows/definition.js';
 
 /**
  * Users, memberships, API tokens and sessions. Deleting an application removes its memberships
@@ -185,7 +186,46 @@ export interface ApplicationLogQuery {
   end?: number;
 }
 
-export interface Store extends AccountStore {
+/**
+ * Workflows: flows with their versions, run logs and storage values, and webhooks. Deleting a
+ * flow removes its versions, runs and values; deleting an application removes its flows and
+ * webhooks.
+ */
+export interface FlowStore {
+  createFlow(flow: Flow): Promise<void>;
+  getFlow(id: string): Promise<Flow | undefined>;
+  /** Oldest first; absent `applicationId`: every application's. */
+  listFlows(applicationId?: string): Promise<Flow[]>;
+  /** Writes the definition and settings; `stats` are left as stored (see addFlowStats). */
+  updateFlow(flow: Flow): Promise<void>;
+  deleteFlow(id: string): Promise<void>;
+  /** Adds to a flow's run and error counts. */
+  addFlowStats(flowId: string, runs: number, errors: number): Promise<void>;
+
+  createFlowVersion(version: FlowVersion): Promise<void>;
+  getFlowVersion(id: string): Promise<FlowVersion | undefined>;
+  /** Oldest first. */
+  listFlowVersions(flowId: string): Promise<FlowVersion[]>;
+
+  /** Appends runs, keeping the newest `keepPerFlow` of each flow. */
+  appendFlowRuns(runs: FlowRun[], keepPerFlow: number): Promise<void>;
+  /** Newest first; bounds inclusive, epoch ms. */
+  listFlowRuns(flowId: string, query: { limit: number; start?: number; end?: number }): Promise<FlowRun[]>;
+
+  /** A workflow storage value (JSON), or undefined. */
+  getFlowValue(flowId: string, key: string): Promise<unknown>;
+  /** Sets a value; undefined removes it. */
+  setFlowValue(flowId: string, key: string, value: unknown): Promise<void>;
+
+  createWebhook(webhook: Webhook): Promise<void>;
+  getWebhook(id: string): Promise<Webhook | undefined>;
+  getWebhookByTokenHash(tokenHash: string): Promise<Webhook | undefined>;
+  listWebhooks(applicationId: string): Promise<Webhook[]>;
+  updateWebhook(webhook: Webhook): Promise<void>;
+  deleteWebhook(id: string): Promise<void>;
+}
+
+export interface Store extends AccountStore, FlowStore {
   close(): Promise<void>;
   /**
    * Resolves when the store can take a write now, through the connection the group commit uses;

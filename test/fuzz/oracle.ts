@@ -240,7 +240,9 @@ function compareHistory(
   const device = fleet.devices[role];
   const reporters = ledger.reporters(role);
   const explained = (name: string, value: unknown) => ledger.explainsValue(role, name, value);
-  const reporterOk = (r: string) => {
+  const reporterOk = (reportedBy: string) => {
+    // State posted with an API token names the token (`token:ID`); the ledger knows it as 'api'.
+    const r = reportedBy.startsWith('token:') ? 'api' : reportedBy;
     if (!reporters.has(r)) return false;
     if (r === 'api') return true;
     const actor = fleet.roleOf.get(r);

@@ -550,7 +550,11 @@ describe('REST API', () => {
       expect(await query(`limit=10&end=${times[1]}`)).toEqual([iso(times[1]!), iso(times[0]!)]);
       expect(await query(`limit=10&sortDirection=asc&end=${times[4]}&duration=2500`)).toEqual(times.slice(2).map(iso));
       const states = ok(await server.http<StoredState[]>('GET', `${stateUrl(device)}?limit=10&sortDirection=asc`), 200);
-      expect(states[2]).toEqual({ time: iso(times[2]!), data: { label: 'two' }, reportedBy: 'api' });
+      expect(states[2]).toEqual({
+        time: iso(times[2]!),
+        data: { label: 'two' },
+        reportedBy: expect.stringMatching(/^token:[0-9a-f]{24}$/),
+      });
       expectError(await server.http('GET', `${stateUrl(device)}?sortDirection=up`), 400, 'Validation');
       expectError(await server.http('GET', `${stateUrl(device)}?limit=0`), 400, 'Validation');
       expectError(await server.http('GET', `${stateUrl(device)}?start=yesterday`), 400, 'Validation');

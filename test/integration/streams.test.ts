@@ -95,7 +95,11 @@ describe('live streams', () => {
     expect(events.map((e) => e.json)).toEqual([
       { time: expect.any(String), data: { temperature: 21 }, reportedBy: fleet.gateway },
       { time: expect.any(String), data: { temperature: 22, label: 'rest' }, reportedBy: fleet.gateway },
-      { time: expect.any(String), data: { temperature: 23 }, reportedBy: 'api' },
+      {
+        time: expect.any(String),
+        data: { temperature: 23 },
+        reportedBy: expect.stringMatching(/^token:[0-9a-f]{24}$/),
+      },
     ]);
     const ids = events.map((e) => Number(e.id));
     expect(ids.every(Number.isSafeInteger)).toBe(true);

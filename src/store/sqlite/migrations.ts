@@ -198,6 +198,61 @@ CREATE INDEX sessions_by_user ON sessions(user_id);
 CREATE INDEX sessions_by_expiry ON sessions(expires_at);
 `;
 
+// Workflows (issue 9): definitions are kept whole as JSON (they are read and written whole);
+// runs are a bounded log per flow; storage values are JSON per flow and key.
+const WORKFLOWS = `
+CREATE TABLE flows (
+  id TEXT PRIMARY KEY,
+  application_id TEXT NOT NULL REFERENCES applications(id) ON DELETE CASCADE,
+  name TEXT NOT NULL,
+  description TEXT NOT NULL,
+  enabled INTEGER NOT NULL,
+  definition TEXT NOT NULL,
+  default_version_id TEXT,
+  run_count INTEGER NOT NULL DEFAULT 0,
+  error_count INTEGER NOT NULL DEFAULT 0,
+  creation_date INTEGER NOT NULL,
+  last_updated INTEGER NOT NULL
+) STRICT;
+CREATE INDEX flows_by_application ON flows(application_id, creation_date, id);
+
+CREATE TABLE flow_versions (
+  id TEXT PRIMARY KEY,
+  flow_id TEXT NOT NULL REFERENCES flows(id) ON DELETE CASCADE,
+  application_id TEXT NOT NULL,
+  version TEXT NOT NULL,
+  notes TEXT NOT NULL,
+  definition TEXT NOT NULL,
+  creation_date INTEGER NOT NULL,
+  UNIQUE (flow_id, version)
+) STRICT;
+
+CREATE TABLE flow_runs (
+  id INTEGER PRIMARY KEY,
+  flow_id TEXT NOT NULL REFERENCES flows(id) ON DELETE CASCADE,
+  time INTEGER NOT NULL,
+  run TEXT NOT NULL
+) STRICT;
+CREATE INDEX flow_runs_by_flow ON flow_runs(flow_id, time, id);
+
+CREATE TABLE flow_values (
+  flow_id TEXT NOT NULL REFERENCES flows(id) ON DELETE CASCADE,
+  key TEXT NOT NULL,
+  value TEXT NOT NULL,
+  PRIMARY KEY (flow_id, key)
+) STRICT, WITHOUT ROWID;
+
+CREATE TABLE webhooks (
+  id TEXT PRIMARY KEY,
+  application_id TEXT NOT NULL REFERENCES applications(id) ON DELETE CASCADE,
+  name TEXT NOT NULL,
+  token_hash TEXT NOT NULL UNIQUE,
+  creation_date INTEGER NOT NULL,
+  last_updated INTEGER NOT NULL
+) STRICT;
+CREATE INDEX webhooks_by_application ON webhooks(application_id, creation_date, id);
+`;
+
 // Migration 3 rebuilds the minute rollups from the stored states: states written before the
 // store kept rollups would otherwise be missing from time-series queries answered from the
 // rollups. The same code rebuilds the recent minutes after a crash (rollup-rebuild.ts).
@@ -207,6 +262,7 @@ export const MIGRATIONS: readonly Migration[] = [
   { version: 2, name: 'data and visibility', sql: DATA_AND_VISIBILITY },
   { version: 3, name: 'rebuild minute rollups', run: (db) => rebuildRollups(db) },
   { version: 4, name: 'accounts', sql: ACCOUNTS },
+  { version: 5, name: 'workflows', sql: WORKFLOWS },
 ];
 
 /** Applies the migrations not yet recorded; returns the versions it applied. */

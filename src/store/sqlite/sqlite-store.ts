@@ -16,6 +16,7 @@ import type {
   StateRecord,
   StoredAccessKey,
 } from '../../domain/model.js';
+import type { Flow, FlowRun, FlowVersion, Webhook } from '../../workflows/definition.js';
 import type {
   ApplicationLogEntry,
   ApplicationLogQuery,
@@ -31,6 +32,7 @@ import type {
 import { SqliteAccounts } from './accounts.js';
 import { SqliteApplicationLog } from './app-log.js';
 import { makeDirectory } from './data-dir.js';
+import { SqliteFlows } from './flows.js';
 import { MIGRATIONS, migrate } from './migrations.js';
 import {
   isRollupValue,
@@ -348,6 +350,7 @@ export class SqliteStore implements Store {
   private readonly series: SqliteSeries;
   private readonly appLog: SqliteApplicationLog;
   private readonly accounts: SqliteAccounts;
+  private readonly flows: SqliteFlows;
 
   // Minute rollups of recent minutes are combined here and merged into state_rollups by
   // `flushRollups`: on a timer while any are held, before every reader, and on close. A crash
@@ -386,6 +389,7 @@ export class SqliteStore implements Store {
     this.series = new SqliteSeries(db);
     this.appLog = new SqliteApplicationLog(db);
     this.accounts = new SqliteAccounts(db);
+    this.flows = new SqliteFlows(db);
     if (settings.recover !== false) recoverRollups(db);
     // One additive upsert per held row; the mark moves to the flush time (null: removed, on close).
     this.flushRollupsTx = db.transaction((mark: number | null) => {
@@ -501,6 +505,28 @@ export class SqliteStore implements Store {
   deleteSession = (id: string) => this.accounts.deleteSession(id);
   deleteSessionsOf = (userId: string) => this.accounts.deleteSessionsOf(userId);
   deleteExpiredSessions = (now: number) => this.accounts.deleteExpiredSessions(now);
+
+  // Workflows: src/store/sqlite/flows.ts.
+  createFlow = (flow: Flow) => this.flows.createFlow(flow);
+  getFlow = (id: string) => this.flows.getFlow(id);
+  listFlows = (applicationId?: string) => this.flows.listFlows(applicationId);
+  updateFlow = (flow: Flow) => this.flows.updateFlow(flow);
+  deleteFlow = (id: string) => this.flows.deleteFlow(id);
+  addFlowStats = (flowId: string, runs: number, errors: number) => this.flows.addFlowStats(flowId, runs, errors);
+  createFlowVersion = (version: FlowVersion) => this.flows.createFlowVersion(version);
+  getFlowVersion = (id: string) => this.flows.getFlowVersion(id);
+  listFlowVersions = (flowId: string) => this.flows.listFlowVersions(flowId);
+  appendFlowRuns = (runs: FlowRun[], keepPerFlow: number) => this.flows.appendFlowRuns(runs, keepPerFlow);
+  listFlowRuns = (flowId: string, query: { limit: number; start?: number; end?: number }) =>
+    this.flows.listFlowRuns(flowId, query);
+  getFlowValue = (flowId: string, key: string) => this.flows.getFlowValue(flowId, key);
+  setFlowValue = (flowId: string, key: string, value: unknown) => this.flows.setFlowValue(flowId, key, value);
+  createWebhook = (webhook: Webhook) => this.flows.createWebhook(webhook);
+  getWebhook = (id: string) => this.flows.getWebhook(id);
+  getWebhookByTokenHash = (tokenHash: string) => this.flows.getWebhookByTokenHash(tokenHash);
+  listWebhooks = (applicationId: string) => this.flows.listWebhooks(applicationId);
+  updateWebhook = (webhook: Webhook) => this.flows.updateWebhook(webhook);
+  deleteWebhook = (id: string) => this.flows.deleteWebhook(id);
 
   async createApplication(app: Application): Promise<void> {
     this.s.insertApplication.run(applicationToRow(app));

@@ -1,0 +1,274 @@
+/** Flows, their versions, run logs and storage values, and webhooks in SQLite (the FlowStore part). */
+import type Database from 'better-sqlite3';
+import type { Flow, FlowDefinition, FlowRun, FlowVersion, Webhook } from '../../workflows/definition.js';
+import type { FlowStore } from '../types.js';
+
+interface FlowRow {
+  id: string;
+  application_id: string;
+  name: string;
+  description: string;
+  enabled: number;
+  definition: string;
+  default_version_id: string | null;
+  run_count: number;
+  error_count: number;
+  creation_date: number;
+  last_updated: number;
+}
+
+interface VersionRow {
+  id: string;
+  flow_id: string;
+  application_id: string;
+  version: string;
+  notes: string;
+  definition: string;
+  creation_date: number;
+}
+
+interface WebhookRow {
+  id: string;
+  application_id: string;
+  name: string;
+  token_hash: string;
+  creation_date: number;
+  last_updated: number;
+}
+
+const definitionOf = (d: FlowDefinition): string =>
+  JSON.stringify({ triggers: d.triggers, nodes: d.nodes, globals: d.globals });
+
+const flowFromRow = (r: FlowRow): Flow => ({
+  id: r.id,
+  applicationId: r.application_id,
+  name: r.name,
+  description: r.description,
+  enabled: r.enabled === 1,
+  ...(JSON.parse(r.definition) as FlowDefinition),
+  defaultVersionId: r.default_version_id,
+  stats: { runCount: r.run_count, errorCount: r.error_count },
+  creationDate: r.creation_date,
+  lastUpdated: r.last_updated,
+});
+
+const flowToRow = (f: Flow): Omit<FlowRow, 'run_count' | 'error_count'> => ({
+  id: f.id,
+  application_id: f.applicationId,
+  name: f.name,
+  description: f.description,
+  enabled: f.enabled ? 1 : 0,
+  definition: definitionOf(f),
+  default_version_id: f.defaultVersionId,
+  creation_date: f.creationDate,
+  last_updated: f.lastUpdated,
+});
+
+const versionFromRow = (r: VersionRow): FlowVersion => ({
+  id: r.id,
+  flowId: r.flow_id,
+  applicationId: r.application_id,
+  version: r.version,
+  notes: r.notes,
+  ...(JSON.parse(r.definition) as FlowDefinition),
+  creationDate: r.creation_date,
+});
+
+const webhookFromRow = (r: WebhookRow): Webhook => ({
+  id: r.id,
+  applicationId: r.application_id,
+  name: r.name,
+  tokenHash: r.token_hash,
+  creationDate: r.creation_date,
+  lastUpdated: r.last_updated,
+});
+
+const webhookToRow = (w: Webhook): WebhookRow => ({
+  id: w.id,
+  application_id: w.applicationId,
+  name: w.name,
+  token_hash: w.tokenHash,
+  creation_date: w.creationDate,
+  last_updated: w.lastUpdated,
+});
+
+function statements(db: Database.Database) {
+  return {
+    insertFlow: db.prepare<[Omit<FlowRow, 'run_count' | 'error_count'>]>(
+      `INSERT INTO flows (id, application_id, name, description, enabled, definition, default_version_id,
+         creation_date, last_updated)
+       VALUES (@id, @application_id, @name, @description, @enabled, @definition, @default_version_id,
+         @creation_date, @last_updated)`,
+    ),
+    getFlow: db.prepare<[string], FlowRow>('SELECT * FROM flows WHERE id = ?'),
+    listFlows: db.prepare<[], FlowRow>('SELECT * FROM flows ORDER BY creation_date, id'),
+    listAppFlows: db.prepare<[string], FlowRow>(
+      'SELECT * FROM flows WHERE application_id = ? ORDER BY creation_date, id',
+    ),
+    updateFlow: db.prepare<[Omit<FlowRow, 'run_count' | 'error_count'>]>(
+      `UPDATE flows SET name = @name, description = @description, enabled = @enabled, definition = @definition,
+         default_version_id = @default_version_id, last_updated = @last_updated WHERE id = @id`,
+    ),
+    deleteFlow: db.prepare<[string]>('DELETE FROM flows WHERE id = ?'),
+    addStats: db.prepare<[{ id: string; runs: number; errors: number }]>(
+      'UPDATE flows SET run_count = run_count + @runs, error_count = error_count + @errors WHERE id = @id',
+    ),
+    insertVersion: db.prepare<[VersionRow]>(
+      `INSERT INTO flow_versions (id, flow_id, application_id, version, notes, definition, creation_date)
+       VALUES (@id, @flow_id, @application_id, @version, @notes, @definition, @creation_date)`,
+    ),
+    getVersion: db.prepare<[string], VersionRow>('SELECT * FROM flow_versions WHERE id = ?'),
+    listVersions: db.prepare<[string], VersionRow>(
+      'SELECT * FROM flow_versions WHERE flow_id = ? ORDER BY creation_date, id',
+    ),
+    insertRun: db.prepare<[{ flowId: string; time: number; run: string }]>(
+      'INSERT INTO flow_runs (flow_id, time, run) VALUES (@flowId, @time, @run)',
+    ),
+    trimRuns: db.prepare<[{ flowId: string; keep: number }]>(
+      `DELETE FROM flow_runs WHERE flow_id = @flowId AND id NOT IN
+         (SELECT id FROM flow_runs WHERE flow_id = @flowId ORDER BY time DESC, id DESC LIMIT @keep)`,
+    ),
+    listRuns: db.prepare<[{ flowId: string; start: number; end: number; limit: number }], { run: string }>(
+      `SELECT run FROM flow_runs WHERE flow_id = @flowId AND time BETWEEN @start AND @end
+       ORDER BY time DESC, id DESC LIMIT @limit`,
+    ),
+    getValue: db.prepare<[string, string], { value: string }>(
+      'SELECT value FROM flow_values WHERE flow_id = ? AND key = ?',
+    ),
+    setValue: db.prepare<[string, string, string]>(
+      `INSERT INTO flow_values (flow_id, key, value) VALUES (?, ?, ?)
+       ON CONFLICT (flow_id, key) DO UPDATE SET value = excluded.value`,
+    ),
+    deleteValue: db.prepare<[string, string]>('DELETE FROM flow_values WHERE flow_id = ? AND key = ?'),
+    insertWebhook: db.prepare<[WebhookRow]>(
+      `INSERT INTO webhooks (id, application_id, name, token_hash, creation_date, last_updated)
+       VALUES (@id, @application_id, @name, @token_hash, @creation_date, @last_updated)`,
+    ),
+    getWebhook: db.prepare<[string], WebhookRow>('SELECT * FROM webhooks WHERE id = ?'),
+    getWebhookByTokenHash: db.prepare<[string], WebhookRow>('SELECT * FROM webhooks WHERE token_hash = ?'),
+    listWebhooks: db.prepare<[string], WebhookRow>(
+      'SELECT * FROM webhooks WHERE application_id = ? ORDER BY creation_date, id',
+    ),
+    updateWebhook: db.prepare<[WebhookRow]>(
+      'UPDATE webhooks SET name = @name, token_hash = @token_hash, last_updated = @last_updated WHERE id = @id',
+    ),
+    deleteWebhook: db.prepare<[string]>('DELETE FROM webhooks WHERE id = ?'),
+  };
+}
+
+export class SqliteFlows implements FlowStore {
+  private readonly s: ReturnType<typeof statements>;
+  private readonly appendRunsTx: (runs: FlowRun[], keep: number) => void;
+
+  constructor(db: Database.Database) {
+    this.s = statements(db);
+    this.appendRunsTx = db.transaction((runs: FlowRun[], keep: number) => {
+      const flows = new Set<string>();
+      for (const run of runs) {
+        this.s.insertRun.run({ flowId: run.flowId, time: run.time, run: JSON.stringify(run) });
+        flows.add(run.flowId);
+      }
+      for (const flowId of flows) this.s.trimRuns.run({ flowId, keep });
+    });
+  }
+
+  async createFlow(flow: Flow): Promise<void> {
+    this.s.insertFlow.run(flowToRow(flow));
+  }
+
+  async getFlow(id: string): Promise<Flow | undefined> {
+    const row = this.s.getFlow.get(id);
+    return row && flowFromRow(row);
+  }
+
+  async listFlows(applicationId?: string): Promise<Flow[]> {
+    const rows = applicationId === undefined ? this.s.listFlows.all() : this.s.listAppFlows.all(applicationId);
+    return rows.map(flowFromRow);
+  }
+
+  async updateFlow(flow: Flow): Promise<void> {
+    this.s.updateFlow.run(flowToRow(flow));
+  }
+
+  async deleteFlow(id: string): Promise<void> {
+    this.s.deleteFlow.run(id);
+  }
+
+  async addFlowStats(flowId: string, runs: number, errors: number): Promise<void> {
+    this.s.addStats.run({ id: flowId, runs, errors });
+  }
+
+  async createFlowVersion(v: FlowVersion): Promise<void> {
+    this.s.insertVersion.run({
+      id: v.id,
+      flow_id: v.flowId,
+      application_id: v.applicationId,
+      version: v.version,
+      notes: v.notes,
+      definition: definitionOf(v),
+      creation_date: v.creationDate,
+    });
+  }
+
+  async getFlowVersion(id: string): Promise<FlowVersion | undefined> {
+    const row = this.s.getVersion.get(id);
+    return row && versionFromRow(row);
+  }
+
+  async listFlowVersions(flowId: string): Promise<FlowVersion[]> {
+    return this.s.listVersions.all(flowId).map(versionFromRow);
+  }
+
+  async appendFlowRuns(runs: FlowRun[], keepPerFlow: number): Promise<void> {
+    // A run may end after its flow was deleted: only runs of flows that still exist are kept.
+    const present = runs.filter((r) => this.s.getFlow.get(r.flowId));
+    if (present.length > 0) this.appendRunsTx(present, keepPerFlow);
+  }
+
+  async listFlowRuns(flowId: string, query: { limit: number; start?: number; end?: number }): Promise<FlowRun[]> {
+    return this.s.listRuns
+      .all({
+        flowId,
+        start: query.start ?? Number.MIN_SAFE_INTEGER,
+        end: query.end ?? Number.MAX_SAFE_INTEGER,
+        limit: query.limit,
+      })
+      .map((r) => JSON.parse(r.run) as FlowRun);
+  }
+
+  async getFlowValue(flowId: string, key: string): Promise<unknown> {
+    const row = this.s.getValue.get(flowId, key);
+    return row ? JSON.parse(row.value) : undefined;
+  }
+
+  async setFlowValue(flowId: string, key: string, value: unknown): Promise<void> {
+    if (value === undefined) this.s.deleteValue.run(flowId, key);
+    else if (this.s.getFlow.get(flowId)) this.s.setValue.run(flowId, key, JSON.stringify(value));
+  }
+
+  async createWebhook(webhook: Webhook): Promise<void> {
+    this.s.insertWebhook.run(webhookToRow(webhook));
+  }
+
+  async getWebhook(id: string): Promise<Webhook | undefined> {
+    const row = this.s.getWebhook.get(id);
+    return row && webhookFromRow(row);
+  }
+
+  async getWebhookByTokenHash(tokenHash: string): Promise<Webhook | undefined> {
+    const row = this.s.getWebhookByTokenHash.get(tokenHash);
+    return row && webhookFromRow(row);
+  }
+
+  async listWebhooks(applicationId: string): Promise<Webhook[]> {
+    return this.s.listWebhooks.all(applicationId).map(webhookFromRow);
+  }
+
+  async updateWebhook(webhook: Webhook): Promise<void> {
+    this.s.updateWebhook.run(webhookToRow(webhook));
+  }
+
+  async deleteWebhook(id: string): Promise<void> {
+    this.s.deleteWebhook.run(id);
+  }
+}

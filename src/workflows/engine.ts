@@ -1,0 +1,475 @@
+/**
+ * The workflow runtime. It follows the event bus after each commit (so a run never delays a
+ * PUBACK or an HTTP answer), matches enabled flows' triggers through an index, and runs each
+ * flow's runs off the ingest path: a bounded queue and a few runs at a time per flow, so one
+ * flood cannot starve the others, and per-run limits on time and node executions. Each run is
+ * recorded in the flow's bounded run log, and its errors name the node and the reason.
+ */
+
+import type { PlatformEvents } from '../core/events.js';
+import type { Platform } from '../core/platform.js';
+import { iso } from '../core/wire.js';
+import { type NodeContext, nodeType } from './catalog.js';
+import { DEVELOP_VERSION, type Flow, type FlowDefinition, type FlowRun, type FlowTrigger } from './definition.js';
+import { stateMatches } from './triggers.js';
+import './nodes/core.js';
+
+export interface EngineLimits {
+  /** A run is stopped after this long. */
+  runTimeoutMs: number;
+  /** A run is stopped after this many node executions. */
+  maxNodeExecutions: number;
+  /** Runs of one flow at once; the rest wait in its queue. */
+  perFlowConcurrency: number;
+  /** Runs waiting per flow; past it a trigger is dropped and counted as an error. */
+  maxQueuedPerFlow: number;
+  /** Workflow-written states that trigger workflows again, at most this deep. */
+  maxChainDepth: number;
+  /** Runs kept in each flow's run log. */
+  runLogSize: number;
+}
+
+export const DEFAULT_ENGINE_LIMITS: EngineLimits = {
+  runTimeoutMs: 60_000,
+  maxNodeExecutions: 1_000,
+  perFlowConcurrency: 4,
+  maxQueuedPerFlow: 1_000,
+  maxChainDepth: 8,
+  runLogSize: 1_000,
+};
+
+/** How often finished runs are written to the run log and the flows' stats. */
+const RUN_LOG_FLUSH_MS = 500;
+
+export interface DebugEntry {
+  flowId: string;
+  time: string;
+  nodeId?: string;
+  kind: 'debug' | 'error';
+  level: string;
+  message: string;
+  value?: unknown;
+}
+
+interface ActiveFlow {
+  flow: Flow;
+  definition: FlowDefinition;
+  version: string;
+  running: number;
+  queue: Array<() => Promise<void>>;
+}
+
+type StateEvent = PlatformEvents['state'];
+
+export class WorkflowEngine {
+  private readonly active = new Map<string, ActiveFlow>();
+  /** Flows with a `deviceId` trigger, by that device. */
+  private readonly byDevice = new Map<string, Set<ActiveFlow>>();
+  /** Flows with a `deviceTag` trigger (checked against every state's device). */
+  private readonly byTag = new Set<ActiveFlow>();
+  private readonly debugListeners = new Map<string, Set<(entry: DebugEntry) => void>>();
+  /** The chain depth of states a workflow is writing, by device (see `writeDepth`). */
+  private readonly writing = new Map<string, number>();
+  private pendingRuns: FlowRun[] = [];
+  private flushTimer: NodeJS.Timeout | undefined;
+  private inFlight = new Set<Promise<void>>();
+  private stopped = false;
+  readonly limits: EngineLimits;
+  /** Runs finished, and runs refused because a flow's queue was full (diagnostics, tests). */
+  readonly counts = { runs: 0, errors: 0, dropped: 0 };
+
+  constructor(
+    private readonly platform: Platform,
+    limits: Partial<EngineLimits> = {},
+  ) {
+    this.limits = { ...DEFAULT_ENGINE_LIMITS, ...limits };
+  }
+
+  async start(): Promise<void> {
+    for (const flow of await this.platform.store.listFlows()) await this.load(flow);
+    this.platform.bus.on('state', (event) => this.onState(event), this);
+    this.flushTimer = setInterval(() => void this.flushRuns(), RUN_LOG_FLUSH_MS);
+    this.flushTimer.unref();
+  }
+
+  /** Stops taking triggers, lets running runs end, and writes the run log. */
+  async stop(): Promise<void> {
+    this.stopped = true;
+    this.platform.bus.removeOwner(this);
+    clearInterval(this.flushTimer);
+    for (const a of this.active.values()) a.queue.length = 0;
+    await Promise.allSettled([...this.inFlight]);
+    await this.flushRuns();
+  }
+
+  /** (Re)reads a flow after it was saved: its definition, version and triggers. */
+  async load(flow: Flow): Promise<void> {
+    this.unindex(flow.id);
+    if (!flow.enabled) return;
+    let definition: FlowDefinition = flow;
+    let version = DEVELOP_VERSION;
+    if (flow.defaultVersionId) {
+      const pinned = await this.platform.store.getFlowVersion(flow.defaultVersionId);
+      if (pinned) {
+        definition = pinned;
+        version = pinned.version;
+      }
+    }
+    const previous = this.active.get(flow.id);
+    const active: ActiveFlow = {
+      flow,
+      definition,
+      version,
+      running: previous?.running ?? 0,
+      queue: previous?.queue ?? [],
+    };
+    this.active.set(flow.id, active);
+    for (const trigger of definition.triggers) {
+      if (trigger.type === 'deviceId' && trigger.key) {
+        const set = this.byDevice.get(trigger.key) ?? new Set<ActiveFlow>();
+        this.byDevice.set(trigger.key, set);
+        set.add(active);
+      } else if (trigger.type === 'deviceTag') this.byTag.add(active);
+    }
+  }
+
+  /** A flow was disabled or deleted: its triggers stop at once; runs in progress finish. */
+  unload(flowId: string): void {
+    this.unindex(flowId);
+  }
+
+  private unindex(flowId: string): void {
+    const active = this.active.get(flowId);
+    if (!active) return;
+    this.active.delete(flowId);
+    active.queue.length = 0;
+    this.byTag.delete(active);
+    for (const [deviceId, set] of this.byDevice) {
+      set.delete(active);
+      if (set.size === 0) this.byDevice.delete(deviceId);
+    }
+  }
+
+  subscribeDebug(flowId: string, listener: (entry: DebugEntry) => void): () => void {
+    const set = this.debugListeners.get(flowId) ?? new Set<(entry: DebugEntry) => void>();
+    this.debugListeners.set(flowId, set);
+    set.add(listener);
+    return () => {
+      set.delete(listener);
+      if (set.size === 0) this.debugListeners.delete(flowId);
+    };
+  }
+
+  /**
+   * Before a workflow writes state for a device: the depth the runs it triggers will have.
+   * Read back when the state's event arrives (one write at a time per device is exact; two
+   * flows writing the same device at once may swap depths, never lose the bound).
+   */
+  writeDepth(deviceId: string, depth: number): void {
+    this.writing.set(deviceId, depth);
+  }
+
+  /** Fires the `virtualButton` triggers of a flow whose key is `key`; how many fired. */
+  pressButton(flowId: string, key: string, data: unknown): number {
+    const active = this.active.get(flowId);
+    if (!active) return 0;
+    let fired = 0;
+    for (const trigger of active.definition.triggers) {
+      if (trigger.type !== 'virtualButton' || trigger.key !== key) continue;
+      fired++;
+      this.enqueue(active, trigger, this.basePayload(active, trigger, key, Date.now(), data ?? {}), 0);
+    }
+    return fired;
+  }
+
+  private onState(event: StateEvent): void {
+    if (this.stopped) return;
+    const fromFlow = event.reportedBy.startsWith('flow:');
+    let depth = 0;
+    if (fromFlow) {
+      depth = this.writing.get(event.deviceId) ?? 1;
+      this.writing.delete(event.deviceId);
+    }
+    const direct = this.byDevice.get(event.deviceId);
+    if (!direct && this.byTag.size === 0) return;
+    const device = this.platform.registry.deviceCached(event.deviceId);
+    if (!device) return;
+    const candidates = new Set([...(direct ?? []), ...this.byTag]);
+    const age = this.platform.clock() - event.time;
+    for (const active of candidates) {
+      if (active.flow.applicationId !== device.applicationId) continue;
+      for (const trigger of active.definition.triggers) {
+        const data = stateMatches(trigger, device, event.data, age);
+        if (!data) continue;
+        if (depth > this.limits.maxChainDepth) {
+          this.record(active, trigger, device.id, 0, [
+            {
+              nodeId: '',
+              nodeType: 'trigger',
+              message: `a chain of workflow-written states deeper than ${this.limits.maxChainDepth} was stopped`,
+            },
+          ]);
+          continue;
+        }
+        const payload = this.basePayload(active, trigger, device.id, event.time, data);
+        const relay = relayOf(event.reportedBy);
+        Object.assign(payload, {
+          relayId: relay.id,
+          relayType: relay.type,
+          reportedBy: relay.id,
+          deviceName: device.name,
+          deviceClass: device.deviceClass,
+          deviceTags: tagsOf(device.tags),
+        });
+        this.enqueue(active, trigger, payload, depth);
+      }
+    }
+  }
+
+  private basePayload(
+    active: ActiveFlow,
+    trigger: FlowTrigger,
+    triggerId: string,
+    time: number,
+    data: unknown,
+  ): Record<string, unknown> {
+    const { flow } = active;
+    const app = this.platform.registry.applicationCached(flow.applicationId);
+    return {
+      time: new Date(time),
+      data,
+      triggerId,
+      triggerType: trigger.type,
+      applicationId: flow.applicationId,
+      applicationName: app?.name ?? '',
+      flowId: flow.id,
+      flowName: flow.name,
+      flowVersion: active.version,
+      globals: globalsOf(active.definition),
+    };
+  }
+
+  private enqueue(active: ActiveFlow, trigger: FlowTrigger, payload: Record<string, unknown>, depth: number): void {
+    const job = () => this.execute(active, trigger, payload, depth);
+    if (active.running < this.limits.perFlowConcurrency) {
+      this.launch(active, job);
+      return;
+    }
+    if (active.queue.length >= this.limits.maxQueuedPerFlow) {
+      this.counts.dropped++;
+      // One entry per full queue would flood the log too: only the first of each burst is recorded.
+      if (this.counts.dropped % 100 === 1) {
+        this.record(active, trigger, String(payload.triggerId), 0, [
+          {
+            nodeId: '',
+            nodeType: 'trigger',
+            message: `the run queue of this flow is full (${this.limits.maxQueuedPerFlow} waiting); runs are dropped`,
+          },
+        ]);
+      }
+      return;
+    }
+    active.queue.push(job);
+  }
+
+  private launch(active: ActiveFlow, job: () => Promise<void>): void {
+    active.running++;
+    const done = job()
+      .catch(() => {})
+      .finally(() => {
+        active.running--;
+        this.inFlight.delete(done);
+        const next = active.queue.shift();
+        if (next && !this.stopped) this.launch(active, next);
+      });
+    this.inFlight.add(done);
+  }
+
+  private async execute(
+    active: ActiveFlow,
+    trigger: FlowTrigger,
+    payload: Record<string, unknown>,
+    depth: number,
+  ): Promise<void> {
+    const started = performance.now();
+    const { definition, flow } = active;
+    const nodes = new Map(definition.nodes.map((n) => [n.id, n]));
+    const errors: FlowRun['errors'] = [];
+    let completed = 0;
+    let failed = 0;
+    let executions = 0;
+    const abort = new AbortController();
+    const timer = setTimeout(() => abort.abort(), this.limits.runTimeoutMs);
+    timer.unref();
+    const stack: Array<{ id: string; payload: Record<string, unknown> }> = [];
+    const follow = (ids: string[], p: Record<string, unknown>) => {
+      if (ids.length === 0) {
+        completed++;
+        return;
+      }
+      // Each branch gets its own payload, as each path runs on its own.
+      ids.forEach((id, i) => {
+        stack.push({ id, payload: i === ids.length - 1 ? p : structuredClone(p) });
+      });
+    };
+    follow(trigger.outputIds[0] ?? [], payload);
+    try {
+      while (stack.length > 0) {
+        const { id, payload: p } = stack.pop() as { id: string; payload: Record<string, unknown> };
+        const node = nodes.get(id);
+        const type = node ? nodeType(node.type) : undefined;
+        if (!node || !type) continue;
+        if (abort.signal.aborted || ++executions > this.limits.maxNodeExecutions) {
+          const why = abort.signal.aborted
+            ? `the run took longer than ${this.limits.runTimeoutMs} ms and was stopped`
+            : `the run executed more than ${this.limits.maxNodeExecutions} nodes and was stopped`;
+          errors.push({ nodeId: node.id, nodeType: node.type, message: why });
+          failed += stack.length + 1;
+          stack.length = 0;
+          break;
+        }
+        const ctx: NodeContext = {
+          platform: this.platform,
+          flow,
+          node,
+          payload: p,
+          depth,
+          signal: abort.signal,
+          // The runs a workflow-written state triggers are one level deeper than this one.
+          beforeStateWrite: (deviceId) => this.writeDepth(deviceId, depth + 1),
+          debug: (entry) =>
+            this.emitDebug({ flowId: flow.id, time: iso(Date.now()), nodeId: node.id, kind: 'debug', ...entry }),
+        };
+        try {
+          const output = await withAbort(Promise.resolve(type.run(node.config ?? {}, ctx)), abort.signal);
+          if (output === null) {
+            completed++;
+            continue;
+          }
+          follow(node.outputIds[output ?? 0] ?? [], p);
+        } catch (err) {
+          failed++;
+          const message = (err as Error).message ?? String(err);
+          errors.push({ nodeId: node.id, nodeType: node.type, message });
+          this.emitDebug({
+            flowId: flow.id,
+            time: iso(Date.now()),
+            nodeId: node.id,
+            kind: 'error',
+            level: 'error',
+            message,
+          });
+        }
+      }
+    } finally {
+      clearTimeout(timer);
+      this.record(
+        active,
+        trigger,
+        String(payload.triggerId ?? ''),
+        performance.now() - started,
+        errors,
+        completed,
+        failed,
+      );
+    }
+  }
+
+  private record(
+    active: ActiveFlow,
+    trigger: FlowTrigger,
+    triggerId: string,
+    wallTime: number,
+    errors: FlowRun['errors'],
+    completed = 0,
+    failed = errors.length,
+  ): void {
+    this.counts.runs++;
+    if (errors.length > 0) this.counts.errors++;
+    this.pendingRuns.push({
+      flowId: active.flow.id,
+      time: this.platform.clock(),
+      flowVersion: active.version,
+      triggerType: trigger.type,
+      triggerId,
+      pathsCompleted: completed,
+      pathsFailed: failed,
+      wallTime: Math.round(wallTime * 1000) / 1000,
+      errors: errors.slice(0, 20),
+    });
+    if (this.pendingRuns.length >= 500) void this.flushRuns();
+  }
+
+  /** Writes finished runs to the run logs and the flows' stats. */
+  async flushRuns(): Promise<void> {
+    if (this.pendingRuns.length === 0) return;
+    const runs = this.pendingRuns;
+    this.pendingRuns = [];
+    const stats = new Map<string, { runs: number; errors: number }>();
+    for (const run of runs) {
+      const s = stats.get(run.flowId) ?? { runs: 0, errors: 0 };
+      s.runs++;
+      if (run.errors.length > 0) s.errors++;
+      stats.set(run.flowId, s);
+    }
+    try {
+      await this.platform.store.appendFlowRuns(runs, this.limits.runLogSize);
+      for (const [flowId, s] of stats) await this.platform.store.addFlowStats(flowId, s.runs, s.errors);
+    } catch (err) {
+      this.platform.logger.error({ err, component: 'workflows', event: 'runLogFailed' }, 'writing the run log failed');
+    }
+  }
+
+  private emitDebug(entry: DebugEntry): void {
+    const listeners = this.debugListeners.get(entry.flowId);
+    if (!listeners) return;
+    for (const listener of listeners) listener(entry);
+  }
+}
+
+function withAbort<T>(work: Promise<T>, signal: AbortSignal): Promise<T> {
+  if (signal.aborted) return Promise.reject(new Error('the run ran out of time'));
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = () => reject(new Error('the run ran out of time'));
+    signal.addEventListener('abort', onAbort, { once: true });
+    work.then(
+      (v) => {
+        signal.removeEventListener('abort', onAbort);
+        resolve(v);
+      },
+      (e: unknown) => {
+        signal.removeEventListener('abort', onAbort);
+        reject(e);
+      },
+    );
+  });
+}
+
+/** Who carried a state, as a run's payload says it (`relayType`): a device, an API token, a user or a flow. */
+function relayOf(reportedBy: string): { id: string; type: string } {
+  const [kind, id] = reportedBy.includes(':') ? (reportedBy.split(':', 2) as [string, string]) : ['device', reportedBy];
+  const type = kind === 'token' ? 'apiToken' : kind;
+  return { id, type };
+}
+
+function tagsOf(tags: Array<{ key: string; value: string }>): Record<string, string[]> {
+  const out: Record<string, string[]> = {};
+  for (const t of tags) {
+    const values = out[t.key] ?? [];
+    values.push(t.value);
+    out[t.key] = values;
+  }
+  return out;
+}
+
+function globalsOf(def: FlowDefinition): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const g of def.globals) {
+    try {
+      out[g.key] = JSON.parse(g.json);
+    } catch {
+      out[g.key] = g.json;
+    }
+  }
+  return out;
+}
