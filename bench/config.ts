@@ -21,6 +21,8 @@ export const config = {
   idleBatch: 200,
   /** Days of 1 Hz data for the query scenario f (0 skips it). */
   queryDays: int('BENCH_QUERY_DAYS', 30),
+  /** QoS 1 states sent in each step of the workflow scenario w (0 skips it). */
+  workflowStates: int('BENCH_WORKFLOW_STATES', 20_000),
   /** Every scenario is abandoned after this long. */
   scenarioMs: 120_000,
   /**
@@ -40,6 +42,8 @@ export const TARGETS = {
   mosquittoRatio: 0.5,
   /** A time-series query over one device-month of 1 Hz data, resolution >= 1 min (f). */
   monthQueryMs: 1_000,
+  /** Stored states/s with 10 enabled flows, at least this share of those with none (w). */
+  workflowIngestRatio: 0.85,
 };
 
 export const deadline = (): number => Date.now() + config.scenarioMs;

@@ -6,6 +6,25 @@ export class Rest {
     private readonly token: string,
   ) {}
 
+  async get<T>(url: string): Promise<T> {
+    const res = await fetch(`${this.baseUrl}${url}`, {
+      headers: { authorization: `Bearer ${this.token}` },
+      signal: AbortSignal.timeout(30_000),
+    });
+    const text = await res.text();
+    if (res.status !== 200) throw new Error(`GET ${url}: expected 200, got ${res.status}: ${text}`);
+    return JSON.parse(text) as T;
+  }
+
+  async delete(url: string): Promise<void> {
+    const res = await fetch(`${this.baseUrl}${url}`, {
+      method: 'DELETE',
+      headers: { authorization: `Bearer ${this.token}` },
+      signal: AbortSignal.timeout(30_000),
+    });
+    if (res.status !== 200) throw new Error(`DELETE ${url}: expected 200, got ${res.status}: ${await res.text()}`);
+  }
+
   async post<T>(url: string, body: unknown, expected = 201): Promise<T> {
     const res = await fetch(`${this.baseUrl}${url}`, {
       method: 'POST',
@@ -67,6 +86,8 @@ export async function createFleet(rest: Rest, gateways: number, perGateway: numb
       name: `peripheral ${g}.${i % perGateway}`,
       deviceClass: 'peripheral',
       ...(bound ? { gatewayId: gatewayIds[g] } : {}),
+      // What the workflow scenario's flows trigger on.
+      tags: [{ key: 'fleet', value: 'bench' }],
       attributes: ATTRIBUTES,
     });
     return d.id;

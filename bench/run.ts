@@ -14,6 +14,7 @@ import { type QueryRow, queryScenario, queryTable } from './query.js';
 import { Cleanups, Report } from './report.js';
 import { type LoadOutcome, loadScenarios } from './scenarios.js';
 import { fmt, table } from './stats.js';
+import { type WorkflowRow, workflowScenario, workflowTable } from './workflows.js';
 
 const report = new Report();
 const cleanups = new Cleanups();
@@ -129,6 +130,9 @@ async function main(): Promise<void> {
     });
   }
 
+  // w on a fresh server: ingest with 0, 10 and 100 flows.
+  const workflowRows: WorkflowRow[] = config.workflowStates > 0 ? await workflowScenario(report, cleanups) : [];
+
   // f in this process, on a temporary store: ingest of one device-month, then the queries.
   let queryRows: QueryRow[] = [];
   if (config.queryDays > 0) queryRows = await queryScenario(report);
@@ -138,6 +142,10 @@ async function main(): Promise<void> {
   console.log('');
   if (queryRows.length > 0) {
     console.log(queryTable(queryRows));
+    console.log('');
+  }
+  if (workflowRows.length > 0) {
+    console.log(workflowTable(workflowRows));
     console.log('');
   }
   if (metrics.length > 0) {
@@ -186,6 +194,16 @@ async function main(): Promise<void> {
     `  ${verdict(slowest === undefined ? undefined : slowest < TARGETS.monthQueryMs)}  time-series query over ` +
       `${config.queryDays} days of 1 Hz data, resolution >= 1 min, < ${fmt(TARGETS.monthQueryMs)} ms (p50): ` +
       (slowest === undefined ? 'skipped' : `${fmt(slowest, 1)} ms for the slowest`),
+  );
+  const none = workflowRows.find((r) => r.flows === 0);
+  const ten = workflowRows.find((r) => r.flows === 10);
+  const kept = none && ten ? ten.statesPerSecond / none.statesPerSecond : undefined;
+  console.log(
+    `  ${verdict(kept === undefined ? undefined : kept >= TARGETS.workflowIngestRatio)}  stored states/s with 10 flows ` +
+      `>= ${TARGETS.workflowIngestRatio} × with none (QoS 1): ` +
+      (kept === undefined
+        ? 'skipped'
+        : `${fmt(ten?.statesPerSecond ?? 0)} ÷ ${fmt(none?.statesPerSecond ?? 0)} = ${fmt(kept, 2)}`),
   );
   console.log(`\ntotal time ${fmt((performance.now() - started) / 1000, 1)} s`);
 }

@@ -75,6 +75,8 @@ export interface FlowRun {
   pathsFailed: number;
   /** ms from the start of the run to its end. */
   wallTime: number;
+  /** ms from the trigger (for state: the commit of the state) to the end of the run, queueing included. */
+  latency: number;
   errors: Array<{ nodeId: string; nodeType: string; message: string }>;
 }
 

@@ -177,7 +177,13 @@ export class WorkflowEngine {
     for (const trigger of active.definition.triggers) {
       if (trigger.type !== 'virtualButton' || trigger.key !== key) continue;
       fired++;
-      this.enqueue(active, trigger, this.basePayload(active, trigger, key, Date.now(), data ?? {}), 0);
+      this.enqueue(
+        active,
+        trigger,
+        this.basePayload(active, trigger, key, Date.now(), data ?? {}),
+        0,
+        performance.now(),
+      );
     }
     return fired;
   }
@@ -196,13 +202,14 @@ export class WorkflowEngine {
     if (!device) return;
     const candidates = new Set([...(direct ?? []), ...this.byTag]);
     const age = this.platform.clock() - event.time;
+    const triggeredAt = performance.now();
     for (const active of candidates) {
       if (active.flow.applicationId !== device.applicationId) continue;
       for (const trigger of active.definition.triggers) {
         const data = stateMatches(trigger, device, event.data, age);
         if (!data) continue;
         if (depth > this.limits.maxChainDepth) {
-          this.record(active, trigger, device.id, 0, [
+          this.record(active, trigger, device.id, triggeredAt, 0, [
             {
               nodeId: '',
               nodeType: 'trigger',
@@ -221,7 +228,7 @@ export class WorkflowEngine {
           deviceClass: device.deviceClass,
           deviceTags: tagsOf(device.tags),
         });
-        this.enqueue(active, trigger, payload, depth);
+        this.enqueue(active, trigger, payload, depth, triggeredAt);
       }
     }
   }
@@ -249,8 +256,14 @@ export class WorkflowEngine {
     };
   }
 
-  private enqueue(active: ActiveFlow, trigger: FlowTrigger, payload: Record<string, unknown>, depth: number): void {
-    const job = () => this.execute(active, trigger, payload, depth);
+  private enqueue(
+    active: ActiveFlow,
+    trigger: FlowTrigger,
+    payload: Record<string, unknown>,
+    depth: number,
+    triggeredAt: number,
+  ): void {
+    const job = () => this.execute(active, trigger, payload, depth, triggeredAt);
     if (active.running < this.limits.perFlowConcurrency) {
       this.launch(active, job);
       return;
@@ -259,7 +272,7 @@ export class WorkflowEngine {
       this.counts.dropped++;
       // One entry per full queue would flood the log too: only the first of each burst is recorded.
       if (this.counts.dropped % 100 === 1) {
-        this.record(active, trigger, String(payload.triggerId), 0, [
+        this.record(active, trigger, String(payload.triggerId), triggeredAt, 0, [
           {
             nodeId: '',
             nodeType: 'trigger',
@@ -290,6 +303,7 @@ export class WorkflowEngine {
     trigger: FlowTrigger,
     payload: Record<string, unknown>,
     depth: number,
+    triggeredAt: number,
   ): Promise<void> {
     const started = performance.now();
     const { definition, flow } = active;
@@ -367,6 +381,7 @@ export class WorkflowEngine {
         active,
         trigger,
         String(payload.triggerId ?? ''),
+        triggeredAt,
         performance.now() - started,
         errors,
         completed,
@@ -379,6 +394,7 @@ export class WorkflowEngine {
     active: ActiveFlow,
     trigger: FlowTrigger,
     triggerId: string,
+    triggeredAt: number,
     wallTime: number,
     errors: FlowRun['errors'],
     completed = 0,
@@ -395,6 +411,7 @@ export class WorkflowEngine {
       pathsCompleted: completed,
       pathsFailed: failed,
       wallTime: Math.round(wallTime * 1000) / 1000,
+      latency: Math.round((performance.now() - triggeredAt) * 1000) / 1000,
       errors: errors.slice(0, 20),
     });
     if (this.pendingRuns.length >= 500) void this.flushRuns();

@@ -109,11 +109,26 @@ function parse(text: string): Ast {
     if (depth > MAX_DEPTH) throw new ExpressionError(`the expression nests deeper than ${MAX_DEPTH} levels`);
   }
   if (text.trim() === '') throw new ExpressionError('the expression is empty');
+  let ast: Ast;
   try {
-    return jsep(text);
+    ast = jsep(text);
   } catch (err) {
     throw new ExpressionError(`the expression does not parse: ${(err as Error).message}`);
   }
+  if (deeperThan(ast, MAX_DEPTH)) throw new ExpressionError(`the expression nests deeper than ${MAX_DEPTH} levels`);
+  return ast;
+}
+
+/** Whether the syntax tree is deeper than `limit` (stops looking once it is). */
+function deeperThan(node: unknown, limit: number): boolean {
+  if (limit < 0) return true;
+  if (node === null || typeof node !== 'object') return false;
+  for (const [key, child] of Object.entries(node)) {
+    if (key === 'type' || key === 'raw' || key === 'value') continue;
+    const children = Array.isArray(child) ? child : [child];
+    for (const c of children) if (deeperThan(c, limit - 1)) return true;
+  }
+  return false;
 }
 
 function evaluate(node: Ast, payload: unknown, values: unknown[], depth: number): unknown {

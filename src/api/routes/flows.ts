@@ -123,7 +123,8 @@ const FlowRunEntry = Type.Object({
   triggerId: Type.String(),
   pathsCompleted: Type.Integer(),
   pathsFailed: Type.Integer(),
-  wallTime: Type.Number({ description: 'ms' }),
+  wallTime: Type.Number({ description: 'ms from the start of the run to its end' }),
+  latency: Type.Number({ description: 'ms from the trigger (a state: its commit) to the end of the run' }),
   errors: Type.Array(Type.Object({ nodeId: Type.String(), nodeType: Type.String(), message: Type.String() })),
 });
 const FlowParams = Type.Object({ applicationId: Id, flowId: Id });
