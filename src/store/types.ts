@@ -227,6 +227,12 @@ export interface FlowStore {
 
 export interface Store extends AccountStore, FlowStore {
   close(): Promise<void>;
+  /**
+   * Resolves when the store can take a write now, through the connection the group commit uses;
+   * rejects with the cause otherwise (closed, read-only, locked). Leaves no data behind, and is
+   * cheap enough for a readiness probe (docs/operations.md, "/ready").
+   */
+  checkWritable(): Promise<void>;
 
   getSetting(key: string): Promise<string | undefined>;
   setSetting(key: string, value: string): Promise<void>;

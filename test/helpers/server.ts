@@ -35,12 +35,21 @@ export async function startTestServer(
     keepData?: boolean;
     logger?: Logger;
     secretCheckLimits?: Partial<SecretCheckLimits>;
+    /** Protects GET /metrics with this bearer token. */
+    metricsToken?: string;
   } = {},
 ): Promise<TestServer> {
   const dataDir = options.dataDir ?? mkdtempSync(path.join(tmpdir(), 'gatehouse-test-'));
   const config = resolveConfig(
     // Only errors reach the test output; a test that reads the log passes its own logger.
-    { dataDir, mqttPort: '0', httpPort: '0', host: '127.0.0.1', logLevel: 'error' },
+    {
+      dataDir,
+      mqttPort: '0',
+      httpPort: '0',
+      host: '127.0.0.1',
+      logLevel: 'error',
+      ...(options.metricsToken ? { metricsToken: options.metricsToken } : {}),
+    },
     { GATEHOUSE_ADMIN_TOKEN: ADMIN_TOKEN },
   );
   const running = await startGatehouse(config, {

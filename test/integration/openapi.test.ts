@@ -38,6 +38,8 @@ const BODY_METHODS = new Set(['POST', 'PUT', 'PATCH', 'DELETE']);
 const ERROR_STATUSES = new Set<number>(Object.values(ERROR_TYPES));
 /** Well formed, and no id of anything. */
 const UNKNOWN_ID = '0123456789abcdef01234567';
+/** The server below protects /metrics with this token, so that its 401 is answered too. */
+const METRICS_TOKEN = 'openapi-metrics-token-0123456789';
 
 interface MediaType {
   schema?: unknown;
@@ -177,7 +179,7 @@ describe('API reference', () => {
   }
 
   beforeAll(async () => {
-    server = await startTestServer();
+    server = await startTestServer({ metricsToken: METRICS_TOKEN });
     base = server.running.urls.http;
     doc = ok(await server.http<OpenApiDocument>('GET', OPENAPI_PATH, undefined, null), 200);
     fleet = await createFleet(server, { application: { rateLimit: { messages: 10_000, windowSeconds: 60 } } });
@@ -402,8 +404,12 @@ describe('API reference', () => {
     const app = () => `/applications/${fleet.applicationId}`;
     const device = (id: string) => `${app()}/devices/${id}`;
 
-    it('health and device authentication', async () => {
+    it('health, readiness, metrics and device authentication', async () => {
       await expectStatus(200, 'GET', '/health', { token: null });
+      await expectStatus(200, 'GET', '/ready', { token: null });
+      await expectStatus(401, 'GET', '/metrics', { token: null });
+      await expectStatus(401, 'GET', '/metrics');
+      await expectStatus(200, 'GET', '/metrics', { token: METRICS_TOKEN });
       const credentials = { deviceId: fleet.gateway, key: fleet.key, secret: fleet.secret };
       await expectStatus(200, 'POST', '/auth/device', { token: null, body: credentials });
       await expectStatus(401, 'POST', '/auth/device', { token: null, body: { ...credentials, secret: 'wrong' } });
