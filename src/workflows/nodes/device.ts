@@ -45,7 +45,11 @@ registerNode({
     if (config.includeConnectionStatus !== false) out.connectionInfo = connectionInfo;
     if (config.tagsAsObject === true) {
       const tags: Record<string, string[]> = {};
-      for (const t of device.tags) (tags[t.key] ??= []).push(t.value);
+      for (const t of device.tags) {
+        const values = tags[t.key] ?? [];
+        values.push(t.value);
+        tags[t.key] = values;
+      }
       out.tags = tags;
     }
     if (config.attributesAsObject === true) {
