@@ -4,6 +4,8 @@
  * gateway and records a summary on another device; validation names the node and field;
  * disabling, versions, virtual buttons, chains of workflow-written state and the run log.
  */
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   createFleet,
@@ -30,6 +32,10 @@ describe('workflows', () => {
   let server: TestServer;
   let fleet: SeedFleet;
   let summary: string;
+  /** The webhook the worked example posts to: a local HTTP server (loopback) recording each POST. */
+  let hook: Server;
+  let hookUrl: string;
+  const posted: Array<{ method: string; url: string; body: unknown }> = [];
   const app = () => `/applications/${fleet.applicationId}`;
 
   beforeAll(async () => {
@@ -44,10 +50,31 @@ describe('workflows', () => {
         ],
       }),
     ).id;
+    hook = createServer((req, res) => {
+      const chunks: Buffer[] = [];
+      req.on('data', (c: Buffer) => chunks.push(c));
+      req.on('end', () => {
+        posted.push({
+          method: req.method ?? '',
+          url: req.url ?? '',
+          body: JSON.parse(Buffer.concat(chunks).toString()),
+        });
+        res.writeHead(200, { 'content-type': 'application/json' });
+        res.end('{"received":true}');
+      });
+    });
+    await new Promise<void>((resolve) => hook.listen(0, '127.0.0.1', resolve));
+    hookUrl = `http://127.0.0.1:${(hook.address() as AddressInfo).port}/hooks/hot`;
   });
-  afterAll(() => server.stop());
+  afterAll(async () => {
+    await new Promise((resolve) => hook.close(resolve));
+    await server.stop();
+  });
 
-  /** The worked example: hot bound peripheral → fan on through its gateway, summary recorded. */
+  /**
+   * The worked example: hot bound peripheral → fan on through its gateway, summary recorded, and
+   * a webhook told (HTTP POST with the peripheral and its temperature).
+   */
   const fanFlow = () => ({
     name: 'Fan on when hot',
     triggers: [
@@ -63,7 +90,7 @@ describe('workflows', () => {
         id: 'hot',
         type: 'ConditionalNode',
         config: { expression: '{{data.temperature}} > 30' },
-        outputIds: [[], ['fan', 'record']],
+        outputIds: [[], ['fan', 'record', 'webhook']],
       },
       {
         id: 'fan',
@@ -86,6 +113,20 @@ describe('workflows', () => {
             { key: 'hotTemperature', valueTemplate: '{{data.temperature}}' },
           ],
           resultPath: 'working.recorded',
+        },
+        outputIds: [[]],
+      },
+      {
+        id: 'webhook',
+        type: 'HttpNode',
+        config: {
+          method: 'POST',
+          uriTemplate: hookUrl,
+          bodyType: 'jsonTemplate',
+          bodyTemplate:
+            '{"peripheral": "{{triggerId}}", "name": "{{deviceName}}", "temperature": {{data.temperature}}, "via": "{{relayId}}"}',
+          timeoutTemplate: '5',
+          responsePath: 'working.webhook',
         },
         outputIds: [[]],
       },
@@ -147,6 +188,15 @@ describe('workflows', () => {
       qos: 1,
     });
     expect((await command).payload).toMatchObject({ name: 'fan', payload: { on: true, because: 31.5 } });
+    const webhookPost = await eventually(() =>
+      posted.find((p) => (p.body as { temperature: number }).temperature === 31.5),
+    );
+    expect(webhookPost).toEqual({
+      method: 'POST',
+      url: '/hooks/hot',
+      body: { peripheral: fleet.bound, name: 'bound', temperature: 31.5, via: fleet.gateway },
+    });
+    expect(posted.some((p) => (p.body as { temperature: number }).temperature === 25)).toBe(false);
 
     const history = ok(
       await server.http<Array<{ name: string; routedTo: string[]; sentBy: string }>>(
@@ -175,7 +225,7 @@ describe('workflows', () => {
       [fleet.bound, 0, []],
       [fleet.bound, 0, []],
     ]);
-    expect(log[0]?.pathsCompleted).toBe(2); // debug after the command, and the state
+    expect(log[0]?.pathsCompleted).toBe(3); // debug after the command, the state, the webhook
     expect(log[1]?.pathsCompleted).toBe(1); // 25: the false branch, which is empty
     const events = await debug.waitFor(1);
     expect(events[0]).toMatchObject({
@@ -198,6 +248,11 @@ describe('workflows', () => {
     ok(await server.http('POST', `${app()}/devices/${fleet.bound}/state`, { data: { temperature: 40 } }, token), 200);
     const [run] = await runs(flow.id, 1);
     expect(run).toMatchObject({ triggerType: 'deviceId', triggerId: fleet.bound, pathsFailed: 0 });
+    expect(posted.find((p) => (p.body as { temperature: number }).temperature === 40)).toEqual({
+      method: 'POST',
+      url: '/hooks/hot',
+      body: { peripheral: fleet.bound, name: 'bound', temperature: 40, via: fleet.gateway },
+    });
     const history = ok(
       await server.http<Array<{ name: string; routedTo: string[] }>>(
         'GET',
