@@ -4,6 +4,7 @@
  * gateway and records a summary on another device; validation names the node and field;
  * disabling, versions, virtual buttons, chains of workflow-written state and the run log.
  */
+import { readFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -311,6 +312,61 @@ describe('workflows', () => {
     const missing = await server.http('POST', `${app()}/flows/${flow.id}/virtualButton`, { key: 'nope' });
     expect(missing.status).toBe(404);
     expect((await server.http('POST', `${app()}/flows/${flow.id}/versions`, { version: 'v1' })).status).toBe(409);
+  });
+
+  it('imports a flow exported from Losant as it is (export-only fields ignored) and runs it', async () => {
+    const sensor = ok(
+      await server.http<{ id: string }>('POST', `${app()}/devices`, {
+        name: 'exported sensor',
+        attributes: [{ name: 'temperature', dataType: 'number' }],
+      }),
+    ).id;
+    const exported = readFileSync(new URL('./fixtures/losant-export.json', import.meta.url), 'utf8')
+      .replaceAll('__DEVICE_ID__', sensor)
+      .replaceAll('__SUMMARY_ID__', summary);
+    const body = JSON.parse(exported) as { nodes: Array<{ meta: unknown }>; triggers: Array<{ meta: unknown }> };
+    const flow = ok(
+      await server.http<{ id: string; flowClass: string; stats: unknown; nodes: Array<{ meta: unknown }> }>(
+        'POST',
+        `${app()}/flows`,
+        body,
+      ),
+    );
+    expect(flow.id).not.toBe('65f1c0a2b3d4e5f601234567');
+    expect(flow.flowClass).toBe('cloud');
+    expect(flow.stats).toEqual({ runCount: 0, errorCount: 0 });
+    expect(flow.nodes.map((n) => n.meta)).toEqual(body.nodes.map((n) => n.meta));
+    const debug = await openStream(server, `${app()}/flows/${flow.id}/debugStream`);
+
+    ok(await server.http('POST', `${app()}/devices/${sensor}/state`, { data: { temperature: 35 } }), 200);
+    const recorded = await eventually(async () => {
+      const states = ok(
+        await server.http<Array<{ data: Record<string, unknown>; reportedBy: string }>>(
+          'GET',
+          `${app()}/devices/${summary}/state`,
+        ),
+        200,
+      );
+      return states.find((st) => st.data.lastHot === 'north 95F');
+    });
+    expect(recorded).toMatchObject({ data: { hotTemperature: 35 }, reportedBy: `flow:${flow.id}` });
+    ok(
+      await server.http('POST', `${app()}/flows/${flow.id}/virtualButton`, {
+        key: 'bands-button',
+        payload: { temperature: 20 },
+      }),
+      200,
+    );
+    const events = await debug.waitFor(2);
+    debug.close();
+    expect(events.map((e) => (e.json as { message: string }).message).sort()).toEqual(['fine at 68F', 'recorded 95F']);
+    const log = await runs(flow.id, 2);
+    expect(log.flatMap((r) => r.errors)).toEqual([]);
+    // An export of another flow class is still refused, naming the field.
+    const edge = await server.http<{ message: string }>('POST', `${app()}/flows`, { ...body, flowClass: 'edge' });
+    expect(edge.status).toBe(400);
+    expect(edge.body.message).toContain('flowClass');
+    ok(await server.http('DELETE', `${app()}/flows/${flow.id}`), 200);
   });
 
   it('stops a chain of workflow-written states that trigger themselves, and records why', async () => {
