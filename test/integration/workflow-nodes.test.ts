@@ -225,6 +225,24 @@ describe('workflow nodes', () => {
     for (const who of ['ana', 'ana', 'bo', 'ana']) seen.push(await pressAndSee(stream, flowId, { who }));
     stream.close();
     expect(seen.map((s) => s.message)).toEqual(['passed ana', 'held ana', 'passed bo', 'held ana']);
+    // Another flow with the same throttle keeps its own.
+    const twin = await createFlow({
+      name: 'throttle twin',
+      triggers: button('t'),
+      nodes: [
+        {
+          id: 't',
+          type: 'ThrottleNode',
+          config: { ratePerMinute: 1, throttleIdTemplate: '{{data.who}}' },
+          outputIds: [['held'], ['passed']],
+        },
+        debugNode('held', 'held {{data.who}}'),
+        debugNode('passed', 'passed {{data.who}}'),
+      ],
+    });
+    const twinStream = await openStream(server, `${app()}/flows/${twin}/debugStream`);
+    expect((await pressAndSee(twinStream, twin, { who: 'ana' })).message).toBe('passed ana');
+    twinStream.close();
     expect(seen[1]?.value).toMatchObject({ since: expect.any(Number) });
   });
 
@@ -292,6 +310,12 @@ describe('workflow nodes', () => {
     });
     expect((found.attributes as Array<{ name: string }>).map((a) => a.name)).toContain('temperature');
     expect((await pressAndSee(stream, flowId, { id: 'nope' })).value).toBeNull();
+    // A connected gateway: connected, with its connection time.
+    const gateway = await server.connect(fleet.gateway, fleet.key, fleet.secret);
+    const gw = (await pressAndSee(stream, flowId, { id: fleet.gateway })).value as Record<string, unknown>;
+    expect(gw).toMatchObject({ id: fleet.gateway, deviceClass: 'gateway', connectionInfo: { connected: 1 } });
+    expect(typeof (gw.connectionInfo as { time: unknown }).time).toBe('string');
+    await gateway.endAsync();
     stream.close();
   });
 
