@@ -12,7 +12,7 @@ import { iso } from '../core/wire.js';
 import { type NodeContext, nodeType } from './catalog.js';
 import { DEVELOP_VERSION, type Flow, type FlowDefinition, type FlowRun, type FlowTrigger } from './definition.js';
 import { stateMatches } from './triggers.js';
-import './nodes/core.js';
+import './nodes/index.js';
 
 export interface EngineLimits {
   /** A run is stopped after this long. */

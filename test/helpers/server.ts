@@ -7,6 +7,7 @@ import { resolveConfig } from '../../src/config.js';
 import type { SecretCheckLimits } from '../../src/core/secrets.js';
 import type { Logger } from '../../src/logger.js';
 import { type RunningGatehouse, startGatehouse } from '../../src/server.js';
+import type { EngineLimits } from '../../src/workflows/engine.js';
 
 export const ADMIN_TOKEN = 'test-admin-token-0123456789';
 
@@ -37,6 +38,7 @@ export async function startTestServer(
     secretCheckLimits?: Partial<SecretCheckLimits>;
     /** Protects GET /metrics with this bearer token. */
     metricsToken?: string;
+    workflowLimits?: Partial<EngineLimits>;
   } = {},
 ): Promise<TestServer> {
   const dataDir = options.dataDir ?? mkdtempSync(path.join(tmpdir(), 'gatehouse-test-'));
@@ -55,6 +57,7 @@ export async function startTestServer(
   const running = await startGatehouse(config, {
     ...(options.logger ? { logger: options.logger } : {}),
     ...(options.secretCheckLimits ? { secretCheckLimits: options.secretCheckLimits } : {}),
+    ...(options.workflowLimits ? { workflowLimits: options.workflowLimits } : {}),
   });
   const clients: MqttClient[] = [];
   const server: TestServer = {
