@@ -520,6 +520,36 @@ describe('API reference', () => {
       await expectStatus(404, 'DELETE', `/users/${user.id}`);
     });
 
+    it('workflows', async () => {
+      const flows = `${app()}/flows`;
+      const definition = {
+        triggers: [{ type: 'virtualButton', key: 'go', outputIds: [['debug']] }],
+        nodes: [{ id: 'debug', type: 'DebugNode', config: { message: 'pressed' }, outputIds: [[]] }],
+      };
+      const flow = await expectStatus<{ id: string }>(201, 'POST', flows, {
+        body: { name: 'reference', ...definition },
+      });
+      await expectStatus(400, 'POST', flows, { body: { name: 'bad', nodes: [{ id: 'x', type: 'NoSuchNode' }] } });
+      await expectStatus(200, 'GET', flows);
+      await expectStatus(400, 'GET', `${flows}?perPage=0`);
+      await expectStatus(200, 'GET', `${flows}/${flow.id}`);
+      await expectStatus(404, 'GET', `${flows}/${UNKNOWN_ID}`);
+      await expectStatus(200, 'PATCH', `${flows}/${flow.id}`, { body: { description: 'checked' } });
+      await expectStatus(400, 'PATCH', `${flows}/${flow.id}`, { body: { defaultVersionId: UNKNOWN_ID } });
+      await expectStatus(201, 'POST', `${flows}/${flow.id}/versions`, { body: { version: 'v1' } });
+      await expectStatus(409, 'POST', `${flows}/${flow.id}/versions`, { body: { version: 'v1' } });
+      await expectStatus(200, 'GET', `${flows}/${flow.id}/versions`);
+      await expectStatus(404, 'GET', `${flows}/${UNKNOWN_ID}/versions`);
+      await expectStatus(200, 'POST', `${flows}/${flow.id}/virtualButton`, { body: { key: 'go' } });
+      await expectStatus(404, 'POST', `${flows}/${flow.id}/virtualButton`, { body: { key: 'nope' } });
+      await expectStatus(200, 'GET', `${flows}/${flow.id}/logs?limit=5`);
+      await expectStatus(400, 'GET', `${flows}/${flow.id}/logs?limit=0`);
+      await expectStatus(200, 'GET', `${flows}/${flow.id}/debugStream`);
+      await expectStatus(404, 'GET', `${flows}/${UNKNOWN_ID}/debugStream`);
+      await expectStatus(200, 'DELETE', `${flows}/${flow.id}`);
+      await expectStatus(404, 'DELETE', `${flows}/${flow.id}`);
+    });
+
     it('state', async () => {
       await expectStatus(200, 'POST', `${device(fleet.gateway)}/state`, { body: { data: { temperature: 21 } } });
       // An attribute the device does not have is left out and listed.

@@ -7,6 +7,7 @@ import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { type Static, Type } from '@sinclair/typebox';
 import { GatehouseError } from '../../core/errors.js';
 import { iso } from '../../core/wire.js';
+import { MAX_JSON_DEPTH, nestsDeeperThan } from '../../domain/json.js';
 import type { Flow as FlowModel, FlowRun, FlowVersion as FlowVersionModel } from '../../workflows/definition.js';
 import type { WorkflowEngine } from '../../workflows/engine.js';
 import type { Flows } from '../../workflows/flows.js';
@@ -378,6 +379,12 @@ export const flowRoutes =
       async (request) => {
         const { applicationId, flowId } = request.params;
         allow(request, { type: 'editApplication', applicationId });
+        if (nestsDeeperThan(request.body.payload, MAX_JSON_DEPTH)) {
+          throw new GatehouseError(
+            'Validation',
+            `body/payload nests arrays and objects more than ${MAX_JSON_DEPTH} levels deep`,
+          );
+        }
         const flow = await flows.require(applicationId, flowId);
         if (!flow.enabled) throw notFoundButton(`flow ${flowId} is disabled`);
         if (engine.pressButton(flowId, request.body.key, request.body.payload) === 0) {
