@@ -195,7 +195,8 @@ describe('command', () => {
         (name, payload, time) => {
           const read = value(parseCommand(encodeCommand({ name, payload, time }), NOW));
           expect(read.name).toBe(name);
-          expect(read.payload).toEqual(payload ?? null);
+          // What JSON text can carry: a -0 (which fast-check generates) is written as 0.
+          expect(read.payload).toEqual(JSON.parse(JSON.stringify(payload ?? null)));
           expect(read.time.getTime()).toBe(time);
         },
       ),
