@@ -21,6 +21,7 @@ import type { Principal } from '../domain/authorization.js';
 import { MAX_PAYLOAD_BYTES } from '../domain/state.js';
 import type { WorkflowEngine } from '../workflows/engine.js';
 import type { Flows } from '../workflows/flows.js';
+import type { Webhooks } from '../workflows/webhooks.js';
 import { clip, describeError, firstPath, frameworkError, isNonFinite, isPrototypeKey } from './errors.js';
 import { docsOptions, markReferenceRoutes, OPENAPI_PATH, openApiOptions } from './openapi.js';
 import { accountRoutes, sessionCookie } from './routes/accounts.js';
@@ -35,6 +36,7 @@ import { healthRoutes } from './routes/health.js';
 import { keyRoutes } from './routes/keys.js';
 import { memberRoutes } from './routes/members.js';
 import { streamRoutes } from './routes/streams.js';
+import { webhookRoutes } from './routes/webhooks.js';
 import { StreamHub, type StreamHubOptions, unusedConnections } from './streams.js';
 
 declare module 'fastify' {
@@ -61,7 +63,10 @@ export type Api = FastifyInstance extends infer _ ? ReturnType<typeof createApi>
 
 export function createApi(
   platform: Platform,
-  options: { streams?: StreamHubOptions; workflows?: { flows: Flows; engine: WorkflowEngine } } = {},
+  options: {
+    streams?: StreamHubOptions;
+    workflows?: { flows: Flows; engine: WorkflowEngine; webhooks?: Webhooks };
+  } = {},
 ) {
   const app = Fastify({
     // The operator log. Requests are not logged one by one, failures are (the error handler), and
@@ -160,6 +165,7 @@ export function createApi(
   app.register(appLogRoutes(platform));
   app.register(dataQueryRoutes(platform));
   if (options.workflows) app.register(flowRoutes(options.workflows.flows, options.workflows.engine));
+  if (options.workflows?.webhooks) app.register(webhookRoutes(options.workflows.webhooks, options.workflows.engine));
   return app;
 }
 

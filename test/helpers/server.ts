@@ -7,6 +7,7 @@ import { resolveConfig } from '../../src/config.js';
 import type { SecretCheckLimits } from '../../src/core/secrets.js';
 import type { Logger } from '../../src/logger.js';
 import { type RunningGatehouse, startGatehouse } from '../../src/server.js';
+import type { TimerSource } from '../../src/workflows/timers.js';
 
 export const ADMIN_TOKEN = 'test-admin-token-0123456789';
 
@@ -35,6 +36,8 @@ export async function startTestServer(
     keepData?: boolean;
     logger?: Logger;
     secretCheckLimits?: Partial<SecretCheckLimits>;
+    clock?: () => number;
+    workflowTimers?: TimerSource;
   } = {},
 ): Promise<TestServer> {
   const dataDir = options.dataDir ?? mkdtempSync(path.join(tmpdir(), 'gatehouse-test-'));
@@ -46,6 +49,8 @@ export async function startTestServer(
   const running = await startGatehouse(config, {
     ...(options.logger ? { logger: options.logger } : {}),
     ...(options.secretCheckLimits ? { secretCheckLimits: options.secretCheckLimits } : {}),
+    ...(options.clock ? { clock: options.clock } : {}),
+    ...(options.workflowTimers ? { workflowTimers: options.workflowTimers } : {}),
   });
   const clients: MqttClient[] = [];
   const server: TestServer = {
