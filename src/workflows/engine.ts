@@ -9,10 +9,11 @@
 import type { ConnectionEvent, PlatformEvents } from '../core/events.js';
 import type { Platform } from '../core/platform.js';
 import { iso } from '../core/wire.js';
+import { filterMatches } from '../domain/topics.js';
 import { type NodeContext, nodeType } from './catalog.js';
 import { DEVELOP_VERSION, type Flow, type FlowDefinition, type FlowRun, type FlowTrigger } from './definition.js';
 import { realTimers, type TimerSource } from './timers.js';
-import { deviceMatches, mqttTopicFilter, stateMatches, topicMatches } from './triggers.js';
+import { deviceMatches, mqttTopicFilter, stateMatches } from './triggers.js';
 import './nodes/core.js';
 
 export interface EngineLimits {
@@ -343,7 +344,7 @@ export class WorkflowEngine {
       for (const trigger of active.definition.triggers) {
         if (trigger.type !== 'mqttTopic') continue;
         const filter = mqttTopicFilter(trigger);
-        if (typeof filter !== 'string' || !topicMatches(filter, event.topic)) continue;
+        if (typeof filter !== 'string' || !filterMatches(filter, event.topic)) continue;
         message ??= event.payload.toString('utf8');
         const payload = this.basePayload(active, trigger, event.topic, event.time, { topic: event.topic, message });
         Object.assign(payload, { relayId: event.publisherId, relayType: 'device' });

@@ -213,15 +213,3 @@ export function deviceMatches(trigger: FlowTrigger, device: Device): boolean {
   const [key = '', value = ''] = (trigger.key ?? '').split('/', 2);
   return device.tags.some((t) => (key === '' || t.key === key) && (value === '' || t.value === value));
 }
-
-/** Whether an MQTT topic filter matches a topic (`+` one level, `#` the rest). */
-export function topicMatches(filter: string, topic: string): boolean {
-  const f = filter.split('/');
-  const t = topic.split('/');
-  for (let i = 0; i < f.length; i++) {
-    if (f[i] === '#') return true;
-    if (i >= t.length) return false;
-    if (f[i] !== '+' && f[i] !== t[i]) return false;
-  }
-  return f.length === t.length;
-}
