@@ -173,7 +173,13 @@ export class WorkflowEngine {
     const fire = () => {
       if (this.stopped || this.active.get(active.flow.id) !== active) return;
       const triggerId = trigger.key ?? `${active.flow.id}-timer-${index}`;
-      this.enqueue(active, trigger, this.basePayload(active, trigger, triggerId, this.platform.clock(), {}), 0);
+      this.enqueue(
+        active,
+        trigger,
+        this.basePayload(active, trigger, triggerId, this.platform.clock(), {}),
+        0,
+        performance.now(),
+      );
     };
     try {
       active.stopTimers.push(
@@ -183,7 +189,7 @@ export class WorkflowEngine {
       );
     } catch (err) {
       // Validated on save; a schedule this runtime still refuses is recorded, not thrown.
-      this.record(active, trigger, trigger.key ?? '', 0, [
+      this.record(active, trigger, trigger.key ?? '', performance.now(), 0, [
         { nodeId: '', nodeType: 'trigger', message: `the timer could not start: ${(err as Error).message}` },
       ]);
     }
@@ -259,7 +265,7 @@ export class WorkflowEngine {
         fired++;
         const payload = this.basePayload(active, trigger, webhookId, this.platform.clock(), structuredClone(data));
         Object.assign(payload, { relayId: webhookId, relayType: 'public' });
-        this.enqueue(active, trigger, payload, 0);
+        this.enqueue(active, trigger, payload, 0, performance.now());
       }
     }
     return fired;
@@ -304,7 +310,7 @@ export class WorkflowEngine {
             relayType: 'timer',
             ...deviceFields(device),
           });
-          this.enqueue(active, trigger, payload, 0);
+          this.enqueue(active, trigger, payload, 0, performance.now());
         }
       });
     }
@@ -329,7 +335,7 @@ export class WorkflowEngine {
         const payload = this.basePayload(active, trigger, device.id, time, { ...data });
         const relayId = event.gatewayId ?? device.id;
         Object.assign(payload, { relayId, relayType: 'device', ...deviceFields(device) });
-        this.enqueue(active, trigger, payload, 0);
+        this.enqueue(active, trigger, payload, 0, performance.now());
       }
     }
   }
@@ -348,7 +354,7 @@ export class WorkflowEngine {
         message ??= event.payload.toString('utf8');
         const payload = this.basePayload(active, trigger, event.topic, event.time, { topic: event.topic, message });
         Object.assign(payload, { relayId: event.publisherId, relayType: 'device' });
-        this.enqueue(active, trigger, payload, 0);
+        this.enqueue(active, trigger, payload, 0, performance.now());
       }
     }
   }
