@@ -68,8 +68,10 @@ export function cronProblem(pattern: string, tz: string): string | undefined {
     return `must have 5 fields (minute hour day month weekday) or 6 (with seconds first), not ${fields.length}`;
   }
   try {
-    new Cron(pattern, { timezone: tz, paused: true, mode: '5-or-6-parts' }).stop();
-    return undefined;
+    const job = new Cron(pattern, { timezone: tz, paused: true, mode: '5-or-6-parts' });
+    const next = job.nextRun();
+    job.stop();
+    return next ? undefined : 'never fires (no date matches it)';
   } catch (err) {
     return `is not a valid cron pattern: ${(err as Error).message}`;
   }

@@ -193,6 +193,8 @@ const hookRoutes =
       const params = request.params as { token: string; '*'?: string };
       const webhook = await webhooks.byToken(params.token);
       if (!webhook) throw new GatehouseError('NotFound', 'no webhook has this token');
+      // Fastify answers HEAD with the GET route: a probe of the URL runs nothing.
+      if (request.method === 'HEAD') return { success: true as const };
       const headers: Record<string, unknown> = {};
       for (const [name, value] of Object.entries(request.headers)) {
         if (!WITHHELD_HEADERS.has(name.toLowerCase())) headers[name.toLowerCase()] = value;
