@@ -328,6 +328,7 @@ export class Platform {
     const now = this.clock();
     this.accounts.sweep().catch((err: unknown) => this.logger.error({ err }, 'removing expired sessions failed'));
     this.limiter.sweep(now);
+    this.expirePeripherals(now);
     this.log(this.logBudget.sweep(now));
   }
 
@@ -452,6 +453,34 @@ export class Platform {
     }
   }
 
+  /**
+   * Peripherals counted as connected whose last report is past their application's peripheral
+   * timeout: each is disconnected once (`reason: "peripheral timeout"`). Runs with the sweep.
+   */
+  expirePeripherals(now = this.clock()): void {
+    for (const [gatewayId, followers] of this.peripheralsVia) {
+      for (const [peripheralId, lastReport] of followers) {
+        const peripheral = this.registry.deviceCached(peripheralId);
+        if (peripheral && this.withinPeripheralTimeout(peripheral, lastReport, now)) continue;
+        followers.delete(peripheralId);
+        this.peripheralGateway.delete(peripheralId);
+        if (peripheral) this.peripheralTimedOut(peripheral, gatewayId, now);
+      }
+      if (followers.size === 0) this.peripheralsVia.delete(gatewayId);
+    }
+  }
+
+  private peripheralTimedOut(peripheral: Device, gatewayId: string, time: number): void {
+    this.bus.emit('connection', {
+      deviceId: peripheral.id,
+      applicationId: peripheral.applicationId,
+      connected: false,
+      time,
+      reason: 'peripheral timeout',
+      gatewayId,
+    });
+  }
+
   private withinPeripheralTimeout(peripheral: Device, lastReport: number, now: number): boolean {
     const app = this.registry.applicationCached(peripheral.applicationId);
     return now - lastReport <= (app?.peripheralTimeoutSeconds ?? 0) * 1000;
@@ -472,6 +501,10 @@ export class Platform {
         previousTime !== undefined &&
         this.connections.isConnected(previousGateway) &&
         this.withinPeripheralTimeout(peripheral, previousTime, report.time);
+      // Timed out before the sweep saw it: its disconnect comes before this connect.
+      if (previousGateway && previousTime !== undefined && !wasConnected) {
+        this.peripheralTimedOut(peripheral, previousGateway, report.time);
+      }
       if (previousGateway && previousGateway !== gatewayId)
         this.peripheralsVia.get(previousGateway)?.delete(peripheral.id);
       const followers = this.peripheralsVia.get(gatewayId) ?? new Map<string, number>();

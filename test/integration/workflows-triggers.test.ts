@@ -137,9 +137,63 @@ describe('workflow triggers', () => {
         fleet.bound,
       ]);
       await again.endAsync();
-      await eventually(() => flow.of('deviceTagDisconnect').length >= 3);
+      await eventually(() => flow.of('deviceTagDisconnect').length >= 3 && flow.of('deviceIdDisconnect').length >= 2);
       await server.running.platform.drain();
       expect(flow.of('deviceTagDisconnect')).toHaveLength(3);
+      await flow.remove();
+    });
+
+    it('disconnects a peripheral once when its peripheral timeout passes without a report, and not again with its gateway', async () => {
+      const flow = await debugFlow([
+        { type: 'deviceIdConnect', key: fleet.floating },
+        { type: 'deviceIdDisconnect', key: fleet.floating },
+        { type: 'deviceIdDisconnect', key: fleet.gateway },
+      ]);
+      const { peripheralTimeoutSeconds } = ok(
+        await server.http<{ peripheralTimeoutSeconds: number }>('GET', app()),
+        200,
+      );
+      const gateway = await server.connect(fleet.gateway, fleet.key, fleet.secret);
+      const report = async () => {
+        await gateway.publishAsync(`losant/${fleet.floating}/state`, JSON.stringify({ data: { temperature: 5 } }), {
+          qos: 1,
+        });
+        await server.running.platform.drain();
+      };
+      await report();
+      expect(flow.of('deviceIdConnect')).toHaveLength(1);
+      offset += peripheralTimeoutSeconds * 1000 - 1000;
+      server.running.platform.expirePeripherals();
+      expect(flow.of('deviceIdDisconnect')).toHaveLength(0);
+      offset += 2000;
+      server.running.platform.expirePeripherals();
+      server.running.platform.expirePeripherals();
+      const timedOut = flow.of('deviceIdDisconnect');
+      expect(timedOut.map((p) => [p.triggerId, p.data])).toEqual([
+        [fleet.floating, { connected: false, reason: 'peripheral timeout', gatewayId: fleet.gateway }],
+      ]);
+      // Its next report connects it again; silent past the timeout, the next one disconnects it first.
+      await report();
+      offset += peripheralTimeoutSeconds * 1000 + 1000;
+      await report();
+      expect(flow.seen.map((p) => [p.triggerType, p.data.reason])).toEqual([
+        ['deviceIdConnect', undefined],
+        ['deviceIdDisconnect', 'peripheral timeout'],
+        ['deviceIdConnect', undefined],
+        ['deviceIdDisconnect', 'peripheral timeout'],
+        ['deviceIdConnect', undefined],
+      ]);
+      offset += peripheralTimeoutSeconds * 1000 + 1000;
+      server.running.platform.expirePeripherals();
+      await gateway.endAsync();
+      await eventually(() => flow.seen.some((p) => p.triggerId === fleet.gateway));
+      await server.running.platform.drain();
+      expect(flow.seen.filter((p) => p.triggerType === 'deviceIdDisconnect').map((p) => p.triggerId)).toEqual([
+        fleet.floating,
+        fleet.floating,
+        fleet.floating,
+        fleet.gateway,
+      ]);
       await flow.remove();
     });
 
