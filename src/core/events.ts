@@ -9,7 +9,7 @@ export interface PlatformEvents {
   /**
    * A device's connection changed, emitted once the change is committed. A peripheral's is
    * derived: connected by its first report through a connected gateway, disconnected (with
-   * `gatewayId`) when that gateway disconnects.
+   * `gatewayId`) when that gateway disconnects or its peripheral timeout passes.
    */
   connection: ConnectionEvent;
   /** A publish on a custom topic of an application, accepted by the broker (`topic` unscoped). */

@@ -11,12 +11,35 @@ export interface TimerSource {
   cron(pattern: string, timezone: string, fire: () => void): () => void;
 }
 
+/** The longest delay Node's timers take. */
+const MAX_TIMER_MS = 2_147_483_647;
+
 /** Real time: setInterval and croner, neither keeping the process alive. */
 export const realTimers: TimerSource = {
   every(ms, fire) {
-    const timer = setInterval(fire, ms);
-    timer.unref();
-    return () => clearInterval(timer);
+    if (ms <= MAX_TIMER_MS) {
+      const timer = setInterval(fire, ms);
+      timer.unref();
+      return () => clearInterval(timer);
+    }
+    // Longer than Node's timers allow (about 24.8 days, past which they fire at once): in steps.
+    let due = Date.now() + ms;
+    let timer: NodeJS.Timeout;
+    const arm = () => {
+      timer = setTimeout(
+        () => {
+          if (Date.now() >= due) {
+            due += ms;
+            fire();
+          }
+          arm();
+        },
+        Math.max(0, Math.min(due - Date.now(), MAX_TIMER_MS)),
+      );
+      timer.unref();
+    };
+    arm();
+    return () => clearTimeout(timer);
   },
   cron(pattern, timezone, fire) {
     const job = new Cron(pattern, { timezone, unref: true, mode: '5-or-6-parts', protect: true }, fire);
