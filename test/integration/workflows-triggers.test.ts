@@ -99,6 +99,28 @@ describe('workflow triggers', () => {
       await flow.remove();
     });
 
+    it('disconnects a connection replaced by one with the same client id before the new one connects', async () => {
+      const flow = await debugFlow([
+        { type: 'deviceIdConnect', key: fleet.otherGateway },
+        { type: 'deviceIdDisconnect', key: fleet.otherGateway },
+      ]);
+      const first = await server.connect(fleet.otherGateway, fleet.key, fleet.secret);
+      const closed = new Promise<void>((resolve) => first.once('close', () => resolve()));
+      const second = await server.connect(fleet.otherGateway, fleet.key, fleet.secret);
+      await closed;
+      await eventually(() => flow.of('deviceIdConnect').length >= 2);
+      await second.endAsync();
+      await eventually(() => flow.of('deviceIdDisconnect').length >= 2);
+      await server.running.platform.drain();
+      expect(flow.seen.map((p) => [p.triggerType, p.data.reason])).toEqual([
+        ['deviceIdConnect', undefined],
+        ['deviceIdDisconnect', 'Duplicate client id'],
+        ['deviceIdConnect', undefined],
+        ['deviceIdDisconnect', 'Client disconnected'],
+      ]);
+      await flow.remove();
+    });
+
     it("follows peripherals' derived status: a first report through a connected gateway connects; the gateway's disconnect disconnects each once", async () => {
       const flow = await debugFlow([
         { type: 'deviceTagConnect', key: 'kind/sensor' },
