@@ -328,7 +328,7 @@ describe('workflow triggers', () => {
         );
         let ticks = 0;
         real.running.workflows.engine.subscribeDebug(flow.id, () => ticks++);
-        await eventually(() => ticks >= 2, 5000);
+        await eventually(() => ticks >= 2, 15_000);
       } finally {
         await real.stop();
       }
