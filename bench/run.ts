@@ -63,6 +63,19 @@ function idleTarget(idleMb: number | undefined): string {
   return `  ${verdict(total < TARGETS.idleMb)}  ${title}: ${fmt(total, 1)} MB (${fmt(perConnKb, 1)} KB each${how})`;
 }
 
+/** The server's `gatehouse_` series that are not zero, histogram buckets left out; none when unreachable. */
+async function scrapeMetrics(httpUrl: string): Promise<string[]> {
+  try {
+    const text = await (await fetch(`${httpUrl}/metrics`)).text();
+    return text
+      .split('\n')
+      .filter((line) => line.startsWith('gatehouse_') && !line.includes('_bucket{') && !/ 0$/.test(line));
+  } catch (err) {
+    report.note(`GET /metrics failed: ${(err as Error).message}`);
+    return [];
+  }
+}
+
 function verdict(ok: boolean | undefined): string {
   return ok === undefined ? 'SKIPPED' : ok ? 'PASS' : 'MISS';
 }
@@ -79,6 +92,14 @@ async function main(): Promise<void> {
       `load average ${loadAverage()}`,
   );
 
+  // BENCH_ONLY=w: the workflow scenario alone (while working on workflows).
+  if (process.env.BENCH_ONLY === 'w') {
+    const rows = await workflowScenario(report, cleanups);
+    console.log(`\n${workflowTable(rows)}\n`);
+    for (const note of report.notes) console.log(`- ${note}`);
+    return;
+  }
+
   // a–c on one server.
   const server = await startGatehouseProcess();
   cleanups.add(() => server.stop());
@@ -90,6 +111,8 @@ async function main(): Promise<void> {
     if (!interrupted) console.error(`server output:\n${server.output()}`);
     throw err;
   }
+  // What the server's own metrics say after a–c (docs/operations.md): printed with the tables.
+  const metrics = await scrapeMetrics(server.httpUrl);
   const stopStart = performance.now();
   const code = await server.stop();
   report.note(`server stopped with SIGTERM: exit code ${code} after ${fmt(performance.now() - stopStart)} ms`);
@@ -131,6 +154,11 @@ async function main(): Promise<void> {
   }
   if (workflowRows.length > 0) {
     console.log(workflowTable(workflowRows));
+    console.log('');
+  }
+  if (metrics.length > 0) {
+    console.log('server metrics after a–c (GET /metrics, non-zero series, buckets left out):');
+    for (const line of metrics) console.log(`  ${line}`);
     console.log('');
   }
   for (const note of report.notes) console.log(`- ${note}`);

@@ -29,6 +29,10 @@ program
     '--log-level <level>',
     'fatal, error, warn, info, debug, trace or silent (env GATEHOUSE_LOG_LEVEL, default info)',
   )
+  .option(
+    '--metrics-token <token>',
+    'bearer token GET /metrics requires (env GATEHOUSE_METRICS_TOKEN; default: public)',
+  )
   .action(async (flags: Record<string, string | undefined>) => {
     try {
       const config = resolveConfig(flags);

@@ -16,6 +16,8 @@ export interface GatehouseConfig {
   tlsKey: string | undefined;
   adminToken: string | undefined;
   logLevel: LogLevel;
+  /** When set, GET /metrics needs `Authorization: Bearer <it>` (docs/operations.md). */
+  metricsToken: string | undefined;
 }
 
 /** A start-up problem the operator can fix; printed as one line naming the option to change. */
@@ -38,6 +40,7 @@ export const OPTIONS: Option[] = [
   { key: 'tlsCert', flag: '--tls-cert', env: 'GATEHOUSE_TLS_CERT' },
   { key: 'tlsKey', flag: '--tls-key', env: 'GATEHOUSE_TLS_KEY' },
   { key: 'logLevel', flag: '--log-level', env: 'GATEHOUSE_LOG_LEVEL' },
+  { key: 'metricsToken', flag: '--metrics-token', env: 'GATEHOUSE_METRICS_TOKEN' },
 ];
 
 export function optionName(key: keyof GatehouseConfig): string {
@@ -79,6 +82,12 @@ export function resolveConfig(
       `invalid log level "${logLevel}": expected one of ${LOG_LEVELS.join(', ')} (set ${optionName('logLevel')})`,
     );
   }
+  const metricsToken = pick('metricsToken') || undefined;
+  if (metricsToken !== undefined && !/^\S{1,1024}$/.test(metricsToken)) {
+    throw new ConfigError(
+      `invalid metrics token: expected 1 to 1024 characters without spaces (set ${optionName('metricsToken')})`,
+    );
+  }
   return {
     dataDir: resolveDataDir(flags.dataDir, env),
     host,
@@ -89,5 +98,6 @@ export function resolveConfig(
     tlsKey,
     adminToken: env.GATEHOUSE_ADMIN_TOKEN || undefined,
     logLevel: logLevel as LogLevel,
+    metricsToken,
   };
 }

@@ -21,6 +21,8 @@ import type { SecretCheckLimits } from './core/secrets.js';
 import { normalizeEmail, passwordProblem, type User } from './domain/accounts.js';
 import { acceptTlsOnHttpServer, type HttpTls } from './http-tls.js';
 import { createLogger, type Logger } from './logger.js';
+import { Metrics } from './ops/metrics.js';
+import { Readiness } from './ops/readiness.js';
 import { lockDataDir, makeDirectory } from './store/sqlite/data-dir.js';
 import { DATABASE_FILENAME, openSqliteStore } from './store/sqlite/sqlite-store.js';
 import type { Store } from './store/types.js';
@@ -35,6 +37,9 @@ export interface RunningGatehouse {
   api: Api;
   broker: MqttBroker;
   maintenance: Maintenance;
+  /** This server's metrics (GET /metrics) and readiness (GET /ready); docs/operations.md. */
+  metrics: Metrics;
+  readiness: Readiness;
   /** Workflows: their definitions and the runtime. */
   workflows: { flows: Flows; engine: WorkflowEngine; webhooks: Webhooks };
   /** `https` and `wss` (the HTTP port, speaking TLS) and `mqtts` when a certificate is configured. */
@@ -72,16 +77,19 @@ export async function startGatehouse(config: GatehouseConfig, options: StartOpti
   const { store, release } = options.store
     ? { store: options.store, release: () => {} }
     : await openStore(config.dataDir, logger);
+  const metrics = new Metrics();
   const platform = new Platform({
     store,
     logger,
     ...(options.clock ? { clock: options.clock } : {}),
     ...(options.secretCheckLimits ? { secretCheckLimits: options.secretCheckLimits } : {}),
+    instruments: { writes: metrics.writes, commandRoutes: metrics.commandRoutes },
   });
+  const readiness = new Readiness({ store, writes: platform.writes, logger: logger.child({ component: 'ops' }) });
   const closers: Array<() => Promise<void>> = [];
   try {
     await platform.start();
-    const broker = new MqttBroker(platform);
+    const broker = new MqttBroker(platform, {}, metrics.broker);
     await broker.start();
     const maintenance = new Maintenance(platform, options.maintenance);
     maintenance.start();
@@ -101,7 +109,11 @@ export async function startGatehouse(config: GatehouseConfig, options: StartOpti
       webhooks: new Webhooks(platform.store, platform.clock),
     };
 
-    const api = createApi(platform, { workflows });
+    const api = createApi(platform, {
+      workflows,
+      ops: { readiness, metrics, metricsToken: config.metricsToken },
+    });
+    metrics.watch({ connectionsByClass: () => broker.connectedByClass(), openStreams: () => api.streams.size });
     // ws buffers a whole frame before the MQTT parser sees a byte: bound frames like packets.
     const wss = new WebSocketServer({ noServer: true, maxPayload: MAX_PACKET_BYTES + 5 });
     api.server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
@@ -127,12 +139,14 @@ export async function startGatehouse(config: GatehouseConfig, options: StartOpti
       httpTls?.close();
       return api.close();
     });
+    readiness.watchListener('http', api.server);
 
     const tcp = net.createServer({ noDelay: true }, (socket) => broker.handle(socket));
     const mqttPort = await listenOrExplain('mqttPort', config.host, config.mqttPort, () =>
       listen(tcp, config.host, config.mqttPort),
     );
     closers.push(() => closeServer(tcp));
+    readiness.watchListener('mqtt', tcp);
 
     let mqtts: string | undefined;
     if (tlsFiles) {
@@ -144,10 +158,12 @@ export async function startGatehouse(config: GatehouseConfig, options: StartOpti
         listen(secure, config.host, config.mqttsPort),
       );
       closers.push(() => closeServer(secure));
+      readiness.watchListener('mqtts', secure);
       mqtts = `mqtts://${hostForUrl(config.host)}:${p}`;
     }
 
     const generatedAdminToken = await platform.commitStart(config.adminToken);
+    readiness.markRunning();
     const httpPort = (api.server.address() as net.AddressInfo).port;
     const host = hostForUrl(config.host);
     let stopping: Promise<void> | undefined;
@@ -156,6 +172,8 @@ export async function startGatehouse(config: GatehouseConfig, options: StartOpti
       api,
       broker,
       maintenance,
+      metrics,
+      readiness,
       workflows,
       generatedAdminToken,
       urls: {
@@ -168,6 +186,7 @@ export async function startGatehouse(config: GatehouseConfig, options: StartOpti
       stop() {
         // Stop accepting, disconnect clients (their last writes are queued), finish in-flight
         // requests, then drain the write queue so nothing acknowledged is lost, and close the store.
+        readiness.markStopping();
         stopping ??= (async () => {
           // Live streams never end by themselves: end them (event: shutdown) before the HTTP
           // server waits for its connections to close.
@@ -249,7 +268,8 @@ async function openStore(dataDir: string, logger: Logger): Promise<{ store: Stor
   try {
     const store = await openSqliteStore({
       dataDir,
-      onRollupFlushError: (err) => logger.error({ err }, 'rollup flush failed'),
+      onRollupFlushError: (err) =>
+        logger.error({ component: 'store', event: 'rollupFlushFailed', err }, 'rollup flush failed'),
     });
     return { store, release: () => lock.release() };
   } catch (err) {

@@ -28,7 +28,8 @@ describe('error catalogue', () => {
       expect(Object.keys(ERROR_TYPES)).toContain(typeForStatus(status));
     }
     expect(typeForStatus(405)).toBe('Validation');
-    expect(typeForStatus(503)).toBe('InternalError');
+    expect(typeForStatus(502)).toBe('InternalError');
+    expect(typeForStatus(503)).toBe('Unavailable');
     expect(errorForStatus(429, 'slow down', { retryAfterSeconds: 3 })).toMatchObject({
       type: 'RateLimited',
       status: 429,

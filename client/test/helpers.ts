@@ -134,6 +134,8 @@ export class GatehouseUnderTest extends Rest {
         host: '127.0.0.1',
         mqttPort: String(this.ports.mqtt),
         httpPort: String(this.ports.http),
+        // Only errors reach the test output (connections are logged at info).
+        logLevel: 'error',
         ...(this.tls && this.ports.mqtts
           ? { mqttsPort: String(this.ports.mqtts), tlsCert: this.tls.cert, tlsKey: this.tls.key }
           : {}),

@@ -24,6 +24,7 @@ import type { Flows } from '../workflows/flows.js';
 import type { Webhooks } from '../workflows/webhooks.js';
 import { clip, describeError, firstPath, frameworkError, isNonFinite, isPrototypeKey } from './errors.js';
 import { docsOptions, markReferenceRoutes, OPENAPI_PATH, openApiOptions } from './openapi.js';
+import { idleOps, installOpsHooks, type Ops, opsRoutes } from './ops.js';
 import { accountRoutes, sessionCookie } from './routes/accounts.js';
 import { appLogRoutes } from './routes/app-log.js';
 import { applicationRoutes } from './routes/applications.js';
@@ -66,6 +67,7 @@ export function createApi(
   options: {
     streams?: StreamHubOptions;
     workflows?: { flows: Flows; engine: WorkflowEngine; webhooks?: Webhooks };
+    ops?: Ops;
   } = {},
 ) {
   const app = Fastify({
@@ -137,7 +139,12 @@ export function createApi(
   app.setErrorHandler((error: FastifyError | GatehouseError, request, reply) => {
     const { status, type, message } = describeError(error, request);
     // A 5xx is our fault: its cause goes to the operator log and never to the client.
-    if (status >= 500) request.log.error({ err: error, method: request.method, url: request.url }, 'request failed');
+    if (status >= 500) {
+      request.log.error(
+        { event: 'requestFailed', err: error, method: request.method, url: request.url },
+        'request failed',
+      );
+    }
     if (error instanceof GatehouseError && error.retryAfterSeconds !== undefined) {
       void reply.header('retry-after', String(error.retryAfterSeconds));
     }
@@ -147,6 +154,10 @@ export function createApi(
     void reply.code(404).send({ type: 'NotFound', message: `no route ${request.method} ${clip(request.url, 200)}` });
   });
 
+  // The hooks that count REST traffic, on the root so they see every route (docs/operations.md).
+  const ops = options.ops ?? idleOps(platform);
+  installOpsHooks(app, ops.metrics.http);
+
   // The reference (/openapi.json, /docs) first: its document lists the routes registered after it.
   // Routes belong in plugins registered below; a route added directly on `app` here is missing
   // from the document (test/integration/openapi.test.ts says which).
@@ -154,6 +165,7 @@ export function createApi(
   app.register(swaggerUi, docsOptions);
   app.get(OPENAPI_PATH, async () => app.swagger());
   app.register(healthRoutes());
+  app.register(opsRoutes(ops));
   app.register(authRoutes(platform));
   app.register(accountRoutes(platform.accounts));
   app.register(memberRoutes(platform.accounts, platform.registry));

@@ -121,7 +121,8 @@ export function frameworkError(error: FastifyError, request: FastifyRequest, rep
     error.code === 'FST_ERR_BAD_URL' || error.code === 'FST_ERR_MAX_PARAM_LENGTH'
       ? answer('NotFound', `no route ${request.method} ${clip(request.url)}: ${clip(error.message)}`)
       : describeError(error, request);
-  if (failure.status >= 500) request.log.error({ err: error, method: request.method }, 'request failed');
+  if (failure.status >= 500)
+    request.log.error({ event: 'requestFailed', err: error, method: request.method }, 'request failed');
   void reply.code(failure.status).send({ type: failure.type, message: failure.message });
 }
 

@@ -41,7 +41,8 @@ const DOCS_CSP = [
 ].join('; ');
 
 export const TAGS = [
-  { name: 'health', description: 'Whether the server answers.' },
+  { name: 'health', description: 'Whether the server answers, and whether it is ready for traffic.' },
+  { name: 'metrics', description: 'Prometheus metrics of this server, for whoever runs it (docs/operations.md).' },
   { name: 'auth', description: 'Device tokens from an access key and secret; browser sign-in and sign-out.' },
   { name: 'users', description: 'Users of the installation (operators only), and who the caller is.' },
   { name: 'members', description: "An application's members and their roles, and its API tokens." },

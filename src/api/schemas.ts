@@ -66,6 +66,7 @@ const ERROR_WHEN: Record<ErrorStatus, string> = {
   415: 'the body is not `application/json`.',
   429: 'too many requests or failed checks: try again after `Retry-After` seconds.',
   500: 'a fault in the server; the details are in the server log, never in the answer.',
+  503: 'the server is not ready for traffic (GET /ready); `reasons` says why.',
 };
 
 /** The error answer of one status: `{type, message}`, with the type the catalogue gives that status. */

@@ -36,6 +36,14 @@ import {
   scopeTopic,
   unscopeTopic,
 } from './custom-topics.js';
+import {
+  type BrokerInstruments,
+  disconnectCategory,
+  MQTT_REFUSALS,
+  type MqttRefusal,
+  NO_BROKER_INSTRUMENTS,
+  NOTABLE_DISCONNECTS,
+} from './instruments.js';
 import { type Session, SessionTable } from './sessions.js';
 
 /** Refused publishes are re-pointed here: no client can subscribe to `$` topics [MQTT-4.7.2-1]. */
@@ -68,6 +76,30 @@ type DevicePrincipal = Session['principal'];
 /** [MQTT-1.5.3-2]: a string holding U+0000 ends the connection. */
 const hasNul = (s: string): boolean => s.includes('\u0000');
 
+/** The CONNACK return code of each refused CONNECT's category. */
+const CONNACK_REFUSALS: Record<2 | 3 | 4 | 5, MqttRefusal> = {
+  2: 'IdentifierRejected',
+  3: 'Throttled',
+  4: 'BadCredentials',
+  5: 'NotAuthorized',
+};
+
+/** The refusal category of a state publish the ingest path refused, by its status. */
+const INGEST_REFUSALS: Record<400 | 401 | 403 | 404 | 413 | 429, MqttRefusal> = {
+  400: 'Validation',
+  401: 'Unauthorized',
+  403: 'Forbidden',
+  404: 'NotFound',
+  413: 'PayloadTooLarge',
+  429: 'RateLimited',
+};
+
+/** Publish refusals the broker decides itself, each with the status of MQTT_REFUSALS. */
+type PublishRefusal = 'InvalidTopic' | 'ReservedTopic' | 'Forbidden' | 'PayloadTooLarge' | 'RetainedBudget';
+
+/** What a log line may quote of a client-chosen string (a user name): its start. */
+const LOGGED_CHARS = 100;
+
 export class MqttBroker implements Connections {
   readonly sessions = new SessionTable();
   private aedes!: Aedes;
@@ -82,10 +114,13 @@ export class MqttBroker implements Connections {
   /** Sessions with bytes authorized this turn; their counters are reset on the next. */
   private readonly unflushed = new Set<Session>();
   private unflushedReset = false;
+  /** Connections whose CONNECT was refused and logged: aedes' own error for them is not logged again. */
+  private readonly refusedConnects = new WeakSet<Client>();
 
   constructor(
     private readonly platform: Platform,
     limits: Partial<BrokerLimits> = {},
+    private readonly instruments: BrokerInstruments = NO_BROKER_INSTRUMENTS,
   ) {
     this.prefix = platform.topicPrefix;
     this.log = platform.logger.child({ component: 'mqtt' });
@@ -108,7 +143,10 @@ export class MqttBroker implements Connections {
       authenticate: (client, username, password, done) => {
         this.authenticate(client, username, password).then(
           (error) => done(error, error === null),
-          (err: Error) => done(Object.assign(err, { returnCode: 3 }) as AuthenticateError, false),
+          (err: Error) => {
+            this.refusedConnect(client, username, 3, 'InternalError', 'server error', err);
+            done(Object.assign(err, { returnCode: 3 }) as AuthenticateError, false);
+          },
         );
       },
       authorizePublish: (client, packet, done) => this.authorizePublish(client, packet, done),
@@ -127,9 +165,13 @@ export class MqttBroker implements Connections {
     this.aedes.on('clientError', (client, err) =>
       this.closeReason(client, err.message === 'drain timeout' ? 'Slow consumer: nothing read for 30 s' : err.message),
     );
-    this.aedes.on('connectionError', (client, err) =>
-      this.log.info({ ipAddress: remoteAddress(client), reason: err.message }, 'connection closed before CONNACK'),
-    );
+    this.aedes.on('connectionError', (client, err) => {
+      if (this.refusedConnects.has(client)) return;
+      this.log.info(
+        { event: 'closedBeforeConnack', ipAddress: remoteAddress(client), reason: err.message },
+        'connection closed before CONNACK',
+      );
+    });
     this.aedes.on('unsubscribe', (topics, client) => this.onUnsubscribed(client, topics));
     this.platform.attachConnections(this);
   }
@@ -150,6 +192,16 @@ export class MqttBroker implements Connections {
 
   get connectedClients(): number {
     return this.aedes.connectedClients;
+  }
+
+  /** Authenticated connections by the class of their device (the connections gauge). */
+  connectedByClass(): Map<string, number> {
+    const counts = new Map<string, number>();
+    for (const { principal } of this.sessions.all()) {
+      const deviceClass = principal.device.deviceClass;
+      counts.set(deviceClass, (counts.get(deviceClass) ?? 0) + 1);
+    }
+    return counts;
   }
 
   /** Retained messages an application holds (tests and diagnostics). */
@@ -220,7 +272,9 @@ export class MqttBroker implements Connections {
     const ipAddress = remoteAddress(client);
     if (hasNul(client.id) || (username !== undefined && hasNul(username))) {
       // [MQTT-1.5.3-2]; CONNACK 2 (identifier rejected) closes the connection.
-      return Object.assign(new Error('client id or user name contains U+0000'), { returnCode: 2 }) as AuthenticateError;
+      const reason = 'client id or user name contains U+0000';
+      this.refusedConnect(client, username, 2, 'IdentifierRejected', reason);
+      return Object.assign(new Error(reason), { returnCode: 2 }) as AuthenticateError;
     }
     const result = await this.platform.authenticateDevice(
       client.id,
@@ -232,6 +286,7 @@ export class MqttBroker implements Connections {
       if (result.device) {
         this.platform.log([this.platform.logEntry(result.device, 'authFailed', { reason: result.reason, ipAddress })]);
       }
+      this.refusedConnect(client, username, result.code, CONNACK_REFUSALS[result.code], result.reason);
       return Object.assign(new Error(result.reason), { returnCode: result.code }) as AuthenticateError;
     }
     const previous = this.sessions.current(client.id);
@@ -256,11 +311,52 @@ export class MqttBroker implements Connections {
     return null;
   }
 
+  /**
+   * Counts and logs a refused CONNECT: one warning naming the client id, the access key it
+   * offered (its user name), its address, the CONNACK code and why. Never the password.
+   */
+  private refusedConnect(
+    client: Client,
+    username: string | undefined,
+    returnCode: 2 | 3 | 4 | 5,
+    category: MqttRefusal,
+    reason: string,
+    err?: Error,
+  ): void {
+    this.refusedConnects.add(client);
+    this.instruments.refusals[category].inc();
+    const fields = {
+      event: 'connectRefused',
+      clientId: client.id,
+      accessKey: username === undefined ? null : username.slice(0, LOGGED_CHARS),
+      ipAddress: remoteAddress(client),
+      returnCode,
+      category,
+      reason,
+    };
+    if (err) this.log.error({ ...fields, err }, 'mqtt connect failed');
+    else this.log.warn(fields, 'mqtt connect refused');
+  }
+
   private onRegistered(client: Client): void {
     const session = this.sessions.of(client);
     if (!session) return;
     this.sessions.activate(session);
     const device = session.principal.device;
+    this.instruments.connects.inc();
+    this.log.info(
+      {
+        event: 'connect',
+        clientId: session.deviceId,
+        applicationId: device.applicationId,
+        deviceClass: device.deviceClass,
+        keyId: session.principal.key.id,
+        accessKey: session.principal.key.key,
+        ipAddress: session.ipAddress,
+        cleanSession: client.clean,
+      },
+      'mqtt connect',
+    );
     const committed = this.platform.writes.enqueue({
       connections: [{ deviceId: device.id, connected: true, time: session.connectedAt }],
       // Authentication succeeded: the entry names the access key that was used.
@@ -293,6 +389,21 @@ export class MqttBroker implements Connections {
       ((client as unknown as { _disconnected?: boolean })._disconnected ? 'Client disconnected' : 'Connection lost');
     const device = session.principal.device;
     const now = this.platform.clock();
+    const category = disconnectCategory(reason);
+    this.instruments.disconnects[category].inc();
+    const fields = {
+      event: 'disconnect',
+      clientId: session.deviceId,
+      applicationId: device.applicationId,
+      ipAddress: session.ipAddress,
+      reason,
+      category,
+      durationMs: now - session.connectedAt,
+      messagesFromClient: session.messagesFromClient,
+      messagesToClient: session.messagesToClient,
+    };
+    if (NOTABLE_DISCONNECTS.has(category)) this.log.warn(fields, 'mqtt disconnect');
+    else this.log.info(fields, 'mqtt disconnect');
     const committed = this.platform.writes.enqueue({
       // A replaced connection must not mark the device offline under its successor.
       connections: current ? [{ deviceId: device.id, connected: false, time: now }] : [],
@@ -341,6 +452,9 @@ export class MqttBroker implements Connections {
       done(new Error('topic name contains U+0000'));
       return;
     }
+    const parsed = parseTopic(packet.topic, this.prefix);
+    /** When a QoS 1 publish reached this hook, for its PUBACK's latency; -1: no PUBACK (QoS 0, a will). */
+    let startedAt = -1;
     if (client?.closed) {
       // aedes publishes a Last Will after closing the connection [MQTT-3.1.2-8]. It is authorized
       // like any publish, with the rights the device has now; a revoked session has none left.
@@ -353,34 +467,44 @@ export class MqttBroker implements Connections {
       session.principal = principal;
     } else {
       session.messagesFromClient++;
+      this.instruments.messagesIn[parsed.kind].inc();
+      if (packet.qos > 0) startedAt = performance.now();
     }
-    const parsed = parseTopic(packet.topic, this.prefix);
     switch (parsed.kind) {
       case 'state':
-        this.publishState(session, packet, parsed.deviceId, done);
+        this.publishState(session, packet, parsed.deviceId, done, startedAt);
         return;
       case 'custom':
         this.publishCustom(session, packet);
-        done(null);
+        this.ack(done, startedAt);
         return;
       case 'command':
       case 'error':
         this.refuse(
           session,
           packet,
-          403,
+          'ReservedTopic',
           `devices may not publish to ${packet.topic}; state goes to ${this.prefix}/${parsed.deviceId}/state`,
         );
-        done(null);
+        this.ack(done, startedAt);
         return;
       case 'invalid':
-        this.refuse(session, packet, 400, parsed.reason, parsed.suggestion);
-        done(null);
+        this.refuse(session, packet, 'InvalidTopic', parsed.reason, parsed.suggestion);
+        this.ack(done, startedAt);
         return;
     }
   }
 
-  private publishState(session: Session, packet: PublishPacket, deviceId: string, done: Done) {
+  /**
+   * Lets aedes go on with an accepted or refused publish. For QoS 1 it writes the PUBACK right
+   * after this callback (docs/aedes.md), so the latency observed here is the PUBACK's.
+   */
+  private ack(done: Done, startedAt: number): void {
+    if (startedAt >= 0) this.instruments.pubackSeconds.observe((performance.now() - startedAt) / 1000);
+    done(null);
+  }
+
+  private publishState(session: Session, packet: PublishPacket, deviceId: string, done: Done, startedAt: number) {
     const topic = packet.topic;
     const payload = packet.payload as Buffer;
     sink(packet); // state is ingested, never forwarded
@@ -406,11 +530,11 @@ export class MqttBroker implements Connections {
         if (session.pending === settled) session.pending = null;
       });
       outcome.then(
-        (o) => this.afterIngest(session, packet, topic, o, done),
+        (o) => this.afterIngest(session, packet, topic, o, done, startedAt),
         (err: Error) => done(err),
       );
     } else {
-      this.afterIngest(session, packet, topic, outcome, done);
+      this.afterIngest(session, packet, topic, outcome, done, startedAt);
     }
   }
 
@@ -420,10 +544,12 @@ export class MqttBroker implements Connections {
     topic: string,
     outcome: IngestOutcome,
     done: Done,
+    startedAt: number,
   ): void {
     if (!outcome.ok) {
+      this.instruments.refusals[INGEST_REFUSALS[outcome.status]].inc();
       this.sendError(session, outcome.status, outcome.reason, topic);
-      done(null);
+      this.ack(done, startedAt);
       if (outcome.limited === 'device') this.disconnect(session, 'Rate limit exceeded');
       return;
     }
@@ -432,7 +558,7 @@ export class MqttBroker implements Connections {
     // A failed commit closes the connection unacknowledged, so the client sends it again.
     if (packet.qos > 0)
       outcome.committed.then(
-        () => done(null),
+        () => this.ack(done, startedAt),
         (err: Error) => done(err),
       );
     else done(null);
@@ -443,12 +569,12 @@ export class MqttBroker implements Connections {
     const { principal } = session;
     const decision = authorize(principal, { type: 'publishTopic', topic: packet.topic });
     if (!decision.allow) {
-      this.refuse(session, packet, 403, decision.reason);
+      this.refuse(session, packet, 'Forbidden', decision.reason);
       return;
     }
     const size = payloadBytes(packet);
     if (size > MAX_PAYLOAD_BYTES) {
-      this.refuse(session, packet, 413, `payload of ${size} bytes exceeds ${MAX_PAYLOAD_BYTES} bytes`);
+      this.refuse(session, packet, 'PayloadTooLarge', `payload of ${size} bytes exceeds ${MAX_PAYLOAD_BYTES} bytes`);
       return;
     }
     const applicationId = principal.device.applicationId;
@@ -457,13 +583,14 @@ export class MqttBroker implements Connections {
     if (packet.retain) {
       const refusal = this.retained.admit(applicationId, scoped, size);
       if (refusal) {
-        this.refuse(session, packet, 413, refusal);
+        this.refuse(session, packet, 'RetainedBudget', refusal);
         return;
       }
     }
     if (this.platform.countMessage(principal, undefined, this.platform.clock())) {
       const topic = packet.topic;
       sink(packet);
+      this.instruments.refusals.RateLimited.inc();
       this.sendError(session, 429, 'Rate limit exceeded', topic);
       this.disconnect(session, 'Rate limit exceeded');
       return;
@@ -482,11 +609,13 @@ export class MqttBroker implements Connections {
   private refuse(
     session: Session,
     packet: PublishPacket,
-    status: 400 | 403 | 413,
+    category: PublishRefusal,
     reason: string,
     suggestion?: string,
   ) {
     const topic = packet.topic;
+    const status = MQTT_REFUSALS[category];
+    this.instruments.refusals[category].inc();
     sink(packet);
     const parsed = parseTopic(topic, this.prefix);
     const targetId = 'deviceId' in parsed ? parsed.deviceId : undefined;
@@ -549,6 +678,7 @@ export class MqttBroker implements Connections {
 
   /** SUBACK 0x80 for this subscription only; the connection stays up. */
   private refuseSubscription(session: Session, filter: string, reason: string, target?: Device): null {
+    this.instruments.refusals.SubscribeRefused.inc();
     this.platform.reject(
       { principal: session.principal, via: 'mqtt', topic: filter },
       target,
@@ -576,7 +706,10 @@ export class MqttBroker implements Connections {
       this.persistence.removeSubscriptions(client, custom).then(
         () => {},
         (err: unknown) =>
-          this.log.warn({ err, deviceId: session.deviceId }, 'removing a persistent subscription failed'),
+          this.log.warn(
+            { event: 'unsubscribeFailed', err, clientId: session.deviceId },
+            'removing a persistent subscription failed',
+          ),
       );
     }
   }
@@ -601,23 +734,29 @@ export class MqttBroker implements Connections {
       // Subscriptions are granted at most QoS 1.
       if (packet.qos > 1) packet.qos = 1;
       session.messagesToClient++;
+      this.instruments.messagesOut.custom.inc();
       return packet;
     }
     if (topic !== this.prefix && !topic.startsWith(`${this.prefix}/`)) {
       // A custom topic already restored: a message of this client's own unacknowledged queue.
       if (!this.mayReceive(session, topic) || !this.admitOutbound(session, packet)) return null;
       session.messagesToClient++;
+      this.instruments.messagesOut.custom.inc();
       return packet;
     }
     const parsed = parseTopic(topic, this.prefix);
     if (parsed.kind === 'error' && parsed.deviceId === session.deviceId) {
-      return this.admitOutbound(session, packet) ? packet : null;
+      if (!this.admitOutbound(session, packet)) return null;
+      this.instruments.messagesOut.errorNotice.inc();
+      return packet;
     }
     if (parsed.kind === 'command') {
       const target = this.platform.registry.deviceCached(parsed.deviceId);
       const principal = this.currentPrincipal(session);
       if (target && principal && authorize(principal, { type: 'receiveCommands', target }).allow) {
-        return this.admitOutbound(session, packet) ? packet : null;
+        if (!this.admitOutbound(session, packet)) return null;
+        this.instruments.messagesOut.command.inc();
+        return packet;
       }
     }
     return null;
@@ -671,7 +810,7 @@ export class MqttBroker implements Connections {
     const reason = `queue of undelivered QoS 1 messages is full (${queue.messages} messages or ${queue.bytes} bytes); newer messages are dropped until the device acknowledges older ones`;
     const device = this.platform.registry.deviceCached(clientId);
     if (device) this.platform.log([this.platform.logEntry(device, 'dropped', { via: 'mqtt', reason })]);
-    this.log.warn({ deviceId: clientId, reason }, 'message queue full');
+    this.log.warn({ event: 'queueFull', clientId, reason }, 'message queue full');
   }
 
   private dropRetained(applicationId: string): void {
@@ -679,7 +818,8 @@ export class MqttBroker implements Connections {
       const empty = { cmd: 'publish', topic, payload: Buffer.alloc(0), qos: 0, retain: true, dup: false };
       this.persistence.storeRetained(empty).then(
         () => {},
-        (err: unknown) => this.log.warn({ err, applicationId }, 'removing a retained message failed'),
+        (err: unknown) =>
+          this.log.warn({ event: 'retainedRemovalFailed', err, applicationId }, 'removing a retained message failed'),
       );
     }
   }

@@ -11,7 +11,7 @@ import { MAX_JSON_DEPTH, nestsDeeperThan } from '../domain/json.js';
 import type { CommandRecord, Device } from '../domain/model.js';
 import { MAX_TIME_MS, readTime, type TimeReading } from '../domain/state.js';
 import { errorForStatus, GatehouseError } from './errors.js';
-import type { Platform } from './platform.js';
+import type { CommandRoute, Platform } from './platform.js';
 
 export interface CommandInput {
   name: string;
@@ -23,6 +23,7 @@ interface Prepared {
   device: Device;
   record: CommandRecord;
   message: Buffer;
+  route: CommandRoute;
 }
 
 /** Sends one command to one device the principal may command. */
@@ -90,6 +91,7 @@ async function prepare(
     const preferred = isPeripheralClass(device.deviceClass)
       ? ((await platform.lastReporter(device.id))?.by ?? null)
       : null;
+    const routedTo = platform.live.routeCommand(device, preferred);
     const record: CommandRecord = {
       id: newId(),
       applicationId: device.applicationId,
@@ -97,16 +99,25 @@ async function prepare(
       name: input.name,
       payload,
       time,
-      routedTo: platform.live.routeCommand(device, preferred),
+      routedTo,
       sentBy,
     };
-    out.push({ device, record, message });
+    out.push({ device, record, message, route: routeTaken(routedTo, preferred) });
   }
   return out;
+}
+
+/** Which way a route went (docs/protocol.md, "Commands"; counted for docs/operations.md). */
+function routeTaken(routedTo: readonly string[], preferred: string | null): CommandRoute {
+  if (routedTo.length === 0) return 'none';
+  return preferred !== null && routedTo.length === 1 && routedTo[0] === preferred ? 'lastReporter' : 'candidates';
 }
 
 /** Records the commands durably, then sends each along its route. */
 async function record(platform: Platform, prepared: Prepared[]): Promise<void> {
   await platform.writes.enqueue({ commands: prepared.map((p) => p.record) });
-  for (const { device, record, message } of prepared) platform.live.deliverCommand(device, message, record.routedTo);
+  for (const { device, record, message, route } of prepared) {
+    platform.commandRoutes[route].inc();
+    platform.live.deliverCommand(device, message, record.routedTo);
+  }
 }

@@ -14,6 +14,7 @@ export const ERROR_TYPES = {
   UnsupportedMediaType: 415,
   RateLimited: 429,
   InternalError: 500,
+  Unavailable: 503,
 } as const;
 
 export type ErrorType = keyof typeof ERROR_TYPES;

@@ -48,7 +48,12 @@ export class Maintenance {
         // One job at a time; a slow run is not stacked by the next tick.
         this.running = this.running
           .then(job)
-          .catch((err: unknown) => this.platform.logger.error({ err }, 'maintenance failed'));
+          .catch((err: unknown) =>
+            this.platform.logger.error(
+              { component: 'maintenance', event: 'maintenanceFailed', err },
+              'maintenance failed',
+            ),
+          );
       }, ms);
       timer.unref();
       this.timers.push(timer);

@@ -16,6 +16,7 @@ import {
 import { RateLimiter } from '../domain/rate-limit.js';
 import { DEFAULT_TOPIC_PREFIX } from '../domain/topics.js';
 import { type Logger, silentLogger } from '../logger.js';
+import { type Count, noCounts } from '../ops/instruments.js';
 import type { Store, WriteBatch } from '../store/types.js';
 import { Accounts } from './accounts.js';
 import { type DeviceTokenClaims, looksLikeDeviceToken, signDeviceToken, verifyDeviceToken } from './device-tokens.js';
@@ -25,7 +26,7 @@ import type { IngestOutcome } from './ingest.js';
 import { LogBudget } from './log-budget.js';
 import { Registry } from './registry.js';
 import { generateSecret, type SecretCheckLimits, type Throttle, VerifiedSecrets } from './secrets.js';
-import { WriteQueue } from './write-queue.js';
+import { WriteQueue, type WriteQueueInstruments } from './write-queue.js';
 
 /** What the platform needs to know about live MQTT connections; the broker provides it. */
 export interface Connections {
@@ -67,7 +68,13 @@ export interface PlatformOptions {
   logger?: Logger;
   /** Limits on secret checks that need hashing (tests lower them). */
   secretCheckLimits?: Partial<SecretCheckLimits>;
+  /** What the group commit and command routing count with (src/ops/metrics.ts); default: nothing. */
+  instruments?: { writes: WriteQueueInstruments; commandRoutes: Record<CommandRoute, Count> };
 }
+
+/** Where a recorded command went: the peripheral's last reporter, every allowed receiver, or nobody. */
+export const COMMAND_ROUTES = ['lastReporter', 'candidates', 'none'] as const;
+export type CommandRoute = (typeof COMMAND_ROUTES)[number];
 
 const TOKEN_SECRET_SETTING = 'deviceTokenSecret';
 /**
@@ -91,6 +98,8 @@ export class Platform {
   readonly clock: () => number;
   readonly logger: Logger;
   readonly accounts: Accounts;
+  /** Commands recorded, by route (core/commands.ts). */
+  readonly commandRoutes: Record<CommandRoute, Count>;
   private connections: Connections = NO_CONNECTIONS;
   private readonly verified: VerifiedSecrets;
   private readonly logBudget = new LogBudget();
@@ -110,12 +119,16 @@ export class Platform {
     this.topicPrefix = options.topicPrefix ?? DEFAULT_TOPIC_PREFIX;
     this.logger = options.logger ?? silentLogger;
     this.verified = new VerifiedSecrets(options.secretCheckLimits ? { limits: options.secretCheckLimits } : {});
-    this.bus = new EventBus((err, event) => this.logger.error({ err, event }, 'event listener failed'));
+    this.bus = new EventBus((err, busEvent) =>
+      this.logger.error({ component: 'core', event: 'listenerFailed', busEvent, err }, 'event listener failed'),
+    );
     this.registry = new Registry(this.store, this.clock);
     this.writes = new WriteQueue(this.store, {
       onCommitted: (b) => this.announce(b),
-      onError: (err) => this.logger.error({ err }, 'group commit failed'),
+      onError: (err) => this.logger.error({ component: 'core', event: 'commitFailed', err }, 'group commit failed'),
+      ...(options.instruments ? { instruments: options.instruments.writes } : {}),
     });
+    this.commandRoutes = options.instruments?.commandRoutes ?? noCounts(COMMAND_ROUTES);
     this.accounts = new Accounts(this.store, this.verified, this.clock);
     this.registry.onRevocation((change) => {
       if (change.keyId) this.verified.forget(change.keyId);

@@ -207,7 +207,7 @@ export interface FlowStore {
   /** Oldest first. */
   listFlowVersions(flowId: string): Promise<FlowVersion[]>;
 
-  /** Appends runs, keeping the newest `keepPerFlow` of each flow. */
+  /** Appends runs, keeping the newest `keepPerFlow` of each flow (older ones go in batches: a few more may stay a while). */
   appendFlowRuns(runs: FlowRun[], keepPerFlow: number): Promise<void>;
   /** Newest first; bounds inclusive, epoch ms. */
   listFlowRuns(flowId: string, query: { limit: number; start?: number; end?: number }): Promise<FlowRun[]>;
@@ -227,6 +227,12 @@ export interface FlowStore {
 
 export interface Store extends AccountStore, FlowStore {
   close(): Promise<void>;
+  /**
+   * Resolves when the store can take a write now, through the connection the group commit uses;
+   * rejects with the cause otherwise (closed, read-only, locked). Leaves no data behind, and is
+   * cheap enough for a readiness probe (docs/operations.md, "/ready").
+   */
+  checkWritable(): Promise<void>;
 
   getSetting(key: string): Promise<string | undefined>;
   setSetting(key: string, value: string): Promise<void>;

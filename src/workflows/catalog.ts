@@ -27,8 +27,11 @@ export interface NodeContext {
 
 export interface NodeType {
   type: string;
-  /** Outputs the node must declare in `outputIds`; null: any number (Switch). */
-  outputs: number | null;
+  /**
+   * Outputs the node must declare in `outputIds`; null: any number; a function: a number that
+   * depends on the config (Switch: one per case, plus the default).
+   */
+  outputs: number | null | ((config: Record<string, unknown>) => number | null);
   validate(config: Record<string, unknown>, problem: Problem): void;
   /** Runs the node; answers the index of the output to follow (default 0), or null for none. */
   run(

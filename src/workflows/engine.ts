@@ -14,7 +14,7 @@ import { type NodeContext, nodeType } from './catalog.js';
 import { DEVELOP_VERSION, type Flow, type FlowDefinition, type FlowRun, type FlowTrigger } from './definition.js';
 import { realTimers, type TimerSource } from './timers.js';
 import { deviceMatches, mqttTopicFilter, stateMatches } from './triggers.js';
-import './nodes/core.js';
+import './nodes/index.js';
 
 export interface EngineLimits {
   /** A run is stopped after this long. */
@@ -56,6 +56,8 @@ export interface DebugEntry {
 interface ActiveFlow {
   flow: Flow;
   definition: FlowDefinition;
+  /** The definition's globals, parsed once. */
+  globals: Record<string, unknown>;
   version: string;
   /** When this definition was loaded: inactivity counts only reports since. */
   loadedAt: number;
@@ -142,15 +144,16 @@ export class WorkflowEngine {
         version = pinned.version;
       }
     }
-    const previous = this.active.get(flow.id);
+    // Runs of the previous definition finish on their own; this one starts with an empty queue.
     const active: ActiveFlow = {
       flow,
       definition,
+      globals: globalsOf(definition),
       version,
       loadedAt: this.platform.clock(),
       stopTimers: [],
-      running: previous?.running ?? 0,
-      queue: previous?.queue ?? [],
+      running: 0,
+      queue: [],
     };
     this.active.set(flow.id, active);
     for (const trigger of definition.triggers) {
@@ -425,7 +428,8 @@ export class WorkflowEngine {
       flowId: flow.id,
       flowName: flow.name,
       flowVersion: active.version,
-      globals: globalsOf(active.definition),
+      // Each run gets its own copy: a node may change it.
+      globals: structuredClone(active.globals),
     };
   }
 
@@ -460,7 +464,10 @@ export class WorkflowEngine {
 
   private launch(active: ActiveFlow, job: () => Promise<void>): void {
     active.running++;
-    const done = job()
+    // Each run starts in a turn of its own (setImmediate), after pending I/O: a backlog of runs
+    // chained through promises alone would never let sockets and requests be served.
+    const done = new Promise<void>((resolve) => setImmediate(resolve))
+      .then(job)
       .catch(() => {})
       .finally(() => {
         active.running--;

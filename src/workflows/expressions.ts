@@ -63,40 +63,57 @@ export interface CompiledExpression {
 /** Whether an expression parses (templates allowed); the reason when it does not. */
 export function expressionProblem(source: string): string | undefined {
   try {
-    // Templates are replaced by references for the check, as they are at run time.
-    parse(replaceTemplates(source, () => 0).text);
+    compile(source);
     return undefined;
   } catch (err) {
     return (err as Error).message;
   }
 }
 
-/** Renders the templates of `source` for `payload`, then parses and evaluates it. */
+/** Renders the templates of `source` for `payload`, then evaluates it. */
 export function evaluateExpression(source: string, payload: unknown): unknown {
-  const { text, values } = replaceTemplates(source, (inner) => templateValue(inner, payload));
-  return evaluate(parse(text), payload, values, 0);
+  const { ast, slots } = compile(source);
+  const values = slots.map((slot) => {
+    const value = slot.path !== undefined ? lookup(payload, slot.path) : renderString(`{{${slot.inner}}}`, payload);
+    return slot.quoted ? (value === undefined || value === null ? '' : String(value)) : value;
+  });
+  return evaluate(ast, payload, values, 0);
 }
 
-function templateValue(inner: string, payload: unknown): unknown {
-  const path = inner.trim();
-  if (/^[A-Za-z_$][\w$]*(\.[\w$]+|\.\[\d+\]|\[\d+\])*$/.test(path)) return lookup(payload, path);
-  return renderString(`{{${inner}}}`, payload);
+/** One `{{...}}` of an expression: a payload path, or anything else Handlebars renders. */
+interface Slot {
+  inner: string;
+  path: string | undefined;
+  /** Inside quotes: the value's text, as a string. */
+  quoted: boolean;
 }
+
+/** Parsed expressions by source: a flow's expressions are parsed once, not at every run. */
+const compiledExpressions = new Map<string, { ast: Ast; slots: Slot[] }>();
+const MAX_COMPILED = 5_000;
 
 /**
- * Replaces each `{{...}}` by a string literal (when it sits inside quotes) or by a reference
- * `__vN` to its value.
+ * Parses an expression. Each `{{...}}` becomes a reference `__vN` to its value (inside quotes:
+ * to its value's text), so the parsed tree is the same whatever the payload holds.
  */
-function replaceTemplates(source: string, valueFor: (inner: string) => unknown): { text: string; values: unknown[] } {
-  const values: unknown[] = [];
+function compile(source: string): { ast: Ast; slots: Slot[] } {
+  const known = compiledExpressions.get(source);
+  if (known) return known;
+  const slots: Slot[] = [];
   const text = source.replace(/(['"]?)\{\{([^}]*)\}\}\1/g, (_all, quote: string, inner: string) => {
-    const value = valueFor(inner);
-    if (quote) return JSON.stringify(value === undefined || value === null ? '' : String(value));
-    values.push(value);
-    return `__v${values.length - 1}`;
+    const path = inner.trim();
+    slots.push({ inner, path: PATH.test(path) ? path : undefined, quoted: quote !== '' });
+    return `__v${slots.length - 1}`;
   });
-  return { text, values };
+  const compiled = { ast: parse(text), slots };
+  if (compiledExpressions.size >= MAX_COMPILED) {
+    compiledExpressions.delete(compiledExpressions.keys().next().value as string);
+  }
+  compiledExpressions.set(source, compiled);
+  return compiled;
 }
+
+const PATH = /^[A-Za-z_$][\w$]*(\.[\w$]+|\.\[\d+\]|\[\d+\])*$/;
 
 function parse(text: string): Ast {
   if (text.length > MAX_EXPRESSION_LENGTH) {

@@ -5,7 +5,7 @@
 import { GatehouseError } from '../core/errors.js';
 import { nodeType } from './catalog.js';
 import type { FlowDefinition, FlowGlobal, FlowNode, FlowTrigger } from './definition.js';
-import './nodes/core.js';
+import './nodes/index.js';
 import { validateTrigger } from './triggers.js';
 
 export const MAX_NODES = 500;
@@ -31,9 +31,10 @@ export function definitionProblems(def: FlowDefinition): string[] {
       return;
     }
     type.validate(node.config ?? {}, (field, message) => problems.push(`${where}: config/${field} ${message}`));
-    if (type.outputs !== null && node.outputIds.length !== type.outputs) {
+    const outputs = typeof type.outputs === 'function' ? type.outputs(node.config ?? {}) : type.outputs;
+    if (outputs !== null && node.outputIds.length !== outputs) {
       problems.push(
-        `${where}: outputIds must hold ${type.outputs} output${type.outputs === 1 ? '' : 's'}${
+        `${where}: outputIds must hold ${outputs} output${outputs === 1 ? '' : 's'}${
           node.type === 'ConditionalNode' ? ' (false, then true)' : ''
         }, not ${node.outputIds.length}`,
       );

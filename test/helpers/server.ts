@@ -7,6 +7,7 @@ import { resolveConfig } from '../../src/config.js';
 import type { SecretCheckLimits } from '../../src/core/secrets.js';
 import type { Logger } from '../../src/logger.js';
 import { type RunningGatehouse, startGatehouse } from '../../src/server.js';
+import type { EngineLimits } from '../../src/workflows/engine.js';
 import type { TimerSource } from '../../src/workflows/timers.js';
 
 export const ADMIN_TOKEN = 'test-admin-token-0123456789';
@@ -38,12 +39,22 @@ export async function startTestServer(
     secretCheckLimits?: Partial<SecretCheckLimits>;
     clock?: () => number;
     workflowTimers?: TimerSource;
+    /** Protects GET /metrics with this bearer token. */
+    metricsToken?: string;
+    workflowLimits?: Partial<EngineLimits>;
   } = {},
 ): Promise<TestServer> {
   const dataDir = options.dataDir ?? mkdtempSync(path.join(tmpdir(), 'gatehouse-test-'));
   const config = resolveConfig(
     // Only errors reach the test output; a test that reads the log passes its own logger.
-    { dataDir, mqttPort: '0', httpPort: '0', host: '127.0.0.1', logLevel: 'error' },
+    {
+      dataDir,
+      mqttPort: '0',
+      httpPort: '0',
+      host: '127.0.0.1',
+      logLevel: 'error',
+      ...(options.metricsToken ? { metricsToken: options.metricsToken } : {}),
+    },
     { GATEHOUSE_ADMIN_TOKEN: ADMIN_TOKEN },
   );
   const running = await startGatehouse(config, {
@@ -51,6 +62,7 @@ export async function startTestServer(
     ...(options.secretCheckLimits ? { secretCheckLimits: options.secretCheckLimits } : {}),
     ...(options.clock ? { clock: options.clock } : {}),
     ...(options.workflowTimers ? { workflowTimers: options.workflowTimers } : {}),
+    ...(options.workflowLimits ? { workflowLimits: options.workflowLimits } : {}),
   });
   const clients: MqttClient[] = [];
   const server: TestServer = {

@@ -87,6 +87,16 @@ const ROUTES: Array<{ method: string; url: string; query?: string[]; body?: Reco
   { method: 'GET', url: '/applications/:a/tokens', query: ['page', 'perPage'] },
   { method: 'POST', url: '/applications/:a/tokens', body: { name: 'n', role: 'viewer' } },
   { method: 'DELETE', url: '/applications/:a/tokens/:t' },
+  { method: 'POST', url: '/applications/:a/flows', body: { name: 'n' } },
+  { method: 'GET', url: '/applications/:a/flows', query: ['page', 'perPage'] },
+  { method: 'GET', url: '/applications/:a/flows/:f' },
+  { method: 'PATCH', url: '/applications/:a/flows/:f', body: { description: 'd' } },
+  { method: 'DELETE', url: '/applications/:a/flows/:f' },
+  { method: 'POST', url: '/applications/:a/flows/:f/versions', body: { version: 'v' } },
+  { method: 'GET', url: '/applications/:a/flows/:f/versions', query: ['page', 'perPage'] },
+  { method: 'GET', url: '/applications/:a/flows/:f/logs', query: ['limit', 'start', 'end'] },
+  { method: 'GET', url: '/applications/:a/flows/:f/debugStream' },
+  { method: 'POST', url: '/applications/:a/flows/:f/virtualButton', body: { key: 'go' } },
 ];
 
 /** Query values no route expects. */
@@ -146,13 +156,15 @@ describe('REST hardening', () => {
 
   let userId: string;
   let tokenId: string;
-  const fill = (url: string, ids: { a?: string; d?: string; k?: string; u?: string; t?: string } = {}) =>
+  let flowId: string;
+  const fill = (url: string, ids: { a?: string; d?: string; k?: string; u?: string; t?: string; f?: string } = {}) =>
     url
       .replace(':a', ids.a ?? fleet.applicationId)
       .replace(':d', ids.d ?? fleet.standalone)
       .replace(':k', ids.k ?? keyId)
       .replace(':u', ids.u ?? userId)
-      .replace(':t', ids.t ?? tokenId);
+      .replace(':t', ids.t ?? tokenId)
+      .replace(':f', ids.f ?? flowId);
 
   async function send(
     method: string,
@@ -235,6 +247,12 @@ describe('REST hardening', () => {
       email: 'u@example.com',
       role: 'owner',
     });
+    flowId = ok(
+      await server.http<{ id: string }>('POST', `/applications/${fleet.applicationId}/flows`, {
+        name: 'probe',
+        triggers: [{ type: 'virtualButton', key: 'go', outputIds: [[]] }],
+      }),
+    ).id;
     tokenId = ok(
       await server.http<{ id: string }>('POST', `/applications/${fleet.applicationId}/tokens`, {
         name: 't',
@@ -246,7 +264,7 @@ describe('REST hardening', () => {
 
   it('probes every route the API serves', async () => {
     // A second API on the same platform, never listening: only to list its routes.
-    const api = createApi(server.running.platform);
+    const api = createApi(server.running.platform, { workflows: server.running.workflows });
     const served: string[] = [];
     api.addHook('onRoute', (route) => {
       // The API reference's own routes (/openapi.json, /docs) are not part of the API it describes.
@@ -262,9 +280,12 @@ describe('REST hardening', () => {
           .replace(':d', ':deviceId')
           .replace(':k', ':keyId')
           .replace(':u', ':userId')
-          .replace(':t', ':tokenId')}`,
+          .replace(':t', ':tokenId')
+          .replace(':f', ':flowId')}`,
     );
-    expect(served.filter((r) => r !== 'GET /health').sort()).toEqual(probed.sort());
+    // The operator's routes answer no API resource (test/integration/readiness.test.ts, metrics.test.ts).
+    const operator = ['GET /health', 'GET /ready', 'GET /metrics'];
+    expect(served.filter((r) => !operator.includes(r)).sort()).toEqual(probed.sort());
   });
 
   describe('query strings', () => {
@@ -437,7 +458,7 @@ describe('REST hardening', () => {
 
     it('answer 404 NotFound on every route, for every id in the path', async () => {
       for (const route of ROUTES.filter((r) => r.url.includes(':'))) {
-        for (const slot of ['a', 'd', 'k', 'u', 't'] as const) {
+        for (const slot of ['a', 'd', 'k', 'u', 't', 'f'] as const) {
           if (!route.url.includes(`:${slot}`)) continue;
           for (const bad of MALFORMED) {
             const url = fill(route.url, { [slot]: bad });

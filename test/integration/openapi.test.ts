@@ -38,6 +38,8 @@ const BODY_METHODS = new Set(['POST', 'PUT', 'PATCH', 'DELETE']);
 const ERROR_STATUSES = new Set<number>(Object.values(ERROR_TYPES));
 /** Well formed, and no id of anything. */
 const UNKNOWN_ID = '0123456789abcdef01234567';
+/** The server below protects /metrics with this token, so that its 401 is answered too. */
+const METRICS_TOKEN = 'openapi-metrics-token-0123456789';
 
 interface MediaType {
   schema?: unknown;
@@ -177,7 +179,7 @@ describe('API reference', () => {
   }
 
   beforeAll(async () => {
-    server = await startTestServer();
+    server = await startTestServer({ metricsToken: METRICS_TOKEN });
     base = server.running.urls.http;
     doc = ok(await server.http<OpenApiDocument>('GET', OPENAPI_PATH, undefined, null), 200);
     fleet = await createFleet(server, { application: { rateLimit: { messages: 10_000, windowSeconds: 60 } } });
@@ -403,8 +405,12 @@ describe('API reference', () => {
     const app = () => `/applications/${fleet.applicationId}`;
     const device = (id: string) => `${app()}/devices/${id}`;
 
-    it('health and device authentication', async () => {
+    it('health, readiness, metrics and device authentication', async () => {
       await expectStatus(200, 'GET', '/health', { token: null });
+      await expectStatus(200, 'GET', '/ready', { token: null });
+      await expectStatus(401, 'GET', '/metrics', { token: null });
+      await expectStatus(401, 'GET', '/metrics');
+      await expectStatus(200, 'GET', '/metrics', { token: METRICS_TOKEN });
       const credentials = { deviceId: fleet.gateway, key: fleet.key, secret: fleet.secret };
       await expectStatus(200, 'POST', '/auth/device', { token: null, body: credentials });
       await expectStatus(401, 'POST', '/auth/device', { token: null, body: { ...credentials, secret: 'wrong' } });
@@ -515,6 +521,36 @@ describe('API reference', () => {
       await expectStatus(404, 'DELETE', `/users/${user.id}`);
     });
 
+    it('workflows', async () => {
+      const flows = `${app()}/flows`;
+      const definition = {
+        triggers: [{ type: 'virtualButton', key: 'go', outputIds: [['debug']] }],
+        nodes: [{ id: 'debug', type: 'DebugNode', config: { message: 'pressed' }, outputIds: [[]] }],
+      };
+      const flow = await expectStatus<{ id: string }>(201, 'POST', flows, {
+        body: { name: 'reference', ...definition },
+      });
+      await expectStatus(400, 'POST', flows, { body: { name: 'bad', nodes: [{ id: 'x', type: 'NoSuchNode' }] } });
+      await expectStatus(200, 'GET', flows);
+      await expectStatus(400, 'GET', `${flows}?perPage=0`);
+      await expectStatus(200, 'GET', `${flows}/${flow.id}`);
+      await expectStatus(404, 'GET', `${flows}/${UNKNOWN_ID}`);
+      await expectStatus(200, 'PATCH', `${flows}/${flow.id}`, { body: { description: 'checked' } });
+      await expectStatus(400, 'PATCH', `${flows}/${flow.id}`, { body: { defaultVersionId: UNKNOWN_ID } });
+      await expectStatus(201, 'POST', `${flows}/${flow.id}/versions`, { body: { version: 'v1' } });
+      await expectStatus(409, 'POST', `${flows}/${flow.id}/versions`, { body: { version: 'v1' } });
+      await expectStatus(200, 'GET', `${flows}/${flow.id}/versions`);
+      await expectStatus(404, 'GET', `${flows}/${UNKNOWN_ID}/versions`);
+      await expectStatus(200, 'POST', `${flows}/${flow.id}/virtualButton`, { body: { key: 'go' } });
+      await expectStatus(404, 'POST', `${flows}/${flow.id}/virtualButton`, { body: { key: 'nope' } });
+      await expectStatus(200, 'GET', `${flows}/${flow.id}/logs?limit=5`);
+      await expectStatus(400, 'GET', `${flows}/${flow.id}/logs?limit=0`);
+      await expectStatus(200, 'GET', `${flows}/${flow.id}/debugStream`);
+      await expectStatus(404, 'GET', `${flows}/${UNKNOWN_ID}/debugStream`);
+      await expectStatus(200, 'DELETE', `${flows}/${flow.id}`);
+      await expectStatus(404, 'DELETE', `${flows}/${flow.id}`);
+    });
+
     it('state', async () => {
       await expectStatus(200, 'POST', `${device(fleet.gateway)}/state`, { body: { data: { temperature: 21 } } });
       // An attribute the device does not have is left out and listed.
@@ -584,34 +620,6 @@ describe('API reference', () => {
       await expectStatus(200, 'GET', `${app()}/events?types=state,command`);
       await expectStatus(400, 'GET', `${app()}/events?types=gossip`);
       await expectStatus(403, 'GET', `${app()}/events`, { token: gatewayToken });
-    });
-
-    it('workflows', async () => {
-      const flows = `${app()}/flows`;
-      const flow = await expectStatus<{ id: string }>(201, 'POST', flows, {
-        body: {
-          name: 'reference',
-          triggers: [{ type: 'virtualButton', key: 'go', outputIds: [['debug']] }],
-          nodes: [{ id: 'debug', type: 'DebugNode', config: {}, outputIds: [[]] }],
-        },
-      });
-      await expectStatus(400, 'POST', flows, { body: { name: 'bad', triggers: [{ type: 'smokeSignal' }] } });
-      await expectStatus(200, 'GET', flows);
-      await expectStatus(400, 'GET', `${flows}?perPage=0`);
-      await expectStatus(200, 'GET', `${flows}/${flow.id}`);
-      await expectStatus(200, 'PATCH', `${flows}/${flow.id}`, { body: { description: 'for the reference' } });
-      await expectStatus(400, 'PATCH', `${flows}/${flow.id}`, { body: { enabled: 'yes' } });
-      await expectStatus(201, 'POST', `${flows}/${flow.id}/versions`, { body: { version: 'v1' } });
-      await expectStatus(409, 'POST', `${flows}/${flow.id}/versions`, { body: { version: 'v1' } });
-      await expectStatus(200, 'GET', `${flows}/${flow.id}/versions`);
-      await expectStatus(200, 'POST', `${flows}/${flow.id}/virtualButton`, { body: { key: 'go' } });
-      await expectStatus(404, 'POST', `${flows}/${flow.id}/virtualButton`, { body: { key: 'nope' } });
-      await expectStatus(200, 'GET', `${flows}/${flow.id}/logs`);
-      await expectStatus(400, 'GET', `${flows}/${flow.id}/logs?limit=0`);
-      await expectStatus(200, 'GET', `${flows}/${flow.id}/debugStream`);
-      await expectStatus(403, 'GET', `${flows}/${flow.id}`, { token: gatewayToken });
-      await expectStatus(200, 'DELETE', `${flows}/${flow.id}`);
-      await expectStatus(404, 'DELETE', `${flows}/${flow.id}`);
     });
 
     it('webhooks', async () => {

@@ -4,6 +4,9 @@
  * gateway and records a summary on another device; validation names the node and field;
  * disabling, versions, virtual buttons, chains of workflow-written state and the run log.
  */
+import { readFileSync } from 'node:fs';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   createFleet,
@@ -30,6 +33,10 @@ describe('workflows', () => {
   let server: TestServer;
   let fleet: SeedFleet;
   let summary: string;
+  /** The webhook the worked example posts to: a local HTTP server (loopback) recording each POST. */
+  let hook: Server;
+  let hookUrl: string;
+  const posted: Array<{ method: string; url: string; body: unknown }> = [];
   const app = () => `/applications/${fleet.applicationId}`;
 
   beforeAll(async () => {
@@ -44,10 +51,31 @@ describe('workflows', () => {
         ],
       }),
     ).id;
+    hook = createServer((req, res) => {
+      const chunks: Buffer[] = [];
+      req.on('data', (c: Buffer) => chunks.push(c));
+      req.on('end', () => {
+        posted.push({
+          method: req.method ?? '',
+          url: req.url ?? '',
+          body: JSON.parse(Buffer.concat(chunks).toString()),
+        });
+        res.writeHead(200, { 'content-type': 'application/json' });
+        res.end('{"received":true}');
+      });
+    });
+    await new Promise<void>((resolve) => hook.listen(0, '127.0.0.1', resolve));
+    hookUrl = `http://127.0.0.1:${(hook.address() as AddressInfo).port}/hooks/hot`;
   });
-  afterAll(() => server.stop());
+  afterAll(async () => {
+    await new Promise((resolve) => hook.close(resolve));
+    await server.stop();
+  });
 
-  /** The worked example: hot bound peripheral → fan on through its gateway, summary recorded. */
+  /**
+   * The worked example: hot bound peripheral → fan on through its gateway, summary recorded, and
+   * a webhook told (HTTP POST with the peripheral and its temperature).
+   */
   const fanFlow = () => ({
     name: 'Fan on when hot',
     triggers: [
@@ -63,7 +91,7 @@ describe('workflows', () => {
         id: 'hot',
         type: 'ConditionalNode',
         config: { expression: '{{data.temperature}} > 30' },
-        outputIds: [[], ['fan', 'record']],
+        outputIds: [[], ['fan', 'record', 'webhook']],
       },
       {
         id: 'fan',
@@ -86,6 +114,20 @@ describe('workflows', () => {
             { key: 'hotTemperature', valueTemplate: '{{data.temperature}}' },
           ],
           resultPath: 'working.recorded',
+        },
+        outputIds: [[]],
+      },
+      {
+        id: 'webhook',
+        type: 'HttpNode',
+        config: {
+          method: 'POST',
+          uriTemplate: hookUrl,
+          bodyType: 'jsonTemplate',
+          bodyTemplate:
+            '{"peripheral": "{{triggerId}}", "name": "{{deviceName}}", "temperature": {{data.temperature}}, "via": "{{relayId}}"}',
+          timeoutTemplate: '5',
+          responsePath: 'working.webhook',
         },
         outputIds: [[]],
       },
@@ -147,6 +189,15 @@ describe('workflows', () => {
       qos: 1,
     });
     expect((await command).payload).toMatchObject({ name: 'fan', payload: { on: true, because: 31.5 } });
+    const webhookPost = await eventually(() =>
+      posted.find((p) => (p.body as { temperature: number }).temperature === 31.5),
+    );
+    expect(webhookPost).toEqual({
+      method: 'POST',
+      url: '/hooks/hot',
+      body: { peripheral: fleet.bound, name: 'bound', temperature: 31.5, via: fleet.gateway },
+    });
+    expect(posted.some((p) => (p.body as { temperature: number }).temperature === 25)).toBe(false);
 
     const history = ok(
       await server.http<Array<{ name: string; routedTo: string[]; sentBy: string }>>(
@@ -175,7 +226,7 @@ describe('workflows', () => {
       [fleet.bound, 0, []],
       [fleet.bound, 0, []],
     ]);
-    expect(log[0]?.pathsCompleted).toBe(2); // debug after the command, and the state
+    expect(log[0]?.pathsCompleted).toBe(3); // debug after the command, the state, the webhook
     expect(log[1]?.pathsCompleted).toBe(1); // 25: the false branch, which is empty
     const events = await debug.waitFor(1);
     expect(events[0]).toMatchObject({
@@ -198,6 +249,11 @@ describe('workflows', () => {
     ok(await server.http('POST', `${app()}/devices/${fleet.bound}/state`, { data: { temperature: 40 } }, token), 200);
     const [run] = await runs(flow.id, 1);
     expect(run).toMatchObject({ triggerType: 'deviceId', triggerId: fleet.bound, pathsFailed: 0 });
+    expect(posted.find((p) => (p.body as { temperature: number }).temperature === 40)).toEqual({
+      method: 'POST',
+      url: '/hooks/hot',
+      body: { peripheral: fleet.bound, name: 'bound', temperature: 40, via: fleet.gateway },
+    });
     const history = ok(
       await server.http<Array<{ name: string; routedTo: string[] }>>(
         'GET',
@@ -256,6 +312,61 @@ describe('workflows', () => {
     const missing = await server.http('POST', `${app()}/flows/${flow.id}/virtualButton`, { key: 'nope' });
     expect(missing.status).toBe(404);
     expect((await server.http('POST', `${app()}/flows/${flow.id}/versions`, { version: 'v1' })).status).toBe(409);
+  });
+
+  it('imports a flow exported from Losant as it is (export-only fields ignored) and runs it', async () => {
+    const sensor = ok(
+      await server.http<{ id: string }>('POST', `${app()}/devices`, {
+        name: 'exported sensor',
+        attributes: [{ name: 'temperature', dataType: 'number' }],
+      }),
+    ).id;
+    const exported = readFileSync(new URL('./fixtures/losant-export.json', import.meta.url), 'utf8')
+      .replaceAll('__DEVICE_ID__', sensor)
+      .replaceAll('__SUMMARY_ID__', summary);
+    const body = JSON.parse(exported) as { nodes: Array<{ meta: unknown }>; triggers: Array<{ meta: unknown }> };
+    const flow = ok(
+      await server.http<{ id: string; flowClass: string; stats: unknown; nodes: Array<{ meta: unknown }> }>(
+        'POST',
+        `${app()}/flows`,
+        body,
+      ),
+    );
+    expect(flow.id).not.toBe('65f1c0a2b3d4e5f601234567');
+    expect(flow.flowClass).toBe('cloud');
+    expect(flow.stats).toEqual({ runCount: 0, errorCount: 0 });
+    expect(flow.nodes.map((n) => n.meta)).toEqual(body.nodes.map((n) => n.meta));
+    const debug = await openStream(server, `${app()}/flows/${flow.id}/debugStream`);
+
+    ok(await server.http('POST', `${app()}/devices/${sensor}/state`, { data: { temperature: 35 } }), 200);
+    const recorded = await eventually(async () => {
+      const states = ok(
+        await server.http<Array<{ data: Record<string, unknown>; reportedBy: string }>>(
+          'GET',
+          `${app()}/devices/${summary}/state`,
+        ),
+        200,
+      );
+      return states.find((st) => st.data.lastHot === 'north 95F');
+    });
+    expect(recorded).toMatchObject({ data: { hotTemperature: 35 }, reportedBy: `flow:${flow.id}` });
+    ok(
+      await server.http('POST', `${app()}/flows/${flow.id}/virtualButton`, {
+        key: 'bands-button',
+        payload: { temperature: 20 },
+      }),
+      200,
+    );
+    const events = await debug.waitFor(2);
+    debug.close();
+    expect(events.map((e) => (e.json as { message: string }).message).sort()).toEqual(['fine at 68F', 'recorded 95F']);
+    const log = await runs(flow.id, 2);
+    expect(log.flatMap((r) => r.errors)).toEqual([]);
+    // An export of another flow class is still refused, naming the field.
+    const edge = await server.http<{ message: string }>('POST', `${app()}/flows`, { ...body, flowClass: 'edge' });
+    expect(edge.status).toBe(400);
+    expect(edge.body.message).toContain('flowClass');
+    ok(await server.http('DELETE', `${app()}/flows/${flow.id}`), 200);
   });
 
   it('stops a chain of workflow-written states that trigger themselves, and records why', async () => {

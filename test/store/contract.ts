@@ -149,6 +149,24 @@ export function storeContract(name: string, open: () => Promise<Store>): void {
       });
     });
 
+    describe('checkWritable', () => {
+      it('resolves on an open store, and writes before and after it go on as before', async () => {
+        await store.checkWritable();
+        await store.checkWritable();
+        await store.setSetting('instance.id', 'a');
+        const device = await addDevice();
+        await store.applyBatch(writeBatch({ states: [state(device.id, T0, { temp: 1 })] }));
+        await store.checkWritable();
+        expect(await store.getSetting('instance.id')).toBe('a');
+        expect(await store.queryStates(device.id, { limit: 10, sortDirection: 'asc' })).toHaveLength(1);
+      });
+
+      it('rejects once the store is closed', async () => {
+        await store.close();
+        await expect(store.checkWritable()).rejects.toThrow();
+      });
+    });
+
     describe('accounts', () => {
       const makeUser = (overrides: Partial<StoredUser> = {}): StoredUser => ({
         id: newId(),

@@ -135,6 +135,52 @@ describe('SqliteStore', () => {
     await store.close();
   });
 
+  it('checkWritable writes nothing: the settings and the database file stay as they were', async () => {
+    const dataDir = tempDir();
+    const store = await openSqliteStore({ dataDir });
+    await store.setSetting('k', 'v');
+    const reader = new Database(join(dataDir, DATABASE_FILENAME), { readonly: true });
+    try {
+      const settings = () => reader.prepare('SELECT key, value FROM settings ORDER BY key').all();
+      const before = settings();
+      const version = reader.pragma('data_version', { simple: true });
+      await store.checkWritable();
+      expect(settings()).toEqual(before);
+      // data_version changes when another connection commits: the check committed nothing.
+      expect(reader.pragma('data_version', { simple: true })).toBe(version);
+    } finally {
+      reader.close();
+      await store.close();
+    }
+  });
+
+  it('checkWritable rejects on a read-only database, and while another connection holds the write lock', async () => {
+    const file = join(tempDir(), DATABASE_FILENAME);
+    await (await openSqliteStore({ filename: file })).close();
+
+    const readOnly = new SqliteStore(new Database(file, { readonly: true }), { recover: false });
+    await expect(readOnly.checkWritable()).rejects.toMatchObject({ code: 'SQLITE_READONLY' });
+    expect(await readOnly.getSetting('k')).toBeUndefined(); // the connection is still usable
+    await readOnly.close();
+
+    // A connection that does not wait for the lock (busy_timeout 0) meets another writer's lock.
+    const db = new Database(file);
+    db.pragma('busy_timeout = 0');
+    const store = new SqliteStore(db, { recover: false });
+    const other = new Database(file);
+    try {
+      other.exec('BEGIN IMMEDIATE');
+      await expect(store.checkWritable()).rejects.toMatchObject({ code: 'SQLITE_BUSY' });
+      other.exec('ROLLBACK');
+      await store.checkWritable();
+      await store.setSetting('k', 'v'); // no transaction was left open
+      expect(await store.getSetting('k')).toBe('v');
+    } finally {
+      other.close();
+      await store.close();
+    }
+  });
+
   it('applies tens of thousands of states in one batch quickly', async () => {
     const store = await openSqliteStore({ dataDir: tempDir() });
     const app = makeApp();

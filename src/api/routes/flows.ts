@@ -7,6 +7,7 @@ import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { type Static, Type } from '@sinclair/typebox';
 import { GatehouseError } from '../../core/errors.js';
 import { iso } from '../../core/wire.js';
+import { MAX_JSON_DEPTH, nestsDeeperThan } from '../../domain/json.js';
 import type { Flow as FlowModel, FlowRun, FlowVersion as FlowVersionModel } from '../../workflows/definition.js';
 import type { WorkflowEngine } from '../../workflows/engine.js';
 import type { Flows } from '../../workflows/flows.js';
@@ -46,6 +47,24 @@ const Definition = {
   globals: Type.Optional(Type.Array(Global, { maxItems: 100 })),
 };
 
+/**
+ * Fields of a Losant flow export that say nothing about what the flow does (its old identity,
+ * dates, counters, icon, custom-node use): accepted on create so an export posts as it is, and
+ * ignored (docs/workflows.md, "Importing a Losant export").
+ */
+const IgnoredExportFields = {
+  id: Type.Optional(Type.String({ maxLength: 255 })),
+  flowId: Type.Optional(Type.String({ maxLength: 255 })),
+  applicationId: Type.Optional(Type.String({ maxLength: 255 })),
+  creationDate: Type.Optional(Type.String({ maxLength: 64 })),
+  lastUpdated: Type.Optional(Type.String({ maxLength: 64 })),
+  iconData: Type.Optional(Type.Union([Type.String({ maxLength: 32_767 }), Type.Null()])),
+  defaultVersionId: Type.Optional(Type.Union([Type.String({ maxLength: 255 }), Type.Null()])),
+  customNodeSupports: Type.Optional(Type.Array(Type.String({ maxLength: 64 }), { maxItems: 10 })),
+  customNodeUseCount: Type.Optional(Type.Number()),
+  deletedInDevelop: Type.Optional(Type.Boolean()),
+  stats: Type.Optional(Type.Unknown()),
+};
 const FlowBody = Type.Object(
   {
     name: Type.String({ minLength: 1, maxLength: 255 }),
@@ -54,6 +73,7 @@ const FlowBody = Type.Object(
     // Losant's exports carry these; one flow class is run here, the rest is kept out.
     flowClass: Type.Optional(Type.Literal('cloud')),
     ...Definition,
+    ...IgnoredExportFields,
   },
   { additionalProperties: false },
 );
@@ -179,7 +199,8 @@ export const flowRoutes =
       async (request, reply) => {
         const { applicationId } = request.params;
         allow(request, { type: 'editApplication', applicationId });
-        const { flowClass: _, ...input } = request.body;
+        const { name, description, enabled, triggers, nodes, globals } = request.body;
+        const input = { name, description, enabled, triggers, nodes, globals };
         return reply.code(201).send(presentFlow(await flows.create(applicationId, input as never)));
       },
     );
@@ -358,6 +379,12 @@ export const flowRoutes =
       async (request) => {
         const { applicationId, flowId } = request.params;
         allow(request, { type: 'editApplication', applicationId });
+        if (nestsDeeperThan(request.body.payload, MAX_JSON_DEPTH)) {
+          throw new GatehouseError(
+            'Validation',
+            `body/payload nests arrays and objects more than ${MAX_JSON_DEPTH} levels deep`,
+          );
+        }
         const flow = await flows.require(applicationId, flowId);
         if (!flow.enabled) throw notFoundButton(`flow ${flowId} is disabled`);
         if (engine.pressButton(flowId, request.body.key, request.body.payload) === 0) {

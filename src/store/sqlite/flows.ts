@@ -121,8 +121,10 @@ function statements(db: Database.Database) {
     listVersions: db.prepare<[string], VersionRow>(
       'SELECT * FROM flow_versions WHERE flow_id = ? ORDER BY creation_date, id',
     ),
+    // A run may end after its flow was deleted: it is kept only while the flow exists.
     insertRun: db.prepare<[{ flowId: string; time: number; run: string }]>(
-      'INSERT INTO flow_runs (flow_id, time, run) VALUES (@flowId, @time, @run)',
+      `INSERT INTO flow_runs (flow_id, time, run)
+       SELECT @flowId, @time, @run WHERE EXISTS (SELECT 1 FROM flows WHERE id = @flowId)`,
     ),
     trimRuns: db.prepare<[{ flowId: string; keep: number }]>(
       `DELETE FROM flow_runs WHERE flow_id = @flowId AND id NOT IN
@@ -159,16 +161,21 @@ function statements(db: Database.Database) {
 export class SqliteFlows implements FlowStore {
   private readonly s: ReturnType<typeof statements>;
   private readonly appendRunsTx: (runs: FlowRun[], keep: number) => void;
+  /** Runs added per flow since its log was last trimmed: trimming scans the log, so it waits for a tenth of it. */
+  private readonly untrimmed = new Map<string, number>();
 
   constructor(db: Database.Database) {
     this.s = statements(db);
     this.appendRunsTx = db.transaction((runs: FlowRun[], keep: number) => {
-      const flows = new Set<string>();
       for (const run of runs) {
         this.s.insertRun.run({ flowId: run.flowId, time: run.time, run: JSON.stringify(run) });
-        flows.add(run.flowId);
+        this.untrimmed.set(run.flowId, (this.untrimmed.get(run.flowId) ?? 0) + 1);
       }
-      for (const flowId of flows) this.s.trimRuns.run({ flowId, keep });
+      for (const [flowId, added] of this.untrimmed) {
+        if (added < Math.max(1, Math.ceil(keep / 10))) continue;
+        this.s.trimRuns.run({ flowId, keep });
+        this.untrimmed.delete(flowId);
+      }
     });
   }
 
@@ -220,9 +227,7 @@ export class SqliteFlows implements FlowStore {
   }
 
   async appendFlowRuns(runs: FlowRun[], keepPerFlow: number): Promise<void> {
-    // A run may end after its flow was deleted: only runs of flows that still exist are kept.
-    const present = runs.filter((r) => this.s.getFlow.get(r.flowId));
-    if (present.length > 0) this.appendRunsTx(present, keepPerFlow);
+    if (runs.length > 0) this.appendRunsTx(runs, keepPerFlow);
   }
 
   async listFlowRuns(flowId: string, query: { limit: number; start?: number; end?: number }): Promise<FlowRun[]> {

@@ -101,6 +101,9 @@ const PER_DEVICE_TABLES = ['device_states', 'composite_state', 'commands', 'devi
 const DEVICE_COLUMNS =
   'id, application_id, name, description, device_class, gateway_id, tags, attributes, creation_date, last_updated';
 
+/** The settings row `checkWritable` writes and rolls back. */
+const WRITABLE_CHECK_SETTING = 'writableCheck';
+
 // SQLite's lower() folds ASCII only; the name filter must be case-insensitive for every script.
 const UNICODE_LOWER = 'gatehouse_lower';
 
@@ -415,6 +418,23 @@ export class SqliteStore implements Store {
       this.flushHeldRollups(true);
     } finally {
       this.db.close();
+    }
+  }
+
+  /**
+   * Takes the write lock as a group commit does (BEGIN IMMEDIATE, waiting at most busy_timeout
+   * for another writer), writes one settings row and rolls it back: a closed connection, a
+   * read-only database or a lock held elsewhere fails here. Nothing reaches the disk, so the
+   * check costs no fsync and holds the lock for microseconds. Whether the disk takes a commit
+   * is what the group commit's own outcome says (WriteQueue.lastCommitFailed).
+   */
+  async checkWritable(): Promise<void> {
+    if (this.db.inTransaction) throw new Error('a transaction is open on the connection');
+    this.db.exec('BEGIN IMMEDIATE');
+    try {
+      this.s.setSetting.run(WRITABLE_CHECK_SETTING, String(this.now()));
+    } finally {
+      this.db.exec('ROLLBACK');
     }
   }
 

@@ -11,7 +11,8 @@ import { oneOf, optionalString, type Problem, registerNode, requireString } from
 import { evaluateExpression, expressionProblem } from '../expressions.js';
 import { lookup, removePath, renderJson, renderString, setPath, templateProblem } from '../templates.js';
 
-function checkTemplate(config: Record<string, unknown>, field: string, problem: Problem): void {
+/** Reports a template field that does not parse. */
+export function checkTemplate(config: Record<string, unknown>, field: string, problem: Problem): void {
   const value = config[field];
   if (typeof value === 'string') {
     const why = templateProblem(value);
@@ -19,7 +20,8 @@ function checkTemplate(config: Record<string, unknown>, field: string, problem: 
   }
 }
 
-function checkExpression(config: Record<string, unknown>, field: string, problem: Problem): void {
+/** Reports a missing or unparsable expression field. */
+export function checkExpression(config: Record<string, unknown>, field: string, problem: Problem): void {
   const value = requireString(config, field, problem);
   if (value !== undefined) {
     const why = expressionProblem(value);
