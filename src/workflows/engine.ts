@@ -462,6 +462,11 @@ export class WorkflowEngine {
     active.queue.push(job);
   }
 
+  /** Resolves once no run is in progress or waiting in a queue (tests, diagnostics). */
+  async idle(): Promise<void> {
+    while (this.inFlight.size > 0) await Promise.allSettled([...this.inFlight]);
+  }
+
   private launch(active: ActiveFlow, job: () => Promise<void>): void {
     active.running++;
     // Each run starts in a turn of its own (setImmediate), after pending I/O: a backlog of runs

@@ -60,6 +60,12 @@ describe('workflow triggers', () => {
     };
   }
 
+  /** Every commit announced and every run it started finished. */
+  async function settle(): Promise<void> {
+    await server.running.platform.drain();
+    await server.running.workflows.engine.idle();
+  }
+
   async function refused(trigger: Record<string, unknown>): Promise<string> {
     const r = await server.http<{ type: string; message: string }>('POST', `${app()}/flows`, {
       name: 'bad',
@@ -94,7 +100,7 @@ describe('workflow triggers', () => {
         triggerId: fleet.standalone,
         data: { connected: false, reason: 'Client disconnected', messagesFromClient: 1, messagesToClient: 0 },
       });
-      await server.running.platform.drain();
+      await settle();
       expect(flow.seen).toHaveLength(2);
       await flow.remove();
     });
@@ -111,7 +117,7 @@ describe('workflow triggers', () => {
       await eventually(() => flow.of('deviceIdConnect').length >= 2);
       await second.endAsync();
       await eventually(() => flow.of('deviceIdDisconnect').length >= 2);
-      await server.running.platform.drain();
+      await settle();
       expect(flow.seen.map((p) => [p.triggerType, p.data.reason])).toEqual([
         ['deviceIdConnect', undefined],
         ['deviceIdDisconnect', 'Duplicate client id'],
@@ -131,7 +137,7 @@ describe('workflow triggers', () => {
       for (const id of [fleet.bound, fleet.floating, fleet.bound, fleet.floating]) {
         await gateway.publishAsync(`losant/${id}/state`, JSON.stringify({ data: { temperature: 20 } }), { qos: 1 });
       }
-      await server.running.platform.drain();
+      await settle();
       const connects = flow.of('deviceTagConnect');
       // The gateway itself has no such tag; each peripheral connects once, however often it reports.
       expect(connects.map((p) => p.triggerId).sort()).toEqual([fleet.bound, fleet.floating].sort());
@@ -140,7 +146,7 @@ describe('workflow triggers', () => {
 
       await gateway.endAsync();
       await eventually(() => flow.of('deviceTagDisconnect').length >= 2 && flow.of('deviceIdDisconnect').length >= 1);
-      await server.running.platform.drain();
+      await settle();
       const disconnects = flow.of('deviceTagDisconnect');
       expect(disconnects.map((p) => p.triggerId).sort()).toEqual([fleet.bound, fleet.floating].sort());
       for (const p of disconnects) {
@@ -153,14 +159,14 @@ describe('workflow triggers', () => {
       await again.publishAsync(`losant/${fleet.bound}/state`, JSON.stringify({ data: { temperature: 21 } }), {
         qos: 1,
       });
-      await server.running.platform.drain();
+      await settle();
       expect(flow.of('deviceTagConnect').map((p) => p.triggerId)).toEqual([
         ...connects.map((p) => p.triggerId),
         fleet.bound,
       ]);
       await again.endAsync();
       await eventually(() => flow.of('deviceTagDisconnect').length >= 3 && flow.of('deviceIdDisconnect').length >= 2);
-      await server.running.platform.drain();
+      await settle();
       expect(flow.of('deviceTagDisconnect')).toHaveLength(3);
       await flow.remove();
     });
@@ -180,16 +186,18 @@ describe('workflow triggers', () => {
         await gateway.publishAsync(`losant/${fleet.floating}/state`, JSON.stringify({ data: { temperature: 5 } }), {
           qos: 1,
         });
-        await server.running.platform.drain();
+        await settle();
       };
       await report();
       expect(flow.of('deviceIdConnect')).toHaveLength(1);
       offset += peripheralTimeoutSeconds * 1000 - 1000;
       server.running.platform.expirePeripherals();
+      await settle();
       expect(flow.of('deviceIdDisconnect')).toHaveLength(0);
       offset += 2000;
       server.running.platform.expirePeripherals();
       server.running.platform.expirePeripherals();
+      await settle();
       const timedOut = flow.of('deviceIdDisconnect');
       expect(timedOut.map((p) => [p.triggerId, p.data])).toEqual([
         [fleet.floating, { connected: false, reason: 'peripheral timeout', gatewayId: fleet.gateway }],
@@ -209,7 +217,7 @@ describe('workflow triggers', () => {
       server.running.platform.expirePeripherals();
       await gateway.endAsync();
       await eventually(() => flow.seen.some((p) => p.triggerId === fleet.gateway));
-      await server.running.platform.drain();
+      await settle();
       expect(flow.seen.filter((p) => p.triggerType === 'deviceIdDisconnect').map((p) => p.triggerId)).toEqual([
         fleet.floating,
         fleet.floating,
@@ -236,16 +244,19 @@ describe('workflow triggers', () => {
       const report = async (id: string) => {
         ok(await server.http('POST', `${app()}/devices/${id}/state`, { data: { temperature: 1 } }), 200);
         await platform.drain();
+        await engine.idle();
       };
       await report(fleet.standalone);
       await report(fleet.bound);
       offset += 30_000;
       engine.checkInactivity();
+      await settle();
       expect(flow.seen).toHaveLength(0);
 
       offset += 31_000; // 61 s
       engine.checkInactivity();
       engine.checkInactivity();
+      await settle();
       expect(flow.seen).toHaveLength(1);
       expect(flow.seen[0]).toMatchObject({
         triggerType: 'deviceIdInactivity',
@@ -257,6 +268,7 @@ describe('workflow triggers', () => {
       offset += 60_000; // 121 s: the tagged peripheral too, once
       engine.checkInactivity();
       engine.checkInactivity();
+      await settle();
       expect(flow.of('deviceTagInactivity').map((p) => [p.triggerId, p.data.inactivitySeconds])).toEqual([
         [fleet.bound, 120],
       ]);
@@ -265,6 +277,7 @@ describe('workflow triggers', () => {
       await report(fleet.standalone);
       offset += 61_000;
       engine.checkInactivity();
+      await settle();
       expect(flow.of('deviceIdInactivity')).toHaveLength(2);
       expect(flow.of('deviceTagInactivity')).toHaveLength(1);
       await flow.remove();
@@ -293,6 +306,7 @@ describe('workflow triggers', () => {
       ]);
       expect(timers.fire(5000)).toBe(1);
       expect(timers.fire('0 9 * * 1-5')).toBe(1);
+      await settle();
       expect(flow.seen.map((p) => [p.triggerType, p.triggerId, p.data])).toEqual([
         ['timer', 'every-5', {}],
         ['timer', `${flow.id}-timer-1`, {}],
@@ -300,6 +314,7 @@ describe('workflow triggers', () => {
       ok(await server.http('PATCH', `${app()}/flows/${flow.id}`, { enabled: false }), 200);
       expect(timers.running.filter((t) => t.schedule === 5000)).toHaveLength(0);
       expect(timers.fire()).toBe(0);
+      await settle();
       expect(flow.seen).toHaveLength(2);
       await flow.remove();
     });
