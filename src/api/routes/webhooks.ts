@@ -8,6 +8,7 @@ import { Type } from '@sinclair/typebox';
 import type { FastifyRequest } from 'fastify';
 import { GatehouseError } from '../../core/errors.js';
 import { iso } from '../../core/wire.js';
+import { MAX_JSON_DEPTH, nestsDeeperThan } from '../../domain/json.js';
 import { MAX_PAYLOAD_BYTES } from '../../domain/state.js';
 import type { Webhook as WebhookModel } from '../../workflows/definition.js';
 import type { WorkflowEngine } from '../../workflows/engine.js';
@@ -231,7 +232,9 @@ function readBody(body: unknown, contentType: string | undefined): unknown {
   const text = body.toString('utf8');
   if (type === 'application/json' || type.endsWith('+json')) {
     try {
-      return JSON.parse(text);
+      const value: unknown = JSON.parse(text);
+      // A run copies its payload per branch: JSON nested past the bound stays text.
+      return nestsDeeperThan(value, MAX_JSON_DEPTH) ? text : value;
     } catch {
       return text;
     }
