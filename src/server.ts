@@ -28,6 +28,8 @@ import { DATABASE_FILENAME, openSqliteStore } from './store/sqlite/sqlite-store.
 import type { Store } from './store/types.js';
 import { type EngineLimits, WorkflowEngine } from './workflows/engine.js';
 import { Flows } from './workflows/flows.js';
+import type { TimerSource } from './workflows/timers.js';
+import { Webhooks } from './workflows/webhooks.js';
 
 export interface RunningGatehouse {
   platform: Platform;
@@ -39,7 +41,7 @@ export interface RunningGatehouse {
   metrics: Metrics;
   readiness: Readiness;
   /** Workflows: their definitions and the runtime. */
-  workflows: { flows: Flows; engine: WorkflowEngine };
+  workflows: { flows: Flows; engine: WorkflowEngine; webhooks: Webhooks };
   /** `https` and `wss` (the HTTP port, speaking TLS) and `mqtts` when a certificate is configured. */
   urls: { mqtt: string; http: string; ws: string; mqtts?: string; https?: string; wss?: string };
   /** The admin API token, when this start created a random one. */
@@ -56,6 +58,8 @@ export interface StartOptions {
   logger?: Logger;
   /** Other limits on workflow runs than the defaults (tests). */
   workflowLimits?: Partial<EngineLimits>;
+  /** What fires workflow timers instead of real time (tests drive them by hand). */
+  workflowTimers?: TimerSource;
   /** Other limits on secret checks than the defaults (tests). */
   secretCheckLimits?: Partial<SecretCheckLimits>;
   /** How long a connection to the HTTP port may take to send its first byte and finish a TLS handshake (tests). */
@@ -92,10 +96,18 @@ export async function startGatehouse(config: GatehouseConfig, options: StartOpti
     closers.push(() => maintenance.stop());
 
     // Workflows follow the event bus; they start before any listener, so no event is missed.
-    const engine = new WorkflowEngine(platform, options.workflowLimits);
+    const engine = new WorkflowEngine(
+      platform,
+      options.workflowLimits,
+      options.workflowTimers ? { timers: options.workflowTimers } : {},
+    );
     await engine.start();
     closers.push(() => engine.stop());
-    const workflows = { flows: new Flows(platform.store, engine, platform.clock), engine };
+    const workflows = {
+      flows: new Flows(platform.store, engine, platform.clock),
+      engine,
+      webhooks: new Webhooks(platform.store, platform.clock),
+    };
 
     const api = createApi(platform, {
       workflows,

@@ -21,6 +21,7 @@ import type { Principal } from '../domain/authorization.js';
 import { MAX_PAYLOAD_BYTES } from '../domain/state.js';
 import type { WorkflowEngine } from '../workflows/engine.js';
 import type { Flows } from '../workflows/flows.js';
+import type { Webhooks } from '../workflows/webhooks.js';
 import { clip, describeError, firstPath, frameworkError, isNonFinite, isPrototypeKey } from './errors.js';
 import { docsOptions, markReferenceRoutes, OPENAPI_PATH, openApiOptions } from './openapi.js';
 import { idleOps, installOpsHooks, type Ops, opsRoutes } from './ops.js';
@@ -36,6 +37,7 @@ import { healthRoutes } from './routes/health.js';
 import { keyRoutes } from './routes/keys.js';
 import { memberRoutes } from './routes/members.js';
 import { streamRoutes } from './routes/streams.js';
+import { webhookRoutes } from './routes/webhooks.js';
 import { StreamHub, type StreamHubOptions, unusedConnections } from './streams.js';
 
 declare module 'fastify' {
@@ -64,7 +66,7 @@ export function createApi(
   platform: Platform,
   options: {
     streams?: StreamHubOptions;
-    workflows?: { flows: Flows; engine: WorkflowEngine };
+    workflows?: { flows: Flows; engine: WorkflowEngine; webhooks?: Webhooks };
     ops?: Ops;
   } = {},
 ) {
@@ -175,6 +177,7 @@ export function createApi(
   app.register(appLogRoutes(platform));
   app.register(dataQueryRoutes(platform));
   if (options.workflows) app.register(flowRoutes(options.workflows.flows, options.workflows.engine));
+  if (options.workflows?.webhooks) app.register(webhookRoutes(options.workflows.webhooks, options.workflows.engine));
   return app;
 }
 

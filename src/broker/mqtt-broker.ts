@@ -357,7 +357,7 @@ export class MqttBroker implements Connections {
       },
       'mqtt connect',
     );
-    void this.platform.writes.enqueue({
+    const committed = this.platform.writes.enqueue({
       connections: [{ deviceId: device.id, connected: true, time: session.connectedAt }],
       // Authentication succeeded: the entry names the access key that was used.
       logs: this.platform.admitLogs([
@@ -368,6 +368,15 @@ export class MqttBroker implements Connections {
         }),
       ]),
     });
+    committed.then(
+      () =>
+        this.platform.connectionCommitted(device, {
+          connected: true,
+          time: session.connectedAt,
+          ipAddress: session.ipAddress,
+        }),
+      () => {},
+    );
   }
 
   private onDisconnected(client: Client): void {
@@ -395,7 +404,7 @@ export class MqttBroker implements Connections {
     };
     if (NOTABLE_DISCONNECTS.has(category)) this.log.warn(fields, 'mqtt disconnect');
     else this.log.info(fields, 'mqtt disconnect');
-    void this.platform.writes.enqueue({
+    const committed = this.platform.writes.enqueue({
       // A replaced connection must not mark the device offline under its successor.
       connections: current ? [{ deviceId: device.id, connected: false, time: now }] : [],
       logs: this.platform.admitLogs([
@@ -409,6 +418,20 @@ export class MqttBroker implements Connections {
         }),
       ]),
     });
+    // A replaced connection changed nothing: its successor keeps the device connected.
+    if (!current) return;
+    committed.then(
+      () =>
+        this.platform.connectionCommitted(device, {
+          connected: false,
+          time: now,
+          reason,
+          ipAddress: session.ipAddress,
+          messagesFromClient: session.messagesFromClient,
+          messagesToClient: session.messagesToClient,
+        }),
+      () => {},
+    );
   }
 
   private closeReason(client: Client, reason: string): void {
@@ -555,6 +578,7 @@ export class MqttBroker implements Connections {
       return;
     }
     const applicationId = principal.device.applicationId;
+    const unscoped = packet.topic;
     const scoped = scopeTopic(applicationId, packet.topic);
     if (packet.retain) {
       const refusal = this.retained.admit(applicationId, scoped, size);
@@ -572,6 +596,13 @@ export class MqttBroker implements Connections {
       return;
     }
     packet.topic = scoped;
+    this.platform.bus.emit('customMessage', {
+      applicationId,
+      topic: unscoped,
+      payload: typeof packet.payload === 'string' ? Buffer.from(packet.payload) : packet.payload,
+      publisherId: principal.device.id,
+      time: this.platform.clock(),
+    });
   }
 
   /** Drops a publish, logs why, tells the publisher on its error topic; the connection stays up. */

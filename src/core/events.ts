@@ -6,6 +6,27 @@ export interface PlatformEvents {
   state: StateRecord & { applicationId: string };
   command: CommandRecord;
   deviceLog: DeviceLogEntry;
+  /**
+   * A device's connection changed, emitted once the change is committed. A peripheral's is
+   * derived: connected by its first report through a connected gateway, disconnected (with
+   * `gatewayId`) when that gateway disconnects or its peripheral timeout passes.
+   */
+  connection: ConnectionEvent;
+  /** A publish on a custom topic of an application, accepted by the broker (`topic` unscoped). */
+  customMessage: { applicationId: string; topic: string; payload: Buffer; publisherId: string; time: number };
+}
+
+export interface ConnectionEvent {
+  deviceId: string;
+  applicationId: string;
+  connected: boolean;
+  time: number;
+  reason?: string;
+  ipAddress?: string | null;
+  messagesFromClient?: number;
+  messagesToClient?: number;
+  /** For a peripheral: the gateway its status follows. */
+  gatewayId?: string;
 }
 
 /** A listener may be async: its rejection is reported like a throw. */

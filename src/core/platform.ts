@@ -21,7 +21,7 @@ import type { Store, WriteBatch } from '../store/types.js';
 import { Accounts } from './accounts.js';
 import { type DeviceTokenClaims, looksLikeDeviceToken, signDeviceToken, verifyDeviceToken } from './device-tokens.js';
 import { GatehouseError } from './errors.js';
-import { EventBus } from './events.js';
+import { type ConnectionEvent, EventBus } from './events.js';
 import type { IngestOutcome } from './ingest.js';
 import { LogBudget } from './log-budget.js';
 import { Registry } from './registry.js';
@@ -105,6 +105,9 @@ export class Platform {
   private readonly logBudget = new LogBudget();
   private readonly lastReports = new Map<string, { by: string; time: number }>();
   private readonly lastReceiveTimes = new Map<string, number>();
+  /** Peripherals counted as connected (connection events), by the gateway their status follows. */
+  private readonly peripheralsVia = new Map<string, Map<string, number>>();
+  private readonly peripheralGateway = new Map<string, string>();
   private tokenSecret = '';
   /** A device-token secret made by this start, saved by `commitStart`. */
   private unsavedTokenSecret = false;
@@ -338,6 +341,7 @@ export class Platform {
     const now = this.clock();
     this.accounts.sweep().catch((err: unknown) => this.logger.error({ err }, 'removing expired sessions failed'));
     this.limiter.sweep(now);
+    this.expirePeripherals(now);
     this.log(this.logBudget.sweep(now));
   }
 
@@ -437,7 +441,103 @@ export class Platform {
     return out;
   }
 
+  /**
+   * A device's own connection change, committed: announced on the bus. A gateway's disconnect
+   * also disconnects, once each, the peripherals whose status followed it.
+   */
+  connectionCommitted(device: Device, change: Omit<ConnectionEvent, 'deviceId' | 'applicationId'>): void {
+    this.bus.emit('connection', { deviceId: device.id, applicationId: device.applicationId, ...change });
+    if (change.connected) return;
+    const followers = this.peripheralsVia.get(device.id);
+    if (!followers) return;
+    this.peripheralsVia.delete(device.id);
+    for (const [peripheralId, lastReport] of followers) {
+      this.peripheralGateway.delete(peripheralId);
+      const peripheral = this.registry.deviceCached(peripheralId);
+      if (!peripheral || !this.withinPeripheralTimeout(peripheral, lastReport, change.time)) continue;
+      this.bus.emit('connection', {
+        deviceId: peripheralId,
+        applicationId: peripheral.applicationId,
+        connected: false,
+        time: change.time,
+        reason: 'gateway disconnected',
+        gatewayId: device.id,
+      });
+    }
+  }
+
+  /**
+   * Peripherals counted as connected whose last report is past their application's peripheral
+   * timeout: each is disconnected once (`reason: "peripheral timeout"`). Runs with the sweep.
+   */
+  expirePeripherals(now = this.clock()): void {
+    for (const [gatewayId, followers] of this.peripheralsVia) {
+      for (const [peripheralId, lastReport] of followers) {
+        const peripheral = this.registry.deviceCached(peripheralId);
+        if (peripheral && this.withinPeripheralTimeout(peripheral, lastReport, now)) continue;
+        followers.delete(peripheralId);
+        this.peripheralGateway.delete(peripheralId);
+        if (peripheral) this.peripheralTimedOut(peripheral, gatewayId, now);
+      }
+      if (followers.size === 0) this.peripheralsVia.delete(gatewayId);
+    }
+  }
+
+  private peripheralTimedOut(peripheral: Device, gatewayId: string, time: number): void {
+    this.bus.emit('connection', {
+      deviceId: peripheral.id,
+      applicationId: peripheral.applicationId,
+      connected: false,
+      time,
+      reason: 'peripheral timeout',
+      gatewayId,
+    });
+  }
+
+  private withinPeripheralTimeout(peripheral: Device, lastReport: number, now: number): boolean {
+    const app = this.registry.applicationCached(peripheral.applicationId);
+    return now - lastReport <= (app?.peripheralTimeoutSeconds ?? 0) * 1000;
+  }
+
+  /** Committed reports of peripherals through gateways: the first through a connected gateway is a connect. */
+  private announcePeripheralReports(batch: WriteBatch): void {
+    for (const report of batch.reports) {
+      if (report.reportedBy === report.deviceId) continue;
+      const peripheral = this.registry.deviceCached(report.deviceId);
+      if (!peripheral || !isPeripheralClass(peripheral.deviceClass)) continue;
+      const gatewayId = report.reportedBy;
+      if (!this.connections.isConnected(gatewayId)) continue;
+      const previousGateway = this.peripheralGateway.get(peripheral.id);
+      const previousTime = previousGateway ? this.peripheralsVia.get(previousGateway)?.get(peripheral.id) : undefined;
+      const wasConnected =
+        previousGateway !== undefined &&
+        previousTime !== undefined &&
+        this.connections.isConnected(previousGateway) &&
+        this.withinPeripheralTimeout(peripheral, previousTime, report.time);
+      // Timed out before the sweep saw it: its disconnect comes before this connect.
+      if (previousGateway && previousTime !== undefined && !wasConnected) {
+        this.peripheralTimedOut(peripheral, previousGateway, report.time);
+      }
+      if (previousGateway && previousGateway !== gatewayId)
+        this.peripheralsVia.get(previousGateway)?.delete(peripheral.id);
+      const followers = this.peripheralsVia.get(gatewayId) ?? new Map<string, number>();
+      this.peripheralsVia.set(gatewayId, followers);
+      followers.set(peripheral.id, Math.max(report.time, followers.get(peripheral.id) ?? 0));
+      this.peripheralGateway.set(peripheral.id, gatewayId);
+      if (!wasConnected) {
+        this.bus.emit('connection', {
+          deviceId: peripheral.id,
+          applicationId: peripheral.applicationId,
+          connected: true,
+          time: report.time,
+          gatewayId,
+        });
+      }
+    }
+  }
+
   private announce(batch: WriteBatch): void {
+    if (batch.reports.length > 0) this.announcePeripheralReports(batch);
     if (this.bus.hasListeners('state')) this.announceStates(batch);
     for (const command of batch.commands) this.bus.emit('command', command);
     if (this.bus.hasListeners('deviceLog')) for (const entry of batch.logs) this.bus.emit('deviceLog', entry);

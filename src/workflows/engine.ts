@@ -6,12 +6,14 @@
  * recorded in the flow's bounded run log, and its errors name the node and the reason.
  */
 
-import type { PlatformEvents } from '../core/events.js';
+import type { ConnectionEvent, PlatformEvents } from '../core/events.js';
 import type { Platform } from '../core/platform.js';
 import { iso } from '../core/wire.js';
+import { filterMatches } from '../domain/topics.js';
 import { type NodeContext, nodeType } from './catalog.js';
 import { DEVELOP_VERSION, type Flow, type FlowDefinition, type FlowRun, type FlowTrigger } from './definition.js';
-import { stateMatches } from './triggers.js';
+import { realTimers, type TimerSource } from './timers.js';
+import { deviceMatches, mqttTopicFilter, stateMatches } from './triggers.js';
 import './nodes/index.js';
 
 export interface EngineLimits {
@@ -57,6 +59,10 @@ interface ActiveFlow {
   /** The definition's globals, parsed once. */
   globals: Record<string, unknown>;
   version: string;
+  /** When this definition was loaded: inactivity counts only reports since. */
+  loadedAt: number;
+  /** Stops the flow's timer triggers. */
+  stopTimers: Array<() => void>;
   running: number;
   queue: Array<() => Promise<void>>;
 }
@@ -69,6 +75,14 @@ export class WorkflowEngine {
   private readonly byDevice = new Map<string, Set<ActiveFlow>>();
   /** Flows with a `deviceTag` trigger (checked against every state's device). */
   private readonly byTag = new Set<ActiveFlow>();
+  /** Flows by the types of their other event triggers (connect, disconnect, inactivity, webhook, mqttTopic). */
+  private readonly byType = new Map<string, Set<ActiveFlow>>();
+  /** When each device last reported state (by platform clock), for inactivity triggers. */
+  private readonly lastReports = new Map<string, number>();
+  /** Inactivity triggers (`flowId:index`) that fired for a device since its last report. */
+  private readonly inactiveFired = new Map<string, Set<string>>();
+  private inactivityTimer: NodeJS.Timeout | undefined;
+  private readonly timers: TimerSource;
   private readonly debugListeners = new Map<string, Set<(entry: DebugEntry) => void>>();
   /** The chain depth of states a workflow is writing, by device (see `writeDepth`). */
   private readonly writing = new Map<string, number>();
@@ -83,13 +97,22 @@ export class WorkflowEngine {
   constructor(
     private readonly platform: Platform,
     limits: Partial<EngineLimits> = {},
+    options: { timers?: TimerSource; inactivityCheckMs?: number } = {},
   ) {
     this.limits = { ...DEFAULT_ENGINE_LIMITS, ...limits };
+    this.timers = options.timers ?? realTimers;
+    this.inactivityCheckMs = options.inactivityCheckMs ?? 1_000;
   }
+
+  private readonly inactivityCheckMs: number;
 
   async start(): Promise<void> {
     for (const flow of await this.platform.store.listFlows()) await this.load(flow);
     this.platform.bus.on('state', (event) => this.onState(event), this);
+    this.platform.bus.on('connection', (event) => this.onConnection(event), this);
+    this.platform.bus.on('customMessage', (event) => this.onCustomMessage(event), this);
+    this.inactivityTimer = setInterval(() => this.checkInactivity(), this.inactivityCheckMs);
+    this.inactivityTimer.unref();
     this.flushTimer = setInterval(() => void this.flushRuns(), RUN_LOG_FLUSH_MS);
     this.flushTimer.unref();
   }
@@ -99,7 +122,11 @@ export class WorkflowEngine {
     this.stopped = true;
     this.platform.bus.removeOwner(this);
     clearInterval(this.flushTimer);
-    for (const a of this.active.values()) a.queue.length = 0;
+    clearInterval(this.inactivityTimer);
+    for (const a of this.active.values()) {
+      a.queue.length = 0;
+      for (const stop of a.stopTimers) stop();
+    }
     await Promise.allSettled([...this.inFlight]);
     await this.flushRuns();
   }
@@ -118,7 +145,16 @@ export class WorkflowEngine {
       }
     }
     // Runs of the previous definition finish on their own; this one starts with an empty queue.
-    const active: ActiveFlow = { flow, definition, globals: globalsOf(definition), version, running: 0, queue: [] };
+    const active: ActiveFlow = {
+      flow,
+      definition,
+      globals: globalsOf(definition),
+      version,
+      loadedAt: this.platform.clock(),
+      stopTimers: [],
+      running: 0,
+      queue: [],
+    };
     this.active.set(flow.id, active);
     for (const trigger of definition.triggers) {
       if (trigger.type === 'deviceId' && trigger.key) {
@@ -126,6 +162,39 @@ export class WorkflowEngine {
         this.byDevice.set(trigger.key, set);
         set.add(active);
       } else if (trigger.type === 'deviceTag') this.byTag.add(active);
+      else if (trigger.type === 'timer') this.startTimer(active, trigger, definition.triggers.indexOf(trigger));
+      else if (trigger.type !== 'virtualButton') {
+        const set = this.byType.get(trigger.type) ?? new Set<ActiveFlow>();
+        this.byType.set(trigger.type, set);
+        set.add(active);
+      }
+    }
+  }
+
+  private startTimer(active: ActiveFlow, trigger: FlowTrigger, index: number): void {
+    const config = trigger.config ?? {};
+    const fire = () => {
+      if (this.stopped || this.active.get(active.flow.id) !== active) return;
+      const triggerId = trigger.key ?? `${active.flow.id}-timer-${index}`;
+      this.enqueue(
+        active,
+        trigger,
+        this.basePayload(active, trigger, triggerId, this.platform.clock(), {}),
+        0,
+        performance.now(),
+      );
+    };
+    try {
+      active.stopTimers.push(
+        typeof config.cron === 'string' && config.cron !== ''
+          ? this.timers.cron(config.cron, typeof config.tz === 'string' && config.tz ? config.tz : 'UTC', fire)
+          : this.timers.every(Number(config.seconds) * 1000, fire),
+      );
+    } catch (err) {
+      // Validated on save; a schedule this runtime still refuses is recorded, not thrown.
+      this.record(active, trigger, trigger.key ?? '', performance.now(), 0, [
+        { nodeId: '', nodeType: 'trigger', message: `the timer could not start: ${(err as Error).message}` },
+      ]);
     }
   }
 
@@ -139,7 +208,9 @@ export class WorkflowEngine {
     if (!active) return;
     this.active.delete(flowId);
     active.queue.length = 0;
+    for (const stop of active.stopTimers) stop();
     this.byTag.delete(active);
+    for (const set of this.byType.values()) set.delete(active);
     for (const [deviceId, set] of this.byDevice) {
       set.delete(active);
       if (set.size === 0) this.byDevice.delete(deviceId);
@@ -184,9 +255,120 @@ export class WorkflowEngine {
     return fired;
   }
 
+  /**
+   * Fires the `webhook` triggers of the application's enabled flows whose key is `webhookId`;
+   * how many fired.
+   */
+  fireWebhook(applicationId: string, webhookId: string, data: unknown): number {
+    let fired = 0;
+    for (const active of this.byType.get('webhook') ?? []) {
+      if (active.flow.applicationId !== applicationId) continue;
+      for (const trigger of active.definition.triggers) {
+        if (trigger.type !== 'webhook' || trigger.key !== webhookId) continue;
+        fired++;
+        const payload = this.basePayload(active, trigger, webhookId, this.platform.clock(), structuredClone(data));
+        Object.assign(payload, { relayId: webhookId, relayType: 'public' });
+        this.enqueue(active, trigger, payload, 0, performance.now());
+      }
+    }
+    return fired;
+  }
+
+  /**
+   * Fires inactivity triggers for devices that have reported nothing for their `config.seconds`
+   * since the flow was loaded: once per device, again only after it has reported since. Runs
+   * every second on its own; tests call it after moving the clock.
+   */
+  checkInactivity(now = this.platform.clock()): number {
+    if (this.stopped) return 0;
+    let fired = 0;
+    const flows = new Set([
+      ...(this.byType.get('deviceIdInactivity') ?? []),
+      ...(this.byType.get('deviceTagInactivity') ?? []),
+    ]);
+    for (const active of flows) {
+      active.definition.triggers.forEach((trigger, index) => {
+        if (trigger.type !== 'deviceIdInactivity' && trigger.type !== 'deviceTagInactivity') return;
+        const seconds = Number(trigger.config?.seconds);
+        if (!(seconds > 0)) return;
+        const ids = trigger.type === 'deviceIdInactivity' ? [trigger.key ?? ''] : [...this.lastReports.keys()];
+        const mark = `${active.flow.id}:${index}`;
+        for (const deviceId of ids) {
+          const last = this.lastReports.get(deviceId);
+          if (last === undefined || last < active.loadedAt || now - last < seconds * 1000) continue;
+          if (this.inactiveFired.get(deviceId)?.has(mark)) continue;
+          const device = this.platform.registry.deviceCached(deviceId);
+          if (!device || device.applicationId !== active.flow.applicationId || !deviceMatches(trigger, device))
+            continue;
+          const marks = this.inactiveFired.get(deviceId) ?? new Set<string>();
+          this.inactiveFired.set(deviceId, marks);
+          marks.add(mark);
+          fired++;
+          const payload = this.basePayload(active, trigger, deviceId, now, {
+            inactivitySeconds: seconds,
+            lastActivity: new Date(last),
+          });
+          Object.assign(payload, {
+            relayId: `inactivity-${deviceId}-${seconds}`,
+            relayType: 'timer',
+            ...deviceFields(device),
+          });
+          this.enqueue(active, trigger, payload, 0, performance.now());
+        }
+      });
+    }
+    return fired;
+  }
+
+  private onConnection(event: ConnectionEvent): void {
+    if (this.stopped) return;
+    const [byId, byTag] = event.connected
+      ? ['deviceIdConnect', 'deviceTagConnect']
+      : ['deviceIdDisconnect', 'deviceTagDisconnect'];
+    const candidates = new Set([...(this.byType.get(byId) ?? []), ...(this.byType.get(byTag) ?? [])]);
+    if (candidates.size === 0) return;
+    const device = this.platform.registry.deviceCached(event.deviceId);
+    if (!device) return;
+    const { deviceId: _d, applicationId: _a, time, ...details } = event;
+    const data = Object.fromEntries(Object.entries(details).filter(([, v]) => v !== undefined && v !== null));
+    for (const active of candidates) {
+      if (active.flow.applicationId !== device.applicationId) continue;
+      for (const trigger of active.definition.triggers) {
+        if ((trigger.type !== byId && trigger.type !== byTag) || !deviceMatches(trigger, device)) continue;
+        const payload = this.basePayload(active, trigger, device.id, time, { ...data });
+        const relayId = event.gatewayId ?? device.id;
+        Object.assign(payload, { relayId, relayType: 'device', ...deviceFields(device) });
+        this.enqueue(active, trigger, payload, 0, performance.now());
+      }
+    }
+  }
+
+  private onCustomMessage(event: PlatformEvents['customMessage']): void {
+    if (this.stopped) return;
+    const flows = this.byType.get('mqttTopic');
+    if (!flows) return;
+    let message: string | undefined;
+    for (const active of flows) {
+      if (active.flow.applicationId !== event.applicationId) continue;
+      for (const trigger of active.definition.triggers) {
+        if (trigger.type !== 'mqttTopic') continue;
+        const filter = mqttTopicFilter(trigger);
+        if (typeof filter !== 'string' || !filterMatches(filter, event.topic)) continue;
+        message ??= event.payload.toString('utf8');
+        const payload = this.basePayload(active, trigger, event.topic, event.time, { topic: event.topic, message });
+        Object.assign(payload, { relayId: event.publisherId, relayType: 'device' });
+        this.enqueue(active, trigger, payload, 0, performance.now());
+      }
+    }
+  }
+
   private onState(event: StateEvent): void {
     if (this.stopped) return;
     const fromFlow = event.reportedBy.startsWith('flow:');
+    if (!fromFlow) {
+      this.lastReports.set(event.deviceId, this.platform.clock());
+      this.inactiveFired.delete(event.deviceId);
+    }
     let depth = 0;
     if (fromFlow) {
       depth = this.writing.get(event.deviceId) ?? 1;
@@ -220,9 +402,7 @@ export class WorkflowEngine {
           relayId: relay.id,
           relayType: relay.type,
           reportedBy: relay.id,
-          deviceName: device.name,
-          deviceClass: device.deviceClass,
-          deviceTags: tagsOf(device.tags),
+          ...deviceFields(device),
         });
         this.enqueue(active, trigger, payload, depth, triggeredAt);
       }
@@ -280,6 +460,11 @@ export class WorkflowEngine {
       return;
     }
     active.queue.push(job);
+  }
+
+  /** Resolves once no run is in progress or waiting in a queue (tests, diagnostics). */
+  async idle(): Promise<void> {
+    while (this.inFlight.size > 0) await Promise.allSettled([...this.inFlight]);
   }
 
   private launch(active: ActiveFlow, job: () => Promise<void>): void {
@@ -467,6 +652,14 @@ function relayOf(reportedBy: string): { id: string; type: string } {
   const [kind, id] = reportedBy.includes(':') ? (reportedBy.split(':', 2) as [string, string]) : ['device', reportedBy];
   const type = kind === 'token' ? 'apiToken' : kind;
   return { id, type };
+}
+
+function deviceFields(device: {
+  name: string;
+  deviceClass: string;
+  tags: Array<{ key: string; value: string }>;
+}): Record<string, unknown> {
+  return { deviceName: device.name, deviceClass: device.deviceClass, deviceTags: tagsOf(device.tags) };
 }
 
 function tagsOf(tags: Array<{ key: string; value: string }>): Record<string, string[]> {

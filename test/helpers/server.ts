@@ -8,6 +8,7 @@ import type { SecretCheckLimits } from '../../src/core/secrets.js';
 import type { Logger } from '../../src/logger.js';
 import { type RunningGatehouse, startGatehouse } from '../../src/server.js';
 import type { EngineLimits } from '../../src/workflows/engine.js';
+import type { TimerSource } from '../../src/workflows/timers.js';
 
 export const ADMIN_TOKEN = 'test-admin-token-0123456789';
 
@@ -36,6 +37,8 @@ export async function startTestServer(
     keepData?: boolean;
     logger?: Logger;
     secretCheckLimits?: Partial<SecretCheckLimits>;
+    clock?: () => number;
+    workflowTimers?: TimerSource;
     /** Protects GET /metrics with this bearer token. */
     metricsToken?: string;
     workflowLimits?: Partial<EngineLimits>;
@@ -57,6 +60,8 @@ export async function startTestServer(
   const running = await startGatehouse(config, {
     ...(options.logger ? { logger: options.logger } : {}),
     ...(options.secretCheckLimits ? { secretCheckLimits: options.secretCheckLimits } : {}),
+    ...(options.clock ? { clock: options.clock } : {}),
+    ...(options.workflowTimers ? { workflowTimers: options.workflowTimers } : {}),
     ...(options.workflowLimits ? { workflowLimits: options.workflowLimits } : {}),
   });
   const clients: MqttClient[] = [];

@@ -97,6 +97,16 @@ const ROUTES: Array<{ method: string; url: string; query?: string[]; body?: Reco
   { method: 'GET', url: '/applications/:a/flows/:f/logs', query: ['limit', 'start', 'end'] },
   { method: 'GET', url: '/applications/:a/flows/:f/debugStream' },
   { method: 'POST', url: '/applications/:a/flows/:f/virtualButton', body: { key: 'go' } },
+  // Webhooks: `:w` is a webhook's id, `:h` its token (the public URLs take any method and body).
+  { method: 'POST', url: '/applications/:a/webhooks', body: { name: 'n' } },
+  { method: 'GET', url: '/applications/:a/webhooks', query: ['page', 'perPage'] },
+  { method: 'GET', url: '/applications/:a/webhooks/:w' },
+  { method: 'PATCH', url: '/applications/:a/webhooks/:w', body: { name: 'n' } },
+  { method: 'DELETE', url: '/applications/:a/webhooks/:w' },
+  ...['/webhooks/:h', '/webhooks/:h/*'].flatMap((url) => [
+    { method: 'GET', url, query: ['x'] },
+    ...['POST', 'PUT', 'PATCH', 'DELETE'].map((method) => ({ method, url, body: { n: 1 } })),
+  ]),
 ];
 
 /** Query values no route expects. */
@@ -157,6 +167,7 @@ describe('REST hardening', () => {
   let userId: string;
   let tokenId: string;
   let flowId: string;
+  let webhook: { id: string; token: string };
   const fill = (url: string, ids: { a?: string; d?: string; k?: string; u?: string; t?: string; f?: string } = {}) =>
     url
       .replace(':a', ids.a ?? fleet.applicationId)
@@ -164,7 +175,9 @@ describe('REST hardening', () => {
       .replace(':k', ids.k ?? keyId)
       .replace(':u', ids.u ?? userId)
       .replace(':t', ids.t ?? tokenId)
-      .replace(':f', ids.f ?? flowId);
+      .replace(':f', ids.f ?? flowId)
+      .replace(':w', webhook.id)
+      .replace(':h', webhook.token);
 
   async function send(
     method: string,
@@ -253,6 +266,11 @@ describe('REST hardening', () => {
         triggers: [{ type: 'virtualButton', key: 'go', outputIds: [[]] }],
       }),
     ).id;
+    webhook = ok(
+      await server.http<{ id: string; token: string }>('POST', `/applications/${fleet.applicationId}/webhooks`, {
+        name: 'probe',
+      }),
+    );
     tokenId = ok(
       await server.http<{ id: string }>('POST', `/applications/${fleet.applicationId}/tokens`, {
         name: 't',
@@ -281,7 +299,9 @@ describe('REST hardening', () => {
           .replace(':k', ':keyId')
           .replace(':u', ':userId')
           .replace(':t', ':tokenId')
-          .replace(':f', ':flowId')}`,
+          .replace(':f', ':flowId')
+          .replace(':w', ':webhookId')
+          .replace(':h', ':token')}`,
     );
     // The operator's routes answer no API resource (test/integration/readiness.test.ts, metrics.test.ts).
     const operator = ['GET /health', 'GET /ready', 'GET /metrics'];

@@ -250,7 +250,8 @@ describe('API reference', () => {
             if (!route.config?.public) problems.push(`${where}: the reference is public`);
             continue;
           }
-          const path = route.url.replace(/:(\w+)/g, '{$1}');
+          // A trailing wildcard is a parameter named `*` in the document.
+          const path = route.url.replace(/:(\w+)/g, '{$1}').replace(/\*$/, '{*}');
           const op = doc.paths[path]?.[method.toLowerCase() as (typeof OPERATION_METHODS)[number]];
           if (!op) {
             problems.push(
@@ -619,6 +620,28 @@ describe('API reference', () => {
       await expectStatus(200, 'GET', `${app()}/events?types=state,command`);
       await expectStatus(400, 'GET', `${app()}/events?types=gossip`);
       await expectStatus(403, 'GET', `${app()}/events`, { token: gatewayToken });
+    });
+
+    it('webhooks', async () => {
+      const hooks = `${app()}/webhooks`;
+      const hook = await expectStatus<{ id: string; url: string }>(201, 'POST', hooks, { body: { name: 'door' } });
+      await expectStatus(400, 'POST', hooks, { body: { colour: 'red' } });
+      await expectStatus(200, 'GET', hooks);
+      await expectStatus(400, 'GET', `${hooks}?perPage=0`);
+      await expectStatus(200, 'GET', `${hooks}/${hook.id}`);
+      await expectStatus(404, 'GET', `${hooks}/${UNKNOWN_ID}`);
+      await expectStatus(200, 'PATCH', `${hooks}/${hook.id}`, { body: { name: 'gate' } });
+      await expectStatus(400, 'PATCH', `${hooks}/${hook.id}`, { body: { token: 'mine' } });
+      for (const method of ['GET', 'POST', 'PUT', 'PATCH', 'DELETE']) {
+        const body = method === 'GET' ? {} : { body: { opened: true } };
+        await expectStatus(200, method, hook.url, { token: null, ...body });
+        await expectStatus(200, method, `${hook.url}/side`, { token: null, ...body });
+      }
+      const large = 'x'.repeat(MAX_PAYLOAD_BYTES + 1);
+      await expectStatus(413, 'POST', hook.url, { token: null, body: large, contentType: 'text/plain' });
+      await expectStatus(404, 'POST', '/webhooks/unknown', { token: null, body: {} });
+      await expectStatus(200, 'DELETE', `${hooks}/${hook.id}`);
+      await expectStatus(404, 'DELETE', `${hooks}/${hook.id}`);
     });
 
     it('data queries', async () => {
