@@ -176,7 +176,9 @@ export function createApi(
   app.register(streamRoutes(platform, streams));
   app.register(appLogRoutes(platform));
   app.register(dataQueryRoutes(platform));
-  if (options.workflows) app.register(flowRoutes(options.workflows.flows, options.workflows.engine));
+  if (options.workflows) {
+    app.register(flowRoutes(options.workflows.flows, options.workflows.engine, platform.accounts));
+  }
   if (options.workflows?.webhooks) app.register(webhookRoutes(options.workflows.webhooks, options.workflows.engine));
   return app;
 }

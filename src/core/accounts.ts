@@ -121,8 +121,12 @@ export class Accounts {
   }
 
   /** Called after anything that may take rights away (open streams re-check themselves). */
-  onChange(listener: () => void): void {
+  onChange(listener: () => void): () => void {
     this.changeListeners.push(listener);
+    return () => {
+      const i = this.changeListeners.indexOf(listener);
+      if (i >= 0) this.changeListeners.splice(i, 1);
+    };
   }
 
   private changed(userId?: string): void {

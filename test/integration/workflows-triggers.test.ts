@@ -6,6 +6,7 @@
  */
 import { createHash } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { WEBHOOK_CALL_LIMIT } from '../../src/api/routes/webhooks.js';
 import type { DebugEntry } from '../../src/workflows/engine.js';
 import { ManualTimers } from '../../src/workflows/timers.js';
 import { createFleet, eventually, ok, type SeedFleet, startTestServer, type TestServer } from '../helpers/server.js';
@@ -442,6 +443,25 @@ describe('workflow triggers', () => {
       expect(unknown.status).toBe(404);
       expect(unknown.body).toEqual({ type: 'NotFound', message: expect.any(String) });
       await flow.remove();
+    });
+
+    it('answers a flood of calls to one webhook with 429 and Retry-After, and other webhooks go on', async () => {
+      const flooded = ok(
+        await server.http<{ id: string; url: string }>('POST', `${app()}/webhooks`, { name: 'flood' }),
+      );
+      const calm = ok(await server.http<{ id: string; url: string }>('POST', `${app()}/webhooks`, { name: 'calm' }));
+      const statuses: number[] = [];
+      let retryAfter: string | null = null;
+      for (let i = 0; i < WEBHOOK_CALL_LIMIT.messages + 5; i++) {
+        const res = await fetch(`${server.running.urls.http}${flooded.url}`, { method: 'POST' });
+        statuses.push(res.status);
+        if (res.status === 429) retryAfter = res.headers.get('retry-after');
+        await res.arrayBuffer();
+      }
+      expect(statuses.filter((s) => s === 200)).toHaveLength(WEBHOOK_CALL_LIMIT.messages);
+      expect(statuses.slice(WEBHOOK_CALL_LIMIT.messages)).toEqual([429, 429, 429, 429, 429]);
+      expect(Number(retryAfter)).toBeGreaterThan(0);
+      expect((await fetch(`${server.running.urls.http}${calm.url}`, { method: 'POST' })).status).toBe(200);
     });
 
     it('refuses a webhook trigger whose key is not a webhook id', async () => {

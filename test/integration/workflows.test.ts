@@ -401,6 +401,24 @@ describe('workflows', () => {
     ok(await server.http('DELETE', `${app()}/flows/${flow.id}`), 200);
   });
 
+  it('ends a debug stream at once when the token it was opened with is revoked', async () => {
+    const flow = ok(
+      await server.http<{ id: string }>('POST', `${app()}/flows`, {
+        name: 'watched',
+        triggers: [{ type: 'virtualButton', key: 'go', outputIds: [[]] }],
+      }),
+    );
+    const made = ok(
+      await server.http<{ id: string; token: string }>('POST', `${app()}/tokens`, { name: 'watcher', role: 'viewer' }),
+    );
+    const stream = await openStream(server, `${app()}/flows/${flow.id}/debugStream`, { token: made.token });
+    expect(stream.status).toBe(200);
+    ok(await server.http('DELETE', `${app()}/tokens/${made.id}`), 200);
+    const events = await stream.waitForEnd();
+    expect(events.at(-1)).toMatchObject({ event: 'closed', json: { message: expect.stringContaining('revoked') } });
+    ok(await server.http('DELETE', `${app()}/flows/${flow.id}`), 200);
+  });
+
   it('lets viewers read flows and their logs, and only editors change them', async () => {
     const viewer = ok(
       await server.http<{ token: string }>('POST', `${app()}/tokens`, { name: 'v', role: 'viewer' }),

@@ -5,6 +5,7 @@
 import type { ServerResponse } from 'node:http';
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { type Static, Type } from '@sinclair/typebox';
+import type { Accounts } from '../../core/accounts.js';
 import { GatehouseError } from '../../core/errors.js';
 import { iso } from '../../core/wire.js';
 import { MAX_JSON_DEPTH, nestsDeeperThan } from '../../domain/json.js';
@@ -176,7 +177,7 @@ const presentRun = (r: FlowRun) => {
 const HEARTBEAT_MS = 15_000;
 
 export const flowRoutes =
-  (flows: Flows, engine: WorkflowEngine): FastifyPluginAsyncTypebox =>
+  (flows: Flows, engine: WorkflowEngine, accounts: Accounts): FastifyPluginAsyncTypebox =>
   async (app) => {
     const debugStreams = new Set<ServerResponse>();
     app.addHook('preClose', async () => {
@@ -410,8 +411,11 @@ export const flowRoutes =
       },
       async (request, reply) => {
         const { applicationId, flowId } = request.params;
-        allow(request, { type: 'readApplication', applicationId });
+        const principal = allow(request, { type: 'readApplication', applicationId });
         await flows.require(applicationId, flowId);
+        // As for every stream: a revoked token, a changed role or an ended session ends it at once.
+        const version = accounts.accessVersion(principal);
+        const sessionId = request.sessionId ?? undefined;
         reply.hijack();
         const raw = reply.raw;
         raw.on('error', () => {});
@@ -432,8 +436,13 @@ export const flowRoutes =
         });
         const heartbeat = setInterval(() => raw.write(': heartbeat\n\n'), HEARTBEAT_MS);
         heartbeat.unref();
+        const unwatch = accounts.onChange(() => {
+          const refused = accounts.stillValid(principal, version, sessionId);
+          if (refused !== null) raw.end(`event: closed\ndata: ${JSON.stringify({ message: refused })}\n\n`);
+        });
         raw.on('close', () => {
           stop();
+          unwatch();
           clearInterval(heartbeat);
           debugStreams.delete(raw);
         });

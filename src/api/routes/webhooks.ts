@@ -9,6 +9,8 @@ import type { FastifyRequest } from 'fastify';
 import { GatehouseError } from '../../core/errors.js';
 import { iso } from '../../core/wire.js';
 import { MAX_JSON_DEPTH, nestsDeeperThan } from '../../domain/json.js';
+import type { RateLimit } from '../../domain/model.js';
+import { RateLimiter } from '../../domain/rate-limit.js';
 import { MAX_PAYLOAD_BYTES } from '../../domain/state.js';
 import type { Webhook as WebhookModel } from '../../workflows/definition.js';
 import type { WorkflowEngine } from '../../workflows/engine.js';
@@ -170,10 +172,18 @@ export const webhookRoutes =
     );
   };
 
+/**
+ * Calls one webhook URL may take: anyone holding the URL can call it, and each call starts runs,
+ * so a flood is answered 429 before it reaches the flows' queues.
+ */
+export const WEBHOOK_CALL_LIMIT: RateLimit = { messages: 100, windowSeconds: 10 };
+
 /** The public webhook URLs, in a plugin of their own: they (only) read every content type raw. */
 const hookRoutes =
   (webhooks: Webhooks, engine: WorkflowEngine): FastifyPluginAsyncTypebox =>
   async (app) => {
+    // Keyed by webhook id; ids exist in the store, but the bound keeps memory fixed regardless.
+    const calls = new RateLimiter(10_000);
     app.removeAllContentTypeParsers();
     app.addContentTypeParser('*', { parseAs: 'buffer', bodyLimit: MAX_PAYLOAD_BYTES }, (_request, body, done) =>
       done(null, body),
@@ -187,7 +197,7 @@ const hookRoutes =
       querystring: Query({}),
       response: {
         200: described(Success, 'Accepted; runs happen after the answer.'),
-        ...errorResponses(400, 404, 413),
+        ...errorResponses(400, 404, 413, 429),
       },
     });
     const call = async (request: FastifyRequest) => {
@@ -196,6 +206,14 @@ const hookRoutes =
       if (!webhook) throw new GatehouseError('NotFound', 'no webhook has this token');
       // Fastify answers HEAD with the GET route: a probe of the URL runs nothing.
       if (request.method === 'HEAD') return { success: true as const };
+      const now = Date.now();
+      if (!calls.hit(webhook.id, WEBHOOK_CALL_LIMIT, now)) {
+        throw new GatehouseError(
+          'RateLimited',
+          `this webhook takes at most ${WEBHOOK_CALL_LIMIT.messages} calls per ${WEBHOOK_CALL_LIMIT.windowSeconds} s`,
+          { retryAfterSeconds: Math.max(1, calls.retryAfterSeconds(webhook.id, now)) },
+        );
+      }
       const headers: Record<string, unknown> = {};
       for (const [name, value] of Object.entries(request.headers)) {
         if (!WITHHELD_HEADERS.has(name.toLowerCase())) headers[name.toLowerCase()] = value;
