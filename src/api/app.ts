@@ -206,8 +206,7 @@ async function authenticate(platform: Platform, request: FastifyRequest): Promis
   const found = await platform.accounts.session(cookie);
   if (!found) throw new GatehouseError('Unauthorized', 'the session has ended or is not valid; sign in again');
   if (!SAFE_METHODS.has(request.method)) {
-    const sent = request.headers[CSRF_HEADER];
-    if (!csrfMatches(found.csrfToken, Array.isArray(sent) ? sent[0] : sent)) {
+    if (!csrfMatches(found.csrfToken, request.headers[CSRF_HEADER])) {
       throw new GatehouseError('Forbidden', `a request signed in by cookie needs the session's ${CSRF_HEADER} header`);
     }
   }

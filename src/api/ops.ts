@@ -4,7 +4,7 @@
  * throttled credential. The hooks go on the root instance, so they see every route; the routes
  * are a plugin registered after the API reference, which then lists them.
  */
-import { createHash, timingSafeEqual } from 'node:crypto';
+
 import type { FastifyPluginAsyncTypebox, TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import { Type } from '@sinclair/typebox';
 import type {
@@ -14,6 +14,7 @@ import type {
   RawServerDefault,
 } from 'fastify';
 import { GatehouseError } from '../core/errors.js';
+import { sameSecret } from '../core/secrets.js';
 import type { Logger } from '../logger.js';
 import type { Count } from '../ops/instruments.js';
 import { Metrics } from '../ops/metrics.js';
@@ -171,6 +172,5 @@ export const opsRoutes =
 function bearerIs(header: string | undefined, token: string): boolean {
   const given = header ? /^Bearer\s+(\S+)\s*$/i.exec(header)?.[1] : undefined;
   if (given === undefined) return false;
-  const digest = (s: string) => createHash('sha256').update(s).digest();
-  return timingSafeEqual(digest(given), digest(token));
+  return sameSecret(given, token);
 }

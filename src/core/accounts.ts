@@ -9,7 +9,7 @@
  * seen, so a revocation takes effect at once; `version()` tells open streams that a principal's
  * rights may have changed.
  */
-import { createHash, createHmac, timingSafeEqual } from 'node:crypto';
+import { createHmac, timingSafeEqual } from 'node:crypto';
 import {
   type ApiToken,
   type Membership,
@@ -24,7 +24,7 @@ import type { Principal, Role } from '../domain/authorization.js';
 import { newId } from '../domain/ids.js';
 import type { Store } from '../store/types.js';
 import { GatehouseError } from './errors.js';
-import { generateSecret, hashSecret, type Throttle, type VerifiedSecrets } from './secrets.js';
+import { generateSecret, hashSecret, sameSecret, sha256, type Throttle, type VerifiedSecrets } from './secrets.js';
 
 /** Browser sessions end this long after sign-in (docs/accounts.md). */
 export const SESSION_TTL_MS = 7 * 86_400_000;
@@ -75,8 +75,6 @@ export async function newUser(
     lastUpdated: now,
   };
 }
-
-const sha256 = (text: string): Buffer => createHash('sha256').update(text).digest();
 
 function sameDigest(a: Buffer, b: Buffer): boolean {
   return a.length === b.length && timingSafeEqual(a, b);
@@ -504,8 +502,8 @@ function csrfTokenOf(sessionSecret: string): string {
   return createHmac('sha256', sessionSecret).update('csrf').digest('base64url');
 }
 
-/** Whether a request's CSRF header matches its session's token (constant-time). */
-export function csrfMatches(expected: string, sent: string | undefined): boolean {
-  if (!sent) return false;
-  return sameDigest(sha256(expected), sha256(sent));
+/** Whether a request's CSRF header (as Node gives it) matches its session's token, in constant time. */
+export function csrfMatches(expected: string, header: string | string[] | undefined): boolean {
+  const sent = Array.isArray(header) ? header[0] : header;
+  return sent !== undefined && sent !== '' && sameSecret(expected, sent);
 }

@@ -44,8 +44,14 @@ export function generateSecret(bytes = 32): string {
   return randomBytes(bytes).toString('base64url');
 }
 
-function digest(secret: string): Buffer {
-  return createHash('sha256').update(secret).digest();
+/** SHA-256 of a text: what a verified secret is remembered as, and how high-entropy tokens are stored. */
+export function sha256(text: string): Buffer {
+  return createHash('sha256').update(text).digest();
+}
+
+/** Whether two secrets are equal, compared in constant time (of equal-length digests, whatever their lengths). */
+export function sameSecret(a: string, b: string): boolean {
+  return timingSafeEqual(sha256(a), sha256(b));
 }
 
 /** One stored hash a secret may match (an access key, or one API token of the set). */
@@ -217,7 +223,7 @@ export class VerifiedSecrets {
     candidates: Candidate[],
     options: { address?: string | null; label?: string } = {},
   ): Promise<SecretCheck> {
-    const d = digest(secret);
+    const d = sha256(secret);
     const known = this.knownDigest(d, candidates);
     if (known) return { ok: true, id: known };
     const now = this.clock();
@@ -267,7 +273,7 @@ export class VerifiedSecrets {
 
   /** The candidate `secret` was verified for before, if any: no hashing, never throttled. */
   known(secret: string, candidates: Candidate[]): string | undefined {
-    return this.knownDigest(digest(secret), candidates);
+    return this.knownDigest(sha256(secret), candidates);
   }
 
   private knownDigest(d: Buffer, candidates: Candidate[]): string | undefined {

@@ -3,15 +3,15 @@
  * token is shown once, when the webhook is made; only its SHA-256 is stored, so a copy of the
  * database does not hold working URLs.
  */
-import { createHash, randomBytes } from 'node:crypto';
 import { GatehouseError } from '../core/errors.js';
+import { generateSecret, sha256 } from '../core/secrets.js';
 import { newId } from '../domain/ids.js';
 import type { Store } from '../store/types.js';
 import type { Webhook } from './definition.js';
 
 /** SHA-256 (hex) of a webhook token: what is stored and looked up. */
 export function webhookTokenHash(token: string): string {
-  return createHash('sha256').update(token).digest('hex');
+  return sha256(token).toString('hex');
 }
 
 export class Webhooks {
@@ -22,7 +22,7 @@ export class Webhooks {
 
   /** A new webhook and its token (returned this once). */
   async create(applicationId: string, name: string): Promise<{ webhook: Webhook; token: string }> {
-    const token = randomBytes(24).toString('base64url');
+    const token = generateSecret(24);
     const now = this.clock();
     const webhook: Webhook = {
       id: newId(),

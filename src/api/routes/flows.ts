@@ -387,9 +387,12 @@ export const flowRoutes =
           );
         }
         const flow = await flows.require(applicationId, flowId);
-        if (!flow.enabled) throw notFoundButton(`flow ${flowId} is disabled`);
+        if (!flow.enabled) throw new GatehouseError('NotFound', `flow ${flowId} is disabled`);
         if (engine.pressButton(flowId, request.body.key, request.body.payload) === 0) {
-          throw notFoundButton(`flow ${flowId} has no virtual button with key ${JSON.stringify(request.body.key)}`);
+          throw new GatehouseError(
+            'NotFound',
+            `flow ${flowId} has no virtual button with key ${JSON.stringify(request.body.key)}`,
+          );
         }
         return { success: true as const };
       },
@@ -449,7 +452,3 @@ export const flowRoutes =
       },
     );
   };
-
-function notFoundButton(message: string): GatehouseError {
-  return new GatehouseError('NotFound', message);
-}
