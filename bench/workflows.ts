@@ -2,7 +2,8 @@
  * Scenario w: QoS 1 saturation with 0, 10 and 100 enabled flows triggered by the same
  * peripherals (each flow a device tag trigger, a Conditional node and a Device: State node
  * that one state in a hundred reaches), on a fresh server: stored states/s, PUBACK p99, flow
- * runs/s and run latency from the commit of the state to the end of the run.
+ * runs/s and run latency from the commit of the state to the end of the run. Runs are counted
+ * from the server's metrics: finished (with or without an error) and refused (a full queue).
  */
 import { config, deadline } from './config.js';
 import { startGatehouseProcess } from './gatehouse-process.js';
@@ -21,9 +22,12 @@ export interface WorkflowRow {
   runP50: number;
   runP99: number;
   runs: number;
+  /** Triggers refused because their flow's queue was full (ingest comes first). */
+  refused: number;
 }
 
-const FLOW_COUNTS = [0, 10, 100];
+/** Enabled flows in each step; BENCH_WORKFLOW_FLOWS=0,10 runs fewer steps. */
+const FLOW_COUNTS = (process.env.BENCH_WORKFLOW_FLOWS ?? '0,10,100').split(',').map(Number);
 
 function flowBody(i: number, summaryId: string) {
   return {
@@ -72,21 +76,26 @@ export async function workflowScenario(report: Report, cleanups: Cleanups): Prom
     }
     await sleep(500);
     await waitForQuiet(report, `w${count}`, [server.pid]);
-    const runsBefore = await runCount(rest, app, flowIds);
+    const before = await runCounts(server.httpUrl);
     const cpu0 = cpuMicros(server.pid);
     const bg = backgroundMeter([server.pid]);
     const start = performance.now();
     const r = await qos1Window(publishers, total, config.window, deadline());
     const statesPerSecond = r.done / (r.elapsedMs / 1000);
-    // Every run of these states, finished: the last one ends the measurement of runs/s.
-    const expected = runsBefore + r.done * count;
-    let runs = runsBefore;
+    // Every trigger of these states, run or refused: the last run ends the measurement of runs/s.
+    const expected = r.done * count;
+    let now = before;
+    let lastRunAt = performance.now();
     const end = deadline();
-    while (count > 0 && runs < expected && Date.now() < end) {
-      await sleep(200);
-      runs = await runCount(rest, app, flowIds);
+    while (count > 0 && now.finished + now.refused - before.finished - before.refused < expected && Date.now() < end) {
+      await sleep(100);
+      const next = await runCounts(server.httpUrl);
+      if (next.finished > now.finished) lastRunAt = performance.now();
+      now = next;
     }
-    const runsElapsed = (performance.now() - start) / 1000;
+    const runs = now.finished - before.finished;
+    const refused = now.refused - before.refused;
+    const runsElapsed = (lastRunAt - start) / 1000;
     report.background.push([`w${count}`, bg()]);
     const latencies = new Latencies();
     for (const id of flowIds.slice(0, 10)) {
@@ -97,14 +106,15 @@ export async function workflowScenario(report: Report, cleanups: Cleanups): Prom
       flows: count,
       statesPerSecond,
       pubackP99: r.latencies.percentile(99),
-      runsPerSecond: count > 0 ? (runs - runsBefore) / runsElapsed : 0,
+      runsPerSecond: count > 0 ? runs / runsElapsed : 0,
       runP50: latencies.percentile(50),
       runP99: latencies.percentile(99),
-      runs: runs - runsBefore,
+      runs,
+      refused,
     });
     report.note(
       `w${count}: ${fmt(r.done)} states acknowledged in ${fmt(r.elapsedMs)} ms with ${count} flows; ` +
-        `${fmt(runs - runsBefore)} of ${fmt(r.done * count)} runs finished after ${fmt(runsElapsed, 1)} s; ` +
+        `${fmt(runs)} of ${fmt(expected)} runs finished after ${fmt(runsElapsed, 1)} s, ${fmt(refused)} refused; ` +
         `server CPU ${fmt((cpuMicros(server.pid) - cpu0) / Math.max(1, r.done), 1)} µs per state`,
     );
   }
@@ -113,16 +123,16 @@ export async function workflowScenario(report: Report, cleanups: Cleanups): Prom
   return rows;
 }
 
-async function runCount(rest: Rest, app: string, flowIds: string[]): Promise<number> {
-  if (flowIds.length === 0) return 0;
-  const page = await rest.get<{ items: Array<{ id: string; stats: { runCount: number } }> }>(
-    `${app}/flows?perPage=1000`,
-  );
-  return page.items.reduce((sum, f) => sum + f.stats.runCount, 0);
+/** Runs finished and triggers refused so far, from the server's Prometheus metrics. */
+async function runCounts(httpUrl: string): Promise<{ finished: number; refused: number }> {
+  const text = await (await fetch(`${httpUrl}/metrics`, { signal: AbortSignal.timeout(30_000) })).text();
+  const count = (outcome: string) =>
+    Number(new RegExp(`^gatehouse_workflow_runs_total\\{outcome="${outcome}"\\} (\\S+)$`, 'm').exec(text)?.[1] ?? 0);
+  return { finished: count('succeeded') + count('failed'), refused: count('refused') };
 }
 
 export function workflowTable(rows: WorkflowRow[]): string {
-  const head = ['flows', 'states/s', 'PUBACK p99 ms', 'runs/s', 'run p50 ms', 'run p99 ms', 'runs'];
+  const head = ['flows', 'states/s', 'PUBACK p99 ms', 'runs/s', 'run p50 ms', 'run p99 ms', 'runs', 'refused'];
   const lines = rows.map((r) => [
     String(r.flows),
     fmt(r.statesPerSecond),
@@ -131,6 +141,7 @@ export function workflowTable(rows: WorkflowRow[]): string {
     r.flows === 0 ? '-' : fmt(r.runP50, 1),
     r.flows === 0 ? '-' : fmt(r.runP99, 1),
     r.flows === 0 ? '-' : fmt(r.runs),
+    r.flows === 0 ? '-' : fmt(r.refused),
   ]);
   const widths = head.map((h, i) => Math.max(h.length, ...lines.map((l) => (l[i] ?? '').length)));
   const row = (cells: string[]) => `| ${cells.map((c, i) => c.padStart(widths[i] ?? 0)).join(' | ')} |`;

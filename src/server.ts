@@ -96,11 +96,10 @@ export async function startGatehouse(config: GatehouseConfig, options: StartOpti
     closers.push(() => maintenance.stop());
 
     // Workflows follow the event bus; they start before any listener, so no event is missed.
-    const engine = new WorkflowEngine(
-      platform,
-      options.workflowLimits,
-      options.workflowTimers ? { timers: options.workflowTimers } : {},
-    );
+    const engine = new WorkflowEngine(platform, options.workflowLimits, {
+      instruments: metrics.workflows,
+      ...(options.workflowTimers ? { timers: options.workflowTimers } : {}),
+    });
     await engine.start();
     closers.push(() => engine.stop());
     const workflows = {

@@ -19,6 +19,7 @@ import { ERROR_TYPES, typeForStatus } from '../core/errors.js';
 import { COMMAND_ROUTES, type CommandRoute } from '../core/platform.js';
 import type { WriteQueueInstruments } from '../core/write-queue.js';
 import { DEVICE_CLASSES } from '../domain/model.js';
+import type { WorkflowInstruments } from '../workflows/engine.js';
 import { type Count, Tally } from './instruments.js';
 
 export const METRIC_PREFIX = 'gatehouse_';
@@ -77,6 +78,7 @@ export class Metrics {
   readonly commandRoutes: Record<CommandRoute, Count>;
   readonly broker: BrokerInstruments;
   readonly http: HttpInstruments;
+  readonly workflows: WorkflowInstruments;
   private sources: MetricSources = { connectionsByClass: () => new Map(), openStreams: () => 0 };
 
   /** `defaults: false` leaves out the process and Node.js metrics (an API that never listens). */
@@ -172,6 +174,16 @@ export class Metrics {
         command: messagesIn.bind({ protocol: 'rest', kind: 'command' }),
       },
       refusal: restRefusal,
+    };
+    const runs = counter(
+      'workflow_runs_total',
+      "Workflow runs: finished without an error, finished with one, or refused because their flow's queue was full.",
+      ['outcome'],
+    );
+    this.workflows = {
+      succeeded: runs.bind({ outcome: 'succeeded' }),
+      failed: runs.bind({ outcome: 'failed' }),
+      refused: runs.bind({ outcome: 'refused' }),
     };
   }
 

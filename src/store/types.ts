@@ -18,6 +18,7 @@ import type {
   Tag,
 } from '../domain/model.js';
 import type { Flow, FlowRun, FlowVersion, Webhook } from '../workflows/definition.js';
+import type { FlowStatsDelta } from '../workflows/run-log.js';
 
 /**
  * Users, memberships, API tokens and sessions. Deleting an application removes its memberships
@@ -196,19 +197,20 @@ export interface FlowStore {
   getFlow(id: string): Promise<Flow | undefined>;
   /** Oldest first; absent `applicationId`: every application's. */
   listFlows(applicationId?: string): Promise<Flow[]>;
-  /** Writes the definition and settings; `stats` are left as stored (see addFlowStats). */
+  /** Writes the definition and settings; `stats` are left as stored (see recordFlowRuns). */
   updateFlow(flow: Flow): Promise<void>;
   deleteFlow(id: string): Promise<void>;
-  /** Adds to a flow's run and error counts. */
-  addFlowStats(flowId: string, runs: number, errors: number): Promise<void>;
-
   createFlowVersion(version: FlowVersion): Promise<void>;
   getFlowVersion(id: string): Promise<FlowVersion | undefined>;
   /** Oldest first. */
   listFlowVersions(flowId: string): Promise<FlowVersion[]>;
 
-  /** Appends runs, keeping the newest `keepPerFlow` of each flow (older ones go in batches: a few more may stay a while). */
-  appendFlowRuns(runs: FlowRun[], keepPerFlow: number): Promise<void>;
+  /**
+   * In one transaction: appends runs to their flows' logs, keeping the newest `keepPerFlow` of
+   * each (older ones go in batches: a few more may stay a while), and adds to the flows' run and
+   * error counts. Runs and counts of a flow that no longer exists are ignored.
+   */
+  recordFlowRuns(runs: FlowRun[], stats: FlowStatsDelta[], keepPerFlow: number): Promise<void>;
   /** Newest first; bounds inclusive, epoch ms. */
   listFlowRuns(flowId: string, query: { limit: number; start?: number; end?: number }): Promise<FlowRun[]>;
 

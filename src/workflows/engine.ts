@@ -10,10 +10,13 @@ import type { ConnectionEvent, PlatformEvents } from '../core/events.js';
 import type { Platform } from '../core/platform.js';
 import { iso } from '../core/wire.js';
 import { filterMatches } from '../domain/topics.js';
-import { type NodeContext, nodeType } from './catalog.js';
-import { DEVELOP_VERSION, type Flow, type FlowDefinition, type FlowRun, type FlowTrigger } from './definition.js';
+import { type Count, NO_COUNT } from '../ops/instruments.js';
+import { DEVELOP_VERSION, type Flow, type FlowDefinition, type FlowNode, type FlowTrigger } from './definition.js';
+import { executeRun, type RunEnvironment, type RunOutcome } from './run.js';
+import { PendingRunLog } from './run-log.js';
+import { Lane, RunScheduler } from './scheduler.js';
 import { realTimers, type TimerSource } from './timers.js';
-import { deviceMatches, mqttTopicFilter, stateMatches } from './triggers.js';
+import { deviceMatches, mqttTopicFilter, type StateMatcher, stateMatcher } from './triggers.js';
 import './nodes/index.js';
 
 export interface EngineLimits {
@@ -21,10 +24,12 @@ export interface EngineLimits {
   runTimeoutMs: number;
   /** A run is stopped after this many node executions. */
   maxNodeExecutions: number;
-  /** Runs of one flow at once; the rest wait in its queue. */
+  /** Runs of one flow in progress at once (waiting on I/O included); the rest wait in its queue. */
   perFlowConcurrency: number;
-  /** Runs waiting per flow; past it a trigger is dropped and counted as an error. */
+  /** Runs waiting per flow; past it a trigger is refused, counted, and summed in the run log. */
   maxQueuedPerFlow: number;
+  /** Share of the event loop runs may take while MQTT and REST have work waiting (scheduler.ts). */
+  loopShare: number;
   /** Workflow-written states that trigger workflows again, at most this deep. */
   maxChainDepth: number;
   /** Runs kept in each flow's run log. */
@@ -36,12 +41,21 @@ export const DEFAULT_ENGINE_LIMITS: EngineLimits = {
   maxNodeExecutions: 1_000,
   perFlowConcurrency: 4,
   maxQueuedPerFlow: 1_000,
+  loopShare: 0.1,
   maxChainDepth: 8,
   runLogSize: 1_000,
 };
 
 /** How often finished runs are written to the run log and the flows' stats. */
-const RUN_LOG_FLUSH_MS = 500;
+const RUN_LOG_FLUSH_MS = 5_000;
+
+/** What the engine counts (docs/operations.md, "Metrics"). */
+export interface WorkflowInstruments {
+  succeeded: Count;
+  failed: Count;
+  /** Triggers refused because their flow's queue was full. */
+  refused: Count;
+}
 
 export interface DebugEntry {
   flowId: string;
@@ -58,13 +72,17 @@ interface ActiveFlow {
   definition: FlowDefinition;
   /** The definition's globals, parsed once. */
   globals: Record<string, unknown>;
+  hasGlobals: boolean;
+  /** The definition's nodes by id. */
+  nodes: ReadonlyMap<string, FlowNode>;
+  /** Its device state triggers, each with its test compiled. */
+  stateTriggers: Array<{ trigger: FlowTrigger; matches: StateMatcher }>;
   version: string;
   /** When this definition was loaded: inactivity counts only reports since. */
   loadedAt: number;
   /** Stops the flow's timer triggers. */
   stopTimers: Array<() => void>;
-  running: number;
-  queue: Array<() => Promise<void>>;
+  lane: Lane;
 }
 
 type StateEvent = PlatformEvents['state'];
@@ -86,22 +104,35 @@ export class WorkflowEngine {
   private readonly debugListeners = new Map<string, Set<(entry: DebugEntry) => void>>();
   /** The chain depth of states a workflow is writing, by device (see `writeDepth`). */
   private readonly writing = new Map<string, number>();
-  private pendingRuns: FlowRun[] = [];
+  private readonly runLog: PendingRunLog;
+  private readonly runEnvironment: RunEnvironment;
+  private readonly scheduler: RunScheduler;
+  private readonly instruments: WorkflowInstruments;
   private flushTimer: NodeJS.Timeout | undefined;
-  private inFlight = new Set<Promise<void>>();
   private stopped = false;
   readonly limits: EngineLimits;
-  /** Runs finished, and runs refused because a flow's queue was full (diagnostics, tests). */
-  readonly counts = { runs: 0, errors: 0, dropped: 0 };
 
   constructor(
     private readonly platform: Platform,
     limits: Partial<EngineLimits> = {},
-    options: { timers?: TimerSource; inactivityCheckMs?: number } = {},
+    options: { timers?: TimerSource; inactivityCheckMs?: number; instruments?: WorkflowInstruments } = {},
   ) {
     this.limits = { ...DEFAULT_ENGINE_LIMITS, ...limits };
     this.timers = options.timers ?? realTimers;
     this.inactivityCheckMs = options.inactivityCheckMs ?? 1_000;
+    this.instruments = options.instruments ?? { succeeded: NO_COUNT, failed: NO_COUNT, refused: NO_COUNT };
+    this.runLog = new PendingRunLog(this.limits.runLogSize);
+    this.runEnvironment = {
+      platform,
+      limits: this.limits,
+      debug: (flowId, nodeId, entry) => this.emitDebug({ flowId, time: iso(Date.now()), nodeId, ...entry }),
+      beforeStateWrite: (deviceId, depth) => this.writeDepth(deviceId, depth),
+    };
+    this.scheduler = new RunScheduler({
+      concurrency: this.limits.perFlowConcurrency,
+      maxWaiting: this.limits.maxQueuedPerFlow,
+      share: this.limits.loopShare,
+    });
   }
 
   private readonly inactivityCheckMs: number;
@@ -124,10 +155,10 @@ export class WorkflowEngine {
     clearInterval(this.flushTimer);
     clearInterval(this.inactivityTimer);
     for (const a of this.active.values()) {
-      a.queue.length = 0;
+      this.scheduler.close(a.lane);
       for (const stop of a.stopTimers) stop();
     }
-    await Promise.allSettled([...this.inFlight]);
+    await this.scheduler.idle();
     await this.flushRuns();
   }
 
@@ -149,11 +180,15 @@ export class WorkflowEngine {
       flow,
       definition,
       globals: globalsOf(definition),
+      hasGlobals: definition.globals.length > 0,
+      nodes: new Map(definition.nodes.map((n) => [n.id, n])),
+      stateTriggers: definition.triggers
+        .filter((t) => t.type === 'deviceId' || t.type === 'deviceTag')
+        .map((trigger) => ({ trigger, matches: stateMatcher(trigger) })),
       version,
       loadedAt: this.platform.clock(),
       stopTimers: [],
-      running: 0,
-      queue: [],
+      lane: new Lane(),
     };
     this.active.set(flow.id, active);
     for (const trigger of definition.triggers) {
@@ -176,13 +211,8 @@ export class WorkflowEngine {
     const fire = () => {
       if (this.stopped || this.active.get(active.flow.id) !== active) return;
       const triggerId = trigger.key ?? `${active.flow.id}-timer-${index}`;
-      this.enqueue(
-        active,
-        trigger,
-        this.basePayload(active, trigger, triggerId, this.platform.clock(), {}),
-        0,
-        performance.now(),
-      );
+      const time = this.platform.clock();
+      this.enqueue(active, trigger, () => this.basePayload(active, trigger, triggerId, time, {}), 0, performance.now());
     };
     try {
       active.stopTimers.push(
@@ -192,9 +222,7 @@ export class WorkflowEngine {
       );
     } catch (err) {
       // Validated on save; a schedule this runtime still refuses is recorded, not thrown.
-      this.record(active, trigger, trigger.key ?? '', performance.now(), 0, [
-        { nodeId: '', nodeType: 'trigger', message: `the timer could not start: ${(err as Error).message}` },
-      ]);
+      this.triggerFailed(active, trigger, trigger.key ?? '', `the timer could not start: ${(err as Error).message}`);
     }
   }
 
@@ -207,7 +235,7 @@ export class WorkflowEngine {
     const active = this.active.get(flowId);
     if (!active) return;
     this.active.delete(flowId);
-    active.queue.length = 0;
+    this.scheduler.close(active.lane);
     for (const stop of active.stopTimers) stop();
     this.byTag.delete(active);
     for (const set of this.byType.values()) set.delete(active);
@@ -244,10 +272,11 @@ export class WorkflowEngine {
     for (const trigger of active.definition.triggers) {
       if (trigger.type !== 'virtualButton' || trigger.key !== key) continue;
       fired++;
+      const time = Date.now();
       this.enqueue(
         active,
         trigger,
-        this.basePayload(active, trigger, key, Date.now(), data ?? {}),
+        () => this.basePayload(active, trigger, key, time, data ?? {}),
         0,
         performance.now(),
       );
@@ -266,9 +295,18 @@ export class WorkflowEngine {
       for (const trigger of active.definition.triggers) {
         if (trigger.type !== 'webhook' || trigger.key !== webhookId) continue;
         fired++;
-        const payload = this.basePayload(active, trigger, webhookId, this.platform.clock(), structuredClone(data));
-        Object.assign(payload, { relayId: webhookId, relayType: 'public' });
-        this.enqueue(active, trigger, payload, 0, performance.now());
+        const time = this.platform.clock();
+        this.enqueue(
+          active,
+          trigger,
+          () =>
+            Object.assign(this.basePayload(active, trigger, webhookId, time, structuredClone(data)), {
+              relayId: webhookId,
+              relayType: 'public',
+            }),
+          0,
+          performance.now(),
+        );
       }
     }
     return fired;
@@ -304,16 +342,15 @@ export class WorkflowEngine {
           this.inactiveFired.set(deviceId, marks);
           marks.add(mark);
           fired++;
-          const payload = this.basePayload(active, trigger, deviceId, now, {
-            inactivitySeconds: seconds,
-            lastActivity: new Date(last),
-          });
-          Object.assign(payload, {
-            relayId: `inactivity-${deviceId}-${seconds}`,
-            relayType: 'timer',
-            ...deviceFields(device),
-          });
-          this.enqueue(active, trigger, payload, 0, performance.now());
+          const build = () =>
+            Object.assign(
+              this.basePayload(active, trigger, deviceId, now, {
+                inactivitySeconds: seconds,
+                lastActivity: new Date(last),
+              }),
+              { relayId: `inactivity-${deviceId}-${seconds}`, relayType: 'timer', ...deviceFields(device) },
+            );
+          this.enqueue(active, trigger, build, 0, performance.now());
         }
       });
     }
@@ -335,10 +372,14 @@ export class WorkflowEngine {
       if (active.flow.applicationId !== device.applicationId) continue;
       for (const trigger of active.definition.triggers) {
         if ((trigger.type !== byId && trigger.type !== byTag) || !deviceMatches(trigger, device)) continue;
-        const payload = this.basePayload(active, trigger, device.id, time, { ...data });
         const relayId = event.gatewayId ?? device.id;
-        Object.assign(payload, { relayId, relayType: 'device', ...deviceFields(device) });
-        this.enqueue(active, trigger, payload, 0, performance.now());
+        const build = () =>
+          Object.assign(this.basePayload(active, trigger, device.id, time, { ...data }), {
+            relayId,
+            relayType: 'device',
+            ...deviceFields(device),
+          });
+        this.enqueue(active, trigger, build, 0, performance.now());
       }
     }
   }
@@ -355,9 +396,13 @@ export class WorkflowEngine {
         const filter = mqttTopicFilter(trigger);
         if (typeof filter !== 'string' || !filterMatches(filter, event.topic)) continue;
         message ??= event.payload.toString('utf8');
-        const payload = this.basePayload(active, trigger, event.topic, event.time, { topic: event.topic, message });
-        Object.assign(payload, { relayId: event.publisherId, relayType: 'device' });
-        this.enqueue(active, trigger, payload, 0, performance.now());
+        const data = { topic: event.topic, message };
+        const build = () =>
+          Object.assign(this.basePayload(active, trigger, event.topic, event.time, data), {
+            relayId: event.publisherId,
+            relayType: 'device',
+          });
+        this.enqueue(active, trigger, build, 0, performance.now());
       }
     }
   }
@@ -378,35 +423,41 @@ export class WorkflowEngine {
     if (!direct && this.byTag.size === 0) return;
     const device = this.platform.registry.deviceCached(event.deviceId);
     if (!device) return;
-    const candidates = new Set([...(direct ?? []), ...this.byTag]);
     const age = this.platform.clock() - event.time;
     const triggeredAt = performance.now();
-    for (const active of candidates) {
-      if (active.flow.applicationId !== device.applicationId) continue;
-      for (const trigger of active.definition.triggers) {
-        const data = stateMatches(trigger, device, event.data, age);
+    const relay = relayOf(event.reportedBy);
+    const consider = (active: ActiveFlow) => {
+      if (active.flow.applicationId !== device.applicationId) return;
+      for (const { trigger, matches } of active.stateTriggers) {
+        const data = matches(device, event.data, age);
         if (!data) continue;
         if (depth > this.limits.maxChainDepth) {
-          this.record(active, trigger, device.id, triggeredAt, 0, [
-            {
-              nodeId: '',
-              nodeType: 'trigger',
-              message: `a chain of workflow-written states deeper than ${this.limits.maxChainDepth} was stopped`,
-            },
-          ]);
+          const why = `a chain of workflow-written states deeper than ${this.limits.maxChainDepth} was stopped`;
+          this.triggerFailed(active, trigger, device.id, why);
           continue;
         }
-        const payload = this.basePayload(active, trigger, device.id, event.time, data);
-        const relay = relayOf(event.reportedBy);
-        Object.assign(payload, {
-          relayId: relay.id,
-          relayType: relay.type,
-          reportedBy: relay.id,
-          ...deviceFields(device),
-        });
-        this.enqueue(active, trigger, payload, depth, triggeredAt);
+        const build = () =>
+          Object.assign(this.basePayload(active, trigger, device.id, event.time, { ...data }), {
+            relayId: relay.id,
+            relayType: relay.type,
+            reportedBy: relay.id,
+            ...deviceFields(device),
+          });
+        this.enqueue(active, trigger, build, depth, triggeredAt);
       }
-    }
+    };
+    if (direct) for (const active of direct) consider(active);
+    for (const active of this.byTag) if (!direct?.has(active)) consider(active);
+  }
+
+  /** A trigger fired but its run could not start: recorded as a failed run naming the trigger. */
+  private triggerFailed(active: ActiveFlow, trigger: FlowTrigger, triggerId: string, message: string): void {
+    this.record(active, trigger, triggerId, performance.now(), {
+      wallTime: 0,
+      pathsCompleted: 0,
+      pathsFailed: 1,
+      errors: [{ nodeId: '', nodeType: 'trigger', message }],
+    });
   }
 
   private basePayload(
@@ -429,150 +480,38 @@ export class WorkflowEngine {
       flowName: flow.name,
       flowVersion: active.version,
       // Each run gets its own copy: a node may change it.
-      globals: structuredClone(active.globals),
+      globals: active.hasGlobals ? structuredClone(active.globals) : {},
     };
   }
 
+  /**
+   * Queues a run of `trigger` unless the flow's queue is full; the payload is built only for a run
+   * that will be queued, so a flood that is refused costs little.
+   */
   private enqueue(
     active: ActiveFlow,
     trigger: FlowTrigger,
-    payload: Record<string, unknown>,
+    buildPayload: () => Record<string, unknown>,
     depth: number,
     triggeredAt: number,
   ): void {
-    const job = () => this.execute(active, trigger, payload, depth, triggeredAt);
-    if (active.running < this.limits.perFlowConcurrency) {
-      this.launch(active, job);
+    if (!this.scheduler.hasRoom(active.lane)) {
+      this.instruments.refused.inc();
+      this.runLog.refuse(active.flow.id, trigger.type, active.version);
       return;
     }
-    if (active.queue.length >= this.limits.maxQueuedPerFlow) {
-      this.counts.dropped++;
-      // One entry per full queue would flood the log too: only the first of each burst is recorded.
-      if (this.counts.dropped % 100 === 1) {
-        this.record(active, trigger, String(payload.triggerId), triggeredAt, 0, [
-          {
-            nodeId: '',
-            nodeType: 'trigger',
-            message: `the run queue of this flow is full (${this.limits.maxQueuedPerFlow} waiting); runs are dropped`,
-          },
-        ]);
-      }
-      return;
-    }
-    active.queue.push(job);
+    const payload = buildPayload();
+    const spec = { flow: active.flow, nodes: active.nodes, trigger, payload, depth };
+    this.scheduler.submit(active.lane, () =>
+      executeRun(this.runEnvironment, spec, (outcome) =>
+        this.record(active, trigger, String(payload.triggerId ?? ''), triggeredAt, outcome),
+      ),
+    );
   }
 
   /** Resolves once no run is in progress or waiting in a queue (tests, diagnostics). */
-  async idle(): Promise<void> {
-    while (this.inFlight.size > 0) await Promise.allSettled([...this.inFlight]);
-  }
-
-  private launch(active: ActiveFlow, job: () => Promise<void>): void {
-    active.running++;
-    // Each run starts in a turn of its own (setImmediate), after pending I/O: a backlog of runs
-    // chained through promises alone would never let sockets and requests be served.
-    const done = new Promise<void>((resolve) => setImmediate(resolve))
-      .then(job)
-      .catch(() => {})
-      .finally(() => {
-        active.running--;
-        this.inFlight.delete(done);
-        const next = active.queue.shift();
-        if (next && !this.stopped) this.launch(active, next);
-      });
-    this.inFlight.add(done);
-  }
-
-  private async execute(
-    active: ActiveFlow,
-    trigger: FlowTrigger,
-    payload: Record<string, unknown>,
-    depth: number,
-    triggeredAt: number,
-  ): Promise<void> {
-    const started = performance.now();
-    const { definition, flow } = active;
-    const nodes = new Map(definition.nodes.map((n) => [n.id, n]));
-    const errors: FlowRun['errors'] = [];
-    let completed = 0;
-    let failed = 0;
-    let executions = 0;
-    const abort = new AbortController();
-    const timer = setTimeout(() => abort.abort(), this.limits.runTimeoutMs);
-    timer.unref();
-    const stack: Array<{ id: string; payload: Record<string, unknown> }> = [];
-    const follow = (ids: string[], p: Record<string, unknown>) => {
-      if (ids.length === 0) {
-        completed++;
-        return;
-      }
-      // Each branch gets its own payload, as each path runs on its own.
-      ids.forEach((id, i) => {
-        stack.push({ id, payload: i === ids.length - 1 ? p : structuredClone(p) });
-      });
-    };
-    follow(trigger.outputIds[0] ?? [], payload);
-    try {
-      while (stack.length > 0) {
-        const { id, payload: p } = stack.pop() as { id: string; payload: Record<string, unknown> };
-        const node = nodes.get(id);
-        const type = node ? nodeType(node.type) : undefined;
-        if (!node || !type) continue;
-        if (abort.signal.aborted || ++executions > this.limits.maxNodeExecutions) {
-          const why = abort.signal.aborted
-            ? `the run took longer than ${this.limits.runTimeoutMs} ms and was stopped`
-            : `the run executed more than ${this.limits.maxNodeExecutions} nodes and was stopped`;
-          errors.push({ nodeId: node.id, nodeType: node.type, message: why });
-          failed += stack.length + 1;
-          stack.length = 0;
-          break;
-        }
-        const ctx: NodeContext = {
-          platform: this.platform,
-          flow,
-          node,
-          payload: p,
-          depth,
-          signal: abort.signal,
-          // The runs a workflow-written state triggers are one level deeper than this one.
-          beforeStateWrite: (deviceId) => this.writeDepth(deviceId, depth + 1),
-          debug: (entry) =>
-            this.emitDebug({ flowId: flow.id, time: iso(Date.now()), nodeId: node.id, kind: 'debug', ...entry }),
-        };
-        try {
-          const output = await withAbort(Promise.resolve(type.run(node.config ?? {}, ctx)), abort.signal);
-          if (output === null) {
-            completed++;
-            continue;
-          }
-          follow(node.outputIds[output ?? 0] ?? [], p);
-        } catch (err) {
-          failed++;
-          const message = (err as Error).message ?? String(err);
-          errors.push({ nodeId: node.id, nodeType: node.type, message });
-          this.emitDebug({
-            flowId: flow.id,
-            time: iso(Date.now()),
-            nodeId: node.id,
-            kind: 'error',
-            level: 'error',
-            message,
-          });
-        }
-      }
-    } finally {
-      clearTimeout(timer);
-      this.record(
-        active,
-        trigger,
-        String(payload.triggerId ?? ''),
-        triggeredAt,
-        performance.now() - started,
-        errors,
-        completed,
-        failed,
-      );
-    }
+  idle(): Promise<void> {
+    return this.scheduler.idle();
   }
 
   private record(
@@ -580,43 +519,29 @@ export class WorkflowEngine {
     trigger: FlowTrigger,
     triggerId: string,
     triggeredAt: number,
-    wallTime: number,
-    errors: FlowRun['errors'],
-    completed = 0,
-    failed = errors.length,
+    outcome: RunOutcome,
   ): void {
-    this.counts.runs++;
-    if (errors.length > 0) this.counts.errors++;
-    this.pendingRuns.push({
+    (outcome.errors.length > 0 ? this.instruments.failed : this.instruments.succeeded).inc();
+    this.runLog.add({
       flowId: active.flow.id,
       time: this.platform.clock(),
       flowVersion: active.version,
       triggerType: trigger.type,
       triggerId,
-      pathsCompleted: completed,
-      pathsFailed: failed,
-      wallTime: Math.round(wallTime * 1000) / 1000,
+      pathsCompleted: outcome.pathsCompleted,
+      pathsFailed: outcome.pathsFailed,
+      wallTime: Math.round(outcome.wallTime * 1000) / 1000,
       latency: Math.round((performance.now() - triggeredAt) * 1000) / 1000,
-      errors: errors.slice(0, 20),
+      errors: outcome.errors.slice(0, 20),
     });
-    if (this.pendingRuns.length >= 500) void this.flushRuns();
   }
 
-  /** Writes finished runs to the run logs and the flows' stats. */
+  /** Writes finished runs to the run logs and the flows' stats, in one transaction. */
   async flushRuns(): Promise<void> {
-    if (this.pendingRuns.length === 0) return;
-    const runs = this.pendingRuns;
-    this.pendingRuns = [];
-    const stats = new Map<string, { runs: number; errors: number }>();
-    for (const run of runs) {
-      const s = stats.get(run.flowId) ?? { runs: 0, errors: 0 };
-      s.runs++;
-      if (run.errors.length > 0) s.errors++;
-      stats.set(run.flowId, s);
-    }
+    if (this.runLog.size === 0) return;
+    const { runs, stats } = this.runLog.take(this.platform.clock(), this.limits.maxQueuedPerFlow);
     try {
-      await this.platform.store.appendFlowRuns(runs, this.limits.runLogSize);
-      for (const [flowId, s] of stats) await this.platform.store.addFlowStats(flowId, s.runs, s.errors);
+      await this.platform.store.recordFlowRuns(runs, stats, this.limits.runLogSize);
     } catch (err) {
       this.platform.logger.error({ err, component: 'workflows', event: 'runLogFailed' }, 'writing the run log failed');
     }
@@ -627,24 +552,6 @@ export class WorkflowEngine {
     if (!listeners) return;
     for (const listener of listeners) listener(entry);
   }
-}
-
-function withAbort<T>(work: Promise<T>, signal: AbortSignal): Promise<T> {
-  if (signal.aborted) return Promise.reject(new Error('the run ran out of time'));
-  return new Promise<T>((resolve, reject) => {
-    const onAbort = () => reject(new Error('the run ran out of time'));
-    signal.addEventListener('abort', onAbort, { once: true });
-    work.then(
-      (v) => {
-        signal.removeEventListener('abort', onAbort);
-        resolve(v);
-      },
-      (e: unknown) => {
-        signal.removeEventListener('abort', onAbort);
-        reject(e);
-      },
-    );
-  });
 }
 
 /** Who carried a state, as a run's payload says it (`relayType`): a device, an API token, a user or a flow. */

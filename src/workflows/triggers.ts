@@ -180,10 +180,46 @@ export function validateTrigger(trigger: FlowTrigger, problem: Problem): void {
   }
 }
 
-function names(value: unknown): string[] | undefined {
+function namesOf(value: unknown): string[] | undefined {
   if (value === undefined || value === null || value === '') return undefined;
   const list = Array.isArray(value) ? value : String(value).split(',');
   return list.map((s) => String(s).trim()).filter((s) => s !== '');
+}
+
+/** Whether a device's stored state fires a trigger; the accepted attributes when it does. */
+export type StateMatcher = (
+  device: Device,
+  data: Record<string, unknown>,
+  age: number,
+) => Record<string, unknown> | undefined;
+
+/**
+ * The state test of a `deviceId` or `deviceTag` trigger, with its config read once: engines call
+ * it for every stored state, so nothing is parsed per call. The answer may be `data` itself when
+ * nothing is filtered out; a run copies it before a node can change it.
+ */
+export function stateMatcher(trigger: FlowTrigger): StateMatcher {
+  if (trigger.type !== 'deviceId' && trigger.type !== 'deviceTag') return () => undefined;
+  const named = deviceMatcher(trigger);
+  const config = trigger.config ?? {};
+  const maxAgeMs = typeof config.maxAge === 'number' ? config.maxAge * 1000 : Number.POSITIVE_INFINITY;
+  const allow = namesOf(config.attributeWhitelist);
+  const deny = namesOf(config.attributeBlacklist);
+  const allowed = allow && new Set(allow);
+  const denied = deny && new Set(deny);
+  return (device, data, age) => {
+    if (!named(device) || age > maxAgeMs) return undefined;
+    if (!allowed && !denied) return data;
+    const picked: Record<string, unknown> = {};
+    let any = false;
+    for (const k of Object.keys(data)) {
+      if ((allowed && !allowed.has(k)) || denied?.has(k)) continue;
+      picked[k] = data[k];
+      any = true;
+    }
+    // A filter that leaves nothing: the state is not about what this trigger watches.
+    return any ? picked : undefined;
+  };
 }
 
 /** Whether a device's stored state fires this trigger; the accepted attributes when it does. */
@@ -193,25 +229,18 @@ export function stateMatches(
   data: Record<string, unknown>,
   age: number,
 ): Record<string, unknown> | undefined {
-  if ((trigger.type !== 'deviceId' && trigger.type !== 'deviceTag') || !deviceMatches(trigger, device)) {
-    return undefined;
-  }
-  const config = trigger.config ?? {};
-  if (typeof config.maxAge === 'number' && age > config.maxAge * 1000) return undefined;
-  const allow = names(config.attributeWhitelist);
-  const deny = names(config.attributeBlacklist);
-  const picked = Object.fromEntries(
-    Object.entries(data).filter(([k]) => (!allow || allow.includes(k)) && !deny?.includes(k)),
-  );
-  // A filter that leaves nothing: the state is not about what this trigger watches.
-  if ((allow || deny) && Object.keys(picked).length === 0) return undefined;
-  return picked;
+  return stateMatcher(trigger)(device, data, age);
+}
+
+/** The device test of a device-keyed trigger (by id or by tag), with its key parsed once. */
+export function deviceMatcher(trigger: FlowTrigger): (device: Device) => boolean {
+  if (BY_DEVICE_ID.has(trigger.type)) return (device) => trigger.key === device.id;
+  if (!BY_DEVICE_TAG.has(trigger.type)) return () => false;
+  const [key = '', value = ''] = (trigger.key ?? '').split('/', 2);
+  return (device) => device.tags.some((t) => (key === '' || t.key === key) && (value === '' || t.value === value));
 }
 
 /** Whether a device-keyed trigger (by id or by tag) names this device. */
 export function deviceMatches(trigger: FlowTrigger, device: Device): boolean {
-  if (BY_DEVICE_ID.has(trigger.type)) return trigger.key === device.id;
-  if (!BY_DEVICE_TAG.has(trigger.type)) return false;
-  const [key = '', value = ''] = (trigger.key ?? '').split('/', 2);
-  return device.tags.some((t) => (key === '' || t.key === key) && (value === '' || t.value === value));
+  return deviceMatcher(trigger)(device);
 }

@@ -3,12 +3,14 @@
  * is stopped at the run's node-execution limit, a flow that throws on every state is recorded
  * as failing, and neither stops ingest: a fixed batch of QoS 1 states is acknowledged in full
  * with and without them (the rates are printed as figures, not asserted). With a short run time
- * limit, a long Delay and a slow HTTP call end with the run.
+ * limit, a long Delay and a slow HTTP call end with the run. A flood past a flow's queue is
+ * refused, summed in its run log and counted in the metrics, while another flow runs every time.
  */
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { MqttClient } from 'mqtt';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { scrape } from '../helpers/metrics.js';
 import { createFleet, eventually, ok, type SeedFleet, startTestServer, type TestServer } from '../helpers/server.js';
 
 interface FlowRunEntry {
@@ -183,5 +185,84 @@ describe('the run time limit', () => {
     const errors = log.flatMap((r) => r.errors);
     expect(errors.map((e) => e.nodeId).sort()).toEqual(['call', 'wait']);
     for (const e of errors) expect(e.message).toContain('ran out of time');
+  });
+});
+
+describe('a flooded flow', () => {
+  let server: TestServer;
+  let fleet: SeedFleet;
+  let gateway: MqttClient;
+  const app = () => `/applications/${fleet.applicationId}`;
+
+  beforeAll(async () => {
+    server = await startTestServer({ workflowLimits: { perFlowConcurrency: 1, maxQueuedPerFlow: 5 } });
+    fleet = await createFleet(server, { application: { rateLimit: { messages: 0, windowSeconds: 15 } } });
+    gateway = await server.connect(fleet.gateway, fleet.key, fleet.secret);
+  });
+  afterAll(() => server.stop());
+
+  it('refuses triggers past its queue, says how many in its run log and metrics, and other flows run every time', async () => {
+    // One run at a time, each waiting 200 ms: a burst of states fills its queue.
+    const slow = ok(
+      await server.http<{ id: string }>('POST', `${app()}/flows`, {
+        name: 'slow',
+        triggers: [{ type: 'deviceId', key: fleet.bound, outputIds: [['wait']] }],
+        nodes: [{ id: 'wait', type: 'DelayNode', config: { delay: '0.2' }, outputIds: [[]] }],
+      }),
+    ).id;
+    const quick = ok(
+      await server.http<{ id: string }>('POST', `${app()}/flows`, {
+        name: 'quick',
+        triggers: [{ type: 'deviceId', key: fleet.bound, outputIds: [['note']] }],
+        nodes: [
+          {
+            id: 'note',
+            type: 'MutateNode',
+            config: { rules: [{ type: 'set', destination: 'working.t', valueTemplate: '{{data.temperature}}' }] },
+            outputIds: [[]],
+          },
+        ],
+      }),
+    ).id;
+    const before = await scrape(server);
+    // One state after another, each acknowledged before the next: every commit triggers both.
+    const burst = 40;
+    for (let i = 0; i < burst; i++) {
+      await gateway.publishAsync(`losant/${fleet.bound}/state`, JSON.stringify({ data: { temperature: i } }), {
+        qos: 1,
+      });
+    }
+    await server.running.workflows.engine.idle();
+
+    const quickLog = await runs(server, fleet.applicationId, quick);
+    expect(quickLog).toHaveLength(burst);
+    expect(quickLog.every((r) => r.errors.length === 0)).toBe(true);
+
+    const slowLog = await runs(server, fleet.applicationId, slow);
+    const finished = slowLog.filter((r) => r.errors.length === 0);
+    const summaries = slowLog.filter((r) => r.errors.length > 0);
+    const refused = summaries.reduce(
+      (sum, r) => sum + Number(/^(\d+) runs? (?:was|were) not started/.exec(r.errors[0]?.message ?? '')?.[1]),
+      0,
+    );
+    expect(summaries.length).toBeGreaterThan(0);
+    for (const r of summaries) expect(r.errors[0]?.message).toMatch(/the flow's queue was full \(5 waiting\)$/);
+    // At most one in progress and five waiting when the burst arrived; the rest were refused.
+    expect(finished.length).toBeGreaterThanOrEqual(6);
+    expect(finished.length + refused).toBe(burst);
+
+    const flows = ok(
+      await server.http<{ items: Array<{ id: string; stats: { runCount: number } }> }>('GET', `${app()}/flows`),
+      200,
+    );
+    expect(flows.items.find((f) => f.id === slow)?.stats.runCount).toBe(finished.length);
+
+    const after = await scrape(server);
+    const moved = (outcome: string) =>
+      after.value('gatehouse_workflow_runs_total', { outcome }) -
+      before.value('gatehouse_workflow_runs_total', { outcome });
+    expect(moved('refused')).toBe(refused);
+    expect(moved('succeeded')).toBe(burst + finished.length);
+    expect(moved('failed')).toBe(0);
   });
 });

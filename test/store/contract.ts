@@ -25,6 +25,7 @@ import {
   type Store,
   writeBatch,
 } from '../../src/store/types.js';
+import type { Flow, FlowRun } from '../../src/workflows/definition.js';
 
 export const T0 = 1_700_000_000_000;
 
@@ -1665,6 +1666,117 @@ export function storeContract(name: string, open: () => Promise<Store>): void {
           'state@2',
           'state@1',
         ]);
+      });
+    });
+
+    describe('flows', () => {
+      function makeFlow(overrides: Partial<Flow> = {}): Flow {
+        return {
+          id: newId(),
+          applicationId: app.id,
+          name: 'alarm',
+          description: '',
+          enabled: true,
+          defaultVersionId: null,
+          stats: { runCount: 0, errorCount: 0 },
+          triggers: [{ type: 'deviceTag', key: 'site/north', config: {}, outputIds: [['n1']] }],
+          nodes: [{ id: 'n1', type: 'DebugNode', config: {}, outputIds: [[]] }],
+          globals: [{ key: 'limit', json: '30' }],
+          creationDate: T0,
+          lastUpdated: T0,
+          ...overrides,
+        };
+      }
+
+      function makeRun(flowId: string, time: number, errors: FlowRun['errors'] = []): FlowRun {
+        return {
+          flowId,
+          time,
+          flowVersion: 'develop',
+          triggerType: 'deviceTag',
+          triggerId: 'd1',
+          pathsCompleted: errors.length === 0 ? 1 : 0,
+          pathsFailed: errors.length,
+          wallTime: 0.25,
+          latency: 1.5,
+          errors,
+        };
+      }
+
+      it('round-trips a flow and keeps its stats when the definition is updated', async () => {
+        const flow = makeFlow();
+        await store.createFlow(flow);
+        expect(await store.getFlow(flow.id)).toEqual(flow);
+        await store.recordFlowRuns([], [{ flowId: flow.id, runs: 3, errors: 1 }], 10);
+        await store.updateFlow({ ...flow, name: 'renamed', stats: { runCount: 0, errorCount: 0 } });
+        expect(await store.getFlow(flow.id)).toMatchObject({ name: 'renamed', stats: { runCount: 3, errorCount: 1 } });
+      });
+
+      it('records runs and stats together, newest first, keeping the newest of each flow', async () => {
+        const flow = makeFlow();
+        const other = makeFlow({ creationDate: T0 + 1 });
+        await store.createFlow(flow);
+        await store.createFlow(other);
+        const failed = makeRun(flow.id, T0 + 5, [{ nodeId: 'n1', nodeType: 'DebugNode', message: 'boom' }]);
+        const runs = [makeRun(flow.id, T0 + 1), makeRun(other.id, T0 + 2), failed];
+        await store.recordFlowRuns(
+          runs,
+          [
+            { flowId: flow.id, runs: 2, errors: 1 },
+            { flowId: other.id, runs: 1, errors: 0 },
+          ],
+          1_000,
+        );
+        expect(await store.listFlowRuns(flow.id, { limit: 10 })).toEqual([failed, runs[0]]);
+        expect(await store.listFlowRuns(flow.id, { limit: 10, start: T0 + 2, end: T0 + 9 })).toEqual([failed]);
+        expect((await store.getFlow(flow.id))?.stats).toEqual({ runCount: 2, errorCount: 1 });
+        expect((await store.getFlow(other.id))?.stats).toEqual({ runCount: 1, errorCount: 0 });
+        expect(await store.listFlows(app.id)).toHaveLength(2);
+
+        // Past the bound, the oldest go (in batches: at most a tenth more may stay a while).
+        const many = Array.from({ length: 30 }, (_, i) => makeRun(flow.id, T0 + 100 + i));
+        await store.recordFlowRuns(many, [{ flowId: flow.id, runs: 30, errors: 0 }], 20);
+        const kept = await store.listFlowRuns(flow.id, { limit: 100 });
+        expect(kept.length).toBeGreaterThanOrEqual(20);
+        expect(kept.length).toBeLessThanOrEqual(22);
+        expect(kept.slice(0, 20)).toEqual(many.slice(10).reverse());
+      });
+
+      it('ignores runs and stats of a flow that no longer exists, and deleting a flow removes its runs', async () => {
+        const flow = makeFlow();
+        await store.createFlow(flow);
+        await store.recordFlowRuns([makeRun(flow.id, T0)], [{ flowId: flow.id, runs: 1, errors: 0 }], 10);
+        await store.deleteFlow(flow.id);
+        const gone = newId();
+        await store.recordFlowRuns(
+          [makeRun(gone, T0), makeRun(gone, T0 + 1)],
+          [{ flowId: gone, runs: 2, errors: 0 }],
+          10,
+        );
+        expect(await store.listFlowRuns(flow.id, { limit: 10 })).toEqual([]);
+        expect(await store.listFlowRuns(gone, { limit: 10 })).toEqual([]);
+        expect(await store.getFlow(flow.id)).toBeUndefined();
+      });
+
+      it('keeps workflow storage values per flow', async () => {
+        const flow = makeFlow();
+        const other = makeFlow();
+        await store.createFlow(flow);
+        await store.createFlow(other);
+        await store.setFlowValue(flow.id, 'count', { n: 1, list: [1, 'two'] });
+        await store.setFlowValue(other.id, 'count', 7);
+        expect(await store.getFlowValue(flow.id, 'count')).toEqual({ n: 1, list: [1, 'two'] });
+        expect(await store.getFlowValue(other.id, 'count')).toBe(7);
+        await store.setFlowValue(flow.id, 'count', undefined);
+        expect(await store.getFlowValue(flow.id, 'count')).toBeUndefined();
+      });
+
+      it('deleting the application removes its flows', async () => {
+        const flow = makeFlow();
+        await store.createFlow(flow);
+        await store.deleteApplication(app.id);
+        expect(await store.getFlow(flow.id)).toBeUndefined();
+        expect(await store.listFlows()).toEqual([]);
       });
     });
 

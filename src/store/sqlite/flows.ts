@@ -1,6 +1,7 @@
 /** Flows, their versions, run logs and storage values, and webhooks in SQLite (the FlowStore part). */
 import type Database from 'better-sqlite3';
 import type { Flow, FlowDefinition, FlowRun, FlowVersion, Webhook } from '../../workflows/definition.js';
+import type { FlowStatsDelta } from '../../workflows/run-log.js';
 import type { FlowStore } from '../types.js';
 
 interface FlowRow {
@@ -121,14 +122,16 @@ function statements(db: Database.Database) {
     listVersions: db.prepare<[string], VersionRow>(
       'SELECT * FROM flow_versions WHERE flow_id = ? ORDER BY creation_date, id',
     ),
-    // A run may end after its flow was deleted: it is kept only while the flow exists.
+    flowExists: db.prepare<[string], { one: number }>('SELECT 1 AS one FROM flows WHERE id = ?'),
     insertRun: db.prepare<[{ flowId: string; time: number; run: string }]>(
-      `INSERT INTO flow_runs (flow_id, time, run)
-       SELECT @flowId, @time, @run WHERE EXISTS (SELECT 1 FROM flows WHERE id = @flowId)`,
+      'INSERT INTO flow_runs (flow_id, time, run) VALUES (@flowId, @time, @run)',
     ),
-    trimRuns: db.prepare<[{ flowId: string; keep: number }]>(
-      `DELETE FROM flow_runs WHERE flow_id = @flowId AND id NOT IN
-         (SELECT id FROM flow_runs WHERE flow_id = @flowId ORDER BY time DESC, id DESC LIMIT @keep)`,
+    // The newest run past the ones kept, found through the index; it and older ones go.
+    oldestDropped: db.prepare<[{ flowId: string; keep: number }], { time: number; id: number }>(
+      `SELECT time, id FROM flow_runs WHERE flow_id = @flowId ORDER BY time DESC, id DESC LIMIT 1 OFFSET @keep`,
+    ),
+    trimRuns: db.prepare<[{ flowId: string; time: number; id: number }]>(
+      `DELETE FROM flow_runs WHERE flow_id = @flowId AND (time < @time OR (time = @time AND id <= @id))`,
     ),
     listRuns: db.prepare<[{ flowId: string; start: number; end: number; limit: number }], { run: string }>(
       `SELECT run FROM flow_runs WHERE flow_id = @flowId AND time BETWEEN @start AND @end
@@ -160,20 +163,30 @@ function statements(db: Database.Database) {
 
 export class SqliteFlows implements FlowStore {
   private readonly s: ReturnType<typeof statements>;
-  private readonly appendRunsTx: (runs: FlowRun[], keep: number) => void;
+  private readonly recordRunsTx: (runs: FlowRun[], stats: FlowStatsDelta[], keep: number) => void;
   /** Runs added per flow since its log was last trimmed: trimming scans the log, so it waits for a tenth of it. */
   private readonly untrimmed = new Map<string, number>();
 
   constructor(db: Database.Database) {
     this.s = statements(db);
-    this.appendRunsTx = db.transaction((runs: FlowRun[], keep: number) => {
+    this.recordRunsTx = db.transaction((runs: FlowRun[], stats: FlowStatsDelta[], keep: number) => {
+      for (const s of stats) this.s.addStats.run({ id: s.flowId, runs: s.runs, errors: s.errors });
+      // A run may end after its flow was deleted: it is kept only while the flow exists.
+      const exists = new Map<string, boolean>();
       for (const run of runs) {
+        let known = exists.get(run.flowId);
+        if (known === undefined) {
+          known = this.s.flowExists.get(run.flowId) !== undefined;
+          exists.set(run.flowId, known);
+        }
+        if (!known) continue;
         this.s.insertRun.run({ flowId: run.flowId, time: run.time, run: JSON.stringify(run) });
         this.untrimmed.set(run.flowId, (this.untrimmed.get(run.flowId) ?? 0) + 1);
       }
       for (const [flowId, added] of this.untrimmed) {
         if (added < Math.max(1, Math.ceil(keep / 10))) continue;
-        this.s.trimRuns.run({ flowId, keep });
+        const cut = this.s.oldestDropped.get({ flowId, keep });
+        if (cut) this.s.trimRuns.run({ flowId, ...cut });
         this.untrimmed.delete(flowId);
       }
     });
@@ -201,10 +214,6 @@ export class SqliteFlows implements FlowStore {
     this.s.deleteFlow.run(id);
   }
 
-  async addFlowStats(flowId: string, runs: number, errors: number): Promise<void> {
-    this.s.addStats.run({ id: flowId, runs, errors });
-  }
-
   async createFlowVersion(v: FlowVersion): Promise<void> {
     this.s.insertVersion.run({
       id: v.id,
@@ -226,8 +235,8 @@ export class SqliteFlows implements FlowStore {
     return this.s.listVersions.all(flowId).map(versionFromRow);
   }
 
-  async appendFlowRuns(runs: FlowRun[], keepPerFlow: number): Promise<void> {
-    if (runs.length > 0) this.appendRunsTx(runs, keepPerFlow);
+  async recordFlowRuns(runs: FlowRun[], stats: FlowStatsDelta[], keepPerFlow: number): Promise<void> {
+    if (runs.length > 0 || stats.length > 0) this.recordRunsTx(runs, stats, keepPerFlow);
   }
 
   async listFlowRuns(flowId: string, query: { limit: number; start?: number; end?: number }): Promise<FlowRun[]> {

@@ -17,6 +17,7 @@ import type {
   StoredAccessKey,
 } from '../../domain/model.js';
 import type { Flow, FlowRun, FlowVersion, Webhook } from '../../workflows/definition.js';
+import type { FlowStatsDelta } from '../../workflows/run-log.js';
 import type {
   ApplicationLogEntry,
   ApplicationLogQuery,
@@ -512,11 +513,11 @@ export class SqliteStore implements Store {
   listFlows = (applicationId?: string) => this.flows.listFlows(applicationId);
   updateFlow = (flow: Flow) => this.flows.updateFlow(flow);
   deleteFlow = (id: string) => this.flows.deleteFlow(id);
-  addFlowStats = (flowId: string, runs: number, errors: number) => this.flows.addFlowStats(flowId, runs, errors);
   createFlowVersion = (version: FlowVersion) => this.flows.createFlowVersion(version);
   getFlowVersion = (id: string) => this.flows.getFlowVersion(id);
   listFlowVersions = (flowId: string) => this.flows.listFlowVersions(flowId);
-  appendFlowRuns = (runs: FlowRun[], keepPerFlow: number) => this.flows.appendFlowRuns(runs, keepPerFlow);
+  recordFlowRuns = (runs: FlowRun[], stats: FlowStatsDelta[], keepPerFlow: number) =>
+    this.flows.recordFlowRuns(runs, stats, keepPerFlow);
   listFlowRuns = (flowId: string, query: { limit: number; start?: number; end?: number }) =>
     this.flows.listFlowRuns(flowId, query);
   getFlowValue = (flowId: string, key: string) => this.flows.getFlowValue(flowId, key);
