@@ -25,6 +25,16 @@ export class Rest {
     if (res.status !== 200) throw new Error(`DELETE ${url}: expected 200, got ${res.status}: ${await res.text()}`);
   }
 
+  async patch(url: string, body: unknown): Promise<void> {
+    const res = await fetch(`${this.baseUrl}${url}`, {
+      method: 'PATCH',
+      headers: { authorization: `Bearer ${this.token}`, 'content-type': 'application/json' },
+      body: JSON.stringify(body),
+      signal: AbortSignal.timeout(30_000),
+    });
+    if (res.status !== 200) throw new Error(`PATCH ${url}: expected 200, got ${res.status}: ${await res.text()}`);
+  }
+
   async post<T>(url: string, body: unknown, expected = 201): Promise<T> {
     const res = await fetch(`${this.baseUrl}${url}`, {
       method: 'POST',

@@ -33,6 +33,10 @@ program
     '--metrics-token <token>',
     'bearer token GET /metrics requires (env GATEHOUSE_METRICS_TOKEN; default: public)',
   )
+  .option(
+    '--workflow-http-private <allow|deny>',
+    "whether workflows' HTTP nodes may call loopback and private addresses (env GATEHOUSE_WORKFLOW_HTTP_PRIVATE, default deny)",
+  )
   .action(async (flags: Record<string, string | undefined>) => {
     try {
       const config = resolveConfig(flags);

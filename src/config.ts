@@ -18,6 +18,8 @@ export interface GatehouseConfig {
   logLevel: LogLevel;
   /** When set, GET /metrics needs `Authorization: Bearer <it>` (docs/operations.md). */
   metricsToken: string | undefined;
+  /** Whether workflows' HTTP nodes may call loopback, private and link-local addresses (docs/workflows.md). */
+  workflowHttpPrivate: 'allow' | 'deny';
 }
 
 /** A start-up problem the operator can fix; printed as one line naming the option to change. */
@@ -41,6 +43,7 @@ export const OPTIONS: Option[] = [
   { key: 'tlsKey', flag: '--tls-key', env: 'GATEHOUSE_TLS_KEY' },
   { key: 'logLevel', flag: '--log-level', env: 'GATEHOUSE_LOG_LEVEL' },
   { key: 'metricsToken', flag: '--metrics-token', env: 'GATEHOUSE_METRICS_TOKEN' },
+  { key: 'workflowHttpPrivate', flag: '--workflow-http-private', env: 'GATEHOUSE_WORKFLOW_HTTP_PRIVATE' },
 ];
 
 export function optionName(key: keyof GatehouseConfig): string {
@@ -88,6 +91,12 @@ export function resolveConfig(
       `invalid metrics token: expected 1 to 1024 characters without spaces (set ${optionName('metricsToken')})`,
     );
   }
+  const workflowHttpPrivate = pick('workflowHttpPrivate') || 'deny';
+  if (workflowHttpPrivate !== 'allow' && workflowHttpPrivate !== 'deny') {
+    throw new ConfigError(
+      `invalid value "${workflowHttpPrivate}" for private addresses in workflows: expected allow or deny (set ${optionName('workflowHttpPrivate')})`,
+    );
+  }
   return {
     dataDir: resolveDataDir(flags.dataDir, env),
     host,
@@ -99,5 +108,6 @@ export function resolveConfig(
     adminToken: env.GATEHOUSE_ADMIN_TOKEN || undefined,
     logLevel: logLevel as LogLevel,
     metricsToken,
+    workflowHttpPrivate,
   };
 }

@@ -98,6 +98,7 @@ export async function startGatehouse(config: GatehouseConfig, options: StartOpti
     // Workflows follow the event bus; they start before any listener, so no event is missed.
     const engine = new WorkflowEngine(platform, options.workflowLimits, {
       instruments: metrics.workflows,
+      allowPrivateHttp: config.workflowHttpPrivate === 'allow',
       ...(options.workflowTimers ? { timers: options.workflowTimers } : {}),
     });
     await engine.start();

@@ -4,6 +4,7 @@
  */
 import type { Platform } from '../core/platform.js';
 import type { Flow, FlowNode } from './definition.js';
+import type { OutboundFetch } from './outbound.js';
 
 /** Reports a problem with one config field of a node or trigger. */
 export type Problem = (field: string, message: string) => void;
@@ -11,6 +12,8 @@ export type Problem = (field: string, message: string) => void;
 /** What a node sees of the run it is part of. */
 export interface NodeContext {
   platform: Platform;
+  /** Outbound HTTP: the HTTP node calls through it, so the operator's address policy applies. */
+  fetch: OutboundFetch;
   flow: Flow;
   node: FlowNode;
   /** The working payload: nodes read and write it. */

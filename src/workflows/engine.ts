@@ -12,6 +12,7 @@ import { iso } from '../core/wire.js';
 import { filterMatches } from '../domain/topics.js';
 import { type Count, NO_COUNT } from '../ops/instruments.js';
 import { DEVELOP_VERSION, type Flow, type FlowDefinition, type FlowNode, type FlowTrigger } from './definition.js';
+import { outboundFetch } from './outbound.js';
 import { executeRun, type RunEnvironment, type RunOutcome } from './run.js';
 import { PendingRunLog } from './run-log.js';
 import { Lane, RunScheduler } from './scheduler.js';
@@ -115,7 +116,13 @@ export class WorkflowEngine {
   constructor(
     private readonly platform: Platform,
     limits: Partial<EngineLimits> = {},
-    options: { timers?: TimerSource; inactivityCheckMs?: number; instruments?: WorkflowInstruments } = {},
+    options: {
+      timers?: TimerSource;
+      inactivityCheckMs?: number;
+      instruments?: WorkflowInstruments;
+      /** Whether HTTP nodes may call loopback, private and link-local addresses (outbound.ts). */
+      allowPrivateHttp?: boolean;
+    } = {},
   ) {
     this.limits = { ...DEFAULT_ENGINE_LIMITS, ...limits };
     this.timers = options.timers ?? realTimers;
@@ -125,6 +132,7 @@ export class WorkflowEngine {
     this.runEnvironment = {
       platform,
       limits: this.limits,
+      fetch: outboundFetch({ allowPrivate: options.allowPrivateHttp === true }),
       debug: (flowId, nodeId, entry) => this.emitDebug({ flowId, time: iso(Date.now()), nodeId, ...entry }),
       beforeStateWrite: (deviceId, depth) => this.writeDepth(deviceId, depth),
     };

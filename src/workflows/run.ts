@@ -8,6 +8,7 @@
 import type { Platform } from '../core/platform.js';
 import { type NodeContext, nodeType } from './catalog.js';
 import type { Flow, FlowNode, FlowRun, FlowTrigger } from './definition.js';
+import type { OutboundFetch } from './outbound.js';
 
 export interface RunLimits {
   runTimeoutMs: number;
@@ -18,6 +19,8 @@ export interface RunLimits {
 export interface RunEnvironment {
   platform: Platform;
   limits: RunLimits;
+  /** Outbound HTTP, with the operator's policy on private addresses. */
+  fetch: OutboundFetch;
   /** Publishes to the flow's debug stream. */
   debug(
     flowId: string,
@@ -128,6 +131,7 @@ class Run {
     const run = this;
     return {
       platform: env.platform,
+      fetch: env.fetch,
       flow: spec.flow,
       node,
       payload,

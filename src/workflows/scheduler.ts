@@ -28,8 +28,8 @@ export const DEFAULT_SCHEDULER_OPTIONS: SchedulerOptions = {
   concurrency: 4,
   maxWaiting: 1_000,
   share: 0.1,
-  minSliceMs: 0.5,
-  maxSliceMs: 5,
+  minSliceMs: 0.1,
+  maxSliceMs: 2,
 };
 
 /**

@@ -42,6 +42,11 @@ export async function startTestServer(
     /** Protects GET /metrics with this bearer token. */
     metricsToken?: string;
     workflowLimits?: Partial<EngineLimits>;
+    /**
+     * Whether workflows' HTTP nodes may call private addresses; tests allow it by default, since
+     * their HTTP targets listen on loopback.
+     */
+    workflowHttpPrivate?: 'allow' | 'deny';
   } = {},
 ): Promise<TestServer> {
   const dataDir = options.dataDir ?? mkdtempSync(path.join(tmpdir(), 'gatehouse-test-'));
@@ -54,6 +59,7 @@ export async function startTestServer(
       host: '127.0.0.1',
       logLevel: 'error',
       ...(options.metricsToken ? { metricsToken: options.metricsToken } : {}),
+      workflowHttpPrivate: options.workflowHttpPrivate ?? 'allow',
     },
     { GATEHOUSE_ADMIN_TOKEN: ADMIN_TOKEN },
   );

@@ -8,6 +8,7 @@
  */
 import { GatehouseError } from '../../core/errors.js';
 import { oneOf, optionalString, type Problem, registerNode, requireString } from '../catalog.js';
+import { AddressNotAllowed } from '../outbound.js';
 import { renderJson, renderString, setPath } from '../templates.js';
 import { checkTemplate } from './core.js';
 
@@ -159,7 +160,7 @@ registerNode({
       }
       let response: Response;
       try {
-        response = await fetch(target, {
+        response = await ctx.fetch(target, {
           method,
           headers,
           ...(body !== undefined ? { body } : {}),
@@ -211,6 +212,7 @@ function transportError(err: unknown, abort: AbortController, run: AbortSignal, 
   if (run.aborted) return new HttpNodeError('RunTimeout', 'the run ran out of time');
   if (abort.signal.aborted) return new HttpNodeError('Timeout', `no response within ${seconds} s`);
   const cause = (err as { cause?: { code?: string; message?: string } }).cause;
+  if (cause instanceof AddressNotAllowed) return new HttpNodeError('AddressNotAllowed', cause.message);
   return new HttpNodeError(
     'RequestFailed',
     `${cause?.code ?? (err as Error).message ?? 'the request failed'}${cause?.message ? `: ${cause.message}` : ''} (${url})`,
