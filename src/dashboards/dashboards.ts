@@ -59,6 +59,20 @@ export class Dashboards {
     return dashboard;
   }
 
+  /** The dashboard by id alone (Losant's `/dashboards/ID`): the caller then asks about its application. */
+  async find(dashboardId: string): Promise<Dashboard> {
+    const dashboard = await this.store.getDashboard(dashboardId);
+    if (!dashboard) throw new GatehouseError('NotFound', `dashboard ${dashboardId} not found`);
+    return dashboard;
+  }
+
+  /** The dashboards of these applications (null: of every one), oldest first within each. */
+  async listOf(applicationIds: readonly string[] | null): Promise<Dashboard[]> {
+    const ids = applicationIds ?? (await this.registry.listApplications()).map((a) => a.id);
+    const lists = await Promise.all(ids.map((id) => this.store.listDashboards(id)));
+    return lists.flat();
+  }
+
   async list(applicationId: string): Promise<Dashboard[]> {
     await this.registry.requireApplication(applicationId);
     return this.store.listDashboards(applicationId);

@@ -276,6 +276,26 @@ describe('dashboards', () => {
     expect(
       await server.http<ErrorAnswer>('GET', `/applications/${other.id}/dashboards/${created.id}`, undefined, outsider),
     ).toMatchObject({ status: 404, body: { type: 'NotFound' } });
+    // Losant's top-level paths decide by the dashboard's application the same way.
+    const byId = `/dashboards/${created.id}`;
+    expect(ok(await server.http<DashboardAnswer>('GET', byId, undefined, viewer), 200).name).toBe('Mine');
+    expect(await server.http('PATCH', byId, { name: 'Nope' }, viewer)).toMatchObject({ status: 403 });
+    expect(await server.http('DELETE', byId, undefined, viewer)).toMatchObject({ status: 403 });
+    expect(
+      await server.http('POST', '/dashboards', { name: 'Nope', applicationId: fleet.applicationId }, viewer),
+    ).toMatchObject({ status: 403 });
+    expect(await server.http('GET', byId, undefined, outsider)).toMatchObject({ status: 404 });
+    expect(await server.http('PATCH', byId, { name: 'Nope' }, outsider)).toMatchObject({ status: 404 });
+    expect(
+      await server.http('POST', '/dashboards', { name: 'Nope', applicationId: fleet.applicationId }, outsider),
+    ).toMatchObject({ status: 404 });
+    const theirs = ok(await server.http<Page<DashboardAnswer>>('GET', '/dashboards', undefined, outsider), 200);
+    expect(theirs.totalCount).toBe(0);
+    const filtered = `/dashboards?applicationId=${fleet.applicationId}`;
+    expect(ok(await server.http<Page<DashboardAnswer>>('GET', filtered, undefined, outsider), 200).totalCount).toBe(0);
+    const ours = ok(await server.http<Page<DashboardAnswer>>('GET', '/dashboards', undefined, viewer), 200);
+    expect(ours.items.map((d) => d.id)).toContain(created.id);
+    expect(ours.items.every((d) => d.applicationId === fleet.applicationId)).toBe(true);
     expect(ok(await server.http<DashboardAnswer>('GET', url, undefined, viewer), 200).name).toBe('Mine');
   });
 

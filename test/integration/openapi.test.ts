@@ -573,6 +573,19 @@ describe('API reference', () => {
       await expectStatus(400, 'PATCH', `${dashboards}/${dashboard.id}`, { body: { refreshRate: 1 } });
       await expectStatus(200, 'DELETE', `${dashboards}/${dashboard.id}`);
       await expectStatus(404, 'DELETE', `${dashboards}/${dashboard.id}`);
+      // Losant's top-level paths to the same dashboards.
+      const byId = await expectStatus<{ id: string }>(201, 'POST', '/dashboards', {
+        body: { name: 'anywhere', applicationId: fleet.applicationId, blocks: [gauge] },
+      });
+      await expectStatus(400, 'POST', '/dashboards', { body: { name: 'no application' } });
+      await expectStatus(200, 'GET', `/dashboards?applicationId=${fleet.applicationId}&sortField=applicationId`);
+      await expectStatus(400, 'GET', '/dashboards?perPage=0');
+      await expectStatus(200, 'GET', `/dashboards/${byId.id}`);
+      await expectStatus(404, 'GET', `/dashboards/${UNKNOWN_ID}`);
+      await expectStatus(200, 'PATCH', `/dashboards/${byId.id}`, { body: { defaultTheme: 'dark' } });
+      await expectStatus(400, 'PATCH', `/dashboards/${byId.id}`, { body: { defaultTheme: 'blue' } });
+      await expectStatus(200, 'DELETE', `/dashboards/${byId.id}`);
+      await expectStatus(404, 'DELETE', `/dashboards/${byId.id}`);
     });
 
     it('state', async () => {

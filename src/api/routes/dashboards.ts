@@ -8,6 +8,7 @@ import { type Static, Type } from '@sinclair/typebox';
 import { iso } from '../../core/wire.js';
 import type { Dashboards } from '../../dashboards/dashboards.js';
 import { type Dashboard as DashboardModel, MAX_BLOCKS, MAX_CONTEXT_VARIABLES } from '../../dashboards/model.js';
+import { applicationScope } from '../../domain/authorization.js';
 import { ID_PATTERN } from '../../domain/ids.js';
 import { allow } from '../guard.js';
 import { AppParams, described, errorResponses, Id, Page, PageQuery, Query, Success } from '../schemas.js';
@@ -119,6 +120,35 @@ const DashboardListQuery = Query({
   ),
 });
 
+/**
+ * Losant's top-level paths (its client's `dashboards` and `dashboard` resources): the same
+ * dashboards, found by id alone; one is created with the `applicationId` it belongs to, as Losant
+ * allows (dashboards owned by an organization or a user are not offered).
+ */
+const { applicationId: _ignored, ...ExportFieldsButApplication } = IgnoredExportFields;
+const AnywhereBody = Type.Object(
+  {
+    name: Type.String({ minLength: 1, maxLength: 255 }),
+    applicationId: Type.String({ pattern: ID_PATTERN, description: 'The application the dashboard belongs to.' }),
+    ...Settings,
+    ...ExportFieldsButApplication,
+  },
+  { additionalProperties: false },
+);
+const AnywhereParams = Type.Object({ dashboardId: DashboardParams.properties.dashboardId });
+const AnywhereListQuery = Query({
+  ...PageQuery,
+  sortField: Type.Optional(
+    Type.Union([Type.Literal('name'), Type.Literal('id'), Type.Literal('creationDate'), Type.Literal('applicationId')]),
+  ),
+  sortDirection: DashboardListQuery.properties.sortDirection,
+  filterField: DashboardListQuery.properties.filterField,
+  filter: DashboardListQuery.properties.filter,
+  applicationId: Type.Optional(
+    Type.String({ pattern: ID_PATTERN, description: 'Only the dashboards of this application.' }),
+  ),
+});
+
 const present = (d: DashboardModel): Static<typeof Dashboard> => ({
   id: d.id,
   dashboardId: d.id,
@@ -146,7 +176,10 @@ function globMatcher(pattern: string): (name: string) => boolean {
   return (name) => re.test(name);
 }
 
-function sorted(all: DashboardModel[], query: Static<typeof DashboardListQuery>): DashboardModel[] {
+function sorted(
+  all: DashboardModel[],
+  query: Omit<Static<typeof AnywhereListQuery>, 'applicationId'>,
+): DashboardModel[] {
   const matches = query.filter ? globMatcher(query.filter) : () => true;
   const list = all.filter((d) => matches(d.name));
   const field = query.sortField ?? 'creationDate';
@@ -266,6 +299,116 @@ export const dashboardRoutes =
       },
       async (request) => {
         const { applicationId, dashboardId } = request.params;
+        allow(request, { type: 'editApplication', applicationId });
+        await dashboards.delete(applicationId, dashboardId);
+        return { success: true as const };
+      },
+    );
+
+    app.get(
+      '/dashboards',
+      {
+        schema: {
+          summary: 'List dashboards of every application',
+          description: "Losant's top-level list: the dashboards of each application the caller may read.",
+          tags: ['dashboards'],
+          querystring: AnywhereListQuery,
+          response: {
+            200: described(Page(Dashboard), 'A page of dashboards, by application and oldest first unless sorted.'),
+            ...errorResponses(400, 401, 403, 429),
+          },
+        },
+      },
+      async (request) => {
+        const principal = allow(request, { type: 'listApplications' });
+        const scope = applicationScope(principal);
+        const wanted = request.query.applicationId;
+        const ids = wanted === undefined ? scope : scope === null || scope.includes(wanted) ? [wanted] : [];
+        return pageOf(sorted(await dashboards.listOf(ids), request.query), request.query, present);
+      },
+    );
+
+    app.post(
+      '/dashboards',
+      {
+        schema: {
+          summary: 'Create a dashboard (by its applicationId)',
+          description: 'As `POST /applications/{applicationId}/dashboards`, with the application named in the body.',
+          tags: ['dashboards'],
+          body: AnywhereBody,
+          response: {
+            201: described(Dashboard, 'The new dashboard.'),
+            ...errorResponses(400, 401, 403, 404, 413, 415, 429),
+          },
+        },
+      },
+      async (request, reply) => {
+        const { applicationId, name, description, refreshRate, defaultTheme, blocks, contextConfiguration } =
+          request.body;
+        allow(request, { type: 'editApplication', applicationId });
+        const input = { name, description, refreshRate, defaultTheme, blocks, contextConfiguration };
+        return reply.code(201).send(present(await dashboards.create(applicationId, input)));
+      },
+    );
+
+    app.get(
+      '/dashboards/:dashboardId',
+      {
+        schema: {
+          summary: 'Get a dashboard by id',
+          tags: ['dashboards'],
+          params: AnywhereParams,
+          response: { 200: described(Dashboard, 'The dashboard.'), ...errorResponses(401, 403, 404, 429) },
+        },
+      },
+      async (request) => {
+        const dashboard = await dashboards.find(request.params.dashboardId);
+        allow(request, { type: 'readApplication', applicationId: dashboard.applicationId });
+        return present(dashboard);
+      },
+    );
+
+    app.patch(
+      '/dashboards/:dashboardId',
+      {
+        schema: {
+          summary: 'Change a dashboard by id',
+          description: 'As `PATCH /applications/{applicationId}/dashboards/{dashboardId}`.',
+          tags: ['dashboards'],
+          params: AnywhereParams,
+          body: DashboardPatch,
+          response: {
+            200: described(Dashboard, 'The dashboard as saved.'),
+            ...errorResponses(400, 401, 403, 404, 413, 415, 429),
+          },
+        },
+      },
+      async (request) => {
+        const { dashboardId } = request.params;
+        const { applicationId } = await dashboards.find(dashboardId);
+        allow(request, { type: 'editApplication', applicationId });
+        const { name, description, refreshRate, defaultTheme, blocks, contextConfiguration } = request.body;
+        const patch = { name, description, refreshRate, defaultTheme, blocks, contextConfiguration };
+        return present(await dashboards.update(applicationId, dashboardId, patch));
+      },
+    );
+
+    app.delete(
+      '/dashboards/:dashboardId',
+      {
+        schema: {
+          summary: 'Delete a dashboard by id',
+          tags: ['dashboards'],
+          params: AnywhereParams,
+          response: {
+            200: described(Success, 'Deleted.'),
+            ...errorResponses(400, 401, 403, 404, 413, 415, 429),
+          },
+        },
+      },
+      async (request) => {
+        const { dashboardId } = request.params;
+        const { applicationId } = await dashboards.find(dashboardId);
         allow(request, { type: 'editApplication', applicationId });
         await dashboards.delete(applicationId, dashboardId);
         return { success: true as const };
