@@ -16,7 +16,7 @@ const DeviceRef: Shape = str(1024, {
 });
 const Color = str(64);
 const Template = str(32_767);
-/** Aggregations the data API computes (docs/data.md); Losant's MEDIAN and STDDEV are not among them. */
+/** Aggregations the data API computes (docs/data-queries.md); Losant's MEDIAN and STDDEV are not among them. */
 const Aggregation = oneOfValues(AGGREGATIONS);
 /** Milliseconds, or Losant's `{{dashboard.duration}}` and other templates. */
 const Duration = numOrStr({ min: 0, integer: true });
