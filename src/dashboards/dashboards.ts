@@ -5,6 +5,7 @@
 import { GatehouseError } from '../core/errors.js';
 import type { Registry } from '../core/registry.js';
 import { newId } from '../domain/ids.js';
+import { MAX_JSON_DEPTH, nestsDeeperThan } from '../domain/json.js';
 import type { Store } from '../store/types.js';
 import {
   type Dashboard,
@@ -19,6 +20,13 @@ function checkContext(context: Record<string, unknown>[] | undefined): Record<st
   const list = context ?? [];
   if (list.length > MAX_CONTEXT_VARIABLES) {
     throw new GatehouseError('Validation', `contextConfiguration: at most ${MAX_CONTEXT_VARIABLES} variables`);
+  }
+  // Kept as given, so its depth is bounded here as any free-form JSON is (src/domain/json.ts).
+  if (nestsDeeperThan(list, MAX_JSON_DEPTH)) {
+    throw new GatehouseError(
+      'Validation',
+      `contextConfiguration nests arrays and objects more than ${MAX_JSON_DEPTH} levels deep`,
+    );
   }
   return list;
 }

@@ -244,6 +244,12 @@ describe('dashboards', () => {
     await refused({ name: '' }, /body\/name/);
     await refused({ name: 'bad', refreshRate: 1 }, /body\/refreshRate/);
     await refused({ name: 'bad', public: true }, /body\/public/);
+    let deep: unknown = 'bottom';
+    for (let i = 0; i < 80; i++) deep = { deeper: deep };
+    await refused(
+      { name: 'bad', contextConfiguration: [{ name: 'x', defaultValue: deep }] },
+      /contextConfiguration nests/,
+    );
     const many = Array.from({ length: 101 }, (_, i) => ({ ...gateway(), startX: 0, width: 1, startY: i }));
     await refused({ name: 'bad', blocks: many }, /body\/blocks/);
   });
