@@ -97,6 +97,21 @@ const ROUTES: Array<{ method: string; url: string; query?: string[]; body?: Reco
   { method: 'GET', url: '/applications/:a/flows/:f/logs', query: ['limit', 'start', 'end'] },
   { method: 'GET', url: '/applications/:a/flows/:f/debugStream' },
   { method: 'POST', url: '/applications/:a/flows/:f/virtualButton', body: { key: 'go' } },
+  // Dashboards: `:b` is a dashboard's id, under its application and at Losant's top-level paths.
+  { method: 'POST', url: '/applications/:a/dashboards', body: { name: 'n' } },
+  {
+    method: 'GET',
+    url: '/applications/:a/dashboards',
+    query: ['page', 'perPage', 'sortField', 'sortDirection', 'filterField', 'filter'],
+  },
+  { method: 'GET', url: '/applications/:a/dashboards/:b' },
+  { method: 'PATCH', url: '/applications/:a/dashboards/:b', body: { description: 'd' } },
+  { method: 'DELETE', url: '/applications/:a/dashboards/:b' },
+  { method: 'POST', url: '/dashboards', body: { name: 'n', applicationId: '' } },
+  { method: 'GET', url: '/dashboards', query: ['page', 'perPage', 'sortField', 'applicationId', 'filter'] },
+  { method: 'GET', url: '/dashboards/:b' },
+  { method: 'PATCH', url: '/dashboards/:b', body: { description: 'd' } },
+  { method: 'DELETE', url: '/dashboards/:b' },
   // Webhooks: `:w` is a webhook's id, `:h` its token (the public URLs take any method and body).
   { method: 'POST', url: '/applications/:a/webhooks', body: { name: 'n' } },
   { method: 'GET', url: '/applications/:a/webhooks', query: ['page', 'perPage'] },
@@ -167,8 +182,12 @@ describe('REST hardening', () => {
   let userId: string;
   let tokenId: string;
   let flowId: string;
+  let dashboardId: string;
   let webhook: { id: string; token: string };
-  const fill = (url: string, ids: { a?: string; d?: string; k?: string; u?: string; t?: string; f?: string } = {}) =>
+  const fill = (
+    url: string,
+    ids: { a?: string; d?: string; k?: string; u?: string; t?: string; f?: string; b?: string } = {},
+  ) =>
     url
       .replace(':a', ids.a ?? fleet.applicationId)
       .replace(':d', ids.d ?? fleet.standalone)
@@ -176,6 +195,7 @@ describe('REST hardening', () => {
       .replace(':u', ids.u ?? userId)
       .replace(':t', ids.t ?? tokenId)
       .replace(':f', ids.f ?? flowId)
+      .replace(':b', ids.b ?? dashboardId)
       .replace(':w', webhook.id)
       .replace(':h', webhook.token);
 
@@ -266,6 +286,9 @@ describe('REST hardening', () => {
         triggers: [{ type: 'virtualButton', key: 'go', outputIds: [[]] }],
       }),
     ).id;
+    dashboardId = ok(
+      await server.http<{ id: string }>('POST', `/applications/${fleet.applicationId}/dashboards`, { name: 'probe' }),
+    ).id;
     webhook = ok(
       await server.http<{ id: string; token: string }>('POST', `/applications/${fleet.applicationId}/webhooks`, {
         name: 'probe',
@@ -300,6 +323,7 @@ describe('REST hardening', () => {
           .replace(':u', ':userId')
           .replace(':t', ':tokenId')
           .replace(':f', ':flowId')
+          .replace(':b', ':dashboardId')
           .replace(':w', ':webhookId')
           .replace(':h', ':token')}`,
     );
@@ -478,7 +502,7 @@ describe('REST hardening', () => {
 
     it('answer 404 NotFound on every route, for every id in the path', async () => {
       for (const route of ROUTES.filter((r) => r.url.includes(':'))) {
-        for (const slot of ['a', 'd', 'k', 'u', 't', 'f'] as const) {
+        for (const slot of ['a', 'd', 'k', 'u', 't', 'f', 'b'] as const) {
           if (!route.url.includes(`:${slot}`)) continue;
           for (const bad of MALFORMED) {
             const url = fill(route.url, { [slot]: bad });
