@@ -126,20 +126,23 @@ describe('PostgresStore partitions and retention', () => {
 
   it('checkWritable rejects when the server only takes reads', async () => {
     const fresh = await createTestDatabase();
-    const store = await openPostgresStore({ url: fresh.url });
-    const admin = new pg.Client({ connectionString: fresh.url });
-    await admin.connect();
     try {
-      await store.checkWritable();
-      // New connections of the store come up read-only, as on a standby.
+      const writable = await openPostgresStore({ url: fresh.url });
+      await writable.checkWritable();
+      await writable.close();
+      // Connections made from now on are read-only, as on a standby.
+      const admin = new pg.Client({ connectionString: fresh.url });
+      await admin.connect();
       await admin.query(`ALTER DATABASE ${fresh.name} SET default_transaction_read_only = on`);
-      await admin.query(
-        'SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()',
-      );
-      await expect(store.checkWritable()).rejects.toThrow(/read-only/);
-    } finally {
       await admin.end();
-      await store.close();
+      const store = await openPostgresStore({ url: fresh.url, shared: true });
+      try {
+        await expect(store.checkWritable()).rejects.toThrow(/read-only/);
+        expect(await store.getSetting('writableCheck')).toBeUndefined();
+      } finally {
+        await store.close();
+      }
+    } finally {
       await fresh.drop();
     }
   });

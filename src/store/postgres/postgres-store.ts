@@ -659,9 +659,12 @@ function rangeParams(deviceId: string, query: TimeRangeQuery): unknown[] {
 /** A pool with this store's type parsers. */
 export function createPool(url: string, max = 10): pg.Pool {
   const pool = new pg.Pool({ connectionString: url, max, types: TYPES });
-  // An idle connection the server closed (a restart): the next query reconnects; without a
-  // listener the error would crash the process.
-  pool.on('error', (err) => console.error('postgres pool:', err.message));
+  // A connection the server closed (a restart, a terminated backend) emits an error on its
+  // client, also while checked out between two queries of a transaction: without a listener
+  // that error would crash the process. The query in flight fails; the pool reconnects.
+  const lost = (err: Error) => console.error('postgres connection lost:', err.message);
+  pool.on('error', lost);
+  pool.on('connect', (client) => client.on('error', lost));
   return pool;
 }
 
