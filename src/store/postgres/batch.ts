@@ -2,8 +2,8 @@
  * The group commit on PostgreSQL: a write batch becomes at most one statement per table, each
  * taking its rows as arrays (`unnest`), all in the caller's transaction. What SQLite does row
  * by row in arrival order is combined here first, because one INSERT ... ON CONFLICT may not
- * touch a row twice: states of one device and millisecond merge, the composite state keeps the
- * newest value per attribute, a device's reports and connection changes reduce to the one that
+ * touch a row twice: states of one device and millisecond merge, the composite state (one row
+ * per device) keeps the newest value per attribute, a device's reports and connection changes reduce to the one that
  * wins. Rows go in key order, so two nodes writing the same rows lock them in the same order
  * and cannot deadlock.
  *
@@ -29,12 +29,12 @@ SELECT * FROM unnest($1::text[], $2::bigint[], $3::text[]::jsonb[], $4::text[])
 ON CONFLICT (device_id, time) DO UPDATE
   SET data = device_states.data || excluded.data, reported_by = excluded.reported_by`;
 
-// >= so that, at equal times, the later arrival wins as it does in the state merge.
+// One row per device; composite_merge (migrations.ts) keeps, per attribute, the newer of the
+// stored and the new value (the new one at equal times, as in the state merge).
 const UPSERT_COMPOSITE = `
-INSERT INTO composite_state (device_id, attribute, value, time)
-SELECT * FROM unnest($1::text[], $2::text[], $3::text[]::jsonb[], $4::bigint[])
-ON CONFLICT (device_id, attribute) DO UPDATE SET value = excluded.value, time = excluded.time
-  WHERE excluded.time >= composite_state.time`;
+INSERT INTO composite_state (device_id, state)
+SELECT * FROM unnest($1::text[], $2::text[]::jsonb[])
+ON CONFLICT (device_id) DO UPDATE SET state = composite_merge(composite_state.state, excluded.state)`;
 
 // First keeps the earlier arrival on equal times (strict <), last takes the later one (>=).
 const UPSERT_ROLLUPS = `
@@ -177,24 +177,25 @@ function combineStates(states: StateRecord[]): CombinedState[] {
 }
 
 async function writeComposite(client: pg.PoolClient, states: StateRecord[], known: Set<string>): Promise<void> {
-  const newest = new Map<string, { deviceId: string; attribute: string; value: unknown; time: number }>();
+  // Per device, the newest value of each attribute in the batch (the later arrival on equal
+  // times). No prototype: an attribute named __proto__ is a key like any other.
+  const devices = new Map<string, Record<string, { v: unknown; t: number }>>();
   for (const s of states) {
     if (!known.has(s.deviceId)) continue;
+    let composite = devices.get(s.deviceId);
+    if (composite === undefined) {
+      composite = Object.create(null) as Record<string, { v: unknown; t: number }>;
+      devices.set(s.deviceId, composite);
+    }
     for (const [attribute, value] of Object.entries(s.data)) {
       if (value === undefined) continue;
-      const k = key(s.deviceId, attribute);
-      const prev = newest.get(k);
-      if (!prev || s.time >= prev.time) newest.set(k, { deviceId: s.deviceId, attribute, value, time: s.time });
+      const prev = composite[attribute];
+      if (!prev || s.time >= prev.t) composite[attribute] = { v: value, t: s.time };
     }
   }
-  const rows = byKey(newest);
-  if (rows.length === 0) return;
-  await client.query(UPSERT_COMPOSITE, [
-    rows.map((r) => r.deviceId),
-    rows.map((r) => r.attribute),
-    rows.map((r) => toJson(r.value)),
-    rows.map((r) => r.time),
-  ]);
+  const ids = [...devices.keys()].sort();
+  if (ids.length === 0) return;
+  await client.query(UPSERT_COMPOSITE, [ids, ids.map((id) => toJson(devices.get(id)))]);
 }
 
 /** Adds the partial aggregates to `state_rollups` (count and sum add up, first and last by time). */

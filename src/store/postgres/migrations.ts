@@ -20,7 +20,7 @@ export const MIGRATION_LOCK_KEY = 0x67617465686f7573n;
 // their row mapping (src/store/rows.ts). Times are epoch ms in bigint. Identifiers and other keys
 // that lists are ordered by use the "C" collation: byte order, as SQLite and JavaScript compare.
 // JSON the database itself looks into is jsonb: states (merged with ||, read by jsonb_each),
-// composite values (their type decides rollup eligibility) and device tags (the tag filter).
+// the composite state (merged per attribute by time) and device tags (the tag filter).
 //
 // device_states is partitioned by time (daily range partitions, created ahead and on demand by
 // partitions.ts), so retention can drop a whole day at once. The high-volume per-device tables
@@ -93,13 +93,20 @@ CREATE TABLE device_states (
   PRIMARY KEY (device_id, time)
 ) PARTITION BY RANGE (time);
 
+-- The composite state: one row per device, {"attribute": {"v": value, "t": time}}. A batch
+-- upserts one row per device (not one per attribute), merged per attribute by time: a value
+-- older than the stored one of its attribute is left out, at equal times the later arrival wins.
 CREATE TABLE composite_state (
-  device_id text COLLATE "C" NOT NULL,
-  attribute text COLLATE "C" NOT NULL,
-  value jsonb NOT NULL,
-  time bigint NOT NULL,
-  PRIMARY KEY (device_id, attribute)
+  device_id text COLLATE "C" PRIMARY KEY,
+  state jsonb NOT NULL
 );
+
+CREATE FUNCTION composite_merge(old jsonb, new jsonb) RETURNS jsonb
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+  SELECT old || coalesce(jsonb_object_agg(n.key, n.value), '{}'::jsonb)
+  FROM jsonb_each(new) AS n
+  WHERE NOT (old ? n.key) OR (old -> n.key ->> 't')::bigint <= (n.value ->> 't')::bigint
+$$;
 
 -- One row per device, numeric attribute and minute: what a time-series query over long ranges
 -- reads instead of the raw states.

@@ -508,7 +508,8 @@ export class PostgresStore implements Store {
     // No prototype: an attribute named __proto__ is a key like any other.
     const composite: Record<string, CompositeValue> = Object.create(null);
     const rows = await this.rows<{ attribute: string; value: string; time: number }>(
-      'SELECT attribute, value, time FROM composite_state WHERE device_id = $1 ORDER BY attribute',
+      `SELECT e.key AS attribute, e.value -> 'v' AS value, (e.value ->> 't')::bigint AS time
+       FROM composite_state, jsonb_each(state) AS e WHERE device_id = $1 ORDER BY e.key COLLATE "C"`,
       [deviceId],
     );
     for (const row of rows) composite[row.attribute] = { value: fromJson(row.value), time: row.time };

@@ -2,7 +2,8 @@
  * Time-series and last-value queries over PostgreSQL: the reads that series-buckets.ts plans
  * and combines. As in SQLite, every query is a range on a primary key: `state_rollups (device_id,
  * attribute, bucket)` for numeric aggregates over whole minutes, `device_states (device_id,
- * time)` (only the partitions of the range are read) for the rest, `composite_state` for last values.
+ * time)` (only the partitions of the range are read) for the rest, `composite_state` (one row per
+ * device) for last values.
  */
 import type pg from 'pg';
 import { fromJson } from '../rows.js';
@@ -59,12 +60,14 @@ const MINUTE_SQL: Record<Family, string> = {
 const STATES_SQL = `SELECT time, data FROM device_states WHERE device_id = $1 AND time BETWEEN $2 AND $3
   AND ($4::text[] IS NULL OR data ?| $4::text[]) ORDER BY time LIMIT $5`;
 
-const KINDS_SQL = `SELECT attribute, jsonb_typeof(value) = 'number' AS numeric FROM composite_state
-  WHERE device_id = $1`;
+const KINDS_SQL = `SELECT e.key AS attribute, jsonb_typeof(e.value -> 'v') = 'number' AS numeric
+  FROM composite_state, jsonb_each(state) AS e WHERE device_id = $1`;
 
-const LAST_VALUES_SQL = `SELECT device_id, attribute, value, time FROM composite_state
-  WHERE device_id = ANY($1::text[]) AND ($2::text[] IS NULL OR attribute = ANY($2::text[]))
-  ORDER BY device_id, attribute`;
+const LAST_VALUES_SQL = `SELECT c.device_id, e.key AS attribute, e.value -> 'v' AS value,
+    (e.value ->> 't')::bigint AS time
+  FROM composite_state AS c, jsonb_each(c.state) AS e
+  WHERE c.device_id = ANY($1::text[]) AND ($2::text[] IS NULL OR e.key = ANY($2::text[]))
+  ORDER BY c.device_id, e.key COLLATE "C"`;
 
 /** A row of an aggregate query: jsonb comes as text (the pool's type parsers), `a` only from raw reads. */
 type Row = Omit<PartialRow, 'v'> & { a?: string; v?: unknown };
