@@ -2,8 +2,13 @@
 /** The `gatehouse` command. */
 import { Command } from 'commander';
 import { backupDataDir, formatDuration, formatSize, restoreDataDir } from './backup.js';
-import { ConfigError, resolveConfig, resolveDataDir } from './config.js';
+import { ConfigError, resolveConfig, resolveDatabaseUrl, resolveDataDir } from './config.js';
 import { createAdminToken, createUserOffline, startGatehouse } from './server.js';
+
+/** Where `token create` and `user create` find the store the servers use. */
+function storeLocation(flags: { dataDir?: string; databaseUrl?: string }) {
+  return { dataDir: resolveDataDir(flags.dataDir), databaseUrl: resolveDatabaseUrl(flags.databaseUrl) };
+}
 
 const program = new Command()
   .name('gatehouse')
@@ -13,6 +18,10 @@ program
   .command('serve')
   .description('run the platform (MQTT broker and REST API)')
   .option('--data-dir <dir>', 'data directory (env GATEHOUSE_DATA_DIR, default ./data)')
+  .option(
+    '--database-url <url>',
+    'store everything in this PostgreSQL database instead of SQLite in the data directory (env GATEHOUSE_DATABASE_URL)',
+  )
   .option('--host <host>', 'address to listen on (env GATEHOUSE_HOST, default 127.0.0.1)')
   .option('--mqtt-port <port>', 'MQTT TCP port, 0 picks a free one (env GATEHOUSE_MQTT_PORT, default 1883)')
   .option(
@@ -85,9 +94,10 @@ program
   )
   .option('--name <name>', 'what the token is for (default admin)')
   .option('--data-dir <dir>', 'data directory (env GATEHOUSE_DATA_DIR, default ./data)')
-  .action(async (flags: { name?: string; dataDir?: string }) => {
+  .option('--database-url <url>', 'the PostgreSQL database the servers use, if they do (env GATEHOUSE_DATABASE_URL)')
+  .action(async (flags: { name?: string; dataDir?: string; databaseUrl?: string }) => {
     try {
-      const token = await createAdminToken(resolveDataDir(flags.dataDir), flags.name ?? 'admin');
+      const token = await createAdminToken(storeLocation(flags), flags.name ?? 'admin');
       console.log(`admin API token (shown once, store it now): ${token}`);
     } catch (err) {
       if (err instanceof ConfigError) console.error(`gatehouse: ${err.message}`);
@@ -108,10 +118,11 @@ program
   .option('--name <name>', 'the name shown for the user')
   .option('--admin', 'an administrator, who may do everything the admin token may')
   .option('--data-dir <dir>', 'data directory (env GATEHOUSE_DATA_DIR, default ./data)')
-  .action(async (flags: { email: string; name?: string; admin?: boolean; dataDir?: string }) => {
+  .option('--database-url <url>', 'the PostgreSQL database the servers use, if they do (env GATEHOUSE_DATABASE_URL)')
+  .action(async (flags: { email: string; name?: string; admin?: boolean; dataDir?: string; databaseUrl?: string }) => {
     try {
       const password = (await readStdin()).replace(/\r?\n$/, '');
-      const user = await createUserOffline(resolveDataDir(flags.dataDir), {
+      const user = await createUserOffline(storeLocation(flags), {
         email: flags.email,
         password,
         admin: flags.admin ?? false,

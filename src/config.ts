@@ -7,6 +7,11 @@ import { LOG_LEVELS, type LogLevel } from './logger.js';
 
 export interface GatehouseConfig {
   dataDir: string;
+  /**
+   * A PostgreSQL connection string: the store lives there instead of SQLite in `dataDir`, and
+   * several nodes may share it (docs/scale-out.md). Undefined: SQLite.
+   */
+  databaseUrl: string | undefined;
   host: string;
   mqttPort: number;
   httpPort: number;
@@ -35,6 +40,7 @@ interface Option {
 
 export const OPTIONS: Option[] = [
   { key: 'dataDir', flag: '--data-dir', env: 'GATEHOUSE_DATA_DIR' },
+  { key: 'databaseUrl', flag: '--database-url', env: 'GATEHOUSE_DATABASE_URL' },
   { key: 'host', flag: '--host', env: 'GATEHOUSE_HOST' },
   { key: 'mqttPort', flag: '--mqtt-port', env: 'GATEHOUSE_MQTT_PORT' },
   { key: 'httpPort', flag: '--http-port', env: 'GATEHOUSE_HTTP_PORT' },
@@ -63,6 +69,36 @@ function port(key: keyof GatehouseConfig, raw: string | undefined, fallback: num
 /** The data directory alone, from the flag, then GATEHOUSE_DATA_DIR, then the default (commands besides `serve`). */
 export function resolveDataDir(flag: string | undefined, env: NodeJS.ProcessEnv = process.env): string {
   return path.resolve((flag ?? env.GATEHOUSE_DATA_DIR) || 'data');
+}
+
+/**
+ * The PostgreSQL connection string, from the flag, then GATEHOUSE_DATABASE_URL; undefined (SQLite)
+ * when neither is set. Only postgres:// and postgresql:// URLs are accepted.
+ */
+export function resolveDatabaseUrl(flag: string | undefined, env: NodeJS.ProcessEnv = process.env): string | undefined {
+  const raw = (flag ?? env.GATEHOUSE_DATABASE_URL) || undefined;
+  if (raw === undefined) return undefined;
+  let url: URL | undefined;
+  try {
+    url = new URL(raw);
+  } catch {
+    url = undefined;
+  }
+  if (!url || (url.protocol !== 'postgres:' && url.protocol !== 'postgresql:')) {
+    throw new ConfigError(`invalid database URL: expected postgres://... (set ${optionName('databaseUrl')})`);
+  }
+  return raw;
+}
+
+/** A connection string without its password, for messages and logs. */
+export function redactDatabaseUrl(raw: string): string {
+  try {
+    const url = new URL(raw);
+    if (url.password) url.password = '***';
+    return url.toString();
+  } catch {
+    return 'the database URL';
+  }
 }
 
 export function resolveConfig(
@@ -99,6 +135,7 @@ export function resolveConfig(
   }
   return {
     dataDir: resolveDataDir(flags.dataDir, env),
+    databaseUrl: resolveDatabaseUrl(flags.databaseUrl, env),
     host,
     mqttPort: port('mqttPort', pick('mqttPort'), 1883),
     httpPort: port('httpPort', pick('httpPort'), 8080),

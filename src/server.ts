@@ -13,7 +13,7 @@ import { createWebSocketStream, WebSocketServer } from 'ws';
 import { type Api, createApi } from './api/app.js';
 import { MAX_PACKET_BYTES } from './broker/connection-guard.js';
 import { MqttBroker } from './broker/mqtt-broker.js';
-import { ConfigError, type GatehouseConfig, optionName } from './config.js';
+import { ConfigError, type GatehouseConfig, optionName, redactDatabaseUrl } from './config.js';
 import { newApiToken, newUser, publicUser } from './core/accounts.js';
 import { Maintenance, type MaintenanceOptions } from './core/maintenance.js';
 import { Platform } from './core/platform.js';
@@ -23,6 +23,7 @@ import { acceptTlsOnHttpServer, type HttpTls } from './http-tls.js';
 import { createLogger, type Logger } from './logger.js';
 import { Metrics } from './ops/metrics.js';
 import { Readiness } from './ops/readiness.js';
+import { openPostgresStore } from './store/postgres/postgres-store.js';
 import { lockDataDir, makeDirectory } from './store/sqlite/data-dir.js';
 import { DATABASE_FILENAME, openSqliteStore } from './store/sqlite/sqlite-store.js';
 import type { Store } from './store/types.js';
@@ -76,7 +77,9 @@ export async function startGatehouse(config: GatehouseConfig, options: StartOpti
   const tlsFiles = config.tlsCert && config.tlsKey ? readTlsFiles(config.tlsCert, config.tlsKey) : undefined;
   const { store, release } = options.store
     ? { store: options.store, release: () => {} }
-    : await openStore(config.dataDir, logger);
+    : config.databaseUrl
+      ? await openPostgres(config.databaseUrl)
+      : await openStore(config.dataDir, logger);
   const metrics = new Metrics();
   const platform = new Platform({
     store,
@@ -281,11 +284,48 @@ async function openStore(dataDir: string, logger: Logger): Promise<{ store: Stor
 }
 
 /**
- * Runs `work` on the database in `dataDir` opened a second time, beside a server that may be
- * running on it (SQLite in WAL mode lets a second process write); the server accepts what is
- * added at its first use. For the commands that add a credential (`token create`, `user create`).
+ * Opens the PostgreSQL store (docs/scale-out.md): migrates it under a lock, so nodes starting
+ * together are fine. No data directory lock: several servers share one database by design.
  */
-async function withSharedStore<T>(dataDir: string, work: (store: Store) => Promise<T>): Promise<T> {
+async function openPostgres(url: string): Promise<{ store: Store; release: () => void }> {
+  try {
+    return { store: await openPostgresStore({ url }), release: () => {} };
+  } catch (err) {
+    throw new ConfigError(
+      `cannot open the database ${redactDatabaseUrl(url)}: ${(err as Error).message} (set ${optionName('databaseUrl')})`,
+    );
+  }
+}
+
+/** Where the offline commands find the store: PostgreSQL when `databaseUrl` is set, else SQLite in `dataDir`. */
+export interface StoreLocation {
+  dataDir: string;
+  databaseUrl?: string | undefined;
+}
+
+/**
+ * Runs `work` on the store opened a second time, beside servers that may be running on it
+ * (SQLite in WAL mode lets a second process write; PostgreSQL takes any number of clients); the
+ * servers accept what is added at its first use. For the commands that add a credential
+ * (`token create`, `user create`).
+ */
+async function withSharedStore<T>(location: StoreLocation, work: (store: Store) => Promise<T>): Promise<T> {
+  const { dataDir, databaseUrl } = location;
+  if (databaseUrl) {
+    let store: Store;
+    try {
+      store = await openPostgresStore({ url: databaseUrl, shared: true, poolSize: 1 });
+    } catch (err) {
+      throw new ConfigError(
+        `cannot open the database ${redactDatabaseUrl(databaseUrl)}: ${(err as Error).message} (set ${optionName('databaseUrl')})`,
+      );
+    }
+    try {
+      return await work(store);
+    } finally {
+      await store.close();
+    }
+  }
   if (!existsSync(path.join(dataDir, DATABASE_FILENAME))) {
     throw new ConfigError(
       `no database in ${dataDir}: start \`gatehouse serve\` there first (set ${optionName('dataDir')})`,
@@ -307,12 +347,12 @@ async function withSharedStore<T>(dataDir: string, work: (store: Store) => Promi
 }
 
 /** `gatehouse token create --admin`: adds an operator (admin) API token and returns it. */
-export async function createAdminToken(dataDir: string, name: string): Promise<string> {
+export async function createAdminToken(location: StoreLocation, name: string): Promise<string> {
   const trimmed = name.trim();
   if (trimmed.length === 0 || trimmed.length > 200) {
     throw new ConfigError('invalid token name: expected 1 to 200 characters (set --name)');
   }
-  return withSharedStore(dataDir, async (store) => {
+  return withSharedStore(location, async (store) => {
     const { token, record } = await newApiToken(
       { name: trimmed, applicationId: null, role: null, expiresAt: null },
       Date.now(),
@@ -324,7 +364,7 @@ export async function createAdminToken(dataDir: string, name: string): Promise<s
 
 /** `gatehouse user create`: adds a user (an administrator with `admin`) and returns it. */
 export async function createUserOffline(
-  dataDir: string,
+  location: StoreLocation,
   input: { email: string; password: string; name?: string; admin: boolean },
 ): Promise<User> {
   const email = normalizeEmail(input.email);
@@ -333,7 +373,7 @@ export async function createUserOffline(
   }
   const problem = passwordProblem(input.password);
   if (problem) throw new ConfigError(`invalid password: ${problem} (give it on standard input with --password-stdin)`);
-  return withSharedStore(dataDir, async (store) => {
+  return withSharedStore(location, async (store) => {
     if (await store.getUserByEmail(email))
       throw new ConfigError(`a user with email ${email} exists already (set --email)`);
     const user = await newUser({ ...input, email }, Date.now());

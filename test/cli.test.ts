@@ -11,6 +11,7 @@ import Database from 'better-sqlite3';
 import mqtt from 'mqtt';
 import { afterEach, describe, expect, it } from 'vitest';
 import { httpsJson } from './helpers/https.js';
+import { createTestDatabase } from './helpers/postgres.js';
 import { makeTestCertificate } from './helpers/tls.js';
 
 const CLI = path.resolve('dist/src/cli.js');
@@ -569,3 +570,52 @@ async function publishThroughStop(signal: 'SIGTERM' | 'SIGKILL'): Promise<void> 
   again.child.kill('SIGTERM');
   await again.exited;
 }
+
+describe('gatehouse on PostgreSQL (--database-url)', () => {
+  it('serves from the database, leaves the data directory alone, and token create adds a token the server accepts', async () => {
+    const database = await createTestDatabase();
+    try {
+      const dataDir = path.join(tempDir(), 'unused');
+      const server = serve(['--data-dir', dataDir, '--mqtt-port', '0', '--http-port', '0'], {
+        GATEHOUSE_DATABASE_URL: database.url,
+      });
+      const urls = await server.listening();
+      const api = adminApi(urls.http);
+      const app = await api<{ id: string }>('POST', '/applications', { name: 'on postgres' });
+      const listed = await api<{ items: Array<{ id: string }> }>('GET', '/applications');
+      expect(listed.items.map((a) => a.id)).toEqual([app.id]);
+      expect(existsSync(dataDir)).toBe(false);
+
+      const created = gatehouse(['token', 'create', '--admin', '--database-url', database.url]);
+      expect(await created.exited).toBe(0);
+      const token = /: (ght_\S+)$/m.exec(created.out())?.[1];
+      expect(token).toBeTruthy();
+      const res = await fetch(`${urls.http}/applications`, { headers: { authorization: `Bearer ${token}` } });
+      expect(res.status).toBe(200);
+      expect((await fetch(`${urls.http}/ready`)).status).toBe(200);
+      server.child.kill('SIGTERM');
+      expect(await server.exited).toBe(0);
+    } finally {
+      await database.drop();
+    }
+  });
+
+  it('refuses a URL that is not postgres:// and a database it cannot reach with one line, without the password', async () => {
+    expect(await oneLineFailure(serve(['--database-url', 'mysql://localhost/x']))).toBe(
+      'gatehouse: invalid database URL: expected postgres://... (set --database-url or GATEHOUSE_DATABASE_URL)',
+    );
+    const { port, close } = await busyPort();
+    close();
+    const line = await oneLineFailure(
+      serve(['--mqtt-port', '0', '--http-port', '0'], {
+        GATEHOUSE_DATABASE_URL: `postgres://gatehouse:hunter2@127.0.0.1:${port}/gatehouse`,
+      }),
+    );
+    expect(line).toMatch(
+      new RegExp(
+        `^gatehouse: cannot open the database postgres://gatehouse:\\*\\*\\*@127\\.0\\.0\\.1:${port}/gatehouse: .* \\(set --database-url or GATEHOUSE_DATABASE_URL\\)$`,
+      ),
+    );
+    expect(line).not.toContain('hunter2');
+  });
+});

@@ -1,7 +1,8 @@
 /**
- * The one storage interface. The embedded SQLite backend implements it today; a PostgreSQL
- * backend must pass the same contract suite (test/store/contract.ts) later. All methods are
- * async so a networked backend fits; ids and timestamps (epoch ms) are chosen by the caller.
+ * The one storage interface, implemented by the embedded SQLite backend (the default) and the
+ * PostgreSQL backend (docs/scale-out.md); both pass the same contract suite
+ * (test/store/contract.ts). All methods are async so a networked backend fits; ids and
+ * timestamps (epoch ms) are chosen by the caller.
  */
 import type { Dashboard } from '../dashboards/model.js';
 import type { Membership, Session, StoredApiToken, StoredUser } from '../domain/accounts.js';
@@ -311,7 +312,10 @@ export interface Store extends AccountStore, FlowStore, DashboardStore {
   /** Marks devices inactive from `since`; any later report or connection clears it. */
   markInactive(deviceIds: string[], since: number): Promise<void>;
 
-  /** Deletes up to `limit` states (and rollups) of the application older than `before`; returns how many states. */
+  /**
+   * Deletes up to `limit` states (and rollups) of the application older than `before`; returns
+   * how many states. A backend that drops a whole partition of them at once may exceed `limit`.
+   */
   pruneStates(applicationId: string, before: number, limit: number): Promise<number>;
   /** Deletes up to `limit` log entries of the application older than `before`; returns how many. */
   pruneLogs(applicationId: string, before: number, limit: number): Promise<number>;

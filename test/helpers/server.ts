@@ -1,4 +1,8 @@
-/** Starts a real Gatehouse (SQLite in a temp dir, MQTT and HTTP on port 0) for integration tests. */
+/**
+ * Starts a real Gatehouse (SQLite in a temp dir, MQTT and HTTP on port 0) for integration tests.
+ * With `store: 'postgres'` (or GATEHOUSE_TEST_STORE=postgres) the store is a fresh PostgreSQL
+ * database instead (helpers/postgres.ts), dropped when the server stops.
+ */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -9,6 +13,7 @@ import type { Logger } from '../../src/logger.js';
 import { type RunningGatehouse, startGatehouse } from '../../src/server.js';
 import type { EngineLimits } from '../../src/workflows/engine.js';
 import type { TimerSource } from '../../src/workflows/timers.js';
+import { createTestDatabase } from './postgres.js';
 
 export const ADMIN_TOKEN = 'test-admin-token-0123456789';
 
@@ -47,13 +52,18 @@ export async function startTestServer(
      * their HTTP targets listen on loopback.
      */
     workflowHttpPrivate?: 'allow' | 'deny';
+    /** Default: GATEHOUSE_TEST_STORE, else sqlite. */
+    store?: 'sqlite' | 'postgres';
   } = {},
 ): Promise<TestServer> {
   const dataDir = options.dataDir ?? mkdtempSync(path.join(tmpdir(), 'gatehouse-test-'));
+  const database =
+    (options.store ?? process.env.GATEHOUSE_TEST_STORE) === 'postgres' ? await createTestDatabase() : undefined;
   const config = resolveConfig(
     // Only errors reach the test output; a test that reads the log passes its own logger.
     {
       dataDir,
+      ...(database ? { databaseUrl: database.url } : {}),
       mqttPort: '0',
       httpPort: '0',
       host: '127.0.0.1',
@@ -63,13 +73,19 @@ export async function startTestServer(
     },
     { GATEHOUSE_ADMIN_TOKEN: ADMIN_TOKEN },
   );
-  const running = await startGatehouse(config, {
-    ...(options.logger ? { logger: options.logger } : {}),
-    ...(options.secretCheckLimits ? { secretCheckLimits: options.secretCheckLimits } : {}),
-    ...(options.clock ? { clock: options.clock } : {}),
-    ...(options.workflowTimers ? { workflowTimers: options.workflowTimers } : {}),
-    ...(options.workflowLimits ? { workflowLimits: options.workflowLimits } : {}),
-  });
+  let running: RunningGatehouse;
+  try {
+    running = await startGatehouse(config, {
+      ...(options.logger ? { logger: options.logger } : {}),
+      ...(options.secretCheckLimits ? { secretCheckLimits: options.secretCheckLimits } : {}),
+      ...(options.clock ? { clock: options.clock } : {}),
+      ...(options.workflowTimers ? { workflowTimers: options.workflowTimers } : {}),
+      ...(options.workflowLimits ? { workflowLimits: options.workflowLimits } : {}),
+    });
+  } catch (err) {
+    await database?.drop();
+    throw err;
+  }
   const clients: MqttClient[] = [];
   const server: TestServer = {
     running,
@@ -109,6 +125,7 @@ export async function startTestServer(
       await Promise.all(clients.map((c) => c.endAsync(true).catch(() => {})));
       await running.stop();
       if (!options.keepData) rmSync(dataDir, { recursive: true, force: true });
+      if (database && !options.keepData) await database.drop();
     },
   };
   return server;

@@ -6,7 +6,7 @@ import {
   type RollupRow,
   RollupStage,
   recentFrom,
-} from '../../src/store/sqlite/rollup-accumulator.js';
+} from '../../src/store/rollup-accumulator.js';
 
 const M = 1_700_000_040_000; // on a minute
 

@@ -1,88 +1,21 @@
 /** Users, memberships, API tokens and sessions in SQLite (the AccountStore part of the Store). */
 import type Database from 'better-sqlite3';
 import type { Membership, Session, StoredApiToken, StoredUser } from '../../domain/accounts.js';
-import type { Role } from '../../domain/authorization.js';
+import {
+  type ApiTokenRow,
+  type MembershipRow,
+  membershipFromRow,
+  membershipToRow,
+  type SessionRow,
+  sessionFromRow,
+  sessionToRow,
+  tokenFromRow,
+  tokenToRow,
+  type UserRow,
+  userFromRow,
+  userToRow,
+} from '../account-rows.js';
 import type { AccountStore } from '../types.js';
-
-interface UserRow {
-  id: string;
-  email: string;
-  name: string;
-  password_hash: string;
-  admin: number;
-  creation_date: number;
-  last_updated: number;
-}
-
-interface MembershipRow {
-  application_id: string;
-  user_id: string;
-  role: string;
-  creation_date: number;
-}
-
-interface ApiTokenRow {
-  id: string;
-  name: string;
-  secret_hash: string;
-  creation_date: number;
-  application_id: string | null;
-  role: string | null;
-  expires_at: number | null;
-}
-
-interface SessionRow {
-  id: string;
-  user_id: string;
-  secret_hash: string;
-  creation_date: number;
-  expires_at: number;
-}
-
-const userToRow = (u: StoredUser): UserRow => ({
-  id: u.id,
-  email: u.email,
-  name: u.name,
-  password_hash: u.passwordHash,
-  admin: u.admin ? 1 : 0,
-  creation_date: u.creationDate,
-  last_updated: u.lastUpdated,
-});
-
-const userFromRow = (r: UserRow): StoredUser => ({
-  id: r.id,
-  email: r.email,
-  name: r.name,
-  passwordHash: r.password_hash,
-  admin: r.admin === 1,
-  creationDate: r.creation_date,
-  lastUpdated: r.last_updated,
-});
-
-const membershipFromRow = (r: MembershipRow): Membership => ({
-  applicationId: r.application_id,
-  userId: r.user_id,
-  role: r.role as Role,
-  creationDate: r.creation_date,
-});
-
-const tokenFromRow = (r: ApiTokenRow): StoredApiToken => ({
-  id: r.id,
-  name: r.name,
-  secretHash: r.secret_hash,
-  creationDate: r.creation_date,
-  applicationId: r.application_id,
-  role: r.role as Role | null,
-  expiresAt: r.expires_at,
-});
-
-const sessionFromRow = (r: SessionRow): Session => ({
-  id: r.id,
-  userId: r.user_id,
-  secretHash: r.secret_hash,
-  creationDate: r.creation_date,
-  expiresAt: r.expires_at,
-});
 
 function statements(db: Database.Database) {
   return {
@@ -171,12 +104,7 @@ export class SqliteAccounts implements AccountStore {
   }
 
   async putMembership(m: Membership): Promise<void> {
-    this.s.putMembership.run({
-      application_id: m.applicationId,
-      user_id: m.userId,
-      role: m.role,
-      creation_date: m.creationDate,
-    });
+    this.s.putMembership.run(membershipToRow(m));
   }
 
   async deleteMembership(applicationId: string, userId: string): Promise<void> {
@@ -192,15 +120,7 @@ export class SqliteAccounts implements AccountStore {
   }
 
   async createApiToken(t: StoredApiToken): Promise<void> {
-    this.s.insertToken.run({
-      id: t.id,
-      name: t.name,
-      secret_hash: t.secretHash,
-      creation_date: t.creationDate,
-      application_id: t.applicationId,
-      role: t.role,
-      expires_at: t.expiresAt,
-    });
+    this.s.insertToken.run(tokenToRow(t));
   }
 
   async getApiToken(id: string): Promise<StoredApiToken | undefined> {
@@ -223,13 +143,7 @@ export class SqliteAccounts implements AccountStore {
   }
 
   async createSession(session: Session): Promise<void> {
-    this.s.insertSession.run({
-      id: session.id,
-      user_id: session.userId,
-      secret_hash: session.secretHash,
-      creation_date: session.creationDate,
-      expires_at: session.expiresAt,
-    });
+    this.s.insertSession.run(sessionToRow(session));
   }
 
   async getSession(id: string): Promise<Session | undefined> {

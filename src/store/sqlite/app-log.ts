@@ -9,8 +9,8 @@
  */
 import type Database from 'better-sqlite3';
 import type { DeviceLogKind } from '../../domain/model.js';
+import { fromJson } from '../rows.js';
 import type { ApplicationLogCursor, ApplicationLogEntry, ApplicationLogQuery } from '../types.js';
-import { fromJson } from './rows.js';
 
 const MIN_TIME = Number.MIN_SAFE_INTEGER;
 const MAX_TIME = Number.MAX_SAFE_INTEGER;

@@ -1,97 +1,19 @@
 /** Flows, their versions, run logs and storage values, and webhooks in SQLite (the FlowStore part). */
 import type Database from 'better-sqlite3';
-import type { Flow, FlowDefinition, FlowRun, FlowVersion, Webhook } from '../../workflows/definition.js';
+import type { Flow, FlowRun, FlowVersion, Webhook } from '../../workflows/definition.js';
 import type { FlowStatsDelta } from '../../workflows/run-log.js';
+import {
+  type FlowRow,
+  flowFromRow,
+  flowToRow,
+  type VersionRow,
+  versionFromRow,
+  versionToRow,
+  type WebhookRow,
+  webhookFromRow,
+  webhookToRow,
+} from '../flow-rows.js';
 import type { FlowStore } from '../types.js';
-
-interface FlowRow {
-  id: string;
-  application_id: string;
-  name: string;
-  description: string;
-  enabled: number;
-  definition: string;
-  default_version_id: string | null;
-  run_count: number;
-  error_count: number;
-  creation_date: number;
-  last_updated: number;
-}
-
-interface VersionRow {
-  id: string;
-  flow_id: string;
-  application_id: string;
-  version: string;
-  notes: string;
-  definition: string;
-  creation_date: number;
-}
-
-interface WebhookRow {
-  id: string;
-  application_id: string;
-  name: string;
-  token_hash: string;
-  creation_date: number;
-  last_updated: number;
-}
-
-const definitionOf = (d: FlowDefinition): string =>
-  JSON.stringify({ triggers: d.triggers, nodes: d.nodes, globals: d.globals });
-
-const flowFromRow = (r: FlowRow): Flow => ({
-  id: r.id,
-  applicationId: r.application_id,
-  name: r.name,
-  description: r.description,
-  enabled: r.enabled === 1,
-  ...(JSON.parse(r.definition) as FlowDefinition),
-  defaultVersionId: r.default_version_id,
-  stats: { runCount: r.run_count, errorCount: r.error_count },
-  creationDate: r.creation_date,
-  lastUpdated: r.last_updated,
-});
-
-const flowToRow = (f: Flow): Omit<FlowRow, 'run_count' | 'error_count'> => ({
-  id: f.id,
-  application_id: f.applicationId,
-  name: f.name,
-  description: f.description,
-  enabled: f.enabled ? 1 : 0,
-  definition: definitionOf(f),
-  default_version_id: f.defaultVersionId,
-  creation_date: f.creationDate,
-  last_updated: f.lastUpdated,
-});
-
-const versionFromRow = (r: VersionRow): FlowVersion => ({
-  id: r.id,
-  flowId: r.flow_id,
-  applicationId: r.application_id,
-  version: r.version,
-  notes: r.notes,
-  ...(JSON.parse(r.definition) as FlowDefinition),
-  creationDate: r.creation_date,
-});
-
-const webhookFromRow = (r: WebhookRow): Webhook => ({
-  id: r.id,
-  applicationId: r.application_id,
-  name: r.name,
-  tokenHash: r.token_hash,
-  creationDate: r.creation_date,
-  lastUpdated: r.last_updated,
-});
-
-const webhookToRow = (w: Webhook): WebhookRow => ({
-  id: w.id,
-  application_id: w.applicationId,
-  name: w.name,
-  token_hash: w.tokenHash,
-  creation_date: w.creationDate,
-  last_updated: w.lastUpdated,
-});
 
 function statements(db: Database.Database) {
   return {
@@ -215,15 +137,7 @@ export class SqliteFlows implements FlowStore {
   }
 
   async createFlowVersion(v: FlowVersion): Promise<void> {
-    this.s.insertVersion.run({
-      id: v.id,
-      flow_id: v.flowId,
-      application_id: v.applicationId,
-      version: v.version,
-      notes: v.notes,
-      definition: definitionOf(v),
-      creation_date: v.creationDate,
-    });
+    this.s.insertVersion.run(versionToRow(v));
   }
 
   async getFlowVersion(id: string): Promise<FlowVersion | undefined> {

@@ -4,7 +4,7 @@
  * store had accumulated in memory but not yet flushed (see `recoverRollups`).
  */
 import type Database from 'better-sqlite3';
-import { minuteOf, ROLLUP_MS, ROLLUP_RECENT_MS } from './rollup-accumulator.js';
+import { minuteOf, ROLLUP_MS, ROLLUP_RECENT_MS } from '../rollup-accumulator.js';
 
 /**
  * The settings key of the flush mark: epoch ms such that every numeric value not yet in

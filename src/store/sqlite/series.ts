@@ -7,14 +7,22 @@
  * Nothing scans a table. See docs/data-queries.md.
  */
 import type Database from 'better-sqlite3';
+import type { RollupRow } from '../rollup-accumulator.js';
+import { fromJson } from '../rows.js';
+import {
+  BucketCells,
+  checkSeriesQuery,
+  FAMILY,
+  type Family,
+  mapFamilies,
+  planAggregate,
+  RAW_POINT_LIMIT,
+} from '../series-buckets.js';
 import type { Aggregation, CompositeValue, SeriesPoint, SeriesQuery } from '../types.js';
-import { minuteOf, ROLLUP_MS, type RollupRow } from './rollup-accumulator.js';
-import { fromJson } from './rows.js';
 
-export { minuteOf, ROLLUP_MS } from './rollup-accumulator.js';
+export { minuteOf, ROLLUP_MS } from '../rollup-accumulator.js';
 
-/** NONE answers at most this many raw states per device, the oldest first. */
-export const RAW_POINT_LIMIT = 10_000;
+export { RAW_POINT_LIMIT } from '../series-buckets.js';
 
 // ---------------------------------------------------------------------------------------------
 // Writing: an additive upsert of partial aggregates combined in memory (rollup-accumulator.ts),
@@ -41,29 +49,6 @@ ON CONFLICT (device_id, attribute, bucket) DO UPDATE SET
 
 // ---------------------------------------------------------------------------------------------
 // Reading.
-
-/** How partial results of one bucket and attribute combine. */
-type Family = 'numeric' | 'count' | 'first' | 'last';
-
-const FAMILY: Record<Exclude<Aggregation, 'NONE'>, Family> = {
-  MIN: 'numeric',
-  MAX: 'numeric',
-  MEAN: 'numeric',
-  SUM: 'numeric',
-  COUNT: 'count',
-  FIRST: 'first',
-  LAST: 'last',
-};
-
-/** A partial aggregate of one bucket and attribute (only the fields of its family are set). */
-interface Cell {
-  n: number;
-  s: number;
-  mn: number;
-  mx: number;
-  t: number;
-  v: unknown;
-}
 
 /** One row of an aggregate query; `a` is absent from the per-attribute rollup queries. */
 interface AggRow {
@@ -150,10 +135,6 @@ export const SERIES_SQL = {
     ORDER BY device_id, attribute`,
 } as const;
 
-function mapFamilies<T>(fn: (family: Family) => T): Record<Family, T> {
-  return { numeric: fn('numeric'), count: fn('count'), first: fn('first'), last: fn('last') };
-}
-
 /** A value as json_each reports it, back to its JSON form. */
 function decode(type: string | undefined, value: unknown): unknown {
   switch (type) {
@@ -168,62 +149,6 @@ function decode(type: string | undefined, value: unknown): unknown {
       return JSON.parse(value as string);
     default:
       return value;
-  }
-}
-
-function merge(family: Family, cells: Map<number, Map<string, Cell>>, attribute: string, row: AggRow): void {
-  let bucket = cells.get(row.b);
-  if (bucket === undefined) {
-    bucket = new Map();
-    cells.set(row.b, bucket);
-  }
-  const cell = bucket.get(attribute);
-  const value = row.type === undefined ? row.v : decode(row.type, row.v);
-  if (cell === undefined) {
-    bucket.set(attribute, {
-      n: row.n ?? 0,
-      s: row.s ?? 0,
-      mn: row.mn ?? Number.NaN,
-      mx: row.mx ?? Number.NaN,
-      t: row.t ?? 0,
-      v: value,
-    });
-    return;
-  }
-  switch (family) {
-    case 'numeric':
-      cell.n += row.n ?? 0;
-      cell.s += row.s ?? 0;
-      cell.mn = Math.min(cell.mn, row.mn ?? Number.POSITIVE_INFINITY);
-      cell.mx = Math.max(cell.mx, row.mx ?? Number.NEGATIVE_INFINITY);
-      break;
-    case 'count':
-      cell.n += row.n ?? 0;
-      break;
-    case 'first':
-      if ((row.t ?? 0) < cell.t) [cell.t, cell.v] = [row.t ?? 0, value];
-      break;
-    case 'last':
-      if ((row.t ?? 0) >= cell.t) [cell.t, cell.v] = [row.t ?? 0, value];
-      break;
-  }
-}
-
-function finish(aggregation: Exclude<Aggregation, 'NONE'>, cell: Cell): unknown {
-  switch (aggregation) {
-    case 'MIN':
-      return cell.mn;
-    case 'MAX':
-      return cell.mx;
-    case 'SUM':
-      return cell.s;
-    case 'MEAN':
-      return cell.s / cell.n;
-    case 'COUNT':
-      return cell.n;
-    case 'FIRST':
-    case 'LAST':
-      return cell.v;
   }
 }
 
@@ -283,10 +208,7 @@ export class SqliteSeries {
 
   query(q: SeriesQuery): Map<string, SeriesPoint[]> {
     const out = new Map<string, SeriesPoint[]>();
-    if (q.end < q.start || q.attributes?.length === 0) return out;
-    if (q.aggregation !== 'NONE' && !(Number.isSafeInteger(q.resolution) && q.resolution > 0)) {
-      throw new RangeError(`resolution must be a positive integer of ms, got ${q.resolution}`);
-    }
+    if (!checkSeriesQuery(q)) return out;
     for (const deviceId of new Set(q.deviceIds)) {
       const points = q.aggregation === 'NONE' ? this.rawStates(deviceId, q) : this.aggregate(deviceId, q);
       if (points.length > 0) out.set(deviceId, points);
@@ -330,50 +252,24 @@ export class SqliteSeries {
   private aggregate(deviceId: string, q: SeriesQuery): SeriesPoint[] {
     const aggregation = q.aggregation as Exclude<Aggregation, 'NONE'>;
     const family = FAMILY[aggregation];
-    const cells = new Map<number, Map<string, Cell>>();
+    const cells = new BucketCells(aggregation);
     const range = { deviceId, origin: BigInt(q.start), res: BigInt(q.resolution) };
-    const fromRaw = (from: number, to: number, attributes: string[] | null) => {
+    const kinds = () =>
+      this.attributeKinds.all(deviceId).map((row) => ({ attribute: row.attribute, numeric: row.numeric === 1 }));
+    const plan = planAggregate(q, this.useRollups ? kinds() : [], this.useRollups);
+    if (plan.rollups) {
+      const { attributes, from, to, minute } = plan.rollups;
+      const rollups = (minute ? this.minute : this.rollup)[family];
+      for (const attribute of attributes) {
+        for (const row of rollups.iterate({ ...range, attribute, from, to })) cells.merge(attribute, row);
+      }
+    }
+    for (const { from, to, attributes } of plan.raw) {
       const attrs = attributes && JSON.stringify(attributes);
       for (const row of this.raw[family].iterate({ ...range, from, to, attrs })) {
-        merge(family, cells, row.a as string, row);
+        cells.merge(row.a as string, row.type === undefined ? row : { ...row, v: decode(row.type, row.v) });
       }
-    };
-
-    // Minute rollups fit the buckets only when every bucket is a whole number of minutes
-    // starting on a minute.
-    const aligned = q.resolution % ROLLUP_MS === 0 && minuteOf(q.start) === q.start;
-    if (!this.useRollups || !aligned) {
-      fromRaw(q.start, q.end, q.attributes);
-    } else {
-      // Which attributes are numbers is read from the composite state: an attribute keeps its
-      // data type, so its newest value tells. Attributes never reported are absent.
-      const numeric: string[] = [];
-      const other: string[] = [];
-      const wanted = q.attributes && new Set(q.attributes);
-      for (const { attribute, numeric: isNumber } of this.attributeKinds.all(deviceId)) {
-        if (!wanted || wanted.has(attribute)) (isNumber ? numeric : other).push(attribute);
-      }
-      // Whole minutes from the rollups; the minute holding `end`, when `end` cuts it, from the
-      // raw states (at most one minute of them).
-      const lastWholeMinute = q.end + 1 - ROLLUP_MS;
-      const tail = Math.max(q.start, minuteOf(q.end + 1));
-      const rollups = (q.resolution === ROLLUP_MS ? this.minute : this.rollup)[family];
-      for (const attribute of numeric) {
-        if (lastWholeMinute < q.start) break;
-        for (const row of rollups.iterate({ ...range, attribute, from: q.start, to: lastWholeMinute })) {
-          merge(family, cells, attribute, row);
-        }
-      }
-      if (numeric.length > 0 && tail <= q.end) fromRaw(tail, q.end, numeric);
-      // FIRST, LAST and COUNT also take strings, booleans, objects: those only exist raw.
-      if (family !== 'numeric' && other.length > 0) fromRaw(q.start, q.end, other);
     }
-
-    const buckets = [...cells.keys()].sort((a, b) => a - b);
-    return buckets.map((b) => {
-      const data: Record<string, unknown> = Object.create(null);
-      for (const [attribute, cell] of cells.get(b) ?? []) data[attribute] = finish(aggregation, cell);
-      return { time: q.start + b * q.resolution, data };
-    });
+    return cells.points(q.start, q.resolution);
   }
 }

@@ -19,24 +19,6 @@ import type {
 } from '../../domain/model.js';
 import type { Flow, FlowRun, FlowVersion, Webhook } from '../../workflows/definition.js';
 import type { FlowStatsDelta } from '../../workflows/run-log.js';
-import type {
-  ApplicationLogEntry,
-  ApplicationLogQuery,
-  CompositeValue,
-  DeviceQuery,
-  GatewaySighting,
-  SeriesPoint,
-  SeriesQuery,
-  Store,
-  TimeRangeQuery,
-  WriteBatch,
-} from '../types.js';
-import { SqliteAccounts } from './accounts.js';
-import { SqliteApplicationLog } from './app-log.js';
-import { SqliteDashboards } from './dashboards.js';
-import { makeDirectory } from './data-dir.js';
-import { SqliteFlows } from './flows.js';
-import { MIGRATIONS, migrate } from './migrations.js';
 import {
   isRollupValue,
   minuteOf,
@@ -44,8 +26,7 @@ import {
   RollupAccumulator,
   RollupStage,
   recentFrom,
-} from './rollup-accumulator.js';
-import { ROLLUPS_FLUSHED_AT, recoverRollups } from './rollup-rebuild.js';
+} from '../rollup-accumulator.js';
 import {
   type AccessKeyRow,
   type ApplicationRow,
@@ -66,7 +47,26 @@ import {
   fromJson,
   storedAccessKeyFromRow,
   toJson,
-} from './rows.js';
+} from '../rows.js';
+import type {
+  ApplicationLogEntry,
+  ApplicationLogQuery,
+  CompositeValue,
+  DeviceQuery,
+  GatewaySighting,
+  SeriesPoint,
+  SeriesQuery,
+  Store,
+  TimeRangeQuery,
+  WriteBatch,
+} from '../types.js';
+import { SqliteAccounts } from './accounts.js';
+import { SqliteApplicationLog } from './app-log.js';
+import { SqliteDashboards } from './dashboards.js';
+import { makeDirectory } from './data-dir.js';
+import { SqliteFlows } from './flows.js';
+import { MIGRATIONS, migrate } from './migrations.js';
+import { ROLLUPS_FLUSHED_AT, recoverRollups } from './rollup-rebuild.js';
 import { SqliteSeries } from './series.js';
 
 /** How the store keeps minute rollups; the defaults suit a server. */

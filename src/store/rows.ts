@@ -1,4 +1,4 @@
-/** Row shapes of the SQLite schema and their mapping to and from the domain entities. */
+/** Row shapes of the tables both backends share (same columns, JSON kept as text) and their mapping to and from the domain entities. */
 import type {
   AccessKey,
   Application,
@@ -12,7 +12,7 @@ import type {
   KeyFilterType,
   StoredAccessKey,
   Tag,
-} from '../../domain/model.js';
+} from '../domain/model.js';
 
 export interface ApplicationRow {
   id: string;

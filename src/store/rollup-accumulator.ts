@@ -1,10 +1,12 @@
 /**
  * Minute rollups combined in memory: one partial aggregate per (device, numeric attribute,
- * minute). Pure logic, no SQL. The store uses it twice: per write batch, to combine the values
- * of one minute before one synchronous upsert (backfill), and as the long-lived accumulator of
- * recent minutes that is merged into `state_rollups` every few seconds (docs/decisions.md, State).
+ * minute). Pure logic, no SQL, shared by both backends. The SQLite store uses it twice: per
+ * write batch, to combine the values of one minute before one synchronous upsert (backfill), and
+ * as the long-lived accumulator of recent minutes that is merged into `state_rollups` every few
+ * seconds (docs/decisions.md, State). The PostgreSQL store uses it per write batch only.
  *
- * The tie rules are those of the rollup upsert (series.ts) and the rebuild (rollup-rebuild.ts):
+ * The tie rules are those of the rollup upserts (sqlite/series.ts, postgres/batch.ts) and the
+ * rebuild (sqlite/rollup-rebuild.ts):
  * `first` is the value at the smallest time, the earlier arrival on equal times; `last` is the
  * value at the largest time, the later arrival on equal times. Values must be added in arrival
  * order.

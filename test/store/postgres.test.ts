@@ -1,0 +1,149 @@
+import pg from 'pg';
+import { afterAll, describe, expect, it } from 'vitest';
+import type { Application } from '../../src/domain/model.js';
+import { MIGRATIONS } from '../../src/store/postgres/migrations.js';
+import { dayOf, partitionName } from '../../src/store/postgres/partitions.js';
+import { openPostgresStore, type PostgresStore } from '../../src/store/postgres/postgres-store.js';
+import { writeBatch } from '../../src/store/types.js';
+import { createTestDatabase } from '../helpers/postgres.js';
+import { makeApp, makeDevice, state, storeContract } from './contract.js';
+import { visibilityContract } from './contract-visibility.js';
+
+const db = await createTestDatabase();
+afterAll(() => db.drop());
+
+// One database for the contract suites, emptied before each store is opened.
+const open = async () => {
+  await db.truncate();
+  return openPostgresStore({ url: db.url });
+};
+
+storeContract('postgres', open);
+visibilityContract('postgres', open);
+
+describe('PostgresStore', () => {
+  it('migrates a fresh database once when two stores open it at the same time', async () => {
+    const fresh = await createTestDatabase();
+    try {
+      const stores = await Promise.all([openPostgresStore({ url: fresh.url }), openPostgresStore({ url: fresh.url })]);
+      const client = new pg.Client({ connectionString: fresh.url });
+      await client.connect();
+      const { rows } = await client.query<{ version: number }>(
+        'SELECT version FROM schema_migrations ORDER BY version',
+      );
+      await client.end();
+      expect(rows.map((r) => r.version)).toEqual(MIGRATIONS.map((m) => m.version));
+      await Promise.all(stores.map((s) => s.checkWritable()));
+      await Promise.all(stores.map((s) => s.close()));
+    } finally {
+      await fresh.drop();
+    }
+  });
+});
+
+describe('PostgresStore partitions and retention', () => {
+  const DAY = 86_400_000;
+  // Midnight UTC, so each offset of whole days falls in its own partition.
+  const D0 = 19_700 * DAY;
+
+  const app = (): Application => makeApp();
+  const partitionDays = async (store: PostgresStore) =>
+    (await store.partitions.list()).map((p) => (p.from - D0) / DAY).filter((d) => d >= -10_000);
+
+  it('creates the partitions of the coming days at open, and of any other day when a batch needs it', async () => {
+    await db.truncate();
+    const store = await openPostgresStore({ url: db.url, now: () => D0 + 5 * DAY + 1000 });
+    try {
+      expect(await partitionDays(store)).toEqual(expect.arrayContaining([5, 6, 7]));
+      const a = app();
+      await store.createApplication(a);
+      const device = makeDevice(a.id);
+      await store.createDevice(device);
+      // A backfilled state decades back, and one of a device whose clock runs a year ahead.
+      const old = D0 - 9000 * DAY + 5;
+      const ahead = D0 + 370 * DAY;
+      await store.applyBatch(
+        writeBatch({ states: [state(device.id, old, { t: 1 }), state(device.id, ahead, { t: 2 })] }),
+      );
+      expect((await store.queryStates(device.id, { limit: 10, sortDirection: 'asc' })).map((s) => s.time)).toEqual([
+        old,
+        ahead,
+      ]);
+      const names = (await store.partitions.list()).map((p) => p.name);
+      expect(names).toContain(partitionName(dayOf(old)));
+      expect(names).toContain(partitionName(dayOf(ahead)));
+    } finally {
+      await store.close();
+    }
+  });
+
+  it("drops a day partition holding only the application's states, and deletes row by row where others share the day", async () => {
+    await db.truncate();
+    const store = await openPostgresStore({ url: db.url, now: () => D0 });
+    try {
+      const [a, b] = [app(), app()];
+      await store.createApplication(a);
+      await store.createApplication(b);
+      const da = makeDevice(a.id);
+      const db2 = makeDevice(b.id);
+      await store.createDevice(da);
+      await store.createDevice(db2);
+      const states = [
+        // Day -3: application a alone. Day -2: both. Day -1: a, after the cut-off.
+        ...[0, 1, 2, 3].map((i) => state(da.id, D0 - 3 * DAY + i, { t: i })),
+        ...[0, 1].map((i) => state(da.id, D0 - 2 * DAY + i, { t: i })),
+        state(db2.id, D0 - 2 * DAY, { t: 9 }),
+        state(da.id, D0 - DAY, { t: 5 }),
+      ];
+      await store.applyBatch(writeBatch({ states }));
+      const dropped = partitionName(dayOf(D0 - 3 * DAY));
+      expect((await store.partitions.list()).map((p) => p.name)).toContain(dropped);
+
+      // The whole day -3 goes at once (4 states, more than the limit of 1), then day -2 row by row.
+      expect(await store.pruneStates(a.id, D0 - DAY, 1)).toBe(4);
+      expect((await store.partitions.list()).map((p) => p.name)).not.toContain(dropped);
+      expect(await store.pruneStates(a.id, D0 - DAY, 1)).toBe(1);
+      expect(await store.pruneStates(a.id, D0 - DAY, 100)).toBe(1);
+      expect(await store.pruneStates(a.id, D0 - DAY, 100)).toBe(0);
+      const all = { limit: 100, sortDirection: 'asc' as const };
+      expect((await store.queryStates(da.id, all)).map((s) => s.time)).toEqual([D0 - DAY]);
+      expect(await store.queryStates(db2.id, all)).toHaveLength(1);
+
+      // A node that still believes the dropped partition exists re-reads the partitions and retries.
+      const other = await openPostgresStore({ url: db.url, now: () => D0 });
+      try {
+        await other.applyBatch(writeBatch({ states: [state(da.id, D0 - 3 * DAY + 7, { t: 7 })] }));
+        await store.pruneStates(a.id, D0 - 2 * DAY, 100);
+        await other.applyBatch(writeBatch({ states: [state(da.id, D0 - 3 * DAY + 8, { t: 8 })] }));
+        expect((await store.queryStates(da.id, all)).map((s) => s.time)).toEqual([D0 - 3 * DAY + 8, D0 - DAY]);
+      } finally {
+        await other.close();
+      }
+    } finally {
+      await store.close();
+    }
+  });
+
+  it('checkWritable rejects when the server only takes reads', async () => {
+    const fresh = await createTestDatabase();
+    try {
+      const writable = await openPostgresStore({ url: fresh.url });
+      await writable.checkWritable();
+      await writable.close();
+      // Connections made from now on are read-only, as on a standby.
+      const admin = new pg.Client({ connectionString: fresh.url });
+      await admin.connect();
+      await admin.query(`ALTER DATABASE ${fresh.name} SET default_transaction_read_only = on`);
+      await admin.end();
+      const store = await openPostgresStore({ url: fresh.url, shared: true });
+      try {
+        await expect(store.checkWritable()).rejects.toThrow(/read-only/);
+        expect(await store.getSetting('writableCheck')).toBeUndefined();
+      } finally {
+        await store.close();
+      }
+    } finally {
+      await fresh.drop();
+    }
+  });
+});
