@@ -1,0 +1,248 @@
+/**
+ * The web console in a real browser against a real server, as users get it: the built console
+ * (dist/web) served by the server, a session from the login form, live data from devices that
+ * talk MQTT. One server and one browser for the file; the tests run in order and build on each
+ * other (the devices made in one are used by the next), as a person would use the console.
+ */
+import { mkdirSync } from 'node:fs';
+import path from 'node:path';
+import type { MqttClient } from 'mqtt';
+import type { Page } from 'playwright-core';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { nextMessage, ok, startTestServer, type TestServer } from '../helpers/server.js';
+import { type ConsoleBrowser, openBrowser, requireBuiltConsole, SHOTS } from './browser.js';
+
+const ADMIN = { email: 'admin@example.com', password: 'admin-password-1' };
+const VIEWER = { email: 'viewer@example.com', password: 'viewer-password-1' };
+
+let server: TestServer;
+let browser: ConsoleBrowser;
+let page: Page;
+let base: string;
+let appId: string;
+const ids = { gateway: '', peripheral: '' };
+const credentials = { key: '', secret: '' };
+let gatewayClient: MqttClient;
+
+/** Console errors other than the refusals a test caused on purpose (Chromium logs every 4xx). */
+function unexpectedErrors(expected: RegExp[] = []): string[] {
+  const left = browser.errors.filter((e) => !expected.some((re) => re.test(e)));
+  browser.errors.length = 0;
+  return left;
+}
+/** Waits for the browser (live data, rendering): longer than expect.poll's default second. */
+const poll = <T>(read: () => Promise<T> | T) => expect.poll(read, { timeout: 10_000, interval: 100 });
+const shot = (name: string) => page.screenshot({ path: path.join(SHOTS, `${name}.png`), fullPage: true });
+
+async function signIn(who: { email: string; password: string }): Promise<void> {
+  await page.getByLabel('Email').fill(who.email);
+  await page.getByLabel('Password').fill(who.password);
+  await page.getByRole('button', { name: 'Sign in' }).click();
+}
+
+beforeAll(async () => {
+  requireBuiltConsole();
+  mkdirSync(SHOTS, { recursive: true });
+  server = await startTestServer();
+  base = server.running.urls.http;
+  ok(await server.http('POST', '/users', { ...ADMIN, name: 'Ada Admin', admin: true }));
+  ok(await server.http('POST', '/users', { ...VIEWER, name: 'Vic Viewer' }));
+  appId = ok(await server.http<{ id: string }>('POST', '/applications', { name: 'Greenhouse' })).id;
+  ok(await server.http('POST', `/applications/${appId}/members`, { email: VIEWER.email, role: 'viewer' }));
+  browser = await openBrowser();
+  page = browser.page;
+  page.setDefaultTimeout(10_000);
+}, 60_000);
+
+afterAll(async () => {
+  await browser?.close();
+  await server?.stop();
+});
+
+describe('web console', () => {
+  it('shows the API error for a wrong password, then signs in', async () => {
+    await page.goto(`${base}/`);
+    await page.getByRole('heading', { name: 'Gatehouse' }).waitFor();
+    await shot('login');
+    await signIn({ email: ADMIN.email, password: 'not-the-password' });
+    const alert = page.getByRole('alert');
+    await alert.waitFor();
+    expect(await alert.textContent()).toBe('wrong email or password');
+
+    await page.getByLabel('Password').fill(ADMIN.password);
+    await page.getByRole('button', { name: 'Sign in' }).click();
+    await page.getByRole('heading', { name: 'Devices' }).waitFor();
+    expect(new URL(page.url()).pathname).toBe(`/app/${appId}/devices`);
+    // Before signing in, GET /me and the wrong password are refused: Chromium logs both.
+    expect(unexpectedErrors([/status of 401.*\/(me|auth\/user)$/])).toEqual([]);
+  }, 60_000);
+
+  it('creates a gateway and a peripheral bound to it', async () => {
+    await page.getByRole('link', { name: 'New device' }).click();
+    await page.getByLabel('Name', { exact: true }).fill('Gateway One');
+    await page.getByLabel('Device class').selectOption('gateway');
+    await page.getByRole('button', { name: 'Create device' }).click();
+    await page.getByRole('heading', { name: 'Gateway One' }).waitFor();
+    ids.gateway = page.url().split('/').pop()!;
+
+    await page.goto(`${base}/app/${appId}/devices/new`);
+    await page.getByLabel('Name', { exact: true }).fill('Soil probe');
+    await page.getByLabel('Device class').selectOption('peripheral');
+    await page.getByLabel('Reports through').selectOption({ label: 'Gateway One (gateway)' });
+    await page.getByLabel('Attribute 1 name').fill('temperature');
+    await page.getByRole('button', { name: 'Add tag' }).click();
+    await page.getByLabel('Tag 1 key').fill('zone');
+    await page.getByLabel('Tag 1 value').fill('north');
+    await page.getByRole('button', { name: 'Create device' }).click();
+    await page.getByRole('heading', { name: 'Soil probe' }).waitFor();
+    ids.peripheral = page.url().split('/').pop()!;
+    await poll(() => page.getByTestId('binding').textContent()).toBe('only through Gateway One');
+
+    const stored = ok(
+      await server.http<{ gatewayId: string; tags: unknown[] }>(
+        'GET',
+        `/applications/${appId}/devices/${ids.peripheral}`,
+      ),
+      200,
+    );
+    expect(stored).toMatchObject({ gatewayId: ids.gateway, tags: [{ key: 'zone', value: 'north' }] });
+
+    // The list finds it by name and by tag.
+    await page.goto(`${base}/app/${appId}/devices?q=probe`);
+    await page.getByRole('link', { name: 'Soil probe' }).waitFor();
+    expect(await page.getByRole('link', { name: 'Gateway One' }).count()).toBe(0);
+    await shot('devices');
+    expect(unexpectedErrors()).toEqual([]);
+  }, 60_000);
+
+  it('creates an access key and shows its secret once', async () => {
+    await page.getByRole('link', { name: 'Access keys' }).click();
+    await page.getByLabel('Description').fill('greenhouse gateways');
+    await page.getByRole('button', { name: 'Create key' }).click();
+    await page.getByLabel('Secret').waitFor();
+    credentials.key = await page.getByLabel('Key', { exact: true }).inputValue();
+    credentials.secret = await page.getByLabel('Secret').inputValue();
+    expect(credentials.secret.length).toBeGreaterThan(20);
+    await poll(() => page.getByRole('button', { name: 'Copy secret' }).isVisible()).toBe(true);
+    await shot('keys');
+    await page.getByRole('button', { name: 'Done' }).click();
+    expect(await page.content()).not.toContain(credentials.secret);
+    await page.reload();
+    await page.getByText(credentials.key).waitFor();
+    expect(await page.content()).not.toContain(credentials.secret);
+    expect(unexpectedErrors()).toEqual([]);
+  }, 60_000);
+
+  it('shows peripheral state reported over MQTT live on the peripheral and the gateway pages', async () => {
+    await page.goto(`${base}/app/${appId}/devices/${ids.peripheral}`);
+    await page.getByRole('status').filter({ hasText: 'Live' }).waitFor();
+    gatewayClient = await server.connect(ids.gateway, credentials.key, credentials.secret);
+    await gatewayClient.publishAsync(
+      `losant/${ids.peripheral}/state`,
+      JSON.stringify({ data: { temperature: 21.25 } }),
+    );
+    const value = page.locator('[data-attribute="temperature"] .value-number');
+    await poll(() => value.textContent()).toBe('21.25');
+    // The history says who reported it: the gateway; the peripheral says it came through it.
+    await poll(() => page.getByTestId('state-history').textContent()).toContain('Gateway One');
+    await gatewayClient.publishAsync(`losant/${ids.peripheral}/state`, JSON.stringify({ data: { temperature: 22.5 } }));
+    await poll(() => value.textContent()).toBe('22.50');
+    await page.reload();
+    await poll(() => page.getByTestId('last-gateway').textContent()).toContain('Gateway One');
+    await poll(() => page.getByTestId('gateway-trail').textContent()).toContain('Gateway One');
+    await page.locator('.chart canvas').first().waitFor();
+    await shot('peripheral');
+
+    await page.goto(`${base}/app/${appId}/devices/${ids.gateway}`);
+    await page.getByRole('status').filter({ hasText: 'Live' }).waitFor();
+    const row = page.locator(`[data-peripheral="${ids.peripheral}"]`);
+    await poll(() => row.textContent()).toContain('temperature: 22.50');
+    await gatewayClient.publishAsync(
+      `losant/${ids.peripheral}/state`,
+      JSON.stringify({ data: { temperature: 24.75 } }),
+    );
+    await poll(() => row.textContent()).toContain('temperature: 24.75');
+    expect(await row.textContent()).toContain('bound here');
+    await page.setViewportSize({ width: 1280, height: 860 });
+    await shot('gateway');
+    expect(unexpectedErrors()).toEqual([]);
+  }, 60_000);
+
+  it('sends a command from the console that the gateway receives over MQTT', async () => {
+    await gatewayClient.subscribeAsync(`losant/${ids.peripheral}/command`, { qos: 1 });
+    await page.goto(`${base}/app/${appId}/devices/${ids.peripheral}`);
+    await page.getByLabel('Command name').fill('water');
+    await page.getByLabel('Payload (JSON, optional)').fill('{"seconds": 5}');
+    const received = nextMessage(gatewayClient, `losant/${ids.peripheral}/command`, 5000);
+    await page.getByRole('button', { name: 'Send command' }).click();
+    expect((await received).payload).toMatchObject({ name: 'water', payload: { seconds: 5 } });
+    await page.getByText(/^Sent/).waitFor();
+    expect(unexpectedErrors()).toEqual([]);
+  }, 60_000);
+
+  it('fits a phone screen', async () => {
+    await page.setViewportSize({ width: 390, height: 844 });
+    await page.goto(`${base}/app/${appId}/devices/${ids.gateway}`);
+    await page.getByRole('heading', { name: 'Gateway One' }).waitFor();
+    // Nothing wider than the screen but the tables, which scroll in their own box.
+    const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+    expect(overflow).toBeLessThanOrEqual(0);
+    await page.getByRole('button', { name: 'Menu' }).click();
+    await page.getByRole('link', { name: 'Application log' }).waitFor();
+    await shot('phone-gateway');
+    await page.setViewportSize({ width: 1280, height: 860 });
+    expect(unexpectedErrors()).toEqual([]);
+  }, 60_000);
+
+  it('shows the application log live', async () => {
+    await page.goto(`${base}/app/${appId}/log`);
+    await page.getByRole('status').filter({ hasText: 'Live' }).waitFor();
+    await gatewayClient.publishAsync(`losant/${ids.peripheral}/state`, JSON.stringify({ data: { temperature: 19.5 } }));
+    await poll(() => page.getByTestId('app-log').textContent()).toContain('19.5');
+    await shot('app-log');
+    expect(unexpectedErrors()).toEqual([]);
+  }, 60_000);
+
+  it('gives a viewer no edit controls, and the server refuses a forced change', async () => {
+    await page.getByRole('button', { name: 'Sign out' }).click();
+    await page.getByRole('button', { name: 'Sign in' }).waitFor();
+    await signIn(VIEWER);
+    await page.getByRole('heading', { name: 'Devices' }).waitFor();
+    await page.getByRole('link', { name: 'Soil probe' }).waitFor();
+    expect(await page.getByRole('link', { name: 'New device' }).count()).toBe(0);
+
+    await page.getByRole('link', { name: 'Soil probe' }).click();
+    await page.getByRole('heading', { name: 'Soil probe' }).waitFor();
+    await page.getByTestId('live-state').waitFor();
+    for (const name of ['Edit', 'Delete', 'Send command']) {
+      expect(await page.getByRole('button', { name }).count()).toBe(0);
+    }
+    expect(await page.getByRole('link', { name: 'Edit' }).count()).toBe(0);
+
+    expect(await page.getByRole('link', { name: 'Access keys' }).count()).toBe(0);
+    await page.goto(`${base}/app/${appId}/keys`);
+    await page.getByText('Access keys are managed by').waitFor();
+    expect(await page.getByRole('button', { name: 'Create key' }).count()).toBe(0);
+    expect(await page.getByRole('button', { name: 'Delete' }).count()).toBe(0);
+
+    await page.getByRole('link', { name: 'Members & tokens' }).click();
+    await page.getByRole('cell', { name: VIEWER.email }).waitFor();
+    expect(await page.getByRole('button', { name: 'Remove' }).count()).toBe(0);
+    expect(await page.getByRole('heading', { name: 'API tokens' }).count()).toBe(0);
+    await shot('viewer-members');
+
+    // The controls are hidden, and the rule is the server's: a hand-made request with the
+    // session's own CSRF token is refused.
+    const status = await page.evaluate(async (app) => {
+      const me = await (await fetch('/me')).json();
+      const res = await fetch(`/applications/${app}/devices`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', 'x-csrf-token': me.csrfToken },
+        body: JSON.stringify({ name: 'sneaky' }),
+      });
+      return res.status;
+    }, appId);
+    expect(status).toBe(403);
+    expect(unexpectedErrors([/status of 403.*\/devices$/])).toEqual([]);
+  }, 60_000);
+});
