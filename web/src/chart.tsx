@@ -26,8 +26,22 @@ function align(series: Series[]): uPlot.AlignedData {
   return [times.map((t) => t / 1000), ...ys];
 }
 
-export function Chart({ series, height = 240, label }: { series: Series[]; height?: number; label: string }) {
+export function Chart({
+  series,
+  height = 240,
+  label,
+  range,
+}: {
+  series: Series[];
+  height?: number;
+  label: string;
+  /** The time range shown [from, to] in epoch ms; default: the data's own. */
+  range?: [number, number] | undefined;
+}) {
   const box = useRef<HTMLDivElement>(null);
+  // Read by the x scale at each redraw: a range of one point would otherwise span years.
+  const rangeRef = useRef(range);
+  rangeRef.current = range;
   const plot = useRef<uPlot | null>(null);
   const shape = series.map((s) => s.label).join('\u0000');
 
@@ -40,7 +54,15 @@ export function Chart({ series, height = 240, label }: { series: Series[]; heigh
       height,
       legend: { show: true },
       cursor: { drag: { x: true, y: false } },
-      scales: { x: { time: true } },
+      scales: {
+        x: {
+          time: true,
+          range: (_u, min, max) => {
+            const r = rangeRef.current;
+            return r ? [r[0] / 1000, r[1] / 1000] : [min, max];
+          },
+        },
+      },
       series: [
         {},
         ...series.map((s, i) => ({

@@ -104,7 +104,7 @@ export function AppLog({ appId }: { appId: string }) {
               const { kind, time, deviceId: dev, id: _, ...rest } = e;
               return (
                 <tr key={`${time}-${kind}-${i}`}>
-                  <td>{formatTime(time)}</td>
+                  <td class="time">{formatTime(time)}</td>
                   <td>
                     <span class={`kind kind-${kind}`}>{kind}</span>
                   </td>

@@ -416,7 +416,7 @@ function AttributeChart({ appId, device, tick }: { appId: string; device: Device
   const [range, setRange] = useState(RANGES[1]![1]);
   const [aggregation, setAggregation] = useState('MEAN');
   const data = useAsync(async () => {
-    if (!attribute) return [] as Series[];
+    if (!attribute) return { series: [] as Series[], range: undefined };
     // Whole minutes from a minute boundary: the server answers from its rollups (data-queries.md).
     const end = Date.now();
     const resolution = Math.max(60_000, Math.ceil(range / 120 / 60_000) * 60_000);
@@ -430,7 +430,7 @@ function AttributeChart({ appId, device, tick }: { appId: string; device: Device
       const v = p.data[attribute];
       return [Date.parse(p.time), typeof v === 'number' ? v : typeof v === 'boolean' ? Number(v) : null];
     });
-    return [{ label: `${attribute} (${aggregation})`, points }];
+    return { series: [{ label: `${attribute} (${aggregation})`, points }], range: [start, end] as [number, number] };
   }, [appId, device.id, attribute, range, aggregation, tick]);
 
   return (
@@ -477,7 +477,11 @@ function AttributeChart({ appId, device, tick }: { appId: string; device: Device
             </div>
           </div>
           <ErrorBox error={data.error} />
-          <Chart series={data.data ?? [{ label: attribute, points: [] }]} label={`Chart of ${attribute}`} />
+          <Chart
+            series={data.data?.series ?? [{ label: `${attribute} (${aggregation})`, points: [] }]}
+            range={data.data?.range}
+            label={`Chart of ${attribute}`}
+          />
         </>
       )}
     </div>
