@@ -18,6 +18,7 @@ import Fastify, {
 import { CSRF_HEADER, csrfMatches } from '../core/accounts.js';
 import { GatehouseError } from '../core/errors.js';
 import type { Platform } from '../core/platform.js';
+import { Dashboards } from '../dashboards/dashboards.js';
 import type { Principal } from '../domain/authorization.js';
 import { MAX_PAYLOAD_BYTES } from '../domain/state.js';
 import type { WorkflowEngine } from '../workflows/engine.js';
@@ -31,6 +32,7 @@ import { accountRoutes, sessionCookie } from './routes/accounts.js';
 import { appLogRoutes } from './routes/app-log.js';
 import { applicationRoutes } from './routes/applications.js';
 import { authRoutes } from './routes/auth.js';
+import { dashboardRoutes } from './routes/dashboards.js';
 import { dataQueryRoutes } from './routes/data-queries.js';
 import { deviceDataRoutes } from './routes/device-data.js';
 import { deviceRoutes } from './routes/devices.js';
@@ -184,6 +186,7 @@ export function createApi(
   app.register(streamRoutes(platform, streams));
   app.register(appLogRoutes(platform));
   app.register(dataQueryRoutes(platform));
+  app.register(dashboardRoutes(new Dashboards(platform.store, platform.registry, platform.clock)));
   if (options.workflows) {
     app.register(flowRoutes(options.workflows.flows, options.workflows.engine, platform.accounts));
   }

@@ -22,7 +22,12 @@ interface SchemaError {
 }
 
 /** What each path parameter names, for the 404 of a malformed id. */
-const PARAM_NOUNS: Record<string, string> = { applicationId: 'application', deviceId: 'device', keyId: 'access key' };
+const PARAM_NOUNS: Record<string, string> = {
+  applicationId: 'application',
+  deviceId: 'device',
+  keyId: 'access key',
+  dashboardId: 'dashboard',
+};
 
 export function describeError(error: FastifyError | GatehouseError, request: FastifyRequest): ErrorAnswer {
   if (error instanceof GatehouseError) return { status: error.status, type: error.type, message: error.message };

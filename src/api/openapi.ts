@@ -58,6 +58,10 @@ export const TAGS = [
     name: 'workflows',
     description: "Workflows in Losant's flow format: definitions, versions, run logs, debug streams, buttons.",
   },
+  {
+    name: 'dashboards',
+    description: "Dashboards of an application, in Losant's dashboard format (docs/dashboards.md).",
+  },
 ] as const;
 
 /**

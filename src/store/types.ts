@@ -3,6 +3,7 @@
  * backend must pass the same contract suite (test/store/contract.ts) later. All methods are
  * async so a networked backend fits; ids and timestamps (epoch ms) are chosen by the caller.
  */
+import type { Dashboard } from '../dashboards/model.js';
 import type { Membership, Session, StoredApiToken, StoredUser } from '../domain/accounts.js';
 import type {
   AccessKey,
@@ -225,7 +226,18 @@ export interface FlowStore {
   deleteWebhook(id: string): Promise<void>;
 }
 
-export interface Store extends AccountStore, FlowStore {
+/** Dashboards, each kept whole. Deleting an application removes its dashboards. */
+export interface DashboardStore {
+  createDashboard(dashboard: Dashboard): Promise<void>;
+  getDashboard(id: string): Promise<Dashboard | undefined>;
+  /** Oldest first. */
+  listDashboards(applicationId: string): Promise<Dashboard[]>;
+  /** Writes everything but the id, the application and the creation date. */
+  updateDashboard(dashboard: Dashboard): Promise<void>;
+  deleteDashboard(id: string): Promise<void>;
+}
+
+export interface Store extends AccountStore, FlowStore, DashboardStore {
   close(): Promise<void>;
   /**
    * Resolves when the store can take a write now, through the connection the group commit uses;

@@ -551,6 +551,43 @@ describe('API reference', () => {
       await expectStatus(404, 'DELETE', `${flows}/${flow.id}`);
     });
 
+    it('dashboards', async () => {
+      const dashboards = `${app()}/dashboards`;
+      const gauge = {
+        blockType: 'gauge',
+        startX: 0,
+        startY: 0,
+        width: 2,
+        height: 1,
+        config: { segment: { deviceIds: [fleet.gateway], attribute: 'temperature', aggregation: 'LAST' } },
+      };
+      const dashboard = await expectStatus<{ id: string }>(201, 'POST', dashboards, {
+        body: { name: 'checked', blocks: [gauge] },
+      });
+      await expectStatus(400, 'POST', dashboards, { body: { name: 'bad', blocks: [{ ...gauge, config: {} }] } });
+      await expectStatus(200, 'GET', `${dashboards}?sortField=name&sortDirection=desc&filterField=name&filter=che*`);
+      await expectStatus(400, 'GET', `${dashboards}?perPage=0`);
+      await expectStatus(200, 'GET', `${dashboards}/${dashboard.id}`);
+      await expectStatus(404, 'GET', `${dashboards}/${UNKNOWN_ID}`);
+      await expectStatus(200, 'PATCH', `${dashboards}/${dashboard.id}`, { body: { description: 'checked' } });
+      await expectStatus(400, 'PATCH', `${dashboards}/${dashboard.id}`, { body: { refreshRate: 1 } });
+      await expectStatus(200, 'DELETE', `${dashboards}/${dashboard.id}`);
+      await expectStatus(404, 'DELETE', `${dashboards}/${dashboard.id}`);
+      // Losant's top-level paths to the same dashboards.
+      const byId = await expectStatus<{ id: string }>(201, 'POST', '/dashboards', {
+        body: { name: 'anywhere', applicationId: fleet.applicationId, blocks: [gauge] },
+      });
+      await expectStatus(400, 'POST', '/dashboards', { body: { name: 'no application' } });
+      await expectStatus(200, 'GET', `/dashboards?applicationId=${fleet.applicationId}&sortField=applicationId`);
+      await expectStatus(400, 'GET', '/dashboards?perPage=0');
+      await expectStatus(200, 'GET', `/dashboards/${byId.id}`);
+      await expectStatus(404, 'GET', `/dashboards/${UNKNOWN_ID}`);
+      await expectStatus(200, 'PATCH', `/dashboards/${byId.id}`, { body: { defaultTheme: 'dark' } });
+      await expectStatus(400, 'PATCH', `/dashboards/${byId.id}`, { body: { defaultTheme: 'blue' } });
+      await expectStatus(200, 'DELETE', `/dashboards/${byId.id}`);
+      await expectStatus(404, 'DELETE', `/dashboards/${byId.id}`);
+    });
+
     it('state', async () => {
       await expectStatus(200, 'POST', `${device(fleet.gateway)}/state`, { body: { data: { temperature: 21 } } });
       // An attribute the device does not have is left out and listed.

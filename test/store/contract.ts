@@ -3,6 +3,7 @@
  * with a factory returning a fresh, empty store; each test opens one and closes it.
  */
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import type { Dashboard } from '../../src/dashboards/model.js';
 import type { StoredApiToken, StoredUser } from '../../src/domain/accounts.js';
 import { authorize, deviceListScope } from '../../src/domain/authorization.js';
 import { newId } from '../../src/domain/ids.js';
@@ -1739,6 +1740,99 @@ export function storeContract(name: string, open: () => Promise<Store>): void {
         expect(await store.getKey(key.id)).toBeUndefined();
         expect(await store.getKeyByKey(key.key)).toBeUndefined();
         expect(await store.getKey(kept.id)).toEqual(kept);
+      });
+    });
+
+    describe('dashboards', () => {
+      const makeDashboard = (applicationId: string, overrides: Partial<Dashboard> = {}): Dashboard => ({
+        id: newId(),
+        applicationId,
+        name: 'Plant floor',
+        description: '',
+        refreshRate: 60,
+        defaultTheme: 'light',
+        blocks: [
+          {
+            id: 'temp',
+            blockType: 'gauge',
+            title: 'Temperature',
+            startX: 0,
+            startY: 0,
+            width: 2,
+            height: 1.5,
+            config: { segment: { deviceIds: [newId()], attribute: 'temp', aggregation: 'LAST' }, precision: 4 },
+          },
+        ],
+        contextConfiguration: [{ name: 'deviceId', type: 'deviceId', defaultValue: newId() }],
+        creationDate: T0,
+        lastUpdated: T0,
+        ...overrides,
+      });
+
+      it('round-trips a dashboard with its blocks and context, and lists them oldest first', async () => {
+        const first = makeDashboard(app.id, { refreshRate: 7.5 });
+        const second = makeDashboard(app.id, { creationDate: T0 + 1, defaultTheme: 'dark', blocks: [] });
+        await store.createDashboard(second);
+        await store.createDashboard(first);
+        expect(await store.getDashboard(first.id)).toEqual(first);
+        expect(await store.listDashboards(app.id)).toEqual([first, second]);
+        expect(await store.getDashboard(newId())).toBeUndefined();
+      });
+
+      it('lists only the dashboards of the application asked for', async () => {
+        const other = makeApp();
+        await store.createApplication(other);
+        const mine = makeDashboard(app.id);
+        await store.createDashboard(mine);
+        await store.createDashboard(makeDashboard(other.id));
+        expect((await store.listDashboards(app.id)).map((d) => d.id)).toEqual([mine.id]);
+      });
+
+      it('rejects a dashboard of an unknown application', async () => {
+        await expect(store.createDashboard(makeDashboard(newId()))).rejects.toThrow();
+      });
+
+      it('updates everything but the id, the application and the creation date', async () => {
+        const dashboard = makeDashboard(app.id);
+        await store.createDashboard(dashboard);
+        const other = makeApp();
+        await store.createApplication(other);
+        const changed: Dashboard = {
+          ...dashboard,
+          applicationId: other.id,
+          creationDate: T0 + 50,
+          name: 'Renamed',
+          description: 'Now with words',
+          refreshRate: 600,
+          defaultTheme: 'dark',
+          blocks: [],
+          contextConfiguration: [],
+          lastUpdated: T0 + 100,
+        };
+        await store.updateDashboard(changed);
+        expect(await store.getDashboard(dashboard.id)).toEqual({
+          ...changed,
+          applicationId: app.id,
+          creationDate: T0,
+        });
+      });
+
+      it('deletes one dashboard, and every dashboard of a deleted application', async () => {
+        const gone = makeDashboard(app.id);
+        const kept = makeDashboard(app.id);
+        await store.createDashboard(gone);
+        await store.createDashboard(kept);
+        await store.deleteDashboard(gone.id);
+        expect(await store.listDashboards(app.id)).toEqual([kept]);
+
+        const other = makeApp();
+        await store.createApplication(other);
+        const elsewhere = makeDashboard(other.id);
+        await store.createDashboard(elsewhere);
+        await store.deleteApplication(app.id);
+        expect(await store.getDashboard(kept.id)).toBeUndefined();
+        expect(await store.listDashboards(app.id)).toEqual([]);
+        expect(await store.getDashboard(elsewhere.id)).toEqual(elsewhere);
       });
     });
   });

@@ -253,6 +253,24 @@ CREATE TABLE webhooks (
 CREATE INDEX webhooks_by_application ON webhooks(application_id, creation_date, id);
 `;
 
+// Dashboards (the console issue): a dashboard is read and written whole, so its blocks and
+// context variables are kept as JSON beside the fields a list shows.
+const DASHBOARDS = `
+CREATE TABLE dashboards (
+  id TEXT PRIMARY KEY,
+  application_id TEXT NOT NULL REFERENCES applications(id) ON DELETE CASCADE,
+  name TEXT NOT NULL,
+  description TEXT NOT NULL,
+  refresh_rate REAL NOT NULL,
+  default_theme TEXT NOT NULL,
+  blocks TEXT NOT NULL,
+  context_configuration TEXT NOT NULL,
+  creation_date INTEGER NOT NULL,
+  last_updated INTEGER NOT NULL
+) STRICT;
+CREATE INDEX dashboards_by_application ON dashboards(application_id, creation_date, id);
+`;
+
 // Migration 3 rebuilds the minute rollups from the stored states: states written before the
 // store kept rollups would otherwise be missing from time-series queries answered from the
 // rollups. The same code rebuilds the recent minutes after a crash (rollup-rebuild.ts).
@@ -263,6 +281,7 @@ export const MIGRATIONS: readonly Migration[] = [
   { version: 3, name: 'rebuild minute rollups', run: (db) => rebuildRollups(db) },
   { version: 4, name: 'accounts', sql: ACCOUNTS },
   { version: 5, name: 'workflows', sql: WORKFLOWS },
+  { version: 6, name: 'dashboards', sql: DASHBOARDS },
 ];
 
 /** Applies the migrations not yet recorded; returns the versions it applied. */

@@ -5,6 +5,7 @@
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
+import type { Dashboard } from '../../dashboards/model.js';
 import type { Membership, Session, StoredApiToken, StoredUser } from '../../domain/accounts.js';
 import type {
   AccessKey,
@@ -31,6 +32,7 @@ import type {
 } from '../types.js';
 import { SqliteAccounts } from './accounts.js';
 import { SqliteApplicationLog } from './app-log.js';
+import { SqliteDashboards } from './dashboards.js';
 import { makeDirectory } from './data-dir.js';
 import { SqliteFlows } from './flows.js';
 import { MIGRATIONS, migrate } from './migrations.js';
@@ -351,6 +353,7 @@ export class SqliteStore implements Store {
   private readonly appLog: SqliteApplicationLog;
   private readonly accounts: SqliteAccounts;
   private readonly flows: SqliteFlows;
+  private readonly dashboards: SqliteDashboards;
 
   // Minute rollups of recent minutes are combined here and merged into state_rollups by
   // `flushRollups`: on a timer while any are held, before every reader, and on close. A crash
@@ -390,6 +393,7 @@ export class SqliteStore implements Store {
     this.appLog = new SqliteApplicationLog(db);
     this.accounts = new SqliteAccounts(db);
     this.flows = new SqliteFlows(db);
+    this.dashboards = new SqliteDashboards(db);
     if (settings.recover !== false) recoverRollups(db);
     // One additive upsert per held row; the mark moves to the flush time (null: removed, on close).
     this.flushRollupsTx = db.transaction((mark: number | null) => {
@@ -527,6 +531,13 @@ export class SqliteStore implements Store {
   listWebhooks = (applicationId: string) => this.flows.listWebhooks(applicationId);
   updateWebhook = (webhook: Webhook) => this.flows.updateWebhook(webhook);
   deleteWebhook = (id: string) => this.flows.deleteWebhook(id);
+
+  // Dashboards: src/store/sqlite/dashboards.ts.
+  createDashboard = (dashboard: Dashboard) => this.dashboards.createDashboard(dashboard);
+  getDashboard = (id: string) => this.dashboards.getDashboard(id);
+  listDashboards = (applicationId: string) => this.dashboards.listDashboards(applicationId);
+  updateDashboard = (dashboard: Dashboard) => this.dashboards.updateDashboard(dashboard);
+  deleteDashboard = (id: string) => this.dashboards.deleteDashboard(id);
 
   async createApplication(app: Application): Promise<void> {
     this.s.insertApplication.run(applicationToRow(app));
