@@ -203,6 +203,69 @@ describe('web console', () => {
     expect(unexpectedErrors()).toEqual([]);
   }, 60_000);
 
+  it('builds a dashboard with a graph, a gauge and a gateway block that show live data', async () => {
+    await page.goto(`${base}/app/${appId}/dashboards`);
+    await page.getByLabel('Dashboard name').fill('Greenhouse overview');
+    await page.getByRole('button', { name: 'Create dashboard' }).click();
+    await page.getByRole('heading', { name: 'Greenhouse overview' }).waitFor();
+    const dashboardId = page.url().split('/').pop()!;
+
+    // Each block starts from the console's template for its type (the app's devices filled in).
+    const add = async (type: string, title: string, width: string) => {
+      await page.getByLabel('Block type').selectOption(type);
+      await poll(() => page.getByLabel('Config (JSON)').inputValue()).toContain(
+        type === 'gateway' ? ids.gateway : ids.peripheral,
+      );
+      await page.getByLabel('Title').fill(title);
+      await page.getByLabel('Width (columns, of 4)').fill(width);
+      await page.getByRole('button', { name: 'Add block' }).click();
+      await page.getByRole('heading', { name: title }).waitFor();
+    };
+    await add('graph', 'Temperature', '4');
+    await add('gauge', 'Now', '2');
+    await add('gateway', 'Gateway', '2');
+
+    const graph = page.locator('[data-type="graph"]');
+    await graph.locator('canvas').waitFor();
+    await poll(() => graph.locator('.chart-empty').count()).toBe(0);
+    const gauge = page.getByTestId('gauge');
+    await poll(() => gauge.locator('.gauge-value').textContent()).toBe('19.5');
+    const gatewayBlock = page.getByTestId('gateway-block');
+    await poll(() => gatewayBlock.textContent()).toContain('temperature: 19.50');
+
+    // Live: a new state over MQTT reaches the gauge and the gateway block.
+    await page.getByRole('status').filter({ hasText: 'Live' }).waitFor();
+    await gatewayClient.publishAsync(`losant/${ids.peripheral}/state`, JSON.stringify({ data: { temperature: 26 } }));
+    await poll(() => gauge.locator('.gauge-value').textContent()).toBe('26');
+    await poll(() => gatewayBlock.textContent()).toContain('temperature: 26');
+
+    // Drag the gateway block from the right half to the left, under the gauge: saved on the server.
+    const stored = async () =>
+      ok(
+        await server.http<{ blocks: Array<{ title: string; startX: number; startY: number }> }>(
+          'GET',
+          `/applications/${appId}/dashboards/${dashboardId}`,
+        ),
+        200,
+      ).blocks.find((b) => b.title === 'Gateway');
+    expect(await stored()).toMatchObject({ startX: 2 });
+    await page.evaluate(() => window.scrollTo(0, 0));
+    const handle = page.getByRole('button', { name: /^Move Gateway/ });
+    const box = (await handle.boundingBox())!;
+    const grid = (await page.locator('.dash-grid').boundingBox())!;
+    await page.mouse.move(box.x + box.width / 2, box.y + box.height / 2);
+    await page.mouse.down();
+    await page.mouse.move(box.x - grid.width / 4, box.y + 200, { steps: 5 });
+    await page.mouse.move(box.x - grid.width / 2 + box.width / 2, box.y + box.height / 2 + 320, { steps: 5 });
+    await page.mouse.up();
+    await poll(async () => (await stored())?.startX).toBe(0);
+    const moved = (await stored())!;
+    expect(moved.startY).toBeGreaterThan(0);
+    await poll(() => gatewayBlock.textContent()).toContain('temperature: 26');
+    await shot('dashboard');
+    expect(unexpectedErrors()).toEqual([]);
+  }, 60_000);
+
   it('gives a viewer no edit controls, and the server refuses a forced change', async () => {
     await page.getByRole('button', { name: 'Sign out' }).click();
     await page.getByRole('button', { name: 'Sign in' }).waitFor();
@@ -230,6 +293,12 @@ describe('web console', () => {
     expect(await page.getByRole('button', { name: 'Remove' }).count()).toBe(0);
     expect(await page.getByRole('heading', { name: 'API tokens' }).count()).toBe(0);
     await shot('viewer-members');
+
+    await page.getByRole('link', { name: 'Dashboards' }).click();
+    await page.getByRole('link', { name: 'Greenhouse overview' }).click();
+    await page.getByTestId('gauge').waitFor();
+    expect(await page.getByRole('button', { name: /^Move / }).count()).toBe(0);
+    expect(await page.getByRole('button', { name: 'Add block' }).count()).toBe(0);
 
     // The controls are hidden, and the rule is the server's: a hand-made request with the
     // session's own CSRF token is refused.

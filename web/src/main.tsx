@@ -5,6 +5,7 @@ import { useCallback, useEffect, useMemo, useState } from 'preact/hooks';
 import { type Application, api, get, type Me, type Page, type Role, setCsrfToken, setUnauthorizedHandler } from './api';
 import { useLiveStatus } from './live';
 import { AppLog } from './pages/app-log';
+import { DashboardPage, Dashboards } from './pages/dashboards';
 import { DevicePage } from './pages/device';
 import { DeviceForm } from './pages/device-form';
 import { Devices } from './pages/devices';
@@ -82,6 +83,7 @@ const NAV: Array<[string, string, Role]> = [
   ['keys', 'Access keys', 'editor'],
   ['log', 'Application log', 'viewer'],
   ['workflows', 'Workflows', 'viewer'],
+  ['dashboards', 'Dashboards', 'viewer'],
   ['members', 'Members & tokens', 'viewer'],
 ];
 
@@ -197,6 +199,8 @@ const ROUTES: Array<[string, (p: Record<string, string>) => preact.JSX.Element]>
   ['/app/:app/log', (p) => <AppLog appId={p.app!} />],
   ['/app/:app/workflows', (p) => <Workflows appId={p.app!} />],
   ['/app/:app/workflows/:flow', (p) => <WorkflowPage key={p.flow} appId={p.app!} flowId={p.flow!} />],
+  ['/app/:app/dashboards', (p) => <Dashboards appId={p.app!} />],
+  ['/app/:app/dashboards/:dash', (p) => <DashboardPage key={p.dash} appId={p.app!} dashboardId={p.dash!} />],
   ['/app/:app/members', (p) => <Members appId={p.app!} />],
 ];
 

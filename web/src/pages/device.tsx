@@ -494,7 +494,6 @@ function CommandForm({ appId, deviceId }: { appId: string; deviceId: string }) {
   const [error, setError] = useState<unknown>();
   const [result, setResult] = useState<string | undefined>();
   const errs = fieldErrors(error);
-  let payloadError: string | undefined;
   return (
     <form
       class="card form"
@@ -531,7 +530,7 @@ function CommandForm({ appId, deviceId }: { appId: string; deviceId: string }) {
         <Field label="Command name" id="command-name" error={errs.field.name}>
           <input id="command-name" required value={name} onInput={(e) => setName(e.currentTarget.value)} />
         </Field>
-        <Field label="Payload (JSON, optional)" id="command-payload" error={errs.field.payload ?? payloadError}>
+        <Field label="Payload (JSON, optional)" id="command-payload" error={errs.field.payload}>
           <textarea
             id="command-payload"
             rows={2}
