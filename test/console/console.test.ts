@@ -266,6 +266,53 @@ describe('web console', () => {
     expect(unexpectedErrors()).toEqual([]);
   }, 60_000);
 
+  it('shows workflows: enable and disable, the graph, a refused definition, the debug stream and the run log', async () => {
+    const flow = ok(
+      await server.http<{ id: string }>('POST', `/applications/${appId}/flows`, {
+        name: 'Button to debug',
+        enabled: false,
+        triggers: [{ type: 'virtualButton', key: 'press', outputIds: [['say']] }],
+        nodes: [
+          { id: 'say', type: 'DebugNode', config: { message: 'pressed {{data.n}}', level: 'info' }, outputIds: [[]] },
+        ],
+      }),
+    );
+    await page.goto(`${base}/app/${appId}/workflows`);
+    const toggle = page.getByRole('row', { name: /Button to debug/ }).getByRole('checkbox');
+    await toggle.click();
+    await poll(
+      async () =>
+        ok(await server.http<{ enabled: boolean }>('GET', `/applications/${appId}/flows/${flow.id}`), 200).enabled,
+    ).toBe(true);
+
+    await page.getByRole('link', { name: 'Button to debug' }).click();
+    await page.getByRole('img', { name: 'Graph of Button to debug' }).waitFor();
+    expect(await page.locator('.flow-graph rect').count()).toBe(2);
+
+    // The server's validation message shows next to the editor, and nothing is saved.
+    const editor = page.getByLabel('Triggers, nodes and globals');
+    const good = await editor.inputValue();
+    await editor.fill(good.replace('"DebugNode"', '"NoSuchNode"'));
+    await page.getByRole('button', { name: 'Save definition' }).click();
+    await poll(() => page.locator('#flow-json-error').textContent()).toContain('NoSuchNode');
+    await editor.fill(good);
+    await page.getByRole('button', { name: 'Save definition' }).click();
+    await page.getByText('Saved.').waitFor();
+
+    await page.getByRole('status').filter({ hasText: 'Live' }).waitFor();
+    ok(
+      await server.http('POST', `/applications/${appId}/flows/${flow.id}/virtualButton`, {
+        key: 'press',
+        payload: { n: 7 },
+      }),
+      200,
+    );
+    await poll(() => page.getByTestId('debug').textContent()).toContain('pressed 7');
+    await poll(() => page.getByTestId('runs').textContent()).toContain('virtualButton');
+    await shot('workflow');
+    expect(unexpectedErrors([/status of 400.*\/flows\/\w+$/])).toEqual([]);
+  }, 60_000);
+
   it('gives a viewer no edit controls, and the server refuses a forced change', async () => {
     await page.getByRole('button', { name: 'Sign out' }).click();
     await page.getByRole('button', { name: 'Sign in' }).waitFor();

@@ -3,7 +3,7 @@
  * graph (read-only), a JSON editor whose save shows the server's validation message, its run
  * log and its live debug stream.
  */
-import { useEffect, useState } from 'preact/hooks';
+import { useEffect, useRef, useState } from 'preact/hooks';
 import { api, get, type Page } from '../api';
 import { useEventStream } from '../live';
 import { navigate } from '../router';
@@ -156,13 +156,18 @@ export function WorkflowPage({ appId, flowId }: { appId: string; flowId: string 
   useEffect(() => {
     if (flow.data) setText(JSON.stringify(definitionOf(flow.data), null, 2));
   }, [flow.data]);
-  const onDebug = (d: Debug) => setDebug((list) => [d, ...list].slice(0, 200));
+  const lastRuns = useRef(0);
+  const onDebug = (d: Debug) => {
+    setDebug((list) => [d, ...list].slice(0, 200));
+    // A debug entry means a run: its log entry is written shortly after (at most every 2 s).
+    if (Date.now() - lastRuns.current > 2000) {
+      lastRuns.current = Date.now();
+      setTimeout(runs.reload, 800);
+    }
+  };
   useEventStream(debugOn ? `/applications/${appId}/flows/${flowId}/debugStream` : undefined, {
     debug: onDebug,
-    error: (d: Debug) => {
-      onDebug(d);
-      runs.reload();
-    },
+    error: onDebug,
   });
 
   const f = flow.data;
@@ -243,7 +248,7 @@ export function WorkflowPage({ appId, flowId }: { appId: string; flowId: string 
         <div class="card">
           <h2>Runs</h2>
           <ErrorBox error={runs.error} />
-          <ul class="log">
+          <ul class="log" data-testid="runs">
             {(runs.data ?? []).map((r, i) => (
               <li key={`${r.time}-${i}`}>
                 <time>{formatTime(r.time)}</time> {r.triggerType} · {r.pathsCompleted} ok
@@ -266,7 +271,7 @@ export function WorkflowPage({ appId, flowId }: { appId: string; flowId: string 
               {debugOn ? 'Pause' : 'Resume'}
             </button>
           </div>
-          <ul class="log">
+          <ul class="log" data-testid="debug">
             {debug.map((d, i) => (
               <li key={`${d.time}-${i}`}>
                 <time>{formatTime(d.time)}</time> <span class={`kind kind-${d.kind}`}>{d.kind}</span> {d.nodeId ?? ''}{' '}
