@@ -155,7 +155,11 @@ export function DeviceForm({ appId, deviceId }: { appId: string; deviceId?: stri
           >
             Add attribute
           </button>
-          {errs.field.attributes ? <p class="field-error">{errs.field.attributes}</p> : null}
+          {errs.field.attributes ? (
+            <p class="field-error" id="device-attributes-error" role="alert">
+              {errs.field.attributes}
+            </p>
+          ) : null}
         </fieldset>
 
         <fieldset>
@@ -193,7 +197,11 @@ export function DeviceForm({ appId, deviceId }: { appId: string; deviceId?: stri
           <button type="button" class="secondary" onClick={() => setTags([...tags, { key: '', value: '' }])}>
             Add tag
           </button>
-          {errs.field.tags ? <p class="field-error">{errs.field.tags}</p> : null}
+          {errs.field.tags ? (
+            <p class="field-error" id="device-tags-error" role="alert">
+              {errs.field.tags}
+            </p>
+          ) : null}
         </fieldset>
 
         <ErrorBox error={errs.form} />
