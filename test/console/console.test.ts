@@ -268,6 +268,13 @@ describe('web console', () => {
     expect(moved.startY).toBeGreaterThan(0);
     await poll(() => gatewayBlock.textContent()).toContain('temperature: 26');
     await shot('dashboard');
+    // On a phone the blocks stack in one column, each as tall as on the grid.
+    await page.setViewportSize({ width: 390, height: 844 });
+    await poll(() => page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth)).toBeLessThanOrEqual(
+      0,
+    );
+    await shot('phone-dashboard');
+    await page.setViewportSize({ width: 1280, height: 860 });
     expect(unexpectedErrors()).toEqual([]);
   }, 90_000);
 
@@ -316,6 +323,27 @@ describe('web console', () => {
     await poll(() => page.getByTestId('runs').textContent()).toContain('virtualButton');
     await shot('workflow');
     expect(unexpectedErrors([/status of 400.*\/flows\/\w+$/])).toEqual([]);
+  }, 90_000);
+
+  it('lets an owner create an API token, shown once, and revoke it', async () => {
+    await page.goto(`${base}/app/${appId}/members`);
+    await page.getByRole('cell', { name: VIEWER.email }).waitFor();
+    await page.getByLabel('Name', { exact: true }).fill('grafana');
+    await page.getByRole('button', { name: 'Create token' }).click();
+    const token = await page.getByLabel('New token').inputValue();
+    expect(token).toMatch(/^ght_/);
+    // The token works, for its application and role.
+    expect((await server.http('GET', `/applications/${appId}/devices`, undefined, token)).status).toBe(200);
+    await page.getByRole('button', { name: 'Done' }).click();
+    await page.getByRole('cell', { name: 'grafana' }).waitFor();
+    expect(await page.content()).not.toContain(token);
+    await page
+      .getByRole('row', { name: /grafana/ })
+      .getByRole('button', { name: 'Revoke' })
+      .click();
+    await poll(() => page.getByRole('cell', { name: 'grafana' }).count()).toBe(0);
+    expect((await server.http('GET', `/applications/${appId}/devices`, undefined, token)).status).toBe(401);
+    expect(unexpectedErrors()).toEqual([]);
   }, 90_000);
 
   it('gives a viewer no edit controls, and the server refuses a forced change', async () => {
