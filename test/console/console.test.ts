@@ -199,6 +199,21 @@ describe('web console', () => {
     expect(unexpectedErrors()).toEqual([]);
   }, 90_000);
 
+  it('shows connections live in the device list', async () => {
+    const station = ok(
+      await server.http<{ id: string }>('POST', `/applications/${appId}/devices`, { name: 'Weather station' }),
+    ).id;
+    await page.goto(`${base}/app/${appId}/devices`);
+    const row = page.getByRole('row', { name: /Weather station/ });
+    await poll(() => row.textContent()).toContain('never connected');
+    await page.getByRole('status').filter({ hasText: 'Live' }).waitFor();
+    const client = await server.connect(station, credentials.key, credentials.secret);
+    await poll(() => row.locator('.badge-on').textContent()).toBe('connected');
+    await client.endAsync();
+    await poll(() => row.textContent()).toContain('disconnected');
+    expect(unexpectedErrors()).toEqual([]);
+  }, 90_000);
+
   it('shows the application log live', async () => {
     await page.goto(`${base}/app/${appId}/log`);
     await page.getByRole('status').filter({ hasText: 'Live' }).waitFor();

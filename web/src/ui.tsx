@@ -7,7 +7,13 @@ import { ApiError } from './api';
 export function useAsync<T>(
   load: () => Promise<T>,
   deps: unknown[],
-): { data: T | undefined; error: Error | undefined; reload: () => void; setData: (t: T) => void } {
+): {
+  data: T | undefined;
+  error: Error | undefined;
+  reload: () => void;
+  /** A value, or a change of the current one (live events may come faster than renders). */
+  setData: (t: T | ((current: T | undefined) => T)) => void;
+} {
   const [data, setData] = useState<T | undefined>(undefined);
   const [error, setError] = useState<Error | undefined>(undefined);
   const [tick, setTick] = useState(0);

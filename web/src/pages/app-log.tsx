@@ -51,7 +51,7 @@ export function AppLog({ appId }: { appId: string }) {
 
   const streamUrl = paused ? undefined : `/applications/${appId}/events${query({ types: kinds.join(','), deviceId })}`;
   const onEvent = (kind: string) => (e: Omit<Entry, 'kind'>) => {
-    page.setData([{ ...e, kind } as Entry, ...(page.data ?? [])].slice(0, 500));
+    page.setData((current) => [{ ...e, kind } as Entry, ...(current ?? [])].slice(0, 500));
   };
   useEventStream(streamUrl, Object.fromEntries(KINDS.map((k) => [k, onEvent(k)])));
 

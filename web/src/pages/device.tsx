@@ -77,13 +77,16 @@ export function DevicePage({ appId, deviceId }: { appId: string; deviceId: strin
   useEventStream(streamUrl, {
     state: (e: LiveState) => {
       if (e.deviceId === deviceId) {
-        const next: Composite = { ...(composite.data ?? {}) };
-        for (const [k, v] of Object.entries(e.data)) {
-          if (!next[k] || next[k].time <= e.time) next[k] = { value: v, time: e.time };
-        }
-        composite.setData(next);
-        history.setData(
-          [{ time: e.time, data: e.data, reportedBy: e.reportedBy }, ...(history.data ?? [])].slice(0, HISTORY),
+        composite.setData((current) => {
+          const next: Composite = { ...(current ?? {}) };
+          for (const [k, v] of Object.entries(e.data)) {
+            // A late state with an older time does not replace a newer value (as on the server).
+            if (!next[k] || next[k].time <= e.time) next[k] = { value: v, time: e.time };
+          }
+          return next;
+        });
+        history.setData((current) =>
+          [{ time: e.time, data: e.data, reportedBy: e.reportedBy }, ...(current ?? [])].slice(0, HISTORY),
         );
         // The chart re-reads its range at most every 2 s while data streams in.
         if (Date.now() - lastChartReload.current > 2000) {
@@ -91,9 +94,13 @@ export function DevicePage({ appId, deviceId }: { appId: string; deviceId: strin
           setChartTick((t) => t + 1);
         }
       } else if (isGateway && (peripheralIds.includes(e.deviceId) || e.reportedBy === deviceId)) {
-        const cur = { ...(peripheralValues[e.deviceId] ?? {}) };
-        for (const [k, v] of Object.entries(e.data)) cur[k] = { value: v, time: e.time };
-        setPeripheralValues({ ...peripheralValues, [e.deviceId]: cur });
+        setPeripheralValues((all) => {
+          const cur = { ...(all[e.deviceId] ?? {}) };
+          for (const [k, v] of Object.entries(e.data)) {
+            if (!cur[k] || cur[k].time <= e.time) cur[k] = { value: v, time: e.time };
+          }
+          return { ...all, [e.deviceId]: cur };
+        });
         if (!peripheralIds.includes(e.deviceId)) device.reload();
       }
     },
@@ -111,7 +118,7 @@ export function DevicePage({ appId, deviceId }: { appId: string; deviceId: strin
       return;
     }
     const { deviceId: _, ...entry } = e;
-    log.setData([{ ...entry, kind: entry.kind ?? '' }, ...(log.data ?? [])].slice(0, HISTORY));
+    log.setData((current) => [{ ...entry, kind: entry.kind ?? '' }, ...(current ?? [])].slice(0, HISTORY));
     if (e.kind === 'connect' || e.kind === 'disconnect') device.reload();
   }
 

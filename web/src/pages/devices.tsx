@@ -3,8 +3,9 @@
  * server (GET .../devices with page, perPage, filter, deviceClass, tagFilter). The status filter
  * narrows the page the server sent (the API has no connection filter), and says so.
  */
-import { useState } from 'preact/hooks';
+import { useEffect, useRef, useState } from 'preact/hooks';
 import { DEVICE_CLASSES, type Device, get, type Page, query } from '../api';
+import { useEventStream } from '../live';
 import { navigate, useLocation } from '../router';
 import { useRole } from '../session';
 import { ConnectionBadge, ErrorBox, formatTime, useAsync } from '../ui';
@@ -33,7 +34,7 @@ export function Devices({ appId }: { appId: string }) {
     navigate(`/app/${appId}/devices${s ? `?${s}` : ''}`, true);
   };
 
-  const { data, error } = useAsync(
+  const { data, error, reload } = useAsync(
     () =>
       get<Page<Device>>(
         `/applications/${appId}/devices${query({
@@ -46,6 +47,20 @@ export function Devices({ appId }: { appId: string }) {
       ),
     [appId, page, filter, deviceClass, tag],
   );
+  // Connection changes re-read the page (at most once a second), so the status column is live.
+  const pending = useRef<ReturnType<typeof setTimeout> | undefined>(undefined);
+  const soon = () => {
+    pending.current ??= setTimeout(() => {
+      pending.current = undefined;
+      reload();
+    }, 1000);
+  };
+  useEffect(() => () => clearTimeout(pending.current), []);
+  useEventStream(`/applications/${appId}/events?types=connect,disconnect,inactive`, {
+    connect: soon,
+    disconnect: soon,
+    inactive: soon,
+  });
   const items = (data?.items ?? []).filter((d) =>
     status === 'connected'
       ? d.connectionInfo.connected === 1
