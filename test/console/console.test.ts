@@ -4,8 +4,9 @@
  * talk MQTT. One server and one browser for the file; the tests run in order and build on each
  * other (the devices made in one are used by the next), as a person would use the console.
  */
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
+import { gzipSync } from 'node:zlib';
 import type { MqttClient } from 'mqtt';
 import type { Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -61,6 +62,14 @@ afterAll(async () => {
 });
 
 describe('web console', () => {
+  it('ships within its budget: under 300 KB of gzipped script', () => {
+    const dir = path.resolve('dist/web/assets');
+    const js = readdirSync(dir).filter((f) => f.endsWith('.js'));
+    const gzipped = js.reduce((n, f) => n + gzipSync(readFileSync(path.join(dir, f))).length, 0);
+    expect(js.length).toBeGreaterThan(0);
+    expect(gzipped).toBeLessThan(300 * 1024);
+  });
+
   it('shows the API error for a wrong password, then signs in', async () => {
     await page.goto(`${base}/`);
     await page.getByRole('heading', { name: 'Gatehouse' }).waitFor();
@@ -282,6 +291,19 @@ describe('web console', () => {
     const moved = (await stored())!;
     expect(moved.startY).toBeGreaterThan(0);
     await poll(() => gatewayBlock.textContent()).toContain('temperature: 26');
+    // Keyboard: the focused handle moves its block by half a cell per arrow key.
+    await page.getByRole('button', { name: /^Move Now/ }).focus();
+    await page.keyboard.press('ArrowRight');
+    await poll(
+      async () =>
+        ok(
+          await server.http<{ blocks: Array<{ title: string; startX: number }> }>(
+            'GET',
+            `/applications/${appId}/dashboards/${dashboardId}`,
+          ),
+          200,
+        ).blocks.find((b) => b.title === 'Now')?.startX,
+    ).toBe(0.5);
     await shot('dashboard');
     // On a phone the blocks stack in one column, each as tall as on the grid.
     await page.setViewportSize({ width: 390, height: 844 });
