@@ -112,6 +112,14 @@ describe('web console', () => {
     ids.peripheral = page.url().split('/').pop()!;
     await poll(() => page.getByTestId('binding').textContent()).toBe('only through Gateway One');
 
+    // Edit: the form comes filled in; a change is saved.
+    await page.getByRole('link', { name: 'Edit' }).click();
+    await poll(() => page.getByLabel('Name', { exact: true }).inputValue()).toBe('Soil probe');
+    expect(await page.getByLabel('Attribute 1 name').inputValue()).toBe('temperature');
+    await page.getByLabel('Description').fill('bed 3, north side');
+    await page.getByRole('button', { name: 'Save' }).click();
+    await page.getByText('bed 3, north side').waitFor();
+
     const stored = ok(
       await server.http<{ gatewayId: string; tags: unknown[] }>(
         'GET',
@@ -430,5 +438,19 @@ describe('web console', () => {
     }, appId);
     expect(status).toBe(403);
     expect(unexpectedErrors([/status of 403.*\/devices$/])).toEqual([]);
+  }, 90_000);
+
+  it('pages the device list on the server', async () => {
+    for (let i = 0; i < 30; i++) {
+      ok(await server.http('POST', `/applications/${appId}/devices`, { name: `sensor ${String(i).padStart(2, '0')}` }));
+    }
+    await page.goto(`${base}/app/${appId}/devices`);
+    await page.getByText(/Page 1 of 2 · 3\d devices/).waitFor();
+    expect(await page.locator('table.devices tbody tr').count()).toBe(25);
+    await page.getByRole('button', { name: 'Next' }).click();
+    await page.getByText(/Page 2 of 2/).waitFor();
+    expect(new URL(page.url()).searchParams.get('page')).toBe('1');
+    expect(await page.locator('table.devices tbody tr').count()).toBeGreaterThan(0);
+    expect(unexpectedErrors()).toEqual([]);
   }, 90_000);
 });
