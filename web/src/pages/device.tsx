@@ -228,8 +228,8 @@ export function DevicePage({ appId, deviceId }: { appId: string; deviceId: strin
                 </div>
               );
             })}
-            {d.attributes.length === 0 ? <Empty>No attributes defined.</Empty> : null}
           </div>
+          {d.attributes.length === 0 ? <Empty>No attributes defined.</Empty> : null}
         </div>
       </div>
 
@@ -279,7 +279,10 @@ export function DevicePage({ appId, deviceId }: { appId: string; deviceId: strin
         </div>
       ) : null}
 
-      <AttributeChart appId={appId} device={d} tick={chartTick} />
+      {/* A device without number attributes (often a gateway) has nothing to chart. */}
+      {d.attributes.some((a) => a.dataType === 'number' || a.dataType === 'boolean') ? (
+        <AttributeChart appId={appId} device={d} tick={chartTick} />
+      ) : null}
 
       {canEdit ? <CommandForm appId={appId} deviceId={d.id} /> : null}
 
@@ -316,6 +319,7 @@ export function DevicePage({ appId, deviceId }: { appId: string; deviceId: strin
                 ))}
               </tbody>
             </table>
+            {history.data?.length === 0 ? <Empty>No state reported yet.</Empty> : null}
           </div>
         </div>
         <div class="card">
