@@ -262,6 +262,13 @@ describe('web console', () => {
     await add('gauge', 'Now', '2');
     await add('gateway', 'Gateway', '2');
 
+    // A block the server refuses: its message shows at the config, and nothing is added.
+    await page.getByLabel('Block type').selectOption('gauge');
+    await page.getByLabel('Config (JSON)').fill('{"gaugeType": "dial", "gaugeMin": 0, "gaugeMax": 50, "segment": {}}');
+    await page.getByRole('button', { name: 'Add block' }).click();
+    await poll(() => page.locator('#block-config-error').textContent()).toContain('attribute is required');
+    expect(await page.locator('.block').count()).toBe(3);
+
     const graph = page.locator('[data-type="graph"]');
     await graph.locator('canvas').waitFor();
     await poll(() => graph.locator('.chart-empty').count()).toBe(0);
@@ -313,6 +320,7 @@ describe('web console', () => {
         ).blocks.find((b) => b.title === 'Now')?.startX,
     ).toBe(0.5);
     await shot('dashboard');
+    expect(unexpectedErrors([/status of 400.*\/dashboards\/\w+$/])).toEqual([]);
     // On a phone the blocks stack in one column, each as tall as on the grid.
     await page.setViewportSize({ width: 390, height: 844 });
     await poll(() => page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth)).toBeLessThanOrEqual(

@@ -138,14 +138,18 @@ export function DashboardPage({ appId, dashboardId }: { appId: string; dashboard
   }, [refresh]);
 
   const d = dash.data;
-  const save = async (blocks: Block[]) => {
+  /**
+   * Saves the blocks; a refusal is returned (the forms show it at their field) and, for changes
+   * made on the grid itself, shown above the grid.
+   */
+  const save: Save = async (blocks, onGrid = false) => {
     setError(undefined);
     try {
       dash.setData(await api<Dashboard>('PATCH', `/applications/${appId}/dashboards/${dashboardId}`, { blocks }));
-      return true;
+      return undefined;
     } catch (err) {
-      setError(err);
-      return false;
+      if (onGrid) setError(err);
+      return err;
     }
   };
   const moveTo = (block: Block, x: number, y: number) => {
@@ -158,7 +162,10 @@ export function DashboardPage({ appId, dashboardId }: { appId: string; dashboard
       setError(new Error('A block is already there.'));
       return;
     }
-    void save(d.blocks.map((b) => (b.id === block.id ? moved : b)));
+    void save(
+      d.blocks.map((b) => (b.id === block.id ? moved : b)),
+      true,
+    );
   };
 
   if (dash.error) return <ErrorBox error={dash.error} />;
@@ -261,7 +268,12 @@ export function DashboardPage({ appId, dashboardId }: { appId: string; dashboard
                     type="button"
                     class="block-remove secondary"
                     aria-label={`Remove ${b.title || b.blockType}`}
-                    onClick={() => void save(d.blocks.filter((x) => x.id !== b.id))}
+                    onClick={() =>
+                      void save(
+                        d.blocks.filter((x) => x.id !== b.id),
+                        true,
+                      )
+                    }
                   >
                     ×
                   </button>
@@ -338,7 +350,10 @@ function freePlace(blocks: Block[], width: number, height: number): { startX: nu
   }
 }
 
-function AddBlock(props: { appId: string; dashboard: Dashboard; save: (blocks: Block[]) => Promise<boolean> }) {
+/** Saves a dashboard's blocks; answers the refusal, if any. */
+type Save = (blocks: Block[], onGrid?: boolean) => Promise<unknown>;
+
+function AddBlock(props: { appId: string; dashboard: Dashboard; save: Save }) {
   const devices = useAsync(
     () => get<Page<Device>>(`/applications/${props.appId}/devices?perPage=1000`).then((p) => p.items),
     [props.appId],
@@ -374,7 +389,9 @@ function AddBlock(props: { appId: string; dashboard: Dashboard; save: (blocks: B
           ...freePlace(props.dashboard.blocks, width, height),
           config: parsed,
         } as Block;
-        if (await props.save([...props.dashboard.blocks, block])) setTitle('');
+        const refused = await props.save([...props.dashboard.blocks, block]);
+        if (refused) setError(refused);
+        else setTitle('');
       }}
     >
       <h2>Add a block</h2>
@@ -429,7 +446,7 @@ function AddBlock(props: { appId: string; dashboard: Dashboard; save: (blocks: B
   );
 }
 
-function BlocksJson({ dashboard, save }: { dashboard: Dashboard; save: (blocks: Block[]) => Promise<boolean> }) {
+function BlocksJson({ dashboard, save }: { dashboard: Dashboard; save: Save }) {
   const [text, setText] = useState('');
   const [error, setError] = useState<string | undefined>();
   useEffect(() => setText(JSON.stringify(dashboard.blocks, null, 2)), [dashboard.blocks]);
@@ -448,7 +465,8 @@ function BlocksJson({ dashboard, save }: { dashboard: Dashboard; save: (blocks: 
             setError(`not JSON: ${(err as Error).message}`);
             return;
           }
-          await save(blocks);
+          const refused = await save(blocks);
+          if (refused) setError((refused as Error).message);
         }}
       >
         <Field label="Blocks" id="blocks-json" error={error}>
