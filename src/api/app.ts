@@ -4,6 +4,7 @@
  * an onRequest hook, authorization through the domain rule; every error leaves as
  * `{ type, message }` with its HTTP status.
  */
+import fastifyStatic from '@fastify/static';
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
@@ -23,6 +24,7 @@ import { MAX_PAYLOAD_BYTES } from '../domain/state.js';
 import type { WorkflowEngine } from '../workflows/engine.js';
 import type { Flows } from '../workflows/flows.js';
 import type { Webhooks } from '../workflows/webhooks.js';
+import { consoleStaticOptions, findConsoleDir, serveConsole } from './console.js';
 import { clip, describeError, firstPath, frameworkError, isNonFinite, isPrototypeKey } from './errors.js';
 import { docsOptions, markReferenceRoutes, OPENAPI_PATH, openApiOptions } from './openapi.js';
 import { idleOps, installOpsHooks, type Ops, opsRoutes } from './ops.js';
@@ -70,6 +72,8 @@ export function createApi(
     streams?: StreamHubOptions;
     workflows?: { flows: Flows; engine: WorkflowEngine; webhooks?: Webhooks };
     ops?: Ops;
+    /** The built web console's folder; default: dist/web when built; null: none. */
+    consoleDir?: string | null;
   } = {},
 ) {
   const app = Fastify({
@@ -152,7 +156,11 @@ export function createApi(
     }
     void reply.code(status).send({ type, message });
   });
+  // The console's pages and files, where no API route matched (src/api/console.ts).
+  const consoleDir = options.consoleDir === undefined ? findConsoleDir() : (options.consoleDir ?? undefined);
+  if (consoleDir) app.register(fastifyStatic, consoleStaticOptions(consoleDir));
   app.setNotFoundHandler((request, reply) => {
+    if (consoleDir && serveConsole(consoleDir, request, reply)) return;
     void reply.code(404).send({ type: 'NotFound', message: `no route ${request.method} ${clip(request.url, 200)}` });
   });
 
