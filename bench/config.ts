@@ -44,6 +44,8 @@ export const TARGETS = {
   monthQueryMs: 1_000,
   /** Stored states/s with 10 enabled flows, at least this share of those with none (w). */
   workflowIngestRatio: 0.85,
+  /** The console's first load on loopback, fresh browser context, slowest page's p50 (g). */
+  consoleFirstLoadMs: 1_000,
 };
 
 export const deadline = (): number => Date.now() + config.scenarioMs;

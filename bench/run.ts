@@ -6,6 +6,7 @@
  */
 import { spawnSync } from 'node:child_process';
 import { config, TARGETS } from './config.js';
+import { type ConsoleRow, consoleAvailable, consoleScenario, consoleTable } from './console.js';
 import { startGatehouseProcess } from './gatehouse-process.js';
 import { idleScenario } from './idle.js';
 import { findMosquitto, mosquittoScenarios } from './mosquitto.js';
@@ -76,6 +77,15 @@ async function scrapeMetrics(httpUrl: string): Promise<string[]> {
   }
 }
 
+function consoleTarget(rows: ConsoleRow[]): string {
+  const slowest = rows.length > 0 ? Math.max(...rows.map((r) => r.p50)) : undefined;
+  return (
+    `  ${verdict(slowest === undefined ? undefined : slowest < TARGETS.consoleFirstLoadMs)}  console first load ` +
+    `< ${fmt(TARGETS.consoleFirstLoadMs)} ms (p50 of the slowest page): ` +
+    (slowest === undefined ? 'skipped (no Chromium or no built console)' : `${fmt(slowest, 1)} ms`)
+  );
+}
+
 function verdict(ok: boolean | undefined): string {
   return ok === undefined ? 'SKIPPED' : ok ? 'PASS' : 'MISS';
 }
@@ -97,6 +107,15 @@ async function main(): Promise<void> {
     const rows = await workflowScenario(report, cleanups);
     console.log(`\n${workflowTable(rows)}\n`);
     for (const note of report.notes) console.log(`- ${note}`);
+    return;
+  }
+
+  // BENCH_ONLY=g: the console's first load alone.
+  if (process.env.BENCH_ONLY === 'g') {
+    const rows = await consoleScenario(report, cleanups);
+    console.log(`\n${consoleTable(rows)}\n`);
+    for (const note of report.notes) console.log(`- ${note}`);
+    console.log(consoleTarget(rows));
     return;
   }
 
@@ -141,6 +160,9 @@ async function main(): Promise<void> {
   // w on a fresh server: ingest with 0, 10 and 100 flows.
   const workflowRows: WorkflowRow[] = config.workflowStates > 0 ? await workflowScenario(report, cleanups) : [];
 
+  // g in Chromium, on a fresh server: the console's first load.
+  const consoleRows: ConsoleRow[] = consoleAvailable() ? await consoleScenario(report, cleanups) : [];
+
   // f in this process, on a temporary store: ingest of one device-month, then the queries.
   let queryRows: QueryRow[] = [];
   if (config.queryDays > 0) queryRows = await queryScenario(report);
@@ -154,6 +176,10 @@ async function main(): Promise<void> {
   }
   if (workflowRows.length > 0) {
     console.log(workflowTable(workflowRows));
+    console.log('');
+  }
+  if (consoleRows.length > 0) {
+    console.log(consoleTable(consoleRows));
     console.log('');
   }
   if (metrics.length > 0) {
@@ -213,6 +239,7 @@ async function main(): Promise<void> {
         ? 'skipped'
         : `${fmt(ten?.statesPerSecond ?? 0)} ÷ ${fmt(none?.statesPerSecond ?? 0)} = ${fmt(kept, 2)}`),
   );
+  console.log(consoleTarget(consoleRows));
   console.log(`\ntotal time ${fmt((performance.now() - started) / 1000, 1)} s`);
 }
 

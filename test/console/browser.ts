@@ -28,21 +28,24 @@ export interface ConsoleBrowser {
   close(): Promise<void>;
 }
 
+/** Flags for Chromium on this machine: root, no GPU, and no background connections to refuse. */
+export const CHROMIUM_ARGS = [
+  '--no-sandbox',
+  '--disable-gpu',
+  '--disable-quic',
+  '--no-first-run',
+  '--disable-background-networking',
+  '--disable-component-update',
+  '--disable-sync',
+];
+
 export async function openBrowser(): Promise<ConsoleBrowser> {
   const profile = mkdtempSync(path.join(tmpdir(), 'gatehouse-chromium-'));
   const context = await chromium.launchPersistentContext(profile, {
     executablePath: CHROMIUM,
     headless: true,
     viewport: { width: 1280, height: 860 },
-    args: [
-      '--no-sandbox',
-      '--disable-gpu',
-      '--disable-quic',
-      '--no-first-run',
-      '--disable-background-networking',
-      '--disable-component-update',
-      '--disable-sync',
-    ],
+    args: CHROMIUM_ARGS,
   });
   const page = context.pages()[0] ?? (await context.newPage());
   const errors: string[] = [];
