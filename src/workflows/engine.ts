@@ -29,7 +29,7 @@ export interface EngineLimits {
   perFlowConcurrency: number;
   /** Runs waiting per flow; past it a trigger is refused, counted, and summed in the run log. */
   maxQueuedPerFlow: number;
-  /** Share of the event loop runs may take while MQTT and REST have work waiting (scheduler.ts). */
+  /** Share of the wall time runs may take while ingest and REST keep the event loop saturated (scheduler.ts). */
   loopShare: number;
   /** Workflow-written states that trigger workflows again, at most this deep. */
   maxChainDepth: number;

@@ -1,36 +1,43 @@
 /**
  * Where workflow runs wait and when they start. Runs execute on the event loop that also takes
- * MQTT and REST traffic, so ingest comes first: while sockets keep the loop busy, runs get a
- * bounded share of its time (`share`), and all of it when nothing else is waiting. Runs start in
- * slices after pending I/O (setImmediate), and the part of a run that needs no I/O (most runs:
- * conditions, math, payload edits) runs inside the slice, so the share is measured, not hoped for.
+ * MQTT and REST traffic, and ingest comes first. Runs start in slices of about a millisecond,
+ * after pending I/O (setImmediate); the part of a run that needs no I/O (most runs: conditions,
+ * math, payload edits) runs inside the slice, so the time runs take is measured, not hoped for.
+ * While the rest of the loop's work (ingest, REST, streams) keeps it busy more than half the
+ * time, the loop is saturated: slices are then spaced out so runs take at most `share` of the
+ * wall time, leaving the CPU to ingest (and to whatever else shares the machine) instead of
+ * filling every idle moment. Otherwise slices follow each other and runs use what is free.
  *
  * Each flow has a lane: a bounded queue and at most `concurrency` runs in progress (a run waiting
  * on HTTP or a Delay holds its place). Lanes take turns one run at a time, so a flood of one
  * flow's triggers cannot starve the others; a trigger that finds its lane's queue full is
  * refused (the engine counts and logs it).
  */
+import { performance } from 'node:perf_hooks';
 
 export interface SchedulerOptions {
   /** Runs of one lane in progress at once. */
   concurrency: number;
   /** Runs waiting per lane. */
   maxWaiting: number;
-  /** Share of the event loop's time runs may take while other work is waiting (0–1). */
+  /** Share of the wall time runs may take while the loop is saturated (0–1). */
   share: number;
-  /** A slice never ends before this long (ms), so runs progress under any load. */
-  minSliceMs: number;
-  /** A slice never lasts longer than this (ms), so a waiting socket is served soon. */
-  maxSliceMs: number;
+  /** Above this share of the wall time spent on other work, the loop counts as saturated. */
+  saturatedAbove: number;
+  /** How long a slice runs runs (ms); a run that waits on nothing is never cut. */
+  sliceMs: number;
 }
 
 export const DEFAULT_SCHEDULER_OPTIONS: SchedulerOptions = {
   concurrency: 4,
   maxWaiting: 1_000,
   share: 0.1,
-  minSliceMs: 0.1,
-  maxSliceMs: 2,
+  saturatedAbove: 0.5,
+  sliceMs: 1,
 };
+
+/** How often (ms) the loop's load is measured to decide whether runs are spaced out. */
+const LOAD_WINDOW_MS = 50;
 
 /**
  * A job runs one workflow run: it answers nothing when the run finished without waiting, or a
@@ -85,7 +92,12 @@ export class RunScheduler {
   /** Runs waiting on I/O (HTTP, Delay, storage). */
   private readonly pending = new Set<Promise<void>>();
   private scheduled = false;
-  private lastSliceEnd = Number.NEGATIVE_INFINITY;
+  /** The loop's load, measured over windows of LOAD_WINDOW_MS: see `measure`. */
+  private loopSaturated = false;
+  private windowStart = performance.now();
+  private windowLoad = performance.eventLoopUtilization();
+  private runsMs = 0;
+  private idleWaiters: Array<() => void> = [];
 
   constructor(options: Partial<SchedulerOptions> = {}) {
     this.options = { ...DEFAULT_SCHEDULER_OPTIONS, ...options };
@@ -109,51 +121,77 @@ export class RunScheduler {
     lane.waiting.clear();
   }
 
+  /** Whether runs are being spaced out because other work saturates the loop (diagnostics, tests). */
+  get saturated(): boolean {
+    return this.loopSaturated;
+  }
+
   /** Runs waiting or in progress. */
   get busy(): boolean {
     return this.ready.size > 0 || this.pending.size > 0 || this.scheduled;
   }
 
   /** Resolves once no run waits or is in progress. */
-  async idle(): Promise<void> {
-    while (this.busy) {
-      if (this.pending.size > 0) await Promise.allSettled([...this.pending]);
-      else await new Promise((resolve) => setImmediate(resolve));
-    }
+  idle(): Promise<void> {
+    if (!this.busy) return Promise.resolve();
+    return new Promise((resolve) => this.idleWaiters.push(resolve));
   }
 
-  private list(lane: Lane): void {
+  private notifyIdle(): void {
+    if (this.busy || this.idleWaiters.length === 0) return;
+    const waiters = this.idleWaiters;
+    this.idleWaiters = [];
+    for (const resolve of waiters) resolve();
+  }
+
+  /** Puts a lane in the ready list if it has a run to start and room for it. */
+  private list(lane: Lane, schedule = true): void {
     if (!lane.listed && !lane.closed && lane.waiting.size > 0 && lane.running < this.options.concurrency) {
       lane.listed = true;
       this.ready.push(lane);
     }
-    if (!this.scheduled && this.ready.size > 0) {
-      this.scheduled = true;
-      setImmediate(this.slice);
-    }
+    if (schedule) this.schedule();
   }
 
   private readonly slice = (): void => {
     this.scheduled = false;
-    const { share, minSliceMs, maxSliceMs } = this.options;
     const start = performance.now();
-    // What the loop did since the last slice is what runs must leave room for.
-    const others = start - this.lastSliceEnd;
-    const budget = Math.min(maxSliceMs, Math.max(minSliceMs, (others * share) / (1 - share)));
     do {
       const lane = this.ready.shift();
       if (!lane) break;
       lane.listed = false;
       const job = lane.closed ? undefined : lane.waiting.shift();
       if (job) this.start(lane, job);
-      this.list(lane);
-    } while (performance.now() - start < budget);
-    this.lastSliceEnd = performance.now();
-    if (!this.scheduled && this.ready.size > 0) {
-      this.scheduled = true;
-      setImmediate(this.slice);
-    }
+      this.list(lane, false);
+    } while (performance.now() - start < this.options.sliceMs);
+    const end = performance.now();
+    this.measure(end, end - start);
+    this.schedule(end - start);
+    this.notifyIdle();
   };
+
+  /** Whether the rest of the loop's work kept it busy more than `saturatedAbove` of the last window. */
+  private measure(now: number, sliceMs: number): void {
+    this.runsMs += sliceMs;
+    const wall = now - this.windowStart;
+    if (wall < LOAD_WINDOW_MS) return;
+    const active = performance.eventLoopUtilization(this.windowLoad).active;
+    this.loopSaturated = (active - this.runsMs) / wall > this.options.saturatedAbove;
+    this.windowStart = now;
+    this.windowLoad = performance.eventLoopUtilization();
+    this.runsMs = 0;
+  }
+
+  private schedule(lastSliceMs = 0): void {
+    if (this.scheduled || this.ready.size === 0) return;
+    this.scheduled = true;
+    if (!this.loopSaturated) {
+      setImmediate(this.slice);
+      return;
+    }
+    const { share } = this.options;
+    setTimeout(this.slice, Math.max(1, (lastSliceMs * (1 - share)) / share));
+  }
 
   private start(lane: Lane, job: Job): void {
     lane.running++;
@@ -173,6 +211,7 @@ export class RunScheduler {
         lane.running--;
         this.pending.delete(done);
         this.list(lane);
+        this.notifyIdle();
       });
     this.pending.add(done);
   }

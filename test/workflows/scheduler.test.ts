@@ -90,7 +90,7 @@ describe('RunScheduler', () => {
   });
 
   it('leaves the event loop to other work between slices of a long backlog', async () => {
-    const scheduler = new RunScheduler({ maxWaiting: 100_000, minSliceMs: 0.5, maxSliceMs: 1 });
+    const scheduler = new RunScheduler({ maxWaiting: 100_000, sliceMs: 1 });
     const lane = new Lane();
     const total = 20_000;
     let ran = 0;
@@ -109,5 +109,41 @@ describe('RunScheduler', () => {
     await scheduler.idle();
     expect(ran).toBe(total);
     expect(seenAt).toBeLessThan(total);
+  });
+
+  it('spaces runs out while other work saturates the loop, and stops once it is quiet again', async () => {
+    const scheduler = new RunScheduler({ maxWaiting: 100_000 });
+    const lane = new Lane();
+    const spin = (ms: number) => {
+      const end = performance.now() + ms;
+      while (performance.now() < end);
+    };
+    let ran = 0;
+    for (let i = 0; i < 50_000; i++)
+      scheduler.submit(lane, () => {
+        spin(0.005);
+        ran++;
+        return undefined;
+      });
+    // Other work: 2 ms of every turn for a while, as a flood of messages would. Slices of 1 ms
+    // between turns would take a third of that stretch; spaced out, runs take a tenth.
+    let busyTurns = 150;
+    let sawSaturated = false;
+    await new Promise<void>((resolve) => {
+      const turn = () => {
+        spin(2);
+        sawSaturated ||= scheduler.saturated;
+        if (--busyTurns > 0) setImmediate(turn);
+        else resolve();
+      };
+      setImmediate(turn);
+    });
+    expect(sawSaturated).toBe(true);
+    const ranWhileBusy = ran;
+    await scheduler.idle();
+    expect(ran).toBe(50_000);
+    expect(scheduler.saturated).toBe(false);
+    // Spaced out, runs took a small part of the busy stretch: most of the backlog ran after it.
+    expect(ranWhileBusy).toBeLessThan(12_000);
   });
 });
