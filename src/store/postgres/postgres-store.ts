@@ -161,7 +161,7 @@ export class PostgresStore implements Store {
    * default_transaction_read_only) fail here. Nothing is committed, so it costs no WAL flush.
    */
   async checkWritable(): Promise<void> {
-    if (this.closed) throw new Error('the store is closed');
+    if (this.closed) throw new Error('the database connection is not open: the store was closed');
     await this.transaction(async (client) => {
       await client.query(
         `INSERT INTO settings (key, value) VALUES ($1, $2) ON CONFLICT (key) DO UPDATE SET value = excluded.value`,
