@@ -147,3 +147,55 @@ describe('PostgresStore partitions and retention', () => {
     }
   });
 });
+
+describe('PostgresStore and U+0000', () => {
+  // PostgreSQL text and jsonb cannot hold U+0000; SQLite can. Strings with it must round-trip,
+  // and above all must not make a group commit fail for every device in it.
+  const tricky = ['a\u0000b', '\u0000', '\uffff', '\uffff0', '\\u0000', '\\\u0000', 'plain'];
+
+  it('keeps strings with U+0000 (and U+FFFF, and a literal backslash-u0000) in states, composite state, series, the log and tags', async () => {
+    await db.truncate();
+    const store = await openPostgresStore({ url: db.url });
+    try {
+      const a = makeApp();
+      await store.createApplication(a);
+      const device = makeDevice(a.id, { tags: [{ key: 'where', value: 'x\u0000y' }] });
+      const other = makeDevice(a.id);
+      await store.createDevice(device);
+      await store.createDevice(other);
+      const data = Object.fromEntries(tricky.map((v, i) => [`s${i}`, v]));
+      await store.applyBatch(
+        writeBatch({
+          states: [state(device.id, 1_700_000_000_000, data), state(other.id, 1_700_000_000_000, { n: 1 })],
+        }),
+      );
+      const [stored] = await store.queryStates(device.id, { limit: 10, sortDirection: 'asc' });
+      expect(stored?.data).toEqual(data);
+      expect(await store.queryStates(other.id, { limit: 10, sortDirection: 'asc' })).toHaveLength(1);
+      const composite = await store.getCompositeState(device.id);
+      expect(Object.fromEntries(Object.entries(composite).map(([k, v]) => [k, v.value]))).toEqual(data);
+      expect((await store.lastValues([device.id], ['s0'])).get(device.id)?.s0?.value).toBe('a\u0000b');
+      const series = await store.querySeries({
+        deviceIds: [device.id],
+        attributes: null,
+        start: 1_700_000_000_000,
+        end: 1_700_000_000_999,
+        resolution: 1000,
+        aggregation: 'LAST',
+      });
+      expect(series.get(device.id)?.[0]?.data).toEqual(data);
+      const [logged] = await store.listApplicationLog({ applicationId: a.id, limit: 10, deviceIds: [device.id] });
+      expect(logged?.details.data).toEqual(data);
+
+      expect((await store.getDevice(device.id))?.tags).toEqual([{ key: 'where', value: 'x\u0000y' }]);
+      const tagged = await store.listDevices(a.id, {
+        tags: [{ key: 'where', value: 'x\u0000y' }],
+        page: 0,
+        perPage: 10,
+      });
+      expect(tagged.items.map((d) => d.id)).toEqual([device.id]);
+    } finally {
+      await store.close();
+    }
+  });
+});

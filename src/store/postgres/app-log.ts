@@ -10,6 +10,7 @@ import type pg from 'pg';
 import type { DeviceLogKind } from '../../domain/model.js';
 import { fromJson } from '../rows.js';
 import type { ApplicationLogCursor, ApplicationLogEntry, ApplicationLogQuery } from '../types.js';
+import { fromJsonb } from './nul.js';
 
 const RANK = { state: 0, command: 1, log: 2 } as const;
 
@@ -127,7 +128,7 @@ function entry(applicationId: string, row: Row): ApplicationLogEntry {
         deviceId: row.device_id,
         applicationId,
         time: row.time,
-        details: { data: fromJson<Record<string, unknown>>(row.json1), reportedBy: row.text1 },
+        details: { data: fromJsonb<Record<string, unknown>>(row.json1), reportedBy: row.text1 },
         cursor: { time: row.time, source: 'state', key: row.device_id },
       };
   }

@@ -36,7 +36,6 @@ import {
   deviceLogFromRow,
   deviceStatusFromRow,
   deviceToRow,
-  fromJson,
   storedAccessKeyFromRow,
   toJson,
 } from '../rows.js';
@@ -57,6 +56,7 @@ import { PostgresApplicationLog } from './app-log.js';
 import { writeBatch } from './batch.js';
 import { PostgresFlows } from './flows.js';
 import { MIGRATIONS, migrate } from './migrations.js';
+import { escapeJson, fromJsonb, unescapeJson } from './nul.js';
 import { DAY_MS, StatePartitions } from './partitions.js';
 import { PostgresSeries } from './series.js';
 
@@ -321,7 +321,7 @@ export class PostgresStore implements Store {
   }
 
   async createDevice(device: Device): Promise<void> {
-    const r = deviceToRow(device);
+    const r = deviceRow(device);
     await this.pool.query(`INSERT INTO devices (${DEVICE_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`, [
       r.id,
       r.application_id,
@@ -338,7 +338,7 @@ export class PostgresStore implements Store {
 
   async getDevice(id: string): Promise<Device | undefined> {
     const [row] = await this.rows<DeviceRow>(`SELECT ${DEVICE_COLUMNS} FROM devices WHERE id = $1`, [id]);
-    return row && deviceFromRow(row);
+    return row && deviceOfRow(row);
   }
 
   async listDevices(applicationId: string, query: DeviceQuery): Promise<{ items: Device[]; totalCount: number }> {
@@ -349,7 +349,7 @@ export class PostgresStore implements Store {
       query.deviceClass?.length ? query.deviceClass : null,
       query.scope?.deviceId ?? null,
       query.scope?.withPeripherals ?? false,
-      toJson(query.tags ?? []),
+      escapeJson(toJson(query.tags ?? [])),
     ];
     const items = await this.rows<DeviceRow>(
       `SELECT ${DEVICE_COLUMNS} FROM devices WHERE ${DEVICE_MATCH}
@@ -360,7 +360,7 @@ export class PostgresStore implements Store {
       `SELECT count(*) AS count FROM devices WHERE ${DEVICE_MATCH}`,
       params,
     );
-    return { items: items.map(deviceFromRow), totalCount: count?.count ?? 0 };
+    return { items: items.map(deviceOfRow), totalCount: count?.count ?? 0 };
   }
 
   async listBoundPeripherals(gatewayId: string): Promise<string[]> {
@@ -372,7 +372,7 @@ export class PostgresStore implements Store {
 
   async updateDevice(device: Device): Promise<void> {
     // The application and creation date of a device never change.
-    const r = deviceToRow(device);
+    const r = deviceRow(device);
     await this.pool.query(
       `UPDATE devices SET name = $2, description = $3, device_class = $4, gateway_id = $5, tags = $6,
          attributes = $7, last_updated = $8 WHERE id = $1`,
@@ -501,7 +501,7 @@ export class PostgresStore implements Store {
        ORDER BY time ${sqlDirection(query)} LIMIT $4`,
       rangeParams(deviceId, query),
     );
-    return rows.map((row) => ({ deviceId, time: row.time, data: fromJson(row.data), reportedBy: row.reported_by }));
+    return rows.map((row) => ({ deviceId, time: row.time, data: fromJsonb(row.data), reportedBy: row.reported_by }));
   }
 
   async getCompositeState(deviceId: string): Promise<Record<string, CompositeValue>> {
@@ -512,7 +512,7 @@ export class PostgresStore implements Store {
        FROM composite_state, jsonb_each(state) AS e WHERE device_id = $1 ORDER BY e.key COLLATE "C"`,
       [deviceId],
     );
-    for (const row of rows) composite[row.attribute] = { value: fromJson(row.value), time: row.time };
+    for (const row of rows) composite[row.attribute] = { value: fromJsonb(row.value), time: row.time };
     return composite;
   }
 
@@ -644,6 +644,16 @@ export class PostgresStore implements Store {
     );
     return result.rowCount ?? 0;
   }
+}
+
+/** The shared device row, with the tags (jsonb) escaped (nul.ts). */
+function deviceRow(device: Device): DeviceRow {
+  const row = deviceToRow(device);
+  return { ...row, tags: escapeJson(row.tags) };
+}
+
+function deviceOfRow(row: DeviceRow): Device {
+  return deviceFromRow({ ...row, tags: unescapeJson(row.tags) });
 }
 
 /** Thrown inside `checkWritable`'s transaction to roll it back. */
