@@ -153,7 +153,7 @@ describe('PostgresStore and U+0000', () => {
   // and above all must not make a group commit fail for every device in it.
   const tricky = ['a\u0000b', '\u0000', '\uffff', '\uffff0', '\\u0000', '\\\u0000', 'plain'];
 
-  it('keeps strings with U+0000 (and U+FFFF, and a literal backslash-u0000) in states, composite state, series, the log and tags', async () => {
+  it('keeps strings with U+0000 (and U+FFFF, and a literal backslash-u0000) in states, composite state, series, the log, command names and tags', async () => {
     await db.truncate();
     const store = await openPostgresStore({ url: db.url });
     try {
@@ -186,6 +186,22 @@ describe('PostgresStore and U+0000', () => {
       expect(series.get(device.id)?.[0]?.data).toEqual(data);
       const [logged] = await store.listApplicationLog({ applicationId: a.id, limit: 10, deviceIds: [device.id] });
       expect(logged?.details.data).toEqual(data);
+
+      // A command name (any string up to 255 characters) is written in the batch too.
+      const command = {
+        id: 'c1',
+        applicationId: a.id,
+        deviceId: device.id,
+        name: 'go\u0000now\uffff',
+        payload: { p: '\u0000' },
+        time: 1_700_000_000_001,
+        routedTo: [device.id],
+        sentBy: 'api',
+      };
+      await store.applyBatch(writeBatch({ commands: [command] }));
+      expect(await store.queryCommands(device.id, { limit: 10, sortDirection: 'asc' })).toEqual([command]);
+      const [sent] = await store.listApplicationLog({ applicationId: a.id, limit: 1, kinds: ['command'] });
+      expect(sent?.details).toMatchObject({ name: command.name, payload: command.payload });
 
       expect((await store.getDevice(device.id))?.tags).toEqual([{ key: 'where', value: 'x\u0000y' }]);
       const tagged = await store.listDevices(a.id, {

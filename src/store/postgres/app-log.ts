@@ -10,7 +10,7 @@ import type pg from 'pg';
 import type { DeviceLogKind } from '../../domain/model.js';
 import { fromJson } from '../rows.js';
 import type { ApplicationLogCursor, ApplicationLogEntry, ApplicationLogQuery } from '../types.js';
-import { fromJsonb } from './nul.js';
+import { fromJsonb, unescapeText } from './nul.js';
 
 const RANK = { state: 0, command: 1, log: 2 } as const;
 
@@ -115,7 +115,7 @@ function entry(applicationId: string, row: Row): ApplicationLogEntry {
         time: row.time,
         details: {
           commandId: row.text1,
-          name: row.text2,
+          name: unescapeText(row.text2 as string),
           payload: fromJson<unknown>(row.json1),
           routedTo: fromJson<string[]>(row.json2 as string),
           sentBy: row.text3,

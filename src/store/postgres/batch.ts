@@ -16,7 +16,7 @@ import type { CommandRecord, StateRecord } from '../../domain/model.js';
 import { RollupAccumulator } from '../rollup-accumulator.js';
 import { toJson } from '../rows.js';
 import type { ConnectionChange, ReportMark, WriteBatch } from '../types.js';
-import { escapeJson } from './nul.js';
+import { escapeJson, escapeText } from './nul.js';
 
 const byKey = <T>(map: Map<string, T>): T[] =>
   [...map.entries()].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)).map(([, value]) => value);
@@ -285,7 +285,7 @@ async function insertCommands(
     rows.map(({ c }) => c.id),
     rows.map(({ c }) => c.applicationId),
     rows.map(({ c }) => c.deviceId),
-    rows.map(({ c }) => c.name),
+    rows.map(({ c }) => escapeText(c.name)),
     rows.map(({ payload }) => payload),
     rows.map(({ c }) => c.time),
     rows.map(({ routedTo }) => routedTo),

@@ -23,7 +23,7 @@ export function unescapeJson(text: string): string {
   return text.replace(/\uffff([\uffff0])/g, (_, c: string) => (c === ESC ? ESC : '\\u0000'));
 }
 
-/** A string as it may go into a text column (one-way is enough for keys that are only looked up). */
+/** A string as it may go into a text column (command names, workflow storage keys). */
 export function escapeText(text: string): string {
   if (!text.includes('\u0000') && !text.includes(ESC)) return text;
   return text.replaceAll(ESC, ESC + ESC).replaceAll('\u0000', `${ESC}0`);
@@ -32,4 +32,10 @@ export function escapeText(text: string): string {
 /** A value read from a jsonb column (as text: the pool's type parsers). */
 export function fromJsonb<T = unknown>(text: string): T {
   return JSON.parse(unescapeJson(text)) as T;
+}
+
+/** A string read from a text column written with `escapeText`. */
+export function unescapeText(text: string): string {
+  if (!text.includes(ESC)) return text;
+  return text.replace(/\uffff([\uffff0])/g, (_, c: string) => (c === ESC ? ESC : '\u0000'));
 }

@@ -56,7 +56,7 @@ import { PostgresApplicationLog } from './app-log.js';
 import { writeBatch } from './batch.js';
 import { PostgresFlows } from './flows.js';
 import { MIGRATIONS, migrate } from './migrations.js';
-import { escapeJson, fromJsonb, unescapeJson } from './nul.js';
+import { escapeJson, fromJsonb, unescapeJson, unescapeText } from './nul.js';
 import { DAY_MS, StatePartitions } from './partitions.js';
 import { PostgresSeries } from './series.js';
 
@@ -523,7 +523,7 @@ export class PostgresStore implements Store {
        WHERE device_id = $1 AND time BETWEEN $2 AND $3 ORDER BY time ${dir}, seq ${dir} LIMIT $4`,
       rangeParams(deviceId, query),
     );
-    return rows.map(commandFromRow);
+    return rows.map((row) => commandFromRow({ ...row, name: unescapeText(row.name) }));
   }
 
   async listLogs(deviceId: string, query: { limit: number; before?: number }): Promise<DeviceLogEntry[]> {
