@@ -124,6 +124,46 @@ describe('PostgresStore partitions and retention', () => {
     }
   });
 
+  it('drops a day shared with other applications once every one of them lets it go, and keeps one an application keeps forever', async () => {
+    await db.truncate();
+    const store = await openPostgresStore({ url: db.url, now: () => D0 });
+    try {
+      // a keeps 2 days, b 4 days, c forever; "now" is D0.
+      const a = makeApp({ stateRetentionDays: 2 });
+      const b = makeApp({ stateRetentionDays: 4 });
+      const c = makeApp({ stateRetentionDays: null });
+      for (const x of [a, b, c]) await store.createApplication(x);
+      const [da, dbb, dc] = [makeDevice(a.id), makeDevice(b.id), makeDevice(c.id)];
+      for (const d of [da, dbb, dc]) await store.createDevice(d);
+      await store.applyBatch(
+        writeBatch({
+          states: [
+            // Day -5: a and b (both let it go). Day -4: a and b (b keeps it). Day -6: a and c.
+            state(da.id, D0 - 5 * DAY, { t: 1 }),
+            state(dbb.id, D0 - 5 * DAY + 1, { t: 2 }),
+            state(da.id, D0 - 4 * DAY, { t: 3 }),
+            state(dbb.id, D0 - 3 * DAY - 1, { t: 4 }),
+            state(da.id, D0 - 6 * DAY, { t: 5 }),
+            state(dc.id, D0 - 6 * DAY, { t: 6 }),
+          ],
+        }),
+      );
+      const names = async () => (await store.partitions.list()).map((p) => p.name);
+      // As the maintenance loop calls it for a at D0: before = D0 - 2 days. Day -5 goes whole
+      // (2 states), then a's states of days -4 and -6 row by row.
+      expect(await store.pruneStates(a.id, D0 - 2 * DAY, 100)).toBe(2 + 2);
+      expect(await names()).not.toContain(partitionName(dayOf(D0 - 5 * DAY)));
+      expect(await names()).toContain(partitionName(dayOf(D0 - 4 * DAY)));
+      expect(await names()).toContain(partitionName(dayOf(D0 - 6 * DAY)));
+      const all = { limit: 100, sortDirection: 'asc' as const };
+      expect(await store.queryStates(da.id, all)).toEqual([]);
+      expect((await store.queryStates(dbb.id, all)).map((s) => s.time)).toEqual([D0 - 3 * DAY - 1]);
+      expect(await store.queryStates(dc.id, all)).toHaveLength(1);
+    } finally {
+      await store.close();
+    }
+  });
+
   it('checkWritable rejects when the server only takes reads', async () => {
     const fresh = await createTestDatabase();
     try {

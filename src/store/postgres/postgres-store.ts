@@ -593,26 +593,45 @@ export class PostgresStore implements Store {
   }
 
   /**
-   * Drops whole day partitions older than `before` that hold states of this application only
-   * (one catalog change, however many rows: their count may exceed `limit`), then deletes up to
-   * `limit` more states row by row, in one transaction. Rollups of whole minutes before `before` go too.
+   * Drops whole day partitions that end before `before` and hold only states that retention
+   * lets go: this application's, and those of applications whose own cut-off is past the
+   * partition's end. "Now" is inferred from `before` and this application's retention days, as
+   * the maintenance loop computes `before`; an application keeping states forever holds its
+   * days. One catalog change however many rows; the count returned is every state dropped (of
+   * any application), and may exceed `limit`. Then deletes up to `limit` more of this
+   * application's states row by row, in the same transaction. Rollups of whole minutes before
+   * `before` go too.
    */
   async pruneStates(applicationId: string, before: number, limit: number): Promise<number> {
     return this.transaction(async (client) => {
       let deleted = 0;
       const old = (await this.partitions.list(client)).filter((p) => p.to <= before);
       if (old.length > 0) {
+        const apps = await this.rows<{ id: string; days: number | null }>(
+          'SELECT id, state_retention_days AS days FROM applications',
+          [],
+          client,
+        );
+        const ownDays = apps.find((a) => a.id === applicationId)?.days;
+        const now = ownDays === null || ownDays === undefined ? undefined : before + ownDays * DAY_MS;
         await this.partitions.lock(client);
         for (const partition of old) {
+          const allowed = apps
+            .filter(
+              (a) =>
+                a.id === applicationId ||
+                (now !== undefined && a.days !== null && now - a.days * DAY_MS >= partition.to),
+            )
+            .map((a) => a.id);
           // Holds off writers into this partition until the decision is committed.
           await client.query(`LOCK TABLE ${partition.name} IN SHARE ROW EXCLUSIVE MODE`);
-          const [foreign] = await this.rows<{ found: boolean }>(
+          const [kept] = await this.rows<{ found: boolean }>(
             `SELECT EXISTS (SELECT 1 FROM ${partition.name} AS s WHERE NOT EXISTS
-               (SELECT 1 FROM devices AS d WHERE d.id = s.device_id AND d.application_id = $1)) AS found`,
-            [applicationId],
+               (SELECT 1 FROM devices AS d WHERE d.id = s.device_id AND d.application_id = ANY($1::text[]))) AS found`,
+            [allowed],
             client,
           );
-          if (foreign?.found) continue;
+          if (kept?.found) continue;
           const [count] = await this.rows<{ n: number }>(`SELECT count(*) AS n FROM ${partition.name}`, [], client);
           deleted += count?.n ?? 0;
           await this.partitions.drop(client, partition);
