@@ -72,7 +72,15 @@ export interface PostgresStoreOptions {
    * (`gatehouse token create` next to running servers).
    */
   shared?: boolean;
+  /**
+   * Called when something outside any call fails: `databaseConnectionLost` (a pooled connection the
+   * server closed; the pool reconnects) or `partitionsFailed` (creating the coming days'
+   * partitions; retried at the next batch that needs them). Default: console.error.
+   */
+  onError?: (event: 'databaseConnectionLost' | 'partitionsFailed', err: Error) => void;
 }
+
+const logToConsole = (event: string, err: Error) => console.error(`postgres store: ${event}:`, err.message);
 
 const MIN_TIME = Number.MIN_SAFE_INTEGER;
 const MAX_TIME = Number.MAX_SAFE_INTEGER;
@@ -123,6 +131,7 @@ export class PostgresStore implements Store {
   private readonly accounts: PostgresAccounts;
   private readonly flows: PostgresFlows;
   private readonly now: () => number;
+  private readonly onError: NonNullable<PostgresStoreOptions['onError']>;
   private partitionTimer: NodeJS.Timeout | undefined;
   private closed = false;
 
@@ -130,9 +139,10 @@ export class PostgresStore implements Store {
   constructor(
     private readonly pool: pg.Pool,
     readonly partitions: StatePartitions,
-    settings: { now?: () => number } = {},
+    settings: Pick<PostgresStoreOptions, 'now' | 'onError'> = {},
   ) {
     this.now = settings.now ?? Date.now;
+    this.onError = settings.onError ?? logToConsole;
     this.series = new PostgresSeries(pool);
     this.appLog = new PostgresApplicationLog(pool);
     this.accounts = new PostgresAccounts(pool);
@@ -143,7 +153,7 @@ export class PostgresStore implements Store {
   startPartitionUpkeep(): void {
     const every = DAY_MS / 6;
     this.partitionTimer = setInterval(() => {
-      this.partitions.ensureAhead(this.now()).catch((err) => console.error('creating state partitions failed:', err));
+      this.partitions.ensureAhead(this.now()).catch((err: Error) => this.onError('partitionsFailed', err));
     }, every);
     this.partitionTimer.unref();
   }
@@ -691,12 +701,16 @@ function rangeParams(deviceId: string, query: TimeRangeQuery): unknown[] {
 }
 
 /** A pool with this store's type parsers. */
-export function createPool(url: string, max = 10): pg.Pool {
+export function createPool(
+  url: string,
+  max = 10,
+  onError: NonNullable<PostgresStoreOptions['onError']> = logToConsole,
+): pg.Pool {
   const pool = new pg.Pool({ connectionString: url, max, types: TYPES });
   // A connection the server closed (a restart, a terminated backend) emits an error on its
   // client, also while checked out between two queries of a transaction: without a listener
   // that error would crash the process. The query in flight fails; the pool reconnects.
-  const lost = (err: Error) => console.error('postgres connection lost:', err.message);
+  const lost = (err: Error) => onError('databaseConnectionLost', err);
   pool.on('error', lost);
   pool.on('connect', (client) => client.on('error', lost));
   return pool;
@@ -704,13 +718,13 @@ export function createPool(url: string, max = 10): pg.Pool {
 
 /** Opens the store: connects, migrates (under the advisory lock) and creates the coming days' partitions. */
 export async function openPostgresStore(options: PostgresStoreOptions): Promise<PostgresStore> {
-  const pool = createPool(options.url, options.poolSize);
+  const pool = createPool(options.url, options.poolSize, options.onError);
   try {
     if (options.shared) await requireMigrated(pool);
     else await migrate(pool);
     const partitions = new StatePartitions(pool);
     await partitions.reload();
-    const store = new PostgresStore(pool, partitions, { now: options.now });
+    const store = new PostgresStore(pool, partitions, { now: options.now, onError: options.onError });
     if (!options.shared) {
       await partitions.ensureAhead((options.now ?? Date.now)());
       store.startPartitionUpkeep();
