@@ -41,6 +41,58 @@ describe('PostgresStore', () => {
   });
 });
 
+describe('PostgresStore with two nodes', () => {
+  it('takes batches from two stores writing the same devices at once, without deadlock or loss', async () => {
+    await db.truncate();
+    const [one, two] = [await openPostgresStore({ url: db.url }), await openPostgresStore({ url: db.url })];
+    try {
+      const app = makeApp();
+      await one.createApplication(app);
+      const devices = Array.from({ length: 40 }, () => makeDevice(app.id));
+      for (const d of devices) await one.createDevice(d);
+      const T = 1_700_000_040_000;
+      // Each node writes every device, in opposite orders, with reports and sightings too.
+      const batchOf = (node: number, round: number) =>
+        writeBatch({
+          states: (node === 0 ? devices : [...devices].reverse()).map((d, i) =>
+            state(d.id, T + round * 10 + node, { n: round * 2 + node, x: i }),
+          ),
+          reports: devices.map((d) => ({ deviceId: d.id, reportedBy: devices[0]!.id, time: T + round * 10 + node })),
+        });
+      const rounds = 15;
+      await Promise.all(
+        [one, two].map(async (store, node) => {
+          for (let round = 0; round < rounds; round++) await store.applyBatch(batchOf(node, round));
+        }),
+      );
+      for (const d of devices) {
+        expect(await two.queryStates(d.id, { limit: 100, sortDirection: 'asc' })).toHaveLength(rounds * 2);
+        expect((await one.getCompositeState(d.id)).n).toEqual({
+          value: rounds * 2 - 1,
+          time: T + (rounds - 1) * 10 + 1,
+        });
+      }
+      const [rollup] =
+        (
+          await one.querySeries({
+            deviceIds: [devices[5]!.id],
+            attributes: ['n'],
+            start: T,
+            end: T + 59_999,
+            resolution: 60_000,
+            aggregation: 'COUNT',
+          })
+        ).get(devices[5]!.id) ?? [];
+      expect(rollup?.data).toEqual({ n: rounds * 2 });
+      const sightings = await one.listGatewaySightings(devices[1]!.id);
+      expect(sightings).toEqual([expect.objectContaining({ gatewayId: devices[0]!.id, reports: rounds * 2 })]);
+    } finally {
+      await one.close();
+      await two.close();
+    }
+  });
+});
+
 describe('PostgresStore partitions and retention', () => {
   const DAY = 86_400_000;
   // Midnight UTC, so each offset of whole days falls in its own partition.
