@@ -78,7 +78,7 @@ export async function startGatehouse(config: GatehouseConfig, options: StartOpti
   const { store, release } = options.store
     ? { store: options.store, release: () => {} }
     : config.databaseUrl
-      ? await openPostgres(config.databaseUrl)
+      ? await openPostgres(config.databaseUrl, logger)
       : await openStore(config.dataDir, logger);
   const metrics = new Metrics();
   const platform = new Platform({
@@ -287,9 +287,17 @@ async function openStore(dataDir: string, logger: Logger): Promise<{ store: Stor
  * Opens the PostgreSQL store (docs/scale-out.md): migrates it under a lock, so nodes starting
  * together are fine. No data directory lock: several servers share one database by design.
  */
-async function openPostgres(url: string): Promise<{ store: Store; release: () => void }> {
+async function openPostgres(url: string, logger: Logger): Promise<{ store: Store; release: () => void }> {
   try {
-    return { store: await openPostgresStore({ url }), release: () => {} };
+    const store = await openPostgresStore({
+      url,
+      onError: (event, err) =>
+        logger.error(
+          { component: 'store', event, err },
+          event === 'databaseConnectionLost' ? 'database connection lost' : 'creating state partitions failed',
+        ),
+    });
+    return { store, release: () => {} };
   } catch (err) {
     throw new ConfigError(
       `cannot open the database ${redactDatabaseUrl(url)}: ${(err as Error).message} (set ${optionName('databaseUrl')})`,

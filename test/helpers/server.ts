@@ -7,15 +7,26 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
+import { afterAll } from 'vitest';
 import { resolveConfig } from '../../src/config.js';
 import type { SecretCheckLimits } from '../../src/core/secrets.js';
 import type { Logger } from '../../src/logger.js';
 import { type RunningGatehouse, startGatehouse } from '../../src/server.js';
 import type { EngineLimits } from '../../src/workflows/engine.js';
 import type { TimerSource } from '../../src/workflows/timers.js';
-import { createTestDatabase } from './postgres.js';
+import { createTestDatabase, type TestDatabase } from './postgres.js';
 
 export const ADMIN_TOKEN = 'test-admin-token-0123456789';
+
+/**
+ * PostgreSQL databases of servers started with keepData, by data directory: a server started
+ * again on that directory finds its database. Dropped when the test file is done.
+ */
+const keptDatabases = new Map<string, TestDatabase>();
+afterAll(async () => {
+  for (const database of keptDatabases.values()) await database.drop();
+  keptDatabases.clear();
+});
 
 export interface TestServer {
   running: RunningGatehouse;
@@ -58,7 +69,10 @@ export async function startTestServer(
 ): Promise<TestServer> {
   const dataDir = options.dataDir ?? mkdtempSync(path.join(tmpdir(), 'gatehouse-test-'));
   const database =
-    (options.store ?? process.env.GATEHOUSE_TEST_STORE) === 'postgres' ? await createTestDatabase() : undefined;
+    (options.store ?? process.env.GATEHOUSE_TEST_STORE) === 'postgres'
+      ? (keptDatabases.get(dataDir) ?? (await createTestDatabase()))
+      : undefined;
+  if (database && options.keepData) keptDatabases.set(dataDir, database);
   const config = resolveConfig(
     // Only errors reach the test output; a test that reads the log passes its own logger.
     {
@@ -83,7 +97,7 @@ export async function startTestServer(
       ...(options.workflowLimits ? { workflowLimits: options.workflowLimits } : {}),
     });
   } catch (err) {
-    await database?.drop();
+    if (database && !options.keepData) await database.drop();
     throw err;
   }
   const clients: MqttClient[] = [];
@@ -125,7 +139,10 @@ export async function startTestServer(
       await Promise.all(clients.map((c) => c.endAsync(true).catch(() => {})));
       await running.stop();
       if (!options.keepData) rmSync(dataDir, { recursive: true, force: true });
-      if (database && !options.keepData) await database.drop();
+      if (database && !options.keepData) {
+        keptDatabases.delete(dataDir);
+        await database.drop();
+      }
     },
   };
   return server;

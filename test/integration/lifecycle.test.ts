@@ -143,8 +143,16 @@ describe('connection lifecycle', () => {
     expect((await command(fleet.bound, 'over-ws')).routedTo).toEqual([fleet.gateway]);
     expect((await arrived).payload).toMatchObject({ name: 'over-ws' });
 
+    // The gateway disconnected before (the previous test): wait for this disconnect's entry, not
+    // that one, which is all there is until the group commit of the new one is done.
+    const disconnects = async () =>
+      (await deviceLogs(server, fleet.applicationId, fleet.gateway)).filter((e) => e.kind === 'disconnect');
+    const before = (await disconnects()).length;
     await client.endAsync();
-    const entry = await eventuallyLog(server, fleet.applicationId, fleet.gateway, (e) => e.kind === 'disconnect');
+    const entry = await eventually(async () => {
+      const now = await disconnects();
+      return now.length > before ? now[0] : undefined;
+    });
     expect(entry).toMatchObject({
       disconnectReason: 'Client disconnected',
       messagesFromClient: 1,

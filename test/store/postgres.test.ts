@@ -41,6 +41,58 @@ describe('PostgresStore', () => {
   });
 });
 
+describe('PostgresStore with two nodes', () => {
+  it('takes batches from two stores writing the same devices at once, without deadlock or loss', async () => {
+    await db.truncate();
+    const [one, two] = [await openPostgresStore({ url: db.url }), await openPostgresStore({ url: db.url })];
+    try {
+      const app = makeApp();
+      await one.createApplication(app);
+      const devices = Array.from({ length: 40 }, () => makeDevice(app.id));
+      for (const d of devices) await one.createDevice(d);
+      const T = 1_700_000_040_000;
+      // Each node writes every device, in opposite orders, with reports and sightings too.
+      const batchOf = (node: number, round: number) =>
+        writeBatch({
+          states: (node === 0 ? devices : [...devices].reverse()).map((d, i) =>
+            state(d.id, T + round * 10 + node, { n: round * 2 + node, x: i }),
+          ),
+          reports: devices.map((d) => ({ deviceId: d.id, reportedBy: devices[0]!.id, time: T + round * 10 + node })),
+        });
+      const rounds = 15;
+      await Promise.all(
+        [one, two].map(async (store, node) => {
+          for (let round = 0; round < rounds; round++) await store.applyBatch(batchOf(node, round));
+        }),
+      );
+      for (const d of devices) {
+        expect(await two.queryStates(d.id, { limit: 100, sortDirection: 'asc' })).toHaveLength(rounds * 2);
+        expect((await one.getCompositeState(d.id)).n).toEqual({
+          value: rounds * 2 - 1,
+          time: T + (rounds - 1) * 10 + 1,
+        });
+      }
+      const [rollup] =
+        (
+          await one.querySeries({
+            deviceIds: [devices[5]!.id],
+            attributes: ['n'],
+            start: T,
+            end: T + 59_999,
+            resolution: 60_000,
+            aggregation: 'COUNT',
+          })
+        ).get(devices[5]!.id) ?? [];
+      expect(rollup?.data).toEqual({ n: rounds * 2 });
+      const sightings = await one.listGatewaySightings(devices[1]!.id);
+      expect(sightings).toEqual([expect.objectContaining({ gatewayId: devices[0]!.id, reports: rounds * 2 })]);
+    } finally {
+      await one.close();
+      await two.close();
+    }
+  });
+});
+
 describe('PostgresStore partitions and retention', () => {
   const DAY = 86_400_000;
   // Midnight UTC, so each offset of whole days falls in its own partition.
@@ -124,6 +176,46 @@ describe('PostgresStore partitions and retention', () => {
     }
   });
 
+  it('drops a day shared with other applications once every one of them lets it go, and keeps one an application keeps forever', async () => {
+    await db.truncate();
+    const store = await openPostgresStore({ url: db.url, now: () => D0 });
+    try {
+      // a keeps 2 days, b 4 days, c forever; "now" is D0.
+      const a = makeApp({ stateRetentionDays: 2 });
+      const b = makeApp({ stateRetentionDays: 4 });
+      const c = makeApp({ stateRetentionDays: null });
+      for (const x of [a, b, c]) await store.createApplication(x);
+      const [da, dbb, dc] = [makeDevice(a.id), makeDevice(b.id), makeDevice(c.id)];
+      for (const d of [da, dbb, dc]) await store.createDevice(d);
+      await store.applyBatch(
+        writeBatch({
+          states: [
+            // Day -5: a and b (both let it go). Day -4: a and b (b keeps it). Day -6: a and c.
+            state(da.id, D0 - 5 * DAY, { t: 1 }),
+            state(dbb.id, D0 - 5 * DAY + 1, { t: 2 }),
+            state(da.id, D0 - 4 * DAY, { t: 3 }),
+            state(dbb.id, D0 - 3 * DAY - 1, { t: 4 }),
+            state(da.id, D0 - 6 * DAY, { t: 5 }),
+            state(dc.id, D0 - 6 * DAY, { t: 6 }),
+          ],
+        }),
+      );
+      const names = async () => (await store.partitions.list()).map((p) => p.name);
+      // As the maintenance loop calls it for a at D0: before = D0 - 2 days. Day -5 goes whole
+      // (2 states), then a's states of days -4 and -6 row by row.
+      expect(await store.pruneStates(a.id, D0 - 2 * DAY, 100)).toBe(2 + 2);
+      expect(await names()).not.toContain(partitionName(dayOf(D0 - 5 * DAY)));
+      expect(await names()).toContain(partitionName(dayOf(D0 - 4 * DAY)));
+      expect(await names()).toContain(partitionName(dayOf(D0 - 6 * DAY)));
+      const all = { limit: 100, sortDirection: 'asc' as const };
+      expect(await store.queryStates(da.id, all)).toEqual([]);
+      expect((await store.queryStates(dbb.id, all)).map((s) => s.time)).toEqual([D0 - 3 * DAY - 1]);
+      expect(await store.queryStates(dc.id, all)).toHaveLength(1);
+    } finally {
+      await store.close();
+    }
+  });
+
   it('checkWritable rejects when the server only takes reads', async () => {
     const fresh = await createTestDatabase();
     try {
@@ -144,6 +236,74 @@ describe('PostgresStore partitions and retention', () => {
       }
     } finally {
       await fresh.drop();
+    }
+  });
+});
+
+describe('PostgresStore and U+0000', () => {
+  // PostgreSQL text and jsonb cannot hold U+0000; SQLite can. Strings with it must round-trip,
+  // and above all must not make a group commit fail for every device in it.
+  const tricky = ['a\u0000b', '\u0000', '\uffff', '\uffff0', '\\u0000', '\\\u0000', 'plain'];
+
+  it('keeps strings with U+0000 (and U+FFFF, and a literal backslash-u0000) in states, composite state, series, the log, command names and tags', async () => {
+    await db.truncate();
+    const store = await openPostgresStore({ url: db.url });
+    try {
+      const a = makeApp();
+      await store.createApplication(a);
+      const device = makeDevice(a.id, { tags: [{ key: 'where', value: 'x\u0000y' }] });
+      const other = makeDevice(a.id);
+      await store.createDevice(device);
+      await store.createDevice(other);
+      const data = Object.fromEntries(tricky.map((v, i) => [`s${i}`, v]));
+      await store.applyBatch(
+        writeBatch({
+          states: [state(device.id, 1_700_000_000_000, data), state(other.id, 1_700_000_000_000, { n: 1 })],
+        }),
+      );
+      const [stored] = await store.queryStates(device.id, { limit: 10, sortDirection: 'asc' });
+      expect(stored?.data).toEqual(data);
+      expect(await store.queryStates(other.id, { limit: 10, sortDirection: 'asc' })).toHaveLength(1);
+      const composite = await store.getCompositeState(device.id);
+      expect(Object.fromEntries(Object.entries(composite).map(([k, v]) => [k, v.value]))).toEqual(data);
+      expect((await store.lastValues([device.id], ['s0'])).get(device.id)?.s0?.value).toBe('a\u0000b');
+      const series = await store.querySeries({
+        deviceIds: [device.id],
+        attributes: null,
+        start: 1_700_000_000_000,
+        end: 1_700_000_000_999,
+        resolution: 1000,
+        aggregation: 'LAST',
+      });
+      expect(series.get(device.id)?.[0]?.data).toEqual(data);
+      const [logged] = await store.listApplicationLog({ applicationId: a.id, limit: 10, deviceIds: [device.id] });
+      expect(logged?.details.data).toEqual(data);
+
+      // A command name (any string up to 255 characters) is written in the batch too.
+      const command = {
+        id: 'c1',
+        applicationId: a.id,
+        deviceId: device.id,
+        name: 'go\u0000now\uffff',
+        payload: { p: '\u0000' },
+        time: 1_700_000_000_001,
+        routedTo: [device.id],
+        sentBy: 'api',
+      };
+      await store.applyBatch(writeBatch({ commands: [command] }));
+      expect(await store.queryCommands(device.id, { limit: 10, sortDirection: 'asc' })).toEqual([command]);
+      const [sent] = await store.listApplicationLog({ applicationId: a.id, limit: 1, kinds: ['command'] });
+      expect(sent?.details).toMatchObject({ name: command.name, payload: command.payload });
+
+      expect((await store.getDevice(device.id))?.tags).toEqual([{ key: 'where', value: 'x\u0000y' }]);
+      const tagged = await store.listDevices(a.id, {
+        tags: [{ key: 'where', value: 'x\u0000y' }],
+        page: 0,
+        perPage: 10,
+      });
+      expect(tagged.items.map((d) => d.id)).toEqual([device.id]);
+    } finally {
+      await store.close();
     }
   });
 });

@@ -1,8 +1,8 @@
 /**
  * The application-wide communication log over PostgreSQL: device log entries, commands sent and
  * states accepted, merged at query time as in SQLite (sqlite/app-log.ts), but in one statement:
- * each source is read newest first after the cursor, limited, and the three are merged by the
- * database. The position (time, rank, number key, text key) compares as a row: rank orders the
+ * each source is read newest first after the cursor, limited (commands and states per device),
+ * and the three are merged by the database. The position (time, rank, number key, text key) compares as a row: rank orders the
  * sources at one millisecond (log 2, command 1, state 0), the number key is a log id or a
  * command's sequence number, the text key a state's device id.
  */
@@ -10,6 +10,7 @@ import type pg from 'pg';
 import type { DeviceLogKind } from '../../domain/model.js';
 import { fromJson } from '../rows.js';
 import type { ApplicationLogCursor, ApplicationLogEntry, ApplicationLogQuery } from '../types.js';
+import { fromJsonb, unescapeText } from './nul.js';
 
 const RANK = { state: 0, command: 1, log: 2 } as const;
 
@@ -65,21 +66,31 @@ export class PostgresApplicationLog {
           AND ($6::text[] IS NULL OR l.kind = ANY($6::text[])) AND ${after('(l.time, 2, l.id, \'\'::text COLLATE "C")')}
         ORDER BY l.time DESC, l.id DESC LIMIT $5)`);
     }
+    // Commands and states are read per device (a lateral subquery on each device's primary-key
+    // range, newest first), so a page reads at most `limit` rows of each device, never a
+    // device's whole history; the sargable upper time bound lets the index start at the cursor.
+    const upTo = 'least($3::bigint, coalesce($7::bigint, $3::bigint))';
     if (!wanted || wanted.has('command')) {
-      parts.push(`(SELECT 'command', c.time, c.seq, ''::text COLLATE "C", c.device_id, NULL::text, c.payload, c.routed_to, c.id::text,
-          c.name, c.sent_by
-        FROM commands AS c JOIN devices AS d ON d.id = c.device_id
-        WHERE d.application_id = $1 AND c.time BETWEEN $2 AND $3 AND ${devices('c.device_id')}
-          AND ${after('(c.time, 1, c.seq, \'\'::text COLLATE "C")')}
+      parts.push(`(SELECT 'command', c.time, c.seq, ''::text COLLATE "C", d.id, NULL::text, c.payload, c.routed_to,
+          c.id::text, c.name, c.sent_by
+        FROM devices AS d CROSS JOIN LATERAL (
+          SELECT * FROM commands AS c
+          WHERE c.device_id = d.id AND c.time >= $2 AND c.time <= ${upTo}
+            AND ${after('(c.time, 1, c.seq, \'\'::text COLLATE "C")')}
+          ORDER BY c.time DESC, c.seq DESC LIMIT $5) AS c
+        WHERE d.application_id = $1 AND ${devices('d.id')}
         ORDER BY c.time DESC, c.seq DESC LIMIT $5)`);
     }
     if (!wanted || wanted.has('state')) {
-      parts.push(`(SELECT 'state', s.time, 0::bigint, s.device_id, s.device_id, NULL::text, s.data::text, NULL::text,
+      parts.push(`(SELECT 'state', s.time, 0::bigint, d.id, d.id, NULL::text, s.data::text, NULL::text,
           s.reported_by::text, NULL::text, NULL::text
-        FROM device_states AS s JOIN devices AS d ON d.id = s.device_id
-        WHERE d.application_id = $1 AND s.time BETWEEN $2 AND $3 AND ${devices('s.device_id')}
-          AND ${after('(s.time, 0, 0::bigint, s.device_id)')}
-        ORDER BY s.time DESC, s.device_id DESC LIMIT $5)`);
+        FROM devices AS d CROSS JOIN LATERAL (
+          SELECT * FROM device_states AS s
+          WHERE s.device_id = d.id AND s.time >= $2 AND s.time <= ${upTo}
+            AND ${after('(s.time, 0, 0::bigint, s.device_id)')}
+          ORDER BY s.time DESC LIMIT $5) AS s
+        WHERE d.application_id = $1 AND ${devices('d.id')}
+        ORDER BY s.time DESC, d.id DESC LIMIT $5)`);
     }
     const sql = `SELECT * FROM (${parts.join(' UNION ALL ')})
         AS merged (source, time, nk, tk, device_id, kind, json1, json2, text1, text2, text3)
@@ -114,7 +125,7 @@ function entry(applicationId: string, row: Row): ApplicationLogEntry {
         time: row.time,
         details: {
           commandId: row.text1,
-          name: row.text2,
+          name: unescapeText(row.text2 as string),
           payload: fromJson<unknown>(row.json1),
           routedTo: fromJson<string[]>(row.json2 as string),
           sentBy: row.text3,
@@ -127,7 +138,7 @@ function entry(applicationId: string, row: Row): ApplicationLogEntry {
         deviceId: row.device_id,
         applicationId,
         time: row.time,
-        details: { data: fromJson<Record<string, unknown>>(row.json1), reportedBy: row.text1 },
+        details: { data: fromJsonb<Record<string, unknown>>(row.json1), reportedBy: row.text1 },
         cursor: { time: row.time, source: 'state', key: row.device_id },
       };
   }

@@ -16,6 +16,7 @@ import type { CommandRecord, StateRecord } from '../../domain/model.js';
 import { RollupAccumulator } from '../rollup-accumulator.js';
 import { toJson } from '../rows.js';
 import type { ConnectionChange, ReportMark, WriteBatch } from '../types.js';
+import { escapeJson, escapeText } from './nul.js';
 
 const byKey = <T>(map: Map<string, T>): T[] =>
   [...map.entries()].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)).map(([, value]) => value);
@@ -173,7 +174,7 @@ function combineStates(states: StateRecord[]): CombinedState[] {
     if (prev) merged.set(k, { ...prev, data: { ...prev.data, ...s.data }, reportedBy: s.reportedBy });
     else merged.set(k, { deviceId: s.deviceId, time: s.time, data: s.data, reportedBy: s.reportedBy });
   }
-  return byKey(merged).map((s) => ({ ...s, json: toJson(s.data) }));
+  return byKey(merged).map((s) => ({ ...s, json: escapeJson(toJson(s.data)) }));
 }
 
 async function writeComposite(client: pg.PoolClient, states: StateRecord[], known: Set<string>): Promise<void> {
@@ -195,7 +196,7 @@ async function writeComposite(client: pg.PoolClient, states: StateRecord[], know
   }
   const ids = [...devices.keys()].sort();
   if (ids.length === 0) return;
-  await client.query(UPSERT_COMPOSITE, [ids, ids.map((id) => toJson(devices.get(id)))]);
+  await client.query(UPSERT_COMPOSITE, [ids, ids.map((id) => escapeJson(toJson(devices.get(id))))]);
 }
 
 /** Adds the partial aggregates to `state_rollups` (count and sum add up, first and last by time). */
@@ -284,7 +285,7 @@ async function insertCommands(
     rows.map(({ c }) => c.id),
     rows.map(({ c }) => c.applicationId),
     rows.map(({ c }) => c.deviceId),
-    rows.map(({ c }) => c.name),
+    rows.map(({ c }) => escapeText(c.name)),
     rows.map(({ payload }) => payload),
     rows.map(({ c }) => c.time),
     rows.map(({ routedTo }) => routedTo),

@@ -14,6 +14,7 @@ import {
   webhookToRow,
 } from '../flow-rows.js';
 import type { FlowStore } from '../types.js';
+import { escapeText } from './nul.js';
 
 export class PostgresFlows implements FlowStore {
   /** Runs added per flow since its log was last trimmed: trimming scans the log, so it waits for a tenth of it. */
@@ -153,21 +154,21 @@ export class PostgresFlows implements FlowStore {
   async getFlowValue(flowId: string, key: string): Promise<unknown> {
     const [row] = await this.rows<{ value: string }>('SELECT value FROM flow_values WHERE flow_id = $1 AND key = $2', [
       flowId,
-      key,
+      escapeText(key),
     ]);
     return row ? JSON.parse(row.value) : undefined;
   }
 
   async setFlowValue(flowId: string, key: string, value: unknown): Promise<void> {
     if (value === undefined) {
-      await this.pool.query('DELETE FROM flow_values WHERE flow_id = $1 AND key = $2', [flowId, key]);
+      await this.pool.query('DELETE FROM flow_values WHERE flow_id = $1 AND key = $2', [flowId, escapeText(key)]);
       return;
     }
     // Only while the flow exists (the foreign key would refuse it otherwise).
     await this.pool.query(
       `INSERT INTO flow_values (flow_id, key, value) SELECT $1, $2, $3 WHERE EXISTS (SELECT 1 FROM flows WHERE id = $1)
        ON CONFLICT (flow_id, key) DO UPDATE SET value = excluded.value`,
-      [flowId, key, JSON.stringify(value)],
+      [flowId, escapeText(key), JSON.stringify(value)],
     );
   }
 

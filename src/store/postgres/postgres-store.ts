@@ -38,7 +38,6 @@ import {
   deviceLogFromRow,
   deviceStatusFromRow,
   deviceToRow,
-  fromJson,
   storedAccessKeyFromRow,
   toJson,
 } from '../rows.js';
@@ -60,6 +59,7 @@ import { writeBatch } from './batch.js';
 import { PostgresDashboards } from './dashboards.js';
 import { PostgresFlows } from './flows.js';
 import { MIGRATIONS, migrate } from './migrations.js';
+import { escapeJson, fromJsonb, unescapeJson, unescapeText } from './nul.js';
 import { DAY_MS, StatePartitions } from './partitions.js';
 import { PostgresSeries } from './series.js';
 
@@ -75,7 +75,15 @@ export interface PostgresStoreOptions {
    * (`gatehouse token create` next to running servers).
    */
   shared?: boolean;
+  /**
+   * Called when something outside any call fails: `databaseConnectionLost` (a pooled connection the
+   * server closed; the pool reconnects) or `partitionsFailed` (creating the coming days'
+   * partitions; retried at the next batch that needs them). Default: console.error.
+   */
+  onError?: (event: 'databaseConnectionLost' | 'partitionsFailed', err: Error) => void;
 }
+
+const logToConsole = (event: string, err: Error) => console.error(`postgres store: ${event}:`, err.message);
 
 const MIN_TIME = Number.MIN_SAFE_INTEGER;
 const MAX_TIME = Number.MAX_SAFE_INTEGER;
@@ -127,6 +135,7 @@ export class PostgresStore implements Store {
   private readonly flows: PostgresFlows;
   private readonly dashboards: PostgresDashboards;
   private readonly now: () => number;
+  private readonly onError: NonNullable<PostgresStoreOptions['onError']>;
   private partitionTimer: NodeJS.Timeout | undefined;
   private closed = false;
 
@@ -134,9 +143,10 @@ export class PostgresStore implements Store {
   constructor(
     private readonly pool: pg.Pool,
     readonly partitions: StatePartitions,
-    settings: { now?: () => number } = {},
+    settings: Pick<PostgresStoreOptions, 'now' | 'onError'> = {},
   ) {
     this.now = settings.now ?? Date.now;
+    this.onError = settings.onError ?? logToConsole;
     this.series = new PostgresSeries(pool);
     this.appLog = new PostgresApplicationLog(pool);
     this.accounts = new PostgresAccounts(pool);
@@ -148,7 +158,7 @@ export class PostgresStore implements Store {
   startPartitionUpkeep(): void {
     const every = DAY_MS / 6;
     this.partitionTimer = setInterval(() => {
-      this.partitions.ensureAhead(this.now()).catch((err) => console.error('creating state partitions failed:', err));
+      this.partitions.ensureAhead(this.now()).catch((err: Error) => this.onError('partitionsFailed', err));
     }, every);
     this.partitionTimer.unref();
   }
@@ -166,7 +176,7 @@ export class PostgresStore implements Store {
    * default_transaction_read_only) fail here. Nothing is committed, so it costs no WAL flush.
    */
   async checkWritable(): Promise<void> {
-    if (this.closed) throw new Error('the store is closed');
+    if (this.closed) throw new Error('the database connection is not open: the store was closed');
     await this.transaction(async (client) => {
       await client.query(
         `INSERT INTO settings (key, value) VALUES ($1, $2) ON CONFLICT (key) DO UPDATE SET value = excluded.value`,
@@ -185,16 +195,20 @@ export class PostgresStore implements Store {
   /** Runs `fn` in a transaction on one pooled connection; rolls back when it throws. */
   private async transaction<T>(fn: (client: pg.PoolClient) => Promise<T>): Promise<T> {
     const client = await this.pool.connect();
+    // A connection that cannot even roll back (the server went away) is discarded, not pooled.
+    let broken = false;
     try {
       await client.query('BEGIN');
       const result = await fn(client);
       await client.query('COMMIT');
       return result;
     } catch (err) {
-      await client.query('ROLLBACK').catch(() => {});
+      await client.query('ROLLBACK').catch(() => {
+        broken = true;
+      });
       throw err;
     } finally {
-      client.release();
+      client.release(broken);
     }
   }
 
@@ -333,7 +347,7 @@ export class PostgresStore implements Store {
   }
 
   async createDevice(device: Device): Promise<void> {
-    const r = deviceToRow(device);
+    const r = deviceRow(device);
     await this.pool.query(`INSERT INTO devices (${DEVICE_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`, [
       r.id,
       r.application_id,
@@ -350,7 +364,7 @@ export class PostgresStore implements Store {
 
   async getDevice(id: string): Promise<Device | undefined> {
     const [row] = await this.rows<DeviceRow>(`SELECT ${DEVICE_COLUMNS} FROM devices WHERE id = $1`, [id]);
-    return row && deviceFromRow(row);
+    return row && deviceOfRow(row);
   }
 
   async listDevices(applicationId: string, query: DeviceQuery): Promise<{ items: Device[]; totalCount: number }> {
@@ -361,7 +375,7 @@ export class PostgresStore implements Store {
       query.deviceClass?.length ? query.deviceClass : null,
       query.scope?.deviceId ?? null,
       query.scope?.withPeripherals ?? false,
-      toJson(query.tags ?? []),
+      escapeJson(toJson(query.tags ?? [])),
     ];
     const items = await this.rows<DeviceRow>(
       `SELECT ${DEVICE_COLUMNS} FROM devices WHERE ${DEVICE_MATCH}
@@ -372,7 +386,7 @@ export class PostgresStore implements Store {
       `SELECT count(*) AS count FROM devices WHERE ${DEVICE_MATCH}`,
       params,
     );
-    return { items: items.map(deviceFromRow), totalCount: count?.count ?? 0 };
+    return { items: items.map(deviceOfRow), totalCount: count?.count ?? 0 };
   }
 
   async listBoundPeripherals(gatewayId: string): Promise<string[]> {
@@ -384,7 +398,7 @@ export class PostgresStore implements Store {
 
   async updateDevice(device: Device): Promise<void> {
     // The application and creation date of a device never change.
-    const r = deviceToRow(device);
+    const r = deviceRow(device);
     await this.pool.query(
       `UPDATE devices SET name = $2, description = $3, device_class = $4, gateway_id = $5, tags = $6,
          attributes = $7, last_updated = $8 WHERE id = $1`,
@@ -513,7 +527,7 @@ export class PostgresStore implements Store {
        ORDER BY time ${sqlDirection(query)} LIMIT $4`,
       rangeParams(deviceId, query),
     );
-    return rows.map((row) => ({ deviceId, time: row.time, data: fromJson(row.data), reportedBy: row.reported_by }));
+    return rows.map((row) => ({ deviceId, time: row.time, data: fromJsonb(row.data), reportedBy: row.reported_by }));
   }
 
   async getCompositeState(deviceId: string): Promise<Record<string, CompositeValue>> {
@@ -524,7 +538,7 @@ export class PostgresStore implements Store {
        FROM composite_state, jsonb_each(state) AS e WHERE device_id = $1 ORDER BY e.key COLLATE "C"`,
       [deviceId],
     );
-    for (const row of rows) composite[row.attribute] = { value: fromJson(row.value), time: row.time };
+    for (const row of rows) composite[row.attribute] = { value: fromJsonb(row.value), time: row.time };
     return composite;
   }
 
@@ -535,7 +549,7 @@ export class PostgresStore implements Store {
        WHERE device_id = $1 AND time BETWEEN $2 AND $3 ORDER BY time ${dir}, seq ${dir} LIMIT $4`,
       rangeParams(deviceId, query),
     );
-    return rows.map(commandFromRow);
+    return rows.map((row) => commandFromRow({ ...row, name: unescapeText(row.name) }));
   }
 
   async listLogs(deviceId: string, query: { limit: number; before?: number }): Promise<DeviceLogEntry[]> {
@@ -605,26 +619,45 @@ export class PostgresStore implements Store {
   }
 
   /**
-   * Drops whole day partitions older than `before` that hold states of this application only
-   * (one catalog change, however many rows: their count may exceed `limit`), then deletes up to
-   * `limit` more states row by row, in one transaction. Rollups of whole minutes before `before` go too.
+   * Drops whole day partitions that end before `before` and hold only states that retention
+   * lets go: this application's, and those of applications whose own cut-off is past the
+   * partition's end. "Now" is inferred from `before` and this application's retention days, as
+   * the maintenance loop computes `before`; an application keeping states forever holds its
+   * days. One catalog change however many rows; the count returned is every state dropped (of
+   * any application), and may exceed `limit`. Then deletes up to `limit` more of this
+   * application's states row by row, in the same transaction. Rollups of whole minutes before
+   * `before` go too.
    */
   async pruneStates(applicationId: string, before: number, limit: number): Promise<number> {
     return this.transaction(async (client) => {
       let deleted = 0;
       const old = (await this.partitions.list(client)).filter((p) => p.to <= before);
       if (old.length > 0) {
+        const apps = await this.rows<{ id: string; days: number | null }>(
+          'SELECT id, state_retention_days AS days FROM applications',
+          [],
+          client,
+        );
+        const ownDays = apps.find((a) => a.id === applicationId)?.days;
+        const now = ownDays === null || ownDays === undefined ? undefined : before + ownDays * DAY_MS;
         await this.partitions.lock(client);
         for (const partition of old) {
+          const allowed = apps
+            .filter(
+              (a) =>
+                a.id === applicationId ||
+                (now !== undefined && a.days !== null && now - a.days * DAY_MS >= partition.to),
+            )
+            .map((a) => a.id);
           // Holds off writers into this partition until the decision is committed.
           await client.query(`LOCK TABLE ${partition.name} IN SHARE ROW EXCLUSIVE MODE`);
-          const [foreign] = await this.rows<{ found: boolean }>(
+          const [kept] = await this.rows<{ found: boolean }>(
             `SELECT EXISTS (SELECT 1 FROM ${partition.name} AS s WHERE NOT EXISTS
-               (SELECT 1 FROM devices AS d WHERE d.id = s.device_id AND d.application_id = $1)) AS found`,
-            [applicationId],
+               (SELECT 1 FROM devices AS d WHERE d.id = s.device_id AND d.application_id = ANY($1::text[]))) AS found`,
+            [allowed],
             client,
           );
-          if (foreign?.found) continue;
+          if (kept?.found) continue;
           const [count] = await this.rows<{ n: number }>(`SELECT count(*) AS n FROM ${partition.name}`, [], client);
           deleted += count?.n ?? 0;
           await this.partitions.drop(client, partition);
@@ -658,6 +691,16 @@ export class PostgresStore implements Store {
   }
 }
 
+/** The shared device row, with the tags (jsonb) escaped (nul.ts). */
+function deviceRow(device: Device): DeviceRow {
+  const row = deviceToRow(device);
+  return { ...row, tags: escapeJson(row.tags) };
+}
+
+function deviceOfRow(row: DeviceRow): Device {
+  return deviceFromRow({ ...row, tags: unescapeJson(row.tags) });
+}
+
 /** Thrown inside `checkWritable`'s transaction to roll it back. */
 const ROLLBACK = Symbol('rollback');
 
@@ -670,12 +713,16 @@ function rangeParams(deviceId: string, query: TimeRangeQuery): unknown[] {
 }
 
 /** A pool with this store's type parsers. */
-export function createPool(url: string, max = 10): pg.Pool {
+export function createPool(
+  url: string,
+  max = 10,
+  onError: NonNullable<PostgresStoreOptions['onError']> = logToConsole,
+): pg.Pool {
   const pool = new pg.Pool({ connectionString: url, max, types: TYPES });
   // A connection the server closed (a restart, a terminated backend) emits an error on its
   // client, also while checked out between two queries of a transaction: without a listener
   // that error would crash the process. The query in flight fails; the pool reconnects.
-  const lost = (err: Error) => console.error('postgres connection lost:', err.message);
+  const lost = (err: Error) => onError('databaseConnectionLost', err);
   pool.on('error', lost);
   pool.on('connect', (client) => client.on('error', lost));
   return pool;
@@ -683,13 +730,13 @@ export function createPool(url: string, max = 10): pg.Pool {
 
 /** Opens the store: connects, migrates (under the advisory lock) and creates the coming days' partitions. */
 export async function openPostgresStore(options: PostgresStoreOptions): Promise<PostgresStore> {
-  const pool = createPool(options.url, options.poolSize);
+  const pool = createPool(options.url, options.poolSize, options.onError);
   try {
     if (options.shared) await requireMigrated(pool);
     else await migrate(pool);
     const partitions = new StatePartitions(pool);
     await partitions.reload();
-    const store = new PostgresStore(pool, partitions, { now: options.now });
+    const store = new PostgresStore(pool, partitions, { now: options.now, onError: options.onError });
     if (!options.shared) {
       await partitions.ensureAhead((options.now ?? Date.now)());
       store.startPartitionUpkeep();

@@ -6,7 +6,6 @@
  * device) for last values.
  */
 import type pg from 'pg';
-import { fromJson } from '../rows.js';
 import {
   BucketCells,
   checkSeriesQuery,
@@ -17,6 +16,7 @@ import {
   RAW_POINT_LIMIT,
 } from '../series-buckets.js';
 import type { Aggregation, CompositeValue, SeriesPoint, SeriesQuery } from '../types.js';
+import { fromJsonb } from './nul.js';
 
 // Raw states, one row per state and attribute. Parameters: $1 device, $2 origin, $3 resolution,
 // $4 and $5 the time range, $6 the attributes (null: all). Integer division: bucket indexes.
@@ -102,7 +102,7 @@ export class PostgresSeries {
         values = Object.create(null) as Record<string, CompositeValue>;
         out.set(row.device_id, values);
       }
-      values[row.attribute] = { value: fromJson(row.value), time: row.time };
+      values[row.attribute] = { value: fromJsonb(row.value), time: row.time };
     }
     return out;
   }
@@ -118,7 +118,7 @@ export class PostgresSeries {
       RAW_POINT_LIMIT,
     ]);
     return rows.map((row) => {
-      const data = fromJson<Record<string, unknown>>(row.data);
+      const data = fromJsonb<Record<string, unknown>>(row.data);
       if (wanted) for (const key of Object.keys(data)) if (!wanted.has(key)) delete data[key];
       return { time: row.time, data };
     });
@@ -149,7 +149,7 @@ export class PostgresSeries {
         attributes,
       ]);
       for (const row of rows) {
-        cells.merge(row.a as string, row.v === undefined ? row : { ...row, v: fromJson(row.v as string) });
+        cells.merge(row.a as string, row.v === undefined ? row : { ...row, v: fromJsonb(row.v as string) });
       }
     }
     return cells.points(q.start, q.resolution);
