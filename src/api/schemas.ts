@@ -5,7 +5,7 @@ import { STREAM_EVENT_TYPES } from '../core/event-history.js';
 import { ID_PATTERN, NAME_PATTERN } from '../domain/ids.js';
 import { DATA_TYPES, DEVICE_CLASSES, KEY_FILTER_TYPES } from '../domain/model.js';
 import { MAX_PAYLOAD_BYTES } from '../domain/state.js';
-import { AGGREGATIONS, type Aggregation } from '../store/types.js';
+import { AGGREGATIONS, type Aggregation, DEVICE_STATUS_FILTERS } from '../store/types.js';
 
 export const Id = Type.String({ pattern: ID_PATTERN });
 const Name = Type.String({ minLength: 1, maxLength: 255 });
@@ -197,6 +197,14 @@ export const DeviceListQuery = Query({
   tagFilter: Type.Optional(
     Type.Union([Type.String({ maxLength: 600 }), Type.Array(Type.String({ maxLength: 600 }), { maxItems: 100 })], {
       description: 'Only devices with this tag: `key` or `key:value`; repeat for several (all must match).',
+    }),
+  ),
+  connectionStatus: Type.Optional(
+    Type.Unsafe<(typeof DEVICE_STATUS_FILTERS)[number]>({
+      type: 'string',
+      enum: [...DEVICE_STATUS_FILTERS],
+      description:
+        "Only devices that are `connected` now (as `connectionInfo.connected` says, a peripheral's derived from its gateway), `disconnected` (never connected included), or `inactive`.",
     }),
   ),
 });

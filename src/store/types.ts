@@ -57,6 +57,9 @@ export interface AccountStore {
   deleteExpiredSessions(now: number): Promise<number>;
 }
 
+export const DEVICE_STATUS_FILTERS = ['connected', 'disconnected', 'inactive'] as const;
+export type DeviceStatusFilter = (typeof DEVICE_STATUS_FILTERS)[number];
+
 export interface DeviceQuery {
   deviceClass?: DeviceClass[];
   /** Case-insensitive substring of the name. */
@@ -69,6 +72,13 @@ export interface DeviceQuery {
    * gateway (the device-class rule, `actFor` in src/domain/authorization.ts). Absent: all.
    */
   scope?: { deviceId: string; withPeripherals: boolean };
+  /**
+   * Only devices in this state at `now` (epoch ms): `connected` as `connectionInfo.connected`
+   * says (a peripheral: the gateway that last reported for it is connected, and its last report
+   * is within the application's peripheral timeout), `disconnected` (everything else, never
+   * connected included), `inactive` (marked inactive).
+   */
+  status?: { is: DeviceStatusFilter; now: number };
   page: number;
   perPage: number;
 }

@@ -461,4 +461,21 @@ describe('web console', () => {
     expect(await page.locator('table.devices tbody tr').count()).toBeGreaterThan(0);
     expect(unexpectedErrors()).toEqual([]);
   }, 90_000);
+
+  it('filters the device list by connection status on the server, across pages', async () => {
+    // The gateway is connected over MQTT; the 30 sensors above never connected.
+    const gateway = await server.connect(ids.gateway, credentials.key, credentials.secret);
+    await page.goto(`${base}/app/${appId}/devices`);
+    await page.getByLabel('Status').selectOption('disconnected');
+    await page.getByText(/Page 1 of 2 · 3\d devices/).waitFor();
+    expect(new URL(page.url()).searchParams.get('status')).toBe('disconnected');
+    await page.getByLabel('Status').selectOption('connected');
+    await page.getByText(/Page 1 of 1 · [1-9] devices?/).waitFor();
+    const rows = page.locator('table.devices tbody tr');
+    expect(await rows.count()).toBeLessThan(10);
+    await poll(() => rows.allTextContents()).toEqual(expect.arrayContaining([expect.stringContaining('Gateway One')]));
+    expect((await rows.allTextContents()).some((t) => t.includes('sensor'))).toBe(false);
+    gateway.end(true);
+    expect(unexpectedErrors()).toEqual([]);
+  }, 90_000);
 });

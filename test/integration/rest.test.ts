@@ -7,6 +7,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import {
   createFleet,
   deviceLogs,
+  eventually,
   eventuallyLog,
   FLEET_ATTRIBUTES,
   type LogEntry,
@@ -504,6 +505,19 @@ describe('REST API', () => {
       expect(await ids('tagFilter=site:east')).toEqual([]);
       expect(await ids('filter=sensor')).toEqual([s1, s2]);
       expect(await ids('filter=sensor&tagFilter=floor:2&deviceClass=standalone')).toEqual([s2]);
+
+      // Connection status, decided by the server before paging: one gateway connected over MQTT.
+      const key = ok(await server.http<{ key: string; secret: string }>('POST', `${appUrl(app.id)}/keys`, {}));
+      const client = await server.connect(g1, key.key, key.secret);
+      await eventually(async () => ((await ids('connectionStatus=connected')).length === 1 ? true : undefined));
+      expect(await ids('connectionStatus=connected')).toEqual([g1]);
+      expect(await list('connectionStatus=disconnected&perPage=2')).toMatchObject({
+        items: [{ id: g2 }, { id: s1 }],
+        totalCount: 4,
+      });
+      expect(await ids('connectionStatus=inactive')).toEqual([]);
+      expectError(await server.http('GET', `${url}?connectionStatus=sleeping`), 400, 'Validation');
+      client.end(true);
 
       expectError(await server.http('GET', `${url}?perPage=0`), 400, 'Validation');
       expectError(await server.http('GET', `${url}?page=-1`), 400, 'Validation');

@@ -685,6 +685,52 @@ export function storeContract(name: string, open: () => Promise<Store>): void {
       });
     });
 
+    describe('listDevices by connection status', () => {
+      it('finds connected, disconnected and inactive devices, a peripheral by its gateway and the timeout', async () => {
+        // The application's peripheral timeout is 900 s (makeApp).
+        const now = T0 + 1_000_000;
+        const up = await addDevice({ deviceClass: 'gateway', name: 'up' });
+        const down = await addDevice({ deviceClass: 'gateway', name: 'down' });
+        const never = await addDevice({ name: 'never' });
+        const fresh = await addDevice({ deviceClass: 'peripheral', gatewayId: up.id, name: 'fresh' });
+        const stale = await addDevice({ deviceClass: 'peripheral', gatewayId: up.id, name: 'stale' });
+        const orphan = await addDevice({ deviceClass: 'floating', name: 'orphan' });
+        const silent = await addDevice({ deviceClass: 'floating', name: 'silent', creationDate: T0 + 1 });
+        await store.applyBatch(
+          batch({
+            connections: [
+              { deviceId: up.id, connected: true, time: T0 },
+              { deviceId: down.id, connected: true, time: T0 },
+              { deviceId: down.id, connected: false, time: T0 + 1 },
+            ],
+            reports: [
+              { deviceId: fresh.id, reportedBy: up.id, time: now - 10_000 },
+              { deviceId: stale.id, reportedBy: up.id, time: now - 901_000 },
+              { deviceId: orphan.id, reportedBy: down.id, time: now - 10_000 },
+            ],
+          }),
+        );
+        await store.markInactive([never.id], T0 + 5);
+        const names = async (is: 'connected' | 'disconnected' | 'inactive') => {
+          const { items, totalCount } = await store.listDevices(app.id, { status: { is, now }, page: 0, perPage: 100 });
+          expect(totalCount).toBe(items.length);
+          return items.map((d) => d.name).sort();
+        };
+        expect(await names('connected')).toEqual(['fresh', 'up']);
+        expect(await names('disconnected')).toEqual(['down', 'never', 'orphan', 'silent', 'stale']);
+        expect(await names('inactive')).toEqual(['never']);
+        // With the other filters, and paged.
+        const page = await store.listDevices(app.id, {
+          status: { is: 'disconnected', now },
+          deviceClass: ['floating'],
+          page: 1,
+          perPage: 1,
+        });
+        expect(page.totalCount).toBe(2);
+        expect(page.items.map((d) => d.id)).toEqual([silent.id]);
+      });
+    });
+
     describe('device statuses and connections', () => {
       it('reports a new device as never connected and skips unknown ids', async () => {
         const device = await addDevice();

@@ -71,6 +71,9 @@ export const deviceRoutes =
           ...(filter ? { filter } : {}),
           ...(request.query.deviceClass ? { deviceClass: parseClasses(request.query.deviceClass) } : {}),
           ...(request.query.tagFilter ? { tags: parseTagFilter(request.query.tagFilter) } : {}),
+          ...(request.query.connectionStatus
+            ? { status: { is: request.query.connectionStatus, now: platform.clock() } }
+            : {}),
         });
         return { items: await presentDevices(platform, items), count: items.length, totalCount, page, perPage };
       },

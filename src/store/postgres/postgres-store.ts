@@ -124,7 +124,16 @@ const DEVICE_MATCH = `
     WHERE NOT EXISTS (
       SELECT 1 FROM jsonb_array_elements(devices.tags) AS tag
       WHERE tag ->> 'key' = wanted ->> 'key'
-        AND (wanted ->> 'value' IS NULL OR tag ->> 'value' = wanted ->> 'value')))`;
+        AND (wanted ->> 'value' IS NULL OR tag ->> 'value' = wanted ->> 'value')))
+  AND ($7::text IS NULL
+    OR ($7::text = 'inactive' AND inactive_since IS NOT NULL)
+    OR ($7::text IN ('connected', 'disconnected') AND ($7::text = 'connected') = coalesce(CASE
+      WHEN device_class IN ('peripheral', 'floating') THEN
+        last_reported_at IS NOT NULL
+        AND last_reported_at >= $8::bigint - 1000 * (SELECT peripheral_timeout_seconds FROM applications AS a
+          WHERE a.id = devices.application_id)
+        AND EXISTS (SELECT 1 FROM devices AS g WHERE g.id = devices.last_reported_by AND g.connected = 1)
+      ELSE connected = 1 END, false)))`;
 
 type Executor = pg.Pool | pg.PoolClient;
 
@@ -376,10 +385,12 @@ export class PostgresStore implements Store {
       query.scope?.deviceId ?? null,
       query.scope?.withPeripherals ?? false,
       escapeJson(toJson(query.tags ?? [])),
+      query.status?.is ?? null,
+      query.status?.now ?? 0,
     ];
     const items = await this.rows<DeviceRow>(
       `SELECT ${DEVICE_COLUMNS} FROM devices WHERE ${DEVICE_MATCH}
-       ORDER BY creation_date, id LIMIT $7 OFFSET $8`,
+       ORDER BY creation_date, id LIMIT $9 OFFSET $10`,
       [...params, query.perPage, query.page * query.perPage],
     );
     const [count] = await this.rows<{ count: number }>(

@@ -123,7 +123,16 @@ const DEVICE_MATCH = `
     WHERE NOT EXISTS (
       SELECT 1 FROM json_each(devices.tags) AS tag
       WHERE tag.value ->> 'key' = wanted.value ->> 'key'
-        AND (wanted.value ->> 'value' IS NULL OR tag.value ->> 'value' = wanted.value ->> 'value')))`;
+        AND (wanted.value ->> 'value' IS NULL OR tag.value ->> 'value' = wanted.value ->> 'value')))
+  AND (@status IS NULL
+    OR (@status = 'inactive' AND inactive_since IS NOT NULL)
+    OR (@status IN ('connected', 'disconnected') AND (@status = 'connected') = coalesce(CASE
+      WHEN device_class IN ('peripheral', 'floating') THEN
+        last_reported_at IS NOT NULL
+        AND last_reported_at >= @now - 1000 * (SELECT peripheral_timeout_seconds FROM applications AS a
+          WHERE a.id = devices.application_id)
+        AND EXISTS (SELECT 1 FROM devices AS g WHERE g.id = devices.last_reported_by AND g.connected = 1)
+      ELSE connected = 1 END, 0)))`;
 
 interface DeviceMatchParams {
   applicationId: string;
@@ -132,6 +141,8 @@ interface DeviceMatchParams {
   tags: string;
   scopeId: string | null;
   scopePeripherals: number;
+  status: string | null;
+  now: number;
 }
 
 interface StateRow {
@@ -581,6 +592,8 @@ export class SqliteStore implements Store {
       tags: toJson(query.tags ?? []),
       scopeId: query.scope?.deviceId ?? null,
       scopePeripherals: query.scope?.withPeripherals ? 1 : 0,
+      status: query.status?.is ?? null,
+      now: query.status?.now ?? 0,
     };
     const items = this.s.listDevices
       .all({ ...params, limit: query.perPage, offset: query.page * query.perPage })
