@@ -46,6 +46,12 @@ export const TARGETS = {
   workflowIngestRatio: 0.85,
   /** The console's first load on loopback, fresh browser context, slowest page's p50 (g). */
   consoleFirstLoadMs: 1_000,
+  /** The fleet scenario: PUBACK p99 per minute, the last minute within this share of the first. */
+  fleetP99Ms: 20,
+  fleetP99Drift: 0.2,
+  /** Server CPU per message in the fleet scenario, at most this many times the small fleet's (b). */
+  fleetCpuRatio: 2,
+  fleetRssMb: 400,
 };
 
 export const deadline = (): number => Date.now() + config.scenarioMs;

@@ -7,6 +7,7 @@
 import { spawnSync } from 'node:child_process';
 import { config, TARGETS } from './config.js';
 import { type ConsoleRow, consoleAvailable, consoleScenario, consoleTable } from './console.js';
+import { type FleetOutcome, fleetConfig, fleetScenario, fleetTable } from './fleet.js';
 import { startGatehouseProcess } from './gatehouse-process.js';
 import { idleScenario } from './idle.js';
 import { findMosquitto, mosquittoScenarios } from './mosquitto.js';
@@ -77,6 +78,27 @@ async function scrapeMetrics(httpUrl: string): Promise<string[]> {
   }
 }
 
+function fleetTargets(o: FleetOutcome, smallFleetCpuUs: number | undefined): string[] {
+  const first = o.minutes[0]?.p99 ?? Number.NaN;
+  const last = o.minutes.at(-1)?.p99 ?? Number.NaN;
+  const worst = Math.max(...o.minutes.map((m) => m.p99));
+  const lines = [
+    `  ${verdict(worst < TARGETS.fleetP99Ms)}  fleet: PUBACK p99 < ${TARGETS.fleetP99Ms} ms every minute: ` +
+      `${fmt(worst, 2)} ms at worst`,
+    `  ${verdict(last <= first * (1 + TARGETS.fleetP99Drift))}  fleet: last minute's p99 within ` +
+      `${TARGETS.fleetP99Drift * 100}% of the first's: ${fmt(first, 2)} → ${fmt(last, 2)} ms`,
+    `  ${verdict(o.peakRssMb < TARGETS.fleetRssMb)}  fleet: server RSS < ${TARGETS.fleetRssMb} MB: ${fmt(o.peakRssMb, 1)} MB at most`,
+    `  ${verdict(o.stored === o.acked)}  fleet: every acknowledged state stored: ` +
+      `${fmt(o.stored)} stored, ${fmt(o.acked)} acknowledged`,
+  ];
+  lines.push(
+    `  ${verdict(smallFleetCpuUs === undefined ? undefined : o.cpuUsPerMessage <= TARGETS.fleetCpuRatio * smallFleetCpuUs)}  ` +
+      `fleet: CPU per message <= ${TARGETS.fleetCpuRatio}× the small fleet's (b): ${fmt(o.cpuUsPerMessage, 1)} µs` +
+      (smallFleetCpuUs === undefined ? ' (b not run)' : ` vs ${fmt(smallFleetCpuUs, 1)} µs`),
+  );
+  return lines;
+}
+
 function consoleTarget(rows: ConsoleRow[]): string {
   const slowest = rows.length > 0 ? Math.max(...rows.map((r) => r.p50)) : undefined;
   return (
@@ -107,6 +129,15 @@ async function main(): Promise<void> {
     const rows = await workflowScenario(report, cleanups);
     console.log(`\n${workflowTable(rows)}\n`);
     for (const note of report.notes) console.log(`- ${note}`);
+    return;
+  }
+
+  // BENCH_ONLY=fleet: the fleet scenario alone.
+  if (process.env.BENCH_ONLY === 'fleet') {
+    const outcome = await fleetScenario(report, cleanups);
+    console.log(`\n${fleetTable(outcome)}\n`);
+    for (const note of report.notes) console.log(`- ${note}`);
+    for (const line of fleetTargets(outcome, undefined)) console.log(line);
     return;
   }
 
@@ -160,6 +191,10 @@ async function main(): Promise<void> {
   // w on a fresh server: ingest with 0, 10 and 100 flows.
   const workflowRows: WorkflowRow[] = config.workflowStates > 0 ? await workflowScenario(report, cleanups) : [];
 
+  // The fleet scenario on a fresh server (BENCH_FLEET_PERIPHERALS=0 skips it).
+  const fleet: FleetOutcome | undefined =
+    fleetConfig.peripherals > 0 ? await fleetScenario(report, cleanups) : undefined;
+
   // g in Chromium, on a fresh server: the console's first load.
   const consoleRows: ConsoleRow[] = consoleAvailable() ? await consoleScenario(report, cleanups) : [];
 
@@ -176,6 +211,14 @@ async function main(): Promise<void> {
   }
   if (workflowRows.length > 0) {
     console.log(workflowTable(workflowRows));
+    console.log('');
+  }
+  if (fleet) {
+    console.log(
+      `fleet: ${fmt(fleetConfig.peripherals)} peripherals, ${fmt(fleetConfig.gateways)} gateways, every ` +
+        `${fleetConfig.periodSeconds} s for ${fleetConfig.durationSeconds} s`,
+    );
+    console.log(fleetTable(fleet));
     console.log('');
   }
   if (consoleRows.length > 0) {
@@ -240,6 +283,7 @@ async function main(): Promise<void> {
         : `${fmt(ten?.statesPerSecond ?? 0)} ÷ ${fmt(none?.statesPerSecond ?? 0)} = ${fmt(kept, 2)}`),
   );
   console.log(consoleTarget(consoleRows));
+  if (fleet) for (const line of fleetTargets(fleet, load.qos1CpuUs)) console.log(line);
   console.log(`\ntotal time ${fmt((performance.now() - started) / 1000, 1)} s`);
 }
 
