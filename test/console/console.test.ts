@@ -179,11 +179,22 @@ describe('web console', () => {
     await page.getByRole('status').filter({ hasText: 'Live' }).waitFor();
     const row = page.locator(`[data-peripheral="${ids.peripheral}"]`);
     await poll(() => row.textContent()).toContain('temperature: 22.50');
+    // Live values never move the layout: the columns keep their widths as a value changes.
+    const widths = () =>
+      page.$$eval('[data-testid="peripherals"] th', (cells) => cells.map((c) => c.getBoundingClientRect().width));
+    const before = await widths();
+    await gatewayClient.publishAsync(
+      `losant/${ids.peripheral}/state`,
+      JSON.stringify({ data: { temperature: 123456789012.25 } }),
+    );
+    await poll(() => row.textContent()).toContain('temperature: 123456789012.25');
+    expect(await widths()).toEqual(before);
     await gatewayClient.publishAsync(
       `losant/${ids.peripheral}/state`,
       JSON.stringify({ data: { temperature: 24.75 } }),
     );
     await poll(() => row.textContent()).toContain('temperature: 24.75');
+    expect(await widths()).toEqual(before);
     expect(await row.textContent()).toContain('bound here');
     await page.setViewportSize({ width: 1280, height: 860 });
     await shot('gateway');

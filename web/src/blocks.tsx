@@ -288,7 +288,7 @@ function GatewayBlock({ appId, config, tick }: { appId: string; config: Record<s
   );
   return (
     <div class="table-wrap" data-testid="gateway-block">
-      <table>
+      <table class="steady">
         <tbody>
           {row(d.gw.id, d.gw.name, d.gw.connectionInfo.connected)}
           {d.ids.map((id) => {
@@ -353,7 +353,7 @@ function DeviceListBlock({ appId, config, tick }: { appId: string; config: Recor
   return (
     <div class="table-wrap">
       <ErrorBox error={data.error} />
-      <table>
+      <table class="steady">
         <thead>
           <tr>
             {columns.map((c, i) => (
@@ -392,7 +392,7 @@ function StateTableBlock({ appId, config, tick }: { appId: string; config: Recor
   return (
     <div class="table-wrap">
       <ErrorBox error={data.error} />
-      <table>
+      <table class="steady">
         <thead>
           <tr>
             {columns.map((c, i) => (

@@ -73,7 +73,7 @@ export function Chart({
           points: { show: true, size: 4 },
         })),
       ],
-      axes: [{}, { size: 60 }],
+      axes: [{}, { size: valueAxisSize }],
     };
     const p = new uPlot(opts, align(series), el);
     plot.current = p;
@@ -97,4 +97,21 @@ export function Chart({
       {empty ? <figcaption class="chart-empty">No data in this range</figcaption> : null}
     </figure>
   );
+}
+
+/**
+ * The width of the value axis: its widest tick label plus the ticks and the gap, so large values
+ * are never cut off at the left edge.
+ */
+function valueAxisSize(u: uPlot, values: string[] | null, axisIdx: number, cycleNum: number): number {
+  const axis = u.axes[axisIdx] as uPlot.Axis & { _size?: number; font?: [string, number] };
+  // uPlot sizes axes in cycles; past the first, the size found holds.
+  if (cycleNum > 1 && axis._size) return axis._size;
+  let size = (axis.ticks?.size ?? 10) + (axis.gap ?? 5);
+  const longest = (values ?? []).reduce((a, v) => (v.length > a.length ? v : a), '');
+  if (longest !== '') {
+    u.ctx.font = axis.font?.[0] ?? u.ctx.font;
+    size += u.ctx.measureText(longest).width / devicePixelRatio;
+  }
+  return Math.max(40, Math.ceil(size));
 }

@@ -367,7 +367,7 @@ function Peripherals(props: {
         <Empty>No peripheral is bound to this gateway or has reported through it.</Empty>
       ) : (
         <div class="table-wrap">
-          <table data-testid="peripherals">
+          <table class="steady" data-testid="peripherals">
             <thead>
               <tr>
                 <th scope="col">Peripheral</th>
