@@ -248,6 +248,26 @@ describe('web console', () => {
     await gatewayClient.publishAsync(`losant/${ids.peripheral}/state`, JSON.stringify({ data: { temperature: 19.5 } }));
     await poll(() => page.getByTestId('app-log').textContent()).toContain('19.5');
     await shot('app-log');
+    // By class: gateways only, history and live alike; the peripheral's states are left out.
+    await page.getByLabel('Class').selectOption('gateway');
+    const rows = page.getByTestId('app-log').locator('tbody tr');
+    await poll(() => rows.count()).toBeGreaterThan(0);
+    await poll(() => rows.allTextContents()).not.toEqual(
+      expect.arrayContaining([expect.stringContaining('Soil probe')]),
+    );
+    await gatewayClient.publishAsync(
+      `losant/${ids.peripheral}/state`,
+      JSON.stringify({ data: { temperature: 18.25 } }),
+    );
+    await page.getByLabel('Class').selectOption('peripheral');
+    await poll(() => page.getByTestId('app-log').textContent()).toContain('18.25');
+    expect((await rows.allTextContents()).every((t) => t.includes('Soil probe'))).toBe(true);
+    // A tag nobody has: nothing.
+    await page.getByLabel('Tag (key or key:value)').fill('nobody:here');
+    await page.getByLabel('Tag (key or key:value)').press('Enter');
+    await poll(() => rows.count()).toBe(0);
+    // Later pages expect the peripheral's last value to be 19.5.
+    await gatewayClient.publishAsync(`losant/${ids.peripheral}/state`, JSON.stringify({ data: { temperature: 19.5 } }));
     expect(unexpectedErrors()).toEqual([]);
   }, 90_000);
 

@@ -185,6 +185,38 @@ describe('application communication log', () => {
     );
   });
 
+  it('filters by device class and tags, as the device list does', async () => {
+    const whole = await everything();
+    const classOf = new Map<string, string>();
+    for (const id of new Set(whole.map((i) => i.deviceId))) {
+      const d = ok(
+        await server.http<{ deviceClass: string }>('GET', `/applications/${fleet.applicationId}/devices/${id}`),
+        200,
+      );
+      classOf.set(id, d.deviceClass);
+    }
+    const gateways = await everything('&deviceClass=gateway');
+    expect(gateways).toEqual(whole.filter((i) => classOf.get(i.deviceId) === 'gateway'));
+    expect(gateways.length).toBeGreaterThan(0);
+    const peripherals = await everything('&deviceClass=peripheral,floating&kinds=state,dropped,rejected');
+    expect(peripherals).toEqual(
+      whole.filter(
+        (i) =>
+          ['peripheral', 'floating'].includes(classOf.get(i.deviceId) ?? '') &&
+          ['state', 'dropped', 'rejected'].includes(i.kind),
+      ),
+    );
+    // With named devices, only those of the class.
+    expect(await everything(`&deviceClass=gateway&deviceId=${fleet.bound}`)).toEqual([]);
+    expect(await everything(`&deviceClass=peripheral&deviceId=${fleet.bound}`)).toEqual(
+      whole.filter((i) => i.deviceId === fleet.bound),
+    );
+    expect(await everything('&tagFilter=nobody:has-this')).toEqual([]);
+    const refused = await logs('?deviceClass=robot');
+    expect(refused.status).toBe(400);
+    expect(refused.body).toMatchObject({ type: 'Validation' });
+  });
+
   it('refuses bad queries and callers that may not read it', async () => {
     const token = await deviceToken(server, fleet.standalone, fleet);
     const cases: Array<[string, string | null | undefined, number, string]> = [

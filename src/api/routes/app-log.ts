@@ -9,6 +9,7 @@ import { logFields, STREAM_EVENT_TYPES } from '../../core/event-history.js';
 import type { Platform } from '../../core/platform.js';
 import { iso } from '../../core/wire.js';
 import type { ApplicationLogCursor, ApplicationLogEntry, ApplicationLogKind } from '../../store/types.js';
+import { parseClasses, parseTagFilter } from '../device-filters.js';
 import { allow } from '../guard.js';
 import { AppLogPage, AppParams, described, errorResponses, Id, Query } from '../schemas.js';
 
@@ -21,6 +22,15 @@ const AppLogQuery = Query({
     Type.String({ maxLength: 200, description: 'The `nextBefore` of the previous page: the page after it.' }),
   ),
   deviceId: Type.Optional(Type.Array(Id, { maxItems: 1000, description: 'Only these devices (repeatable).' })),
+  deviceClass: Type.Optional(
+    Type.String({ maxLength: 200, description: 'Only devices of these classes (comma-separated).' }),
+  ),
+  tagFilter: Type.Optional(
+    Type.Array(Type.String({ maxLength: 600 }), {
+      maxItems: 100,
+      description: 'Only devices with this tag: `key` or `key:value` (repeatable; all must match).',
+    }),
+  ),
   kinds: Type.Optional(Type.String({ maxLength: 500, description: 'Only these kinds (comma-separated).' })),
   start: Type.Optional(Type.Integer({ description: 'From this time (epoch milliseconds, inclusive).' })),
   end: Type.Optional(Type.Integer({ description: 'Up to this time (epoch milliseconds, inclusive).' })),
@@ -48,13 +58,15 @@ export const appLogRoutes =
         allow(request, { type: 'readApplication', applicationId: request.params.applicationId });
         const { applicationId } = request.params;
         await platform.registry.requireApplication(applicationId);
-        const { limit, before, deviceId, kinds, start, end } = request.query;
+        const { limit, before, deviceId, deviceClass, tagFilter, kinds, start, end } = request.query;
+        const deviceIds = await devicesOf(platform, applicationId, deviceId, deviceClass, tagFilter);
+        if (deviceIds?.length === 0) return { items: [], count: 0, nextBefore: null };
         // One more than asked: whether it exists decides whether there is a next page.
         const entries = await platform.store.listApplicationLog({
           applicationId,
           limit: limit + 1,
           ...(before !== undefined ? { before: decodeCursor(before) } : {}),
-          ...(deviceId ? { deviceIds: deviceId } : {}),
+          ...(deviceIds ? { deviceIds } : {}),
           ...(kinds ? { kinds: parseKinds(kinds) } : {}),
           ...(start !== undefined ? { start } : {}),
           ...(end !== undefined ? { end } : {}),
@@ -69,6 +81,37 @@ export const appLogRoutes =
       },
     );
   };
+
+/** Most devices a class or tag filter of the log may stand for, as a list of ids. */
+const MAX_FILTERED_DEVICES = 1_000;
+
+/**
+ * The devices the log is limited to: those named, narrowed by class and tags (the device list's
+ * filters); undefined: every device.
+ */
+async function devicesOf(
+  platform: Platform,
+  applicationId: string,
+  deviceId: string[] | undefined,
+  deviceClass: string | undefined,
+  tagFilter: string[] | undefined,
+): Promise<string[] | undefined> {
+  if (!deviceClass && !tagFilter) return deviceId;
+  const { items, totalCount } = await platform.registry.listDevices(applicationId, {
+    page: 0,
+    perPage: MAX_FILTERED_DEVICES,
+    ...(deviceClass ? { deviceClass: parseClasses(deviceClass) } : {}),
+    ...(tagFilter ? { tags: parseTagFilter(tagFilter) } : {}),
+  });
+  if (totalCount > MAX_FILTERED_DEVICES && !deviceId) {
+    throw new GatehouseError(
+      'Validation',
+      `the class and tag filters match ${totalCount} devices, more than ${MAX_FILTERED_DEVICES}: narrow them or name devices with deviceId`,
+    );
+  }
+  const matching = items.map((d) => d.id);
+  return deviceId ? deviceId.filter((id) => matching.includes(id)) : matching;
+}
 
 function presentEntry(entry: ApplicationLogEntry): Record<string, unknown> {
   const fields = entry.kind === 'state' || entry.kind === 'command' ? entry.details : logFields(entry.details);

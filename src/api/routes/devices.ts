@@ -1,8 +1,7 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
-import { GatehouseError } from '../../core/errors.js';
 import type { Platform } from '../../core/platform.js';
 import { deviceListScope } from '../../domain/authorization.js';
-import { DEVICE_CLASSES, type DeviceClass } from '../../domain/model.js';
+import { parseClasses, parseTagFilter } from '../device-filters.js';
 import { allow } from '../guard.js';
 import { presentDevice, presentDeviceDetail, presentDevices } from '../present.js';
 import {
@@ -136,23 +135,3 @@ export const deviceRoutes =
       },
     );
   };
-
-function parseClasses(value: string): DeviceClass[] {
-  const classes = value.split(',').map((c) => c.trim());
-  const unknown = classes.filter((c) => !(DEVICE_CLASSES as readonly string[]).includes(c));
-  if (unknown.length > 0) {
-    throw new GatehouseError(
-      'Validation',
-      `querystring/deviceClass has an unknown value ${unknown.join(', ')}; one of ${DEVICE_CLASSES.join(', ')}`,
-    );
-  }
-  return classes as DeviceClass[];
-}
-
-/** `tagFilter=key` or `tagFilter=key:value`, repeatable. */
-function parseTagFilter(value: string | string[]): Array<{ key: string; value?: string }> {
-  return (Array.isArray(value) ? value : [value]).map((entry) => {
-    const at = entry.indexOf(':');
-    return at < 0 ? { key: entry } : { key: entry.slice(0, at), value: entry.slice(at + 1) };
-  });
-}

@@ -1,9 +1,10 @@
 /**
- * The application's communication log (GET .../logs), newest first, with its filters, and live:
- * new entries from the event stream (with the same filters) are put on top.
+ * The application's communication log (GET .../logs), newest first, with its filters (kinds, a
+ * device, a device class, a tag), and live: new entries from the event stream (with the same
+ * filters) are put on top.
  */
 import { useState } from 'preact/hooks';
-import { get, query } from '../api';
+import { DEVICE_CLASSES, get, query } from '../api';
 import { useEventStream } from '../live';
 import { ErrorBox, formatTime, useAsync } from '../ui';
 
@@ -29,6 +30,10 @@ const LIMIT = 50;
 export function AppLog({ appId }: { appId: string }) {
   const [kinds, setKinds] = useState<string[]>([]);
   const [deviceId, setDeviceId] = useState('');
+  const [deviceClass, setDeviceClass] = useState('');
+  const [tag, setTag] = useState('');
+  const [tagDraft, setTagDraft] = useState('');
+  const filters = { deviceId, deviceClass, tagFilter: tag };
   const [paused, setPaused] = useState(false);
   const [older, setOlder] = useState<Entry[]>([]);
   const [cursor, setCursor] = useState<string | null>(null);
@@ -42,14 +47,16 @@ export function AppLog({ appId }: { appId: string }) {
   const nameOf = (id: string) => devices.data?.find((d) => d.id === id)?.name ?? id;
   const page = useAsync(async () => {
     const r = await get<{ items: Entry[]; nextBefore: string | null }>(
-      `/applications/${appId}/logs${query({ limit: LIMIT, kinds: kinds.join(','), deviceId })}`,
+      `/applications/${appId}/logs${query({ limit: LIMIT, kinds: kinds.join(','), ...filters })}`,
     );
     setOlder([]);
     setCursor(r.nextBefore);
     return r.items;
-  }, [appId, kinds.join(','), deviceId]);
+  }, [appId, kinds.join(','), deviceId, deviceClass, tag]);
 
-  const streamUrl = paused ? undefined : `/applications/${appId}/events${query({ types: kinds.join(','), deviceId })}`;
+  const streamUrl = paused
+    ? undefined
+    : `/applications/${appId}/events${query({ types: kinds.join(','), ...filters })}`;
   const onEvent = (kind: string) => (e: Omit<Entry, 'kind'>) => {
     page.setData((current) => [{ ...e, kind } as Entry, ...(current ?? [])].slice(0, 500));
   };
@@ -84,6 +91,33 @@ export function AppLog({ appId }: { appId: string }) {
             ))}
           </select>
         </div>
+        <div class="field">
+          <label for="log-class">Class</label>
+          <select id="log-class" value={deviceClass} onChange={(e) => setDeviceClass(e.currentTarget.value)}>
+            <option value="">All classes</option>
+            {DEVICE_CLASSES.map((c) => (
+              <option key={c} value={c}>
+                {c}
+              </option>
+            ))}
+          </select>
+        </div>
+        <form
+          class="field"
+          onSubmit={(e) => {
+            e.preventDefault();
+            setTag(tagDraft.trim());
+          }}
+        >
+          <label for="log-tag">Tag (key or key:value)</label>
+          <input
+            id="log-tag"
+            value={tagDraft}
+            placeholder="floor:2"
+            onInput={(e) => setTagDraft(e.currentTarget.value)}
+            onBlur={() => setTag(tagDraft.trim())}
+          />
+        </form>
         <button type="button" class="secondary" aria-pressed={paused} onClick={() => setPaused(!paused)}>
           {paused ? 'Resume live' : 'Pause live'}
         </button>
@@ -126,7 +160,7 @@ export function AppLog({ appId }: { appId: string }) {
           class="secondary"
           onClick={async () => {
             const r = await get<{ items: Entry[]; nextBefore: string | null }>(
-              `/applications/${appId}/logs${query({ limit: LIMIT, kinds: kinds.join(','), deviceId, before: cursor })}`,
+              `/applications/${appId}/logs${query({ limit: LIMIT, kinds: kinds.join(','), ...filters, before: cursor })}`,
             );
             setOlder([...older, ...r.items]);
             setCursor(r.nextBefore);
