@@ -13,6 +13,7 @@ import { createWebSocketStream, WebSocketServer } from 'ws';
 import { type Api, createApi } from './api/app.js';
 import { MAX_PACKET_BYTES } from './broker/connection-guard.js';
 import { MqttBroker } from './broker/mqtt-broker.js';
+import { type Cluster, joinCluster } from './cluster/cluster.js';
 import { ConfigError, type GatehouseConfig, optionName, redactDatabaseUrl } from './config.js';
 import { newApiToken, newUser, publicUser } from './core/accounts.js';
 import { Maintenance, type MaintenanceOptions } from './core/maintenance.js';
@@ -41,6 +42,8 @@ export interface RunningGatehouse {
   /** This server's metrics (GET /metrics) and readiness (GET /ready); docs/operations.md. */
   metrics: Metrics;
   readiness: Readiness;
+  /** This node's part in the nodes sharing Redis, when `redisUrl` is set. */
+  cluster: Cluster | undefined;
   /** Workflows: their definitions and the runtime. */
   workflows: { flows: Flows; engine: WorkflowEngine; webhooks: Webhooks };
   /** `https` and `wss` (the HTTP port, speaking TLS) and `mqtts` when a certificate is configured. */
@@ -80,6 +83,18 @@ export async function startGatehouse(config: GatehouseConfig, options: StartOpti
     : config.databaseUrl
       ? await openPostgres(config.databaseUrl)
       : await openStore(config.dataDir, logger);
+  let cluster: Cluster | undefined;
+  if (config.redisUrl) {
+    try {
+      cluster = await joinCluster({ url: config.redisUrl, prefix: config.redisPrefix, logger });
+    } catch (err) {
+      await store.close().catch(() => {});
+      release();
+      throw new ConfigError(
+        `cannot connect to Redis ${redactDatabaseUrl(config.redisUrl)}: ${(err as Error).message} (set ${optionName('redisUrl')})`,
+      );
+    }
+  }
   const metrics = new Metrics();
   const platform = new Platform({
     store,
@@ -87,14 +102,23 @@ export async function startGatehouse(config: GatehouseConfig, options: StartOpti
     ...(options.clock ? { clock: options.clock } : {}),
     ...(options.secretCheckLimits ? { secretCheckLimits: options.secretCheckLimits } : {}),
     instruments: { writes: metrics.writes, commandRoutes: metrics.commandRoutes },
+    sharedConnections: cluster !== undefined,
   });
-  const readiness = new Readiness({ store, writes: platform.writes, logger: logger.child({ component: 'ops' }) });
+  const readiness = new Readiness({
+    store,
+    writes: platform.writes,
+    logger: logger.child({ component: 'ops' }),
+    ...(cluster ? { cluster } : {}),
+  });
   const closers: Array<() => Promise<void>> = [];
+  // Work that runs on one node only when nodes share Redis: where the singleton lease is held.
+  const singleton = cluster ? () => cluster.lease.held : undefined;
   try {
     await platform.start();
-    const broker = new MqttBroker(platform, {}, metrics.broker);
+    const broker = new MqttBroker(platform, {}, metrics.broker, cluster?.ownership);
     await broker.start();
-    const maintenance = new Maintenance(platform, options.maintenance);
+    cluster?.attach(platform, broker);
+    const maintenance = new Maintenance(platform, { ...options.maintenance, ...(singleton ? { singleton } : {}) });
     maintenance.start();
     closers.push(() => maintenance.stop());
 
@@ -103,6 +127,7 @@ export async function startGatehouse(config: GatehouseConfig, options: StartOpti
       instruments: metrics.workflows,
       allowPrivateHttp: config.workflowHttpPrivate === 'allow',
       ...(options.workflowTimers ? { timers: options.workflowTimers } : {}),
+      ...(singleton ? { singleton } : {}),
     });
     await engine.start();
     closers.push(() => engine.stop());
@@ -177,6 +202,7 @@ export async function startGatehouse(config: GatehouseConfig, options: StartOpti
       maintenance,
       metrics,
       readiness,
+      cluster,
       workflows,
       generatedAdminToken,
       urls: {
@@ -199,6 +225,7 @@ export async function startGatehouse(config: GatehouseConfig, options: StartOpti
           wss.close();
           await Promise.all(closing);
           await platform.stop();
+          await cluster?.stop();
           release();
         })();
         return stopping;
@@ -207,6 +234,7 @@ export async function startGatehouse(config: GatehouseConfig, options: StartOpti
   } catch (err) {
     await Promise.allSettled(closers.map((close) => close()));
     await platform.stop().catch(() => {});
+    await cluster?.stop().catch(() => {});
     release();
     throw err;
   }

@@ -14,6 +14,7 @@ import {
   type PublishPacket,
   type Subscription,
 } from 'aedes';
+import type { ConnectionOwnership } from '../cluster/ownership.js';
 import { type IngestOutcome, ingestState } from '../core/ingest.js';
 import type { Connections, Platform } from '../core/platform.js';
 import { authorize, type Principal } from '../domain/authorization.js';
@@ -116,11 +117,15 @@ export class MqttBroker implements Connections {
   private unflushedReset = false;
   /** Connections whose CONNECT was refused and logged: aedes' own error for them is not logged again. */
   private readonly refusedConnects = new WeakSet<Client>();
+  /** Releases of devices under way (nodes sharing Redis): `close` waits for their writes to be queued. */
+  private readonly releasing = new Set<Promise<void>>();
 
   constructor(
     private readonly platform: Platform,
     limits: Partial<BrokerLimits> = {},
     private readonly instruments: BrokerInstruments = NO_BROKER_INSTRUMENTS,
+    /** Which node holds which device, when nodes share Redis; none on a single node. */
+    private readonly ownership?: ConnectionOwnership,
   ) {
     this.prefix = platform.topicPrefix;
     this.log = platform.logger.child({ component: 'mqtt' });
@@ -188,6 +193,7 @@ export class MqttBroker implements Connections {
     if (!this.aedes || this.aedes.closed) return;
     for (const session of this.sessions.all()) session.closeReason ??= 'Server shutting down';
     await new Promise<void>((resolve) => this.aedes.close(() => resolve()));
+    await Promise.allSettled([...this.releasing]);
   }
 
   get connectedClients(): number {
@@ -289,6 +295,17 @@ export class MqttBroker implements Connections {
       this.refusedConnect(client, username, result.code, CONNACK_REFUSALS[result.code], result.reason);
       return Object.assign(new Error(result.reason), { returnCode: result.code }) as AuthenticateError;
     }
+    let generation: number | null = null;
+    if (this.ownership) {
+      try {
+        generation = await this.ownership.claim(client.id);
+      } catch (err) {
+        // Without Redis this node cannot tell whether another holds the device: refuse for now.
+        const reason = 'the cluster cannot be reached; try again later';
+        this.refusedConnect(client, username, 3, 'Throttled', reason, err as Error);
+        return Object.assign(new Error(reason), { returnCode: 3 }) as AuthenticateError;
+      }
+    }
     const previous = this.sessions.current(client.id);
     if (previous) previous.closeReason = 'Duplicate client id'; // [MQTT-3.1.4-2]
     setNoDelay(client);
@@ -306,6 +323,7 @@ export class MqttBroker implements Connections {
       closeReason: null,
       revoked: false,
       unflushed: 0,
+      generation,
       pending: null,
     });
     return null;
@@ -377,6 +395,22 @@ export class MqttBroker implements Connections {
         }),
       () => {},
     );
+    // A newer connection of the device claimed it on another node while this one's claim was
+    // under way: the newest wins (src/cluster/ownership.ts).
+    if (session.generation !== null && this.ownership?.superseded(device.id, session.generation)) {
+      this.disconnect(session, 'Duplicate client id');
+    }
+  }
+
+  /**
+   * Another node accepted a connection of the device with a newer generation: the one here, if
+   * older, is closed [MQTT-3.1.4-2]. Its disconnect then leaves the device online.
+   */
+  supersede(deviceId: string, generation: number): void {
+    const session = this.sessions.current(deviceId);
+    if (session && session.generation !== null && session.generation < generation) {
+      this.disconnect(session, 'Duplicate client id');
+    }
   }
 
   private onDisconnected(client: Client): void {
@@ -404,34 +438,45 @@ export class MqttBroker implements Connections {
     };
     if (NOTABLE_DISCONNECTS.has(category)) this.log.warn(fields, 'mqtt disconnect');
     else this.log.info(fields, 'mqtt disconnect');
-    const committed = this.platform.writes.enqueue({
-      // A replaced connection must not mark the device offline under its successor.
-      connections: current ? [{ deviceId: device.id, connected: false, time: now }] : [],
-      logs: this.platform.admitLogs([
-        this.platform.logEntry(device, 'disconnect', {
-          connected: 0,
-          disconnectReason: reason,
-          messagesFromClient: session.messagesFromClient,
-          messagesToClient: session.messagesToClient,
-          ipAddress: session.ipAddress,
-          connectedAt: new Date(session.connectedAt).toISOString(),
-        }),
-      ]),
-    });
-    // A replaced connection changed nothing: its successor keeps the device connected.
-    if (!current) return;
-    committed.then(
-      () =>
-        this.platform.connectionCommitted(device, {
-          connected: false,
-          time: now,
-          reason,
-          ipAddress: session.ipAddress,
-          messagesFromClient: session.messagesFromClient,
-          messagesToClient: session.messagesToClient,
-        }),
-      () => {},
-    );
+    const changed = (current: boolean) => {
+      const committed = this.platform.writes.enqueue({
+        // A replaced connection must not mark the device offline under its successor.
+        connections: current ? [{ deviceId: device.id, connected: false, time: now }] : [],
+        logs: this.platform.admitLogs([
+          this.platform.logEntry(device, 'disconnect', {
+            connected: 0,
+            disconnectReason: reason,
+            messagesFromClient: session.messagesFromClient,
+            messagesToClient: session.messagesToClient,
+            ipAddress: session.ipAddress,
+            connectedAt: new Date(session.connectedAt).toISOString(),
+          }),
+        ]),
+      });
+      // A replaced connection changed nothing: its successor keeps the device connected.
+      if (!current) return;
+      committed.then(
+        () =>
+          this.platform.connectionCommitted(device, {
+            connected: false,
+            time: now,
+            reason,
+            ipAddress: session.ipAddress,
+            messagesFromClient: session.messagesFromClient,
+            messagesToClient: session.messagesToClient,
+          }),
+        () => {},
+      );
+    };
+    if (!current || session.generation === null || !this.ownership) {
+      changed(current);
+      return;
+    }
+    // With nodes sharing Redis, the device may have reconnected on another node meanwhile: only
+    // the newest connection marks it offline. Without Redis, this node's own view decides.
+    const releasing = this.ownership.release(device.id, session.generation).then(changed, () => changed(current));
+    this.releasing.add(releasing);
+    void releasing.then(() => this.releasing.delete(releasing));
   }
 
   private closeReason(client: Client, reason: string): void {

@@ -31,8 +31,11 @@ import { WriteQueue, type WriteQueueInstruments } from './write-queue.js';
 /** What the platform needs to know about live MQTT connections; the broker provides it. */
 export interface Connections {
   isConnected(deviceId: string): boolean;
-  /** The client ids a command for `target` would go to now (empty: no route). */
-  routeCommand(target: Device, preferredGatewayId: string | null): string[];
+  /**
+   * The client ids a command for `target` would go to now (empty: no route). Asynchronous when
+   * the clients may be connected to other nodes (src/cluster/).
+   */
+  routeCommand(target: Device, preferredGatewayId: string | null): string[] | Promise<string[]>;
   /** Sends a command, once recorded, to the clients of its route that are still there. */
   deliverCommand(target: Device, message: Buffer, route: readonly string[]): void;
   /** Re-checks connected clients after a change that may take rights away. */
@@ -68,6 +71,11 @@ export interface PlatformOptions {
   logger?: Logger;
   /** Limits on secret checks that need hashing (tests lower them). */
   secretCheckLimits?: Partial<SecretCheckLimits>;
+  /**
+   * Whether other nodes share the store and hold connections of their own (nodes sharing Redis):
+   * then a starting node must not mark every device offline, as a lone server does.
+   */
+  sharedConnections?: boolean;
   /** What the group commit and command routing count with (src/ops/metrics.ts); default: nothing. */
   instruments?: { writes: WriteQueueInstruments; commandRoutes: Record<CommandRoute, Count> };
 }
@@ -112,8 +120,10 @@ export class Platform {
   /** A device-token secret made by this start, saved by `commitStart`. */
   private unsavedTokenSecret = false;
   private sweepTimer: NodeJS.Timeout | undefined;
+  private readonly sharedConnections: boolean;
 
   constructor(options: PlatformOptions) {
+    this.sharedConnections = options.sharedConnections === true;
     this.store = options.store;
     this.clock = options.clock ?? Date.now;
     this.topicPrefix = options.topicPrefix ?? DEFAULT_TOPIC_PREFIX;
@@ -146,8 +156,9 @@ export class Platform {
     this.tokenSecret = secret || generateSecret(48);
     this.unsavedTokenSecret = !secret;
     // Nobody is connected to a process that is only starting (the data directory is locked to
-    // this server): clear what a crash left behind. A later start would do the same.
-    await this.store.resetConnections(this.clock());
+    // this server): clear what a crash left behind. A later start would do the same. Nodes
+    // sharing Redis leave that to the sweep after a dead node (src/cluster/node-sweep.ts).
+    if (!this.sharedConnections) await this.store.resetConnections(this.clock());
     await this.accounts.start();
     this.sweepTimer = setInterval(() => this.sweep(), SWEEP_INTERVAL_MS);
     this.sweepTimer.unref();

@@ -1,0 +1,101 @@
+/**
+ * A node's membership of the cluster (docs/scale-out.md, "Nodes sharing Redis"): its Redis
+ * links, the messages between nodes, who holds which device, which nodes are alive and the
+ * singleton lease. `joinCluster` connects and subscribes before the node accepts anything.
+ */
+import type { Connections, Platform } from '../core/platform.js';
+import type { Logger } from '../logger.js';
+import { ClusterConnections } from './command-routing.js';
+import { Lease } from './lease.js';
+import { Membership } from './membership.js';
+import { Messenger } from './messenger.js';
+import { sweepDeadNodes } from './node-sweep.js';
+import { Ownership } from './ownership.js';
+import { connectRedis, type RedisLinks } from './redis.js';
+
+/** How often the lease holder looks for dead nodes. */
+const SWEEP_MS = 2_000;
+
+export class Cluster {
+  readonly messenger: Messenger;
+  readonly membership: Membership;
+  readonly ownership: Ownership;
+  readonly lease: Lease;
+  private sweepTimer: NodeJS.Timeout | undefined;
+  private sweeping = false;
+
+  constructor(
+    readonly links: RedisLinks,
+    private readonly logger: Logger,
+  ) {
+    this.messenger = new Messenger(links, logger);
+    this.membership = new Membership(links);
+    this.ownership = new Ownership(links, this.messenger, this.membership, logger);
+    this.lease = new Lease(links, logger);
+  }
+
+  get nodeId(): string {
+    return this.links.nodeId;
+  }
+
+  /** Subscribes, loads the owners, and starts the heartbeat and the lease. */
+  async start(): Promise<void> {
+    await this.messenger.start();
+    await this.ownership.start();
+    await this.membership.start();
+    await this.lease.start();
+    this.logger.info({ event: 'clusterJoined', nodeId: this.nodeId }, 'joined the nodes sharing Redis');
+  }
+
+  /**
+   * Puts the platform's live connections behind the cluster's routing, and starts the sweep
+   * after dead nodes (run by the lease holder).
+   */
+  attach(platform: Platform, local: Connections & { supersede(deviceId: string, generation: number): void }): void {
+    this.ownership.whenSuperseded((claim) => local.supersede(claim.deviceId, claim.generation));
+    platform.attachConnections(
+      new ClusterConnections(local, {
+        registry: platform.registry,
+        messenger: this.messenger,
+        ownership: this.ownership,
+        membership: this.membership,
+      }),
+    );
+    this.sweepTimer = setInterval(() => {
+      if (!this.lease.held || this.sweeping) return;
+      this.sweeping = true;
+      sweepDeadNodes(platform, this)
+        .catch((err: unknown) => this.logger.error({ event: 'nodeSweepFailed', err }, 'sweep after dead nodes failed'))
+        .finally(() => {
+          this.sweeping = false;
+        });
+    }, SWEEP_MS);
+    this.sweepTimer.unref();
+  }
+
+  /** Why this node cannot work with the others now, or null (for /ready). */
+  problem(): string | null {
+    return this.membership.problem();
+  }
+
+  /** Leaves: gives the lease up, stops the heartbeat, closes the links. */
+  async stop(): Promise<void> {
+    clearInterval(this.sweepTimer);
+    await this.lease.stop();
+    await this.membership.stop();
+    await this.links.close();
+  }
+}
+
+export async function joinCluster(options: { url: string; prefix: string; logger: Logger }): Promise<Cluster> {
+  const logger = options.logger.child({ component: 'cluster' });
+  const links = await connectRedis(options.url, options.prefix, logger);
+  const cluster = new Cluster(links, logger);
+  try {
+    await cluster.start();
+  } catch (err) {
+    await links.close();
+    throw err;
+  }
+  return cluster;
+}

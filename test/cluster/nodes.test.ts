@@ -1,0 +1,201 @@
+/**
+ * Three real nodes (`gatehouse serve` processes) on one fresh PostgreSQL database and one Redis
+ * (docs/scale-out.md, "Nodes sharing Redis"), with real MQTT clients: commands reach a gateway
+ * held by another node, a live stream on one node sees state ingested on another, the same
+ * client id on another node takes over, and when a node is killed its clients move, nothing it
+ * acknowledged is lost and its singleton work moves to a survivor.
+ *
+ * Needs the built CLI (`npm run build`), PostgreSQL and Redis (`.ci/run` starts both).
+ */
+import type { MqttClient } from 'mqtt';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createTestDatabase, type TestDatabase } from '../helpers/postgres.js';
+import {
+  closed,
+  createFleet,
+  eventually,
+  nextMessage,
+  ok,
+  type SeedFleet,
+  subscribeGranted,
+  type TestServer,
+} from '../helpers/server.js';
+import { openStream } from '../helpers/sse.js';
+import { type Node, Nodes } from './nodes.js';
+
+const commandTopic = (deviceId: string) => `losant/${deviceId}/command`;
+const stateTopic = (deviceId: string) => `losant/${deviceId}/state`;
+
+describe('nodes sharing Redis and PostgreSQL', () => {
+  let database: TestDatabase;
+  let nodes: Nodes;
+  let a: Node;
+  let b: Node;
+  let c: Node;
+  let fleet: SeedFleet;
+
+  const connection = async (node: Node, deviceId: string) =>
+    ok(
+      await node.http<{ connectionInfo: { connected: 0 | 1 | null } }>(
+        'GET',
+        `/applications/${fleet.applicationId}/devices/${deviceId}`,
+      ),
+      200,
+    ).connectionInfo.connected;
+  const command = async (node: Node, deviceId: string, name: string) =>
+    ok(
+      await node.http<{ routedTo: string[] }>(
+        'POST',
+        `/applications/${fleet.applicationId}/devices/${deviceId}/command`,
+        { name, payload: { n: name } },
+      ),
+      200,
+    );
+
+  beforeAll(async () => {
+    database = await createTestDatabase();
+    nodes = new Nodes(database.url);
+    // A first, alone, so it takes the singleton lease; then the others.
+    a = await nodes.start('a');
+    await eventually(() => a.log().some((l) => l.event === 'leaseAcquired'), 10_000);
+    [b, c] = await Promise.all([nodes.start('b'), nodes.start('c')]);
+    fleet = await createFleet(a as unknown as TestServer, {
+      application: { rateLimit: { messages: 0, windowSeconds: 15 } },
+    });
+  }, 60_000);
+
+  afterAll(async () => {
+    await nodes?.stop();
+    await database?.drop();
+  }, 30_000);
+
+  it('routes a command sent on one node to the gateway held by another, and says where it went', async () => {
+    const gw = await a.connect(fleet.gateway, fleet.key, fleet.secret);
+    expect(await subscribeGranted(gw, [commandTopic(fleet.gateway), commandTopic(fleet.bound)])).toEqual([1, 1]);
+
+    const forPeripheral = nextMessage(gw, commandTopic(fleet.bound));
+    expect((await command(b, fleet.bound, 'via-b')).routedTo).toEqual([fleet.gateway]);
+    expect((await forPeripheral).payload).toMatchObject({ name: 'via-b', payload: { n: 'via-b' } });
+
+    const forGateway = nextMessage(gw, commandTopic(fleet.gateway));
+    expect((await command(c, fleet.gateway, 'via-c')).routedTo).toEqual([fleet.gateway]);
+    expect((await forGateway).payload).toMatchObject({ name: 'via-c' });
+
+    // Nobody holds the standalone device: no route, on any node.
+    expect((await command(b, fleet.standalone, 'nobody')).routedTo).toEqual([]);
+    // The history, read on a third node, holds the route.
+    const history = ok(
+      await c.http<Array<{ name: string; routedTo: string[] }>>(
+        'GET',
+        `/applications/${fleet.applicationId}/devices/${fleet.bound}/command?limit=10`,
+      ),
+      200,
+    );
+    expect(history[0]).toMatchObject({ name: 'via-b', routedTo: [fleet.gateway] });
+    // Another node sees the gateway connected.
+    expect(await connection(c, fleet.gateway)).toBe(1);
+    await gw.endAsync();
+    await eventually(async () => (await connection(b, fleet.gateway)) === 0);
+  });
+
+  it('shows state ingested on one node in a live stream on another', async () => {
+    const stream = await openStream(c.asServer(), `/applications/${fleet.applicationId}/events?types=state`);
+    expect(stream.status).toBe(200);
+    const device = await a.connect(fleet.standalone, fleet.key, fleet.secret);
+    // The stream's node tells the others it watches the application: give that a moment.
+    await new Promise((r) => setTimeout(r, 300));
+    await device.publishAsync(stateTopic(fleet.standalone), JSON.stringify({ data: { temperature: 21 } }), {
+      qos: 1,
+    });
+    const events = await stream.waitFor((es) => es.some((e) => e.event === 'state'));
+    const state = events.find((e) => e.event === 'state');
+    expect(state?.json).toMatchObject({ deviceId: fleet.standalone, data: { temperature: 21 } });
+    stream.close();
+
+    // Reconnecting to yet another node with Last-Event-ID replays what came after it.
+    await device.publishAsync(stateTopic(fleet.standalone), JSON.stringify({ data: { temperature: 22 } }), {
+      qos: 1,
+    });
+    const replay = await openStream(b.asServer(), `/applications/${fleet.applicationId}/events?types=state`, {
+      lastEventId: state?.id as string,
+    });
+    const replayed = await replay.waitFor((es) => es.some((e) => e.event === 'state'));
+    expect(replayed.filter((e) => e.event === 'state').map((e) => (e.json as { data: unknown }).data)).toEqual([
+      { temperature: 22 },
+    ]);
+    replay.close();
+    await device.endAsync();
+  });
+
+  it('lets the same client id on another node take over: the old connection closes, the device stays online', async () => {
+    const first = await a.connect(fleet.standalone, fleet.key, fleet.secret);
+    await eventually(async () => (await connection(c, fleet.standalone)) === 1);
+    const firstClosed = closed(first);
+    const second = await b.connect(fleet.standalone, fleet.key, fleet.secret);
+    await firstClosed;
+    expect(second.connected).toBe(true);
+    // The old node's disconnect did not mark the device offline.
+    await new Promise((r) => setTimeout(r, 300));
+    expect(await connection(c, fleet.standalone)).toBe(1);
+    const logs = ok(
+      await c.http<Array<{ kind: string; disconnectReason?: string }>>(
+        'GET',
+        `/applications/${fleet.applicationId}/devices/${fleet.standalone}/logs?limit=5`,
+      ),
+      200,
+    );
+    expect(logs.find((l) => l.kind === 'disconnect')?.disconnectReason).toBe('Duplicate client id');
+    // A command sent on the old node reaches the new connection.
+    expect(await subscribeGranted(second, commandTopic(fleet.standalone))).toEqual([1]);
+    const arrived = nextMessage(second, commandTopic(fleet.standalone));
+    expect((await command(a, fleet.standalone, 'to-new')).routedTo).toEqual([fleet.standalone]);
+    expect((await arrived).payload).toMatchObject({ name: 'to-new' });
+    await second.endAsync();
+  });
+
+  it('keeps exactly one of two connections made at once on two nodes: the newest', async () => {
+    for (let round = 0; round < 5; round++) {
+      const clients = await Promise.all([
+        a.connect(fleet.otherGateway, fleet.key, fleet.secret),
+        b.connect(fleet.otherGateway, fleet.key, fleet.secret),
+      ]);
+      await eventually(() => clients.filter((cl) => cl.connected).length === 1, 3000);
+      await new Promise((r) => setTimeout(r, 100));
+      expect(clients.filter((cl) => cl.connected)).toHaveLength(1);
+      expect(await connection(c, fleet.otherGateway)).toBe(1);
+      await Promise.all(clients.map((cl) => cl.endAsync(true)));
+    }
+  });
+
+  it('survives a node killed: its clients reconnect elsewhere, what it acknowledged is stored, its singleton work moves', async () => {
+    let gw: MqttClient = await a.connect(fleet.gateway, fleet.key, fleet.secret);
+    // A device that will not come back: the sweep after the dead node marks it offline.
+    const lost = await a.connect(fleet.standalone, fleet.key, fleet.secret);
+    lost.on('error', () => {});
+    const acknowledged: number[] = [];
+    for (let i = 0; i < 50; i++) {
+      await gw.publishAsync(stateTopic(fleet.gateway), JSON.stringify({ data: { temperature: i } }), { qos: 1 });
+      acknowledged.push(i);
+    }
+    gw.on('error', () => {});
+    await a.kill('SIGKILL');
+    gw = await b.connect(fleet.gateway, fleet.key, fleet.secret);
+    await gw.publishAsync(stateTopic(fleet.gateway), JSON.stringify({ data: { temperature: 100 } }), { qos: 1 });
+
+    const stored = ok(
+      await c.http<Array<{ data: { temperature: number } }>>(
+        'GET',
+        `/applications/${fleet.applicationId}/devices/${fleet.gateway}/state?limit=1000&sortDirection=asc&start=0`,
+      ),
+      200,
+    ).map((s) => s.data.temperature);
+    for (const t of [...acknowledged, 100]) expect(stored).toContain(t);
+    expect(await connection(c, fleet.gateway)).toBe(1);
+
+    // A survivor takes the singleton lease once A's expires, and sweeps after A.
+    await eventually(() => [b, c].some((n) => n.log().some((l) => l.event === 'leaseAcquired')), 15_000);
+    await eventually(async () => (await connection(c, fleet.standalone)) === 0, 15_000);
+    expect(await connection(b, fleet.gateway)).toBe(1);
+    await gw.endAsync();
+  }, 40_000);
+});
