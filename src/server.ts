@@ -14,6 +14,7 @@ import { type Api, createApi } from './api/app.js';
 import { MAX_PACKET_BYTES } from './broker/connection-guard.js';
 import { MqttBroker } from './broker/mqtt-broker.js';
 import { type Cluster, joinCluster } from './cluster/cluster.js';
+import { SharedEventHistory } from './cluster/shared-history.js';
 import { ConfigError, type GatehouseConfig, optionName, redactDatabaseUrl } from './config.js';
 import { newApiToken, newUser, publicUser } from './core/accounts.js';
 import { Maintenance, type MaintenanceOptions } from './core/maintenance.js';
@@ -137,7 +138,19 @@ export async function startGatehouse(config: GatehouseConfig, options: StartOpti
       webhooks: new Webhooks(platform.store, platform.clock),
     };
 
+    // Live streams see what every node commits, and replay from any node (docs/scale-out.md).
+    let sharedHistory: SharedEventHistory | undefined;
+    if (cluster) {
+      sharedHistory = new SharedEventHistory(
+        platform.bus,
+        cluster.links,
+        cluster.messenger,
+        logger.child({ component: 'cluster' }),
+      );
+      await sharedHistory.start();
+    }
     const api = createApi(platform, {
+      ...(sharedHistory ? { streams: { sharedHistory } } : {}),
       workflows,
       ops: { readiness, metrics, metricsToken: config.metricsToken },
     });

@@ -29,6 +29,7 @@ export class Messenger {
   private readonly noticeHandlers = new Map<string, NoticeHandler[]>();
   private readonly waiting = new Map<string, Waiting>();
   private readonly rawHandlers = new Map<string, (message: string) => void>();
+  private started = false;
 
   constructor(
     private readonly links: RedisLinks,
@@ -44,13 +45,15 @@ export class Messenger {
 
   /** Subscribes to the broadcast channel, this node's own, and the raw channels registered so far. */
   async start(): Promise<void> {
+    this.started = true;
     this.links.subscriber.on('message', (channel: string, message: string) => this.receive(channel, message));
     await this.links.subscriber.subscribe(this.allChannel, this.ownChannel, ...this.rawHandlers.keys());
   }
 
-  /** A channel whose messages are not envelopes (the stream events); register before `start`. */
-  onRaw(channel: string, handler: (message: string) => void): void {
+  /** A channel whose messages are not envelopes (the stream events). */
+  async onRaw(channel: string, handler: (message: string) => void): Promise<void> {
     this.rawHandlers.set(channel, handler);
+    if (this.started) await this.links.subscriber.subscribe(channel);
   }
 
   onRequest(kind: string, handler: RequestHandler): void {
