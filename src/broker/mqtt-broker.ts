@@ -413,6 +413,27 @@ export class MqttBroker implements Connections {
     }
   }
 
+  /**
+   * Claims every device connected here again, and marks it online: after the other nodes took
+   * this one for dead and a sweep may have marked its devices offline (src/cluster/node-sweep.ts).
+   */
+  async reclaimAll(): Promise<void> {
+    const ownership = this.ownership;
+    if (!ownership) return;
+    for (const session of [...this.sessions.all()]) {
+      if (session.client.closed) continue;
+      const generation = await ownership.claim(session.deviceId);
+      if (this.sessions.current(session.deviceId) !== session) continue;
+      session.generation = generation;
+      const device = session.principal.device;
+      const time = this.platform.clock();
+      this.platform.writes.enqueue({ connections: [{ deviceId: device.id, connected: true, time }] }).then(
+        () => this.platform.connectionCommitted(device, { connected: true, time, ipAddress: session.ipAddress }),
+        () => {},
+      );
+    }
+  }
+
   private onDisconnected(client: Client): void {
     const session = this.sessions.of(client);
     if (!session) return;

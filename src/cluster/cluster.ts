@@ -51,8 +51,17 @@ export class Cluster {
    * Puts the platform's live connections behind the cluster's routing, and starts the sweep
    * after dead nodes (run by the lease holder).
    */
-  attach(platform: Platform, local: Connections & { supersede(deviceId: string, generation: number): void }): void {
+  attach(
+    platform: Platform,
+    local: Connections & { supersede(deviceId: string, generation: number): void; reclaimAll(): Promise<void> },
+  ): void {
     this.ownership.whenSuperseded((claim) => local.supersede(claim.deviceId, claim.generation));
+    this.membership.whenRejoined(() => {
+      this.logger.warn({ event: 'clusterRejoined', nodeId: this.nodeId }, 'the other nodes took this one for dead');
+      local
+        .reclaimAll()
+        .catch((err: unknown) => this.logger.error({ event: 'reclaimFailed', err }, 'reclaiming devices failed'));
+    });
     platform.attachConnections(
       new ClusterConnections(local, {
         registry: platform.registry,
@@ -61,6 +70,18 @@ export class Cluster {
         membership: this.membership,
       }),
     );
+    // Definitions are cached per node: a change made on one is read again by the others.
+    platform.registry.onChange((change) => {
+      void this.messenger.notify('registryChanged', change).catch(() => {});
+    });
+    this.messenger.onNotice('registryChanged', (body, from) => {
+      if (from === this.nodeId) return;
+      platform.registry
+        .refresh(body as { deviceId?: string; keyId?: string; applicationId?: string })
+        .catch((err: unknown) =>
+          this.logger.error({ event: 'registryRefreshFailed', err }, 'refreshing a definition failed'),
+        );
+    });
     this.sweepTimer = setInterval(() => {
       if (!this.lease.held || this.sweeping) return;
       this.sweeping = true;

@@ -15,6 +15,8 @@ export class Membership {
   private alive = new Set<string>();
   private lastSuccess = 0;
   private stopped = false;
+  private joined = false;
+  private onRejoin: () => void = () => {};
 
   constructor(
     private readonly links: RedisLinks,
@@ -38,6 +40,15 @@ export class Membership {
     this.stopped = true;
     clearInterval(this.timer);
     await this.links.command.zrem(this.key, this.nodeId).catch(() => {});
+  }
+
+  /**
+   * Called when this node finds itself missing from the set after having joined: the others took
+   * it for dead (Redis was out of reach longer than NODE_TIMEOUT_MS, or restarted empty) and may
+   * have marked its devices offline.
+   */
+  whenRejoined(handler: () => void): void {
+    this.onRejoin = handler;
   }
 
   /** Nodes whose heartbeat is recent, this one included, as of the last heartbeat. */
@@ -67,12 +78,14 @@ export class Membership {
   private async beat(): Promise<void> {
     if (this.stopped) return;
     const now = this.clock();
-    const [, alive] = await Promise.all([
+    const [added, alive] = await Promise.all([
       this.links.command.zadd(this.key, now, this.nodeId),
       this.links.command.zrangebyscore(this.key, now - NODE_TIMEOUT_MS, '+inf'),
     ]);
     this.alive = new Set(alive);
     this.alive.add(this.nodeId);
     this.lastSuccess = now;
+    if (Number(added) === 1 && this.joined) this.onRejoin();
+    this.joined = true;
   }
 }

@@ -34,23 +34,30 @@ export interface Claim {
   generation: number;
 }
 
+// Generations never go backwards, even when Redis restarts empty: each is at least Redis' clock
+// in ms (13 digits, exact through Lua's number formatting), and above the device's last one.
 const CLAIM = `
-local g = redis.call('HINCRBY', KEYS[1], ARGV[1], 1)
-redis.call('HSET', KEYS[2], ARGV[1], ARGV[2] .. ' ' .. g)
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local g = math.max(tonumber(redis.call('HGET', KEYS[1], ARGV[1]) or '0') + 1, now)
+redis.call('HSET', KEYS[1], ARGV[1], tostring(g))
+redis.call('HSET', KEYS[2], ARGV[1], ARGV[2] .. ' ' .. tostring(g))
 redis.call('SADD', KEYS[3], ARGV[1])
 redis.call('PUBLISH', ARGV[3], cjson.encode({t = 'notice', kind = 'claim', from = ARGV[2],
   body = {deviceId = ARGV[1], node = ARGV[2], generation = g}}))
-return g`;
+return tostring(g)`;
 
-// Releases only the newest connection, and only from the node that holds it.
+// Releases only the newest connection, and only from the node that holds it. A device Redis
+// knows nothing of (Redis restarted empty) is released: this node's own view decides then.
 const RELEASE = `
-local g = tonumber(redis.call('HGET', KEYS[1], ARGV[1]))
-if g ~= tonumber(ARGV[2]) then return 0 end
-if redis.call('HGET', KEYS[2], ARGV[1]) ~= ARGV[3] .. ' ' .. ARGV[2] then return 0 end
+local g = redis.call('HGET', KEYS[1], ARGV[1])
+if g and tonumber(g) ~= tonumber(ARGV[2]) then return 0 end
+local owner = redis.call('HGET', KEYS[2], ARGV[1])
+if owner and owner ~= ARGV[3] .. ' ' .. ARGV[2] then return 0 end
 redis.call('HDEL', KEYS[2], ARGV[1])
 redis.call('SREM', KEYS[3], ARGV[1])
 redis.call('PUBLISH', ARGV[4], cjson.encode({t = 'notice', kind = 'release', from = ARGV[3],
-  body = {deviceId = ARGV[1], node = ARGV[3], generation = g}}))
+  body = {deviceId = ARGV[1], node = ARGV[3], generation = tonumber(ARGV[2])}}))
 return 1`;
 
 export class Ownership implements ConnectionOwnership {

@@ -167,6 +167,29 @@ describe('nodes sharing Redis and PostgreSQL', () => {
     }
   });
 
+  it('applies a definition changed on one node on the others: a key deleted on one closes its clients on another', async () => {
+    const key = ok(
+      await b.http<{ id: string; key: string; secret: string }>('POST', `/applications/${fleet.applicationId}/keys`, {
+        description: 'short-lived',
+      }),
+    );
+    const client = await a.connect(fleet.otherGateway, key.key, key.secret);
+    const gone = closed(client);
+    ok(await c.http('DELETE', `/applications/${fleet.applicationId}/keys/${key.id}`), 200);
+    await gone;
+    // The node holding the client logs why it closed it.
+    await eventually(async () =>
+      ok(
+        await b.http<Array<{ kind: string; disconnectReason?: string }>>(
+          'GET',
+          `/applications/${fleet.applicationId}/devices/${fleet.otherGateway}/logs?limit=5`,
+        ),
+        200,
+      ).find((l) => l.kind === 'disconnect' && l.disconnectReason === 'Access key deleted'),
+    );
+    await eventually(async () => (await connection(b, fleet.otherGateway)) === 0);
+  });
+
   it('survives a node killed: its clients reconnect elsewhere, what it acknowledged is stored, its singleton work moves', async () => {
     let gw: MqttClient = await a.connect(fleet.gateway, fleet.key, fleet.secret);
     // A device that will not come back: the sweep after the dead node marks it offline.

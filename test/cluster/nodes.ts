@@ -34,7 +34,10 @@ export class Nodes {
   readonly nodes: Node[] = [];
   private readonly dataDir = mkdtempSync(path.join(tmpdir(), 'gatehouse-cluster-'));
 
-  constructor(private readonly databaseUrl: string) {}
+  constructor(
+    private readonly databaseUrl: string,
+    private readonly redisUrl = REDIS_URL,
+  ) {}
 
   async start(name: string, extraEnv: Record<string, string> = {}): Promise<Node> {
     const child = spawn(
@@ -45,7 +48,7 @@ export class Nodes {
         '--database-url',
         this.databaseUrl,
         '--redis-url',
-        REDIS_URL,
+        this.redisUrl,
         '--redis-prefix',
         this.prefix,
         '--data-dir',
@@ -132,8 +135,9 @@ export class Nodes {
   /** Stops every node still running, removes the run's Redis keys and the data directory. */
   async stop(): Promise<void> {
     await Promise.all(this.nodes.map((n) => n.kill('SIGTERM')));
-    const redis = new Redis(REDIS_URL);
+    const redis = new Redis(this.redisUrl, { lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
     try {
+      await redis.connect();
       const keys = await redis.keys(`${this.prefix}*`);
       if (keys.length > 0) await redis.del(...keys);
     } finally {
