@@ -15,6 +15,7 @@ import { MAX_PACKET_BYTES } from './broker/connection-guard.js';
 import { MqttBroker } from './broker/mqtt-broker.js';
 import { type Cluster, joinCluster } from './cluster/cluster.js';
 import { SharedEventHistory } from './cluster/shared-history.js';
+import { SharedRateLimiter } from './cluster/shared-rate-limit.js';
 import { ConfigError, type GatehouseConfig, optionName, redactDatabaseUrl } from './config.js';
 import { newApiToken, newUser, publicUser } from './core/accounts.js';
 import { Maintenance, type MaintenanceOptions } from './core/maintenance.js';
@@ -104,6 +105,8 @@ export async function startGatehouse(config: GatehouseConfig, options: StartOpti
     ...(options.secretCheckLimits ? { secretCheckLimits: options.secretCheckLimits } : {}),
     instruments: { writes: metrics.writes, commandRoutes: metrics.commandRoutes },
     sharedConnections: cluster !== undefined,
+    // Per-device limits count across nodes (docs/scale-out.md).
+    ...(cluster ? { limiter: new SharedRateLimiter(cluster.links) } : {}),
   });
   const readiness = new Readiness({
     store,

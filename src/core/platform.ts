@@ -13,7 +13,7 @@ import {
   type DeviceStatus,
   type RateLimit,
 } from '../domain/model.js';
-import { RateLimiter } from '../domain/rate-limit.js';
+import { type MessageLimiter, RateLimiter } from '../domain/rate-limit.js';
 import { DEFAULT_TOPIC_PREFIX } from '../domain/topics.js';
 import { type Logger, silentLogger } from '../logger.js';
 import { type Count, noCounts } from '../ops/instruments.js';
@@ -76,6 +76,8 @@ export interface PlatformOptions {
    * then a starting node must not mark every device offline, as a lone server does.
    */
   sharedConnections?: boolean;
+  /** What messages and commands are counted with (default: this process's own counters). */
+  limiter?: MessageLimiter;
   /** What the group commit and command routing count with (src/ops/metrics.ts); default: nothing. */
   instruments?: { writes: WriteQueueInstruments; commandRoutes: Record<CommandRoute, Count> };
 }
@@ -101,7 +103,7 @@ export class Platform {
   readonly registry: Registry;
   readonly writes: WriteQueue;
   readonly bus: EventBus;
-  readonly limiter = new RateLimiter();
+  readonly limiter: MessageLimiter;
   readonly topicPrefix: string;
   readonly clock: () => number;
   readonly logger: Logger;
@@ -124,6 +126,7 @@ export class Platform {
 
   constructor(options: PlatformOptions) {
     this.sharedConnections = options.sharedConnections === true;
+    this.limiter = options.limiter ?? new RateLimiter();
     this.store = options.store;
     this.clock = options.clock ?? Date.now;
     this.topicPrefix = options.topicPrefix ?? DEFAULT_TOPIC_PREFIX;

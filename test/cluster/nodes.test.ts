@@ -190,6 +190,41 @@ describe('nodes sharing Redis and PostgreSQL', () => {
     await eventually(async () => (await connection(b, fleet.otherGateway)) === 0);
   });
 
+  it("counts a device's messages across nodes: its limit holds when it moves to another node", async () => {
+    const limited = await createFleet(b as unknown as TestServer, {
+      application: { rateLimit: { messages: 10, windowSeconds: 3600 } },
+    });
+    const publish = (client: MqttClient, i: number) =>
+      client.publishAsync(stateTopic(limited.standalone), JSON.stringify({ data: { temperature: i } }), { qos: 1 });
+    const first = await a.connect(limited.standalone, limited.key, limited.secret);
+    for (let i = 0; i < 6; i++) await publish(first, i);
+    await first.endAsync();
+    const second = await c.connect(limited.standalone, limited.key, limited.secret);
+    const cut = closed(second);
+    for (let i = 6; i < 10; i++) await publish(second, i);
+    // The eleventh message of the window, on the second node, is over the limit.
+    second.on('error', () => {});
+    void publish(second, 10).catch(() => {});
+    await cut;
+    await eventually(async () =>
+      ok(
+        await b.http<Array<{ kind: string; disconnectReason?: string }>>(
+          'GET',
+          `/applications/${limited.applicationId}/devices/${limited.standalone}/logs?limit=5`,
+        ),
+        200,
+      ).find((l) => l.kind === 'disconnect' && l.disconnectReason === 'Rate limit exceeded'),
+    );
+    const stored = ok(
+      await b.http<unknown[]>(
+        'GET',
+        `/applications/${limited.applicationId}/devices/${limited.standalone}/state?limit=100&start=0`,
+      ),
+      200,
+    );
+    expect(stored).toHaveLength(10);
+  });
+
   it('survives a node killed: its clients reconnect elsewhere, what it acknowledged is stored, its singleton work moves', async () => {
     let gw: MqttClient = await a.connect(fleet.gateway, fleet.key, fleet.secret);
     // A device that will not come back: the sweep after the dead node marks it offline.
