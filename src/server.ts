@@ -104,7 +104,8 @@ export async function startGatehouse(config: GatehouseConfig, options: StartOpti
     ...(options.clock ? { clock: options.clock } : {}),
     ...(options.secretCheckLimits ? { secretCheckLimits: options.secretCheckLimits } : {}),
     instruments: { writes: metrics.writes, commandRoutes: metrics.commandRoutes },
-    sharedConnections: cluster !== undefined,
+    // The first node up clears what a crash of every node left behind, as a lone server does.
+    sharedConnections: cluster !== undefined && !cluster.alone,
     // Per-device limits count across nodes (docs/scale-out.md).
     ...(cluster ? { limiter: new SharedRateLimiter(cluster.links) } : {}),
   });

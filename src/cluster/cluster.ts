@@ -94,6 +94,11 @@ export class Cluster {
     this.sweepTimer.unref();
   }
 
+  /** Whether no other node was alive when this one joined: then nobody holds a connection yet. */
+  get alone(): boolean {
+    return this.membership.aliveNodes().every((node) => node === this.nodeId);
+  }
+
   /** Why this node cannot work with the others now, or null (for /ready). */
   problem(): string | null {
     return this.membership.problem();

@@ -159,8 +159,8 @@ export class Platform {
     this.tokenSecret = secret || generateSecret(48);
     this.unsavedTokenSecret = !secret;
     // Nobody is connected to a process that is only starting (the data directory is locked to
-    // this server): clear what a crash left behind. A later start would do the same. Nodes
-    // sharing Redis leave that to the sweep after a dead node (src/cluster/node-sweep.ts).
+    // this server): clear what a crash left behind. A later start would do the same. A node
+    // joining others leaves that to the sweep after a dead node (src/cluster/node-sweep.ts).
     if (!this.sharedConnections) await this.store.resetConnections(this.clock());
     await this.accounts.start();
     this.sweepTimer = setInterval(() => this.sweep(), SWEEP_INTERVAL_MS);
