@@ -14,6 +14,7 @@ import { type Api, createApi } from './api/app.js';
 import { MAX_PACKET_BYTES } from './broker/connection-guard.js';
 import { MqttBroker } from './broker/mqtt-broker.js';
 import { type Cluster, joinCluster } from './cluster/cluster.js';
+import { customTopicEmitter } from './cluster/custom-topic-emitter.js';
 import { SharedEventHistory } from './cluster/shared-history.js';
 import { SharedRateLimiter } from './cluster/shared-rate-limit.js';
 import { ConfigError, type GatehouseConfig, optionName, redactDatabaseUrl } from './config.js';
@@ -120,7 +121,18 @@ export async function startGatehouse(config: GatehouseConfig, options: StartOpti
   const singleton = cluster ? () => cluster.lease.held : undefined;
   try {
     await platform.start();
-    const broker = new MqttBroker(platform, {}, metrics.broker, cluster?.ownership);
+    const broker = new MqttBroker(
+      platform,
+      {},
+      metrics.broker,
+      cluster
+        ? {
+            ownership: cluster.ownership,
+            emitter: (concurrency) =>
+              customTopicEmitter({ url: config.redisUrl as string, prefix: config.redisPrefix, concurrency }),
+          }
+        : {},
+    );
     await broker.start();
     cluster?.attach(platform, broker);
     const maintenance = new Maintenance(platform, { ...options.maintenance, ...(singleton ? { singleton } : {}) });

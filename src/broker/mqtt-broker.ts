@@ -14,6 +14,7 @@ import {
   type PublishPacket,
   type Subscription,
 } from 'aedes';
+import type { BrokerEmitter } from '../cluster/custom-topic-emitter.js';
 import type { ConnectionOwnership } from '../cluster/ownership.js';
 import { type IngestOutcome, ingestState } from '../core/ingest.js';
 import type { Connections, Platform } from '../core/platform.js';
@@ -119,14 +120,21 @@ export class MqttBroker implements Connections {
   private readonly refusedConnects = new WeakSet<Client>();
   /** Releases of devices under way (nodes sharing Redis): `close` waits for their writes to be queued. */
   private readonly releasing = new Set<Promise<void>>();
+  private readonly ownership: ConnectionOwnership | undefined;
+  private readonly emitter: ((concurrency: number) => BrokerEmitter) | undefined;
 
   constructor(
     private readonly platform: Platform,
     limits: Partial<BrokerLimits> = {},
     private readonly instruments: BrokerInstruments = NO_BROKER_INSTRUMENTS,
-    /** Which node holds which device, when nodes share Redis; none on a single node. */
-    private readonly ownership?: ConnectionOwnership,
+    /**
+     * When nodes share Redis: which node holds which device, and the emitter that carries custom
+     * topics between nodes (src/cluster/). Neither on a single node.
+     */
+    shared: { ownership?: ConnectionOwnership; emitter?: (concurrency: number) => BrokerEmitter } = {},
   ) {
+    this.ownership = shared.ownership;
+    this.emitter = shared.emitter;
     this.prefix = platform.topicPrefix;
     this.log = platform.logger.child({ component: 'mqtt' });
     this.limits = { ...DEFAULT_LIMITS, ...limits };
@@ -138,6 +146,7 @@ export class MqttBroker implements Connections {
   async start(): Promise<void> {
     this.aedes = new Aedes({
       persistence: this.persistence,
+      ...(this.emitter ? { mq: this.emitter(EMITTER_CONCURRENCY) } : {}),
       // 24-hex device ids exceed MQTT 3.1's 23 characters; 3.1.1 has no such limit.
       maxClientsIdLength: 64,
       heartbeatInterval: 60_000,

@@ -12,6 +12,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTestDatabase, type TestDatabase } from '../helpers/postgres.js';
 import {
   closed,
+  collectMessages,
   createFleet,
   eventually,
   nextMessage,
@@ -223,6 +224,34 @@ describe('nodes sharing Redis and PostgreSQL', () => {
       200,
     );
     expect(stored).toHaveLength(10);
+  });
+
+  it('carries custom topics between nodes, within the application only', async () => {
+    const key = ok(
+      await a.http<{ key: string; secret: string }>('POST', `/applications/${fleet.applicationId}/keys`, {
+        description: 'custom topics',
+        filterType: 'all',
+      }),
+    );
+    const subscriber = await a.connect(fleet.otherGateway, key.key, key.secret);
+    expect(await subscribeGranted(subscriber, 'plant/+/temperature')).toEqual([1]);
+    const other = await createFleet(a as unknown as TestServer);
+    const otherKey = ok(
+      await a.http<{ key: string; secret: string }>('POST', `/applications/${other.applicationId}/keys`, {
+        description: 'custom topics',
+        filterType: 'all',
+      }),
+    );
+    // Another application's device on another node publishes the same topic: not delivered.
+    const stranger = await c.connect(other.standalone, otherKey.key, otherKey.secret);
+    await stranger.publishAsync('plant/1/temperature', 'stranger', { qos: 1 });
+    const publisher = await b.connect(fleet.standalone, key.key, key.secret);
+    const seen = collectMessages(subscriber);
+    await publisher.publishAsync('plant/7/temperature', '21.5', { qos: 1 });
+    await eventually(() => seen.length > 0);
+    await new Promise((r) => setTimeout(r, 200));
+    expect(seen).toEqual([{ topic: 'plant/7/temperature', payload: 21.5 }]);
+    await Promise.all([subscriber.endAsync(), stranger.endAsync(), publisher.endAsync()]);
   });
 
   it('survives a node killed: its clients reconnect elsewhere, what it acknowledged is stored, its singleton work moves', async () => {
