@@ -153,6 +153,7 @@ export async function startGatehouse(config: GatehouseConfig, options: StartOpti
       engine,
       webhooks: new Webhooks(platform.store, platform.clock),
     };
+    cluster?.shareFlows(workflows.flows);
 
     // Live streams see what every node commits, and replay from any node (docs/scale-out.md).
     let sharedHistory: SharedEventHistory | undefined;

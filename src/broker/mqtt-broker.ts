@@ -120,6 +120,8 @@ export class MqttBroker implements Connections {
   private readonly refusedConnects = new WeakSet<Client>();
   /** Releases of devices under way (nodes sharing Redis): `close` waits for their writes to be queued. */
   private readonly releasing = new Set<Promise<void>>();
+  /** Superseded connections whose CONNACK is not written yet: closed once it is. */
+  private readonly closeAfterConnack = new WeakSet<Client>();
   private readonly ownership: ConnectionOwnership | undefined;
   private readonly emitter: ((concurrency: number) => BrokerEmitter) | undefined;
 
@@ -187,6 +189,10 @@ export class MqttBroker implements Connections {
       );
     });
     this.aedes.on('unsubscribe', (topics, client) => this.onUnsubscribed(client, topics));
+    this.aedes.on('connackSent', (_packet, client) => {
+      const session = this.closeAfterConnack.has(client) ? this.sessions.of(client) : undefined;
+      if (session) this.disconnect(session, 'Duplicate client id');
+    });
     this.platform.attachConnections(this);
   }
 
@@ -407,8 +413,20 @@ export class MqttBroker implements Connections {
     // A newer connection of the device claimed it on another node while this one's claim was
     // under way: the newest wins (src/cluster/ownership.ts).
     if (session.generation !== null && this.ownership?.superseded(device.id, session.generation)) {
-      this.disconnect(session, 'Duplicate client id');
+      this.closeSuperseded(session);
     }
+  }
+
+  /**
+   * Closes a connection a newer one of its device replaced on another node. aedes registers a
+   * client (the `client` event) before it writes the CONNACK: a connection closed in between
+   * would leave its client waiting for a CONNACK that never comes, so it is closed once sent.
+   */
+  private closeSuperseded(session: Session): void {
+    session.closeReason ??= 'Duplicate client id';
+    if ((session.client as unknown as { connackSent?: boolean }).connackSent)
+      this.disconnect(session, 'Duplicate client id');
+    else this.closeAfterConnack.add(session.client);
   }
 
   /**
@@ -417,9 +435,7 @@ export class MqttBroker implements Connections {
    */
   supersede(deviceId: string, generation: number): void {
     const session = this.sessions.current(deviceId);
-    if (session && session.generation !== null && session.generation < generation) {
-      this.disconnect(session, 'Duplicate client id');
-    }
+    if (session && session.generation !== null && session.generation < generation) this.closeSuperseded(session);
   }
 
   /**

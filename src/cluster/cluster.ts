@@ -99,6 +99,22 @@ export class Cluster {
     return this.membership.aliveNodes().every((node) => node === this.nodeId);
   }
 
+  /** Workflows are loaded on every node: a flow changed on one is loaded again on the others. */
+  shareFlows(flows: {
+    onChange(listener: (flowId: string) => void): void;
+    reload(flowId: string): Promise<void>;
+  }): void {
+    flows.onChange((flowId) => {
+      void this.messenger.notify('flowChanged', { flowId }).catch(() => {});
+    });
+    this.messenger.onNotice('flowChanged', (body, from) => {
+      if (from === this.nodeId) return;
+      flows
+        .reload((body as { flowId: string }).flowId)
+        .catch((err: unknown) => this.logger.error({ event: 'flowReloadFailed', err }, 'reloading a workflow failed'));
+    });
+  }
+
   /** Why this node cannot work with the others now, or null (for /ready). */
   problem(): string | null {
     return this.membership.problem();

@@ -155,7 +155,7 @@ describe('nodes sharing Redis and PostgreSQL', () => {
   });
 
   it('keeps exactly one of two connections made at once on two nodes: the newest', async () => {
-    for (let round = 0; round < 5; round++) {
+    for (let round = 0; round < 10; round++) {
       const clients = await Promise.all([
         a.connect(fleet.otherGateway, fleet.key, fleet.secret),
         b.connect(fleet.otherGateway, fleet.key, fleet.secret),
@@ -252,6 +252,28 @@ describe('nodes sharing Redis and PostgreSQL', () => {
     await new Promise((r) => setTimeout(r, 200));
     expect(seen).toEqual([{ topic: 'plant/7/temperature', payload: 21.5 }]);
     await Promise.all([subscriber.endAsync(), stranger.endAsync(), publisher.endAsync()]);
+  });
+
+  it('loads a workflow made on one node on every node, and fires its timer on the lease holder only', async () => {
+    const flow = ok(
+      await c.http<{ id: string }>('POST', `/applications/${fleet.applicationId}/flows`, {
+        name: 'tick',
+        triggers: [{ type: 'timer', config: { seconds: 1 }, outputIds: [['debug']] }],
+        nodes: [{ id: 'debug', type: 'DebugNode', config: {}, outputIds: [[]] }],
+      }),
+    );
+    // Each node's debug stream shows the runs on that node.
+    const streams = await Promise.all(
+      [a, b, c].map((n) =>
+        openStream(n.asServer(), `/applications/${fleet.applicationId}/flows/${flow.id}/debugStream`),
+      ),
+    );
+    const [onA, onB, onC] = streams;
+    await onA?.waitFor((es) => es.filter((e) => e.event === 'debug').length >= 3, 10_000);
+    expect(onB?.events.filter((e) => e.event === 'debug')).toEqual([]);
+    expect(onC?.events.filter((e) => e.event === 'debug')).toEqual([]);
+    for (const stream of streams) stream.close();
+    ok(await b.http('DELETE', `/applications/${fleet.applicationId}/flows/${flow.id}`), 200);
   });
 
   it('survives a node killed: its clients reconnect elsewhere, what it acknowledged is stored, its singleton work moves', async () => {
