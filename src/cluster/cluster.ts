@@ -82,6 +82,18 @@ export class Cluster {
           this.logger.error({ event: 'registryRefreshFailed', err }, 'refreshing a definition failed'),
         );
     });
+    // Accounts too: a token revoked or a session ended on one node is refused on every node.
+    platform.accounts.onLocalChange((userId) => {
+      void this.messenger.notify('accountsChanged', { userId: userId ?? null }).catch(() => {});
+    });
+    this.messenger.onNotice('accountsChanged', (body, from) => {
+      if (from === this.nodeId) return;
+      platform.accounts
+        .invalidate((body as { userId: string | null }).userId ?? undefined)
+        .catch((err: unknown) =>
+          this.logger.error({ event: 'accountsRefreshFailed', err }, 'refreshing accounts failed'),
+        );
+    });
     this.sweepTimer = setInterval(() => {
       if (!this.lease.held || this.sweeping) return;
       this.sweeping = true;

@@ -191,6 +191,21 @@ describe('nodes sharing Redis and PostgreSQL', () => {
     await eventually(async () => (await connection(b, fleet.otherGateway)) === 0);
   });
 
+  it('refuses an API token revoked on one node on every other node', async () => {
+    const made = ok(
+      await a.http<{ id: string; token: string }>('POST', `/applications/${fleet.applicationId}/tokens`, {
+        name: 'reader',
+        role: 'viewer',
+      }),
+    );
+    const read = (node: Node) =>
+      node.http('GET', `/applications/${fleet.applicationId}/devices/${fleet.gateway}`, undefined, made.token);
+    expect((await read(c)).status).toBe(200);
+    ok(await b.http('DELETE', `/applications/${fleet.applicationId}/tokens/${made.id}`), 200);
+    await eventually(async () => (await read(c)).status === 401);
+    expect((await read(a)).status).toBe(401);
+  });
+
   it("counts a device's messages across nodes: its limit holds when it moves to another node", async () => {
     const limited = await createFleet(b as unknown as TestServer, {
       application: { rateLimit: { messages: 10, windowSeconds: 3600 } },

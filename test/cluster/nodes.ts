@@ -21,7 +21,8 @@ export interface Node {
   urls: { mqtt: string; http: string };
   /** JSON lines of the operator log so far. */
   log(): Array<Record<string, unknown>>;
-  http<T = unknown>(method: string, url: string, body?: unknown): Promise<{ status: number; body: T }>;
+  /** JSON over HTTP, with the admin token unless another is given. */
+  http<T = unknown>(method: string, url: string, body?: unknown, token?: string): Promise<{ status: number; body: T }>;
   connect(deviceId: string, key: string, secret: string, options?: IClientOptions): Promise<MqttClient>;
   /** What openStream (helpers/sse.ts) needs of a server. */
   asServer(): TestServer;
@@ -95,8 +96,8 @@ export class Nodes {
           .split('\n')
           .filter((l) => l.startsWith('{'))
           .map((l) => JSON.parse(l) as Record<string, unknown>),
-      async http(method, url, body) {
-        const headers: Record<string, string> = { authorization: `Bearer ${ADMIN_TOKEN}` };
+      async http(method, url, body, token = ADMIN_TOKEN) {
+        const headers: Record<string, string> = { authorization: `Bearer ${token}` };
         if (body !== undefined) headers['content-type'] = 'application/json';
         const res = await fetch(`${found.http}${url}`, {
           method,
