@@ -117,9 +117,11 @@ export async function startGatehouse(config: GatehouseConfig, options: StartOpti
     ...(cluster ? { cluster } : {}),
   });
   const closers: Array<() => Promise<void>> = [];
+  let unlockStartup: (() => Promise<void>) | undefined;
   // Work that runs on one node only when nodes share Redis: where the singleton lease is held.
   const singleton = cluster ? () => cluster.lease.held : undefined;
   try {
+    unlockStartup = await cluster?.lockStartup();
     await platform.start();
     const broker = new MqttBroker(
       platform,
@@ -221,6 +223,7 @@ export async function startGatehouse(config: GatehouseConfig, options: StartOpti
     }
 
     const generatedAdminToken = await platform.commitStart(config.adminToken);
+    await unlockStartup?.();
     readiness.markRunning();
     const httpPort = (api.server.address() as net.AddressInfo).port;
     const host = hostForUrl(config.host);
@@ -263,6 +266,7 @@ export async function startGatehouse(config: GatehouseConfig, options: StartOpti
     };
   } catch (err) {
     await Promise.allSettled(closers.map((close) => close()));
+    await unlockStartup?.();
     await platform.stop().catch(() => {});
     await cluster?.stop().catch(() => {});
     release();

@@ -13,6 +13,12 @@ import { sweepDeadNodes } from './node-sweep.js';
 import { Ownership } from './ownership.js';
 import { connectRedis, type RedisLinks } from './redis.js';
 
+/** How long a node may hold the start-up lock. */
+const STARTUP_LOCK_MS = 30_000;
+const UNLOCK = `
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0`;
+
 /** How often the lease holder looks for dead nodes. */
 const SWEEP_MS = 2_000;
 
@@ -104,6 +110,24 @@ export class Cluster {
         });
     }, SWEEP_MS);
     this.sweepTimer.unref();
+  }
+
+  /**
+   * Start-up one node at a time: what a first start writes (the device-token secret, the first
+   * admin token) must be written once, not by several nodes starting together on a fresh
+   * database. Answers the function that lets the next node go; a lock left by a node that died
+   * while starting expires after STARTUP_LOCK_MS.
+   */
+  async lockStartup(): Promise<() => Promise<void>> {
+    const key = `${this.links.prefix}lock:startup`;
+    const deadline = Date.now() + 2 * STARTUP_LOCK_MS;
+    while ((await this.links.command.set(key, this.nodeId, 'PX', STARTUP_LOCK_MS, 'NX')) !== 'OK') {
+      if (Date.now() > deadline) throw new Error('another node has been starting for too long');
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+    return async () => {
+      await this.links.command.eval(UNLOCK, 1, key, this.nodeId).catch(() => {});
+    };
   }
 
   /** Whether no other node was alive when this one joined: then nobody holds a connection yet. */

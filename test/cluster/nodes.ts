@@ -97,7 +97,7 @@ export class Nodes {
           .filter((l) => l.startsWith('{'))
           .map((l) => JSON.parse(l) as Record<string, unknown>),
       async http(method, url, body, token = ADMIN_TOKEN) {
-        const headers: Record<string, string> = { authorization: `Bearer ${token}` };
+        const headers: Record<string, string> = token ? { authorization: `Bearer ${token}` } : {};
         if (body !== undefined) headers['content-type'] = 'application/json';
         const res = await fetch(`${found.http}${url}`, {
           method,
