@@ -156,6 +156,7 @@ export async function startGatehouse(config: GatehouseConfig, options: StartOpti
       webhooks: new Webhooks(platform.store, platform.clock),
     };
     cluster?.shareFlows(workflows.flows);
+    cluster?.shareReports(platform.bus, engine, platform.clock);
 
     // Live streams see what every node commits, and replay from any node (docs/scale-out.md).
     let sharedHistory: SharedEventHistory | undefined;

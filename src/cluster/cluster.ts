@@ -19,6 +19,8 @@ const UNLOCK = `
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0`;
 
+/** How often a node tells the others which devices reported (workflow inactivity triggers). */
+const REPORTS_MS = 1_000;
 /** How often the lease holder looks for dead nodes. */
 const SWEEP_MS = 2_000;
 
@@ -28,6 +30,7 @@ export class Cluster {
   readonly ownership: Ownership;
   readonly lease: Lease;
   private sweepTimer: NodeJS.Timeout | undefined;
+  private reportTimer: NodeJS.Timeout | undefined;
   private sweeping = false;
 
   constructor(
@@ -151,6 +154,32 @@ export class Cluster {
     });
   }
 
+  /**
+   * Device reports for workflow inactivity triggers: each node tells the others, once a second,
+   * which devices reported state and when, so the lease holder that fires the triggers knows of
+   * reports committed anywhere.
+   */
+  shareReports(
+    bus: Platform['bus'],
+    engine: { noteReports(reports: Array<[deviceId: string, time: number]>): void },
+    clock: () => number,
+  ): void {
+    let pending = new Map<string, number>();
+    bus.on('state', (state) => {
+      if (!state.reportedBy.startsWith('flow:')) pending.set(state.deviceId, clock());
+    });
+    this.reportTimer = setInterval(() => {
+      if (pending.size === 0) return;
+      const reports = [...pending];
+      pending = new Map();
+      void this.messenger.notify('reports', reports).catch(() => {});
+    }, REPORTS_MS);
+    this.reportTimer.unref();
+    this.messenger.onNotice('reports', (body, from) => {
+      if (from !== this.nodeId && Array.isArray(body)) engine.noteReports(body as Array<[string, number]>);
+    });
+  }
+
   /** Why this node cannot work with the others now, or null (for /ready). */
   problem(): string | null {
     return this.membership.problem();
@@ -159,6 +188,7 @@ export class Cluster {
   /** Leaves: gives the lease up, stops the heartbeat, closes the links. */
   async stop(): Promise<void> {
     clearInterval(this.sweepTimer);
+    clearInterval(this.reportTimer);
     await this.lease.stop();
     await this.membership.stop();
     await this.links.close();

@@ -424,6 +424,19 @@ export class WorkflowEngine {
     }
   }
 
+  /**
+   * Reports of devices committed on other nodes (nodes sharing Redis), for inactivity triggers:
+   * the node that fires them must know of every device's reports, wherever they arrived.
+   */
+  noteReports(reports: Array<[deviceId: string, time: number]>): void {
+    if (this.stopped) return;
+    for (const [deviceId, time] of reports) {
+      if ((this.lastReports.get(deviceId) ?? Number.NEGATIVE_INFINITY) >= time) continue;
+      this.lastReports.set(deviceId, time);
+      this.inactiveFired.delete(deviceId);
+    }
+  }
+
   private onState(event: StateEvent): void {
     if (this.stopped) return;
     const fromFlow = event.reportedBy.startsWith('flow:');

@@ -21,7 +21,7 @@ import {
   subscribeGranted,
   type TestServer,
 } from '../helpers/server.js';
-import { openStream } from '../helpers/sse.js';
+import { openStream, type SseStream } from '../helpers/sse.js';
 import { type Node, Nodes } from './nodes.js';
 
 const commandTopic = (deviceId: string) => `losant/${deviceId}/command`;
@@ -290,6 +290,41 @@ describe('nodes sharing Redis and PostgreSQL', () => {
     for (const stream of streams) stream.close();
     ok(await b.http('DELETE', `/applications/${fleet.applicationId}/flows/${flow.id}`), 200);
   });
+
+  it("fires a workflow's inactivity trigger on the lease holder for a device reporting to another node", async () => {
+    const flow = ok(
+      await b.http<{ id: string }>('POST', `/applications/${fleet.applicationId}/flows`, {
+        name: 'silent',
+        triggers: [
+          { type: 'deviceIdInactivity', key: fleet.standalone, config: { seconds: 2 }, outputIds: [['debug']] },
+        ],
+        nodes: [{ id: 'debug', type: 'DebugNode', config: {}, outputIds: [[]] }],
+      }),
+    );
+    const streams = await Promise.all(
+      [a, b, c].map((n) =>
+        openStream(n.asServer(), `/applications/${fleet.applicationId}/flows/${flow.id}/debugStream`),
+      ),
+    );
+    const [onA, onB, onC] = streams as [SseStream, SseStream, SseStream];
+    const debug = (stream: SseStream) => stream.events.filter((e) => e.event === 'debug');
+    const device = await b.connect(fleet.standalone, fleet.key, fleet.secret);
+    // Reporting on B every half second: A, which fires inactivity triggers, hears of it.
+    for (let i = 0; i < 7; i++) {
+      await device.publishAsync(stateTopic(fleet.standalone), JSON.stringify({ data: { temperature: i } }), {
+        qos: 1,
+      });
+      await new Promise((r) => setTimeout(r, 500));
+    }
+    expect(debug(onA)).toEqual([]);
+    // Silent for two seconds: the trigger fires once, on A.
+    await onA.waitFor((es) => es.some((e) => e.event === 'debug'), 8_000);
+    expect(debug(onA)).toHaveLength(1);
+    expect([...debug(onB), ...debug(onC)]).toEqual([]);
+    for (const stream of streams) stream.close();
+    await device.endAsync();
+    ok(await b.http('DELETE', `/applications/${fleet.applicationId}/flows/${flow.id}`), 200);
+  }, 30_000);
 
   it('survives a node killed: its clients reconnect elsewhere, what it acknowledged is stored, its singleton work moves', async () => {
     let gw: MqttClient = await a.connect(fleet.gateway, fleet.key, fleet.secret);
