@@ -326,6 +326,26 @@ describe('nodes sharing Redis and PostgreSQL', () => {
     ok(await b.http('DELETE', `/applications/${fleet.applicationId}/flows/${flow.id}`), 200);
   }, 30_000);
 
+  it('answers a command whose owner node does not answer in time with an empty route', async () => {
+    const gw = await a.connect(fleet.gateway, fleet.key, fleet.secret);
+    expect(await subscribeGranted(gw, commandTopic(fleet.gateway))).toEqual([1]);
+    gw.on('error', () => {});
+    // A stops answering (paused, not dead: its heartbeat is still recent).
+    a.child.kill('SIGSTOP');
+    try {
+      const startedAt = Date.now();
+      expect((await command(b, fleet.gateway, 'paused')).routedTo).toEqual([]);
+      const took = Date.now() - startedAt;
+      expect(took).toBeGreaterThanOrEqual(900);
+      expect(took).toBeLessThan(3_000);
+    } finally {
+      a.child.kill('SIGCONT');
+    }
+    // Awake again, A answers.
+    expect((await command(b, fleet.gateway, 'awake')).routedTo).toEqual([fleet.gateway]);
+    await gw.endAsync();
+  });
+
   it('survives a node killed: its clients reconnect elsewhere, what it acknowledged is stored, its singleton work moves', async () => {
     let gw: MqttClient = await a.connect(fleet.gateway, fleet.key, fleet.secret);
     // A device that will not come back: the sweep after the dead node marks it offline.
