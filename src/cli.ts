@@ -22,6 +22,14 @@ program
     '--database-url <url>',
     'store everything in this PostgreSQL database instead of SQLite in the data directory (env GATEHOUSE_DATABASE_URL)',
   )
+  .option(
+    '--redis-url <url>',
+    'join the other nodes sharing this Redis and the same --database-url (env GATEHOUSE_REDIS_URL)',
+  )
+  .option(
+    '--redis-prefix <prefix>',
+    'what Redis keys and channels of this deployment start with (env GATEHOUSE_REDIS_PREFIX, default gatehouse:)',
+  )
   .option('--host <host>', 'address to listen on (env GATEHOUSE_HOST, default 127.0.0.1)')
   .option('--mqtt-port <port>', 'MQTT TCP port, 0 picks a free one (env GATEHOUSE_MQTT_PORT, default 1883)')
   .option(

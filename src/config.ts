@@ -12,6 +12,13 @@ export interface GatehouseConfig {
    * several nodes may share it (docs/scale-out.md). Undefined: SQLite.
    */
   databaseUrl: string | undefined;
+  /**
+   * A Redis connection string: this node joins the others sharing it and the same database
+   * (docs/scale-out.md, "Nodes sharing Redis"). Undefined: one process, nothing shared.
+   */
+  redisUrl: string | undefined;
+  /** What every Redis key and channel of this deployment starts with, so several can share one Redis. */
+  redisPrefix: string;
   host: string;
   mqttPort: number;
   httpPort: number;
@@ -41,6 +48,8 @@ interface Option {
 export const OPTIONS: Option[] = [
   { key: 'dataDir', flag: '--data-dir', env: 'GATEHOUSE_DATA_DIR' },
   { key: 'databaseUrl', flag: '--database-url', env: 'GATEHOUSE_DATABASE_URL' },
+  { key: 'redisUrl', flag: '--redis-url', env: 'GATEHOUSE_REDIS_URL' },
+  { key: 'redisPrefix', flag: '--redis-prefix', env: 'GATEHOUSE_REDIS_PREFIX' },
   { key: 'host', flag: '--host', env: 'GATEHOUSE_HOST' },
   { key: 'mqttPort', flag: '--mqtt-port', env: 'GATEHOUSE_MQTT_PORT' },
   { key: 'httpPort', flag: '--http-port', env: 'GATEHOUSE_HTTP_PORT' },
@@ -90,6 +99,21 @@ export function resolveDatabaseUrl(flag: string | undefined, env: NodeJS.Process
   return raw;
 }
 
+/** The Redis connection string (redis:// or rediss://), or undefined when none is set. */
+export function resolveRedisUrl(raw: string | undefined): string | undefined {
+  if (raw === undefined || raw === '') return undefined;
+  let url: URL | undefined;
+  try {
+    url = new URL(raw);
+  } catch {
+    url = undefined;
+  }
+  if (!url || (url.protocol !== 'redis:' && url.protocol !== 'rediss:')) {
+    throw new ConfigError(`invalid Redis URL: expected redis://... (set ${optionName('redisUrl')})`);
+  }
+  return raw;
+}
+
 /** A connection string without its password, for messages and logs. */
 export function redactDatabaseUrl(raw: string): string {
   try {
@@ -114,6 +138,13 @@ export function resolveConfig(
   if (Boolean(tlsCert) !== Boolean(tlsKey)) {
     throw new ConfigError('TLS needs both a certificate and a key (set --tls-cert and --tls-key)');
   }
+  const redisUrl = resolveRedisUrl(pick('redisUrl'));
+  const redisPrefix = pick('redisPrefix') || 'gatehouse:';
+  if (!/^[A-Za-z0-9_:.-]{1,64}$/.test(redisPrefix)) {
+    throw new ConfigError(
+      `invalid Redis prefix "${redisPrefix}": expected 1 to 64 letters, digits, _ : . or - (set ${optionName('redisPrefix')})`,
+    );
+  }
   const host = pick('host') || '127.0.0.1';
   const logLevel = pick('logLevel') || 'info';
   if (!(LOG_LEVELS as readonly string[]).includes(logLevel)) {
@@ -133,9 +164,17 @@ export function resolveConfig(
       `invalid value "${workflowHttpPrivate}" for private addresses in workflows: expected allow or deny (set ${optionName('workflowHttpPrivate')})`,
     );
   }
+  const databaseUrl = resolveDatabaseUrl(flags.databaseUrl, env);
+  if (redisUrl && !databaseUrl) {
+    throw new ConfigError(
+      `nodes sharing Redis must share a PostgreSQL database too (set ${optionName('databaseUrl')} with ${optionName('redisUrl')})`,
+    );
+  }
   return {
     dataDir: resolveDataDir(flags.dataDir, env),
-    databaseUrl: resolveDatabaseUrl(flags.databaseUrl, env),
+    databaseUrl,
+    redisUrl,
+    redisPrefix,
     host,
     mqttPort: port('mqttPort', pick('mqttPort'), 1883),
     httpPort: port('httpPort', pick('httpPort'), 8080),

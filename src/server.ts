@@ -13,6 +13,10 @@ import { createWebSocketStream, WebSocketServer } from 'ws';
 import { type Api, createApi } from './api/app.js';
 import { MAX_PACKET_BYTES } from './broker/connection-guard.js';
 import { MqttBroker } from './broker/mqtt-broker.js';
+import { type Cluster, joinCluster } from './cluster/cluster.js';
+import { customTopicEmitter } from './cluster/custom-topic-emitter.js';
+import { SharedEventHistory } from './cluster/shared-history.js';
+import { SharedRateLimiter } from './cluster/shared-rate-limit.js';
 import { ConfigError, type GatehouseConfig, optionName, redactDatabaseUrl } from './config.js';
 import { newApiToken, newUser, publicUser } from './core/accounts.js';
 import { Maintenance, type MaintenanceOptions } from './core/maintenance.js';
@@ -41,6 +45,8 @@ export interface RunningGatehouse {
   /** This server's metrics (GET /metrics) and readiness (GET /ready); docs/operations.md. */
   metrics: Metrics;
   readiness: Readiness;
+  /** This node's part in the nodes sharing Redis, when `redisUrl` is set. */
+  cluster: Cluster | undefined;
   /** Workflows: their definitions and the runtime. */
   workflows: { flows: Flows; engine: WorkflowEngine; webhooks: Webhooks };
   /** `https` and `wss` (the HTTP port, speaking TLS) and `mqtts` when a certificate is configured. */
@@ -80,6 +86,18 @@ export async function startGatehouse(config: GatehouseConfig, options: StartOpti
     : config.databaseUrl
       ? await openPostgres(config.databaseUrl, logger)
       : await openStore(config.dataDir, logger);
+  let cluster: Cluster | undefined;
+  if (config.redisUrl) {
+    try {
+      cluster = await joinCluster({ url: config.redisUrl, prefix: config.redisPrefix, logger });
+    } catch (err) {
+      await store.close().catch(() => {});
+      release();
+      throw new ConfigError(
+        `cannot connect to Redis ${redactDatabaseUrl(config.redisUrl)}: ${(err as Error).message} (set ${optionName('redisUrl')})`,
+      );
+    }
+  }
   const metrics = new Metrics();
   const platform = new Platform({
     store,
@@ -87,14 +105,39 @@ export async function startGatehouse(config: GatehouseConfig, options: StartOpti
     ...(options.clock ? { clock: options.clock } : {}),
     ...(options.secretCheckLimits ? { secretCheckLimits: options.secretCheckLimits } : {}),
     instruments: { writes: metrics.writes, commandRoutes: metrics.commandRoutes },
+    // The first node up clears what a crash of every node left behind, as a lone server does.
+    sharedConnections: cluster !== undefined && !cluster.alone,
+    // Per-device limits count across nodes (docs/scale-out.md).
+    ...(cluster ? { limiter: new SharedRateLimiter(cluster.links) } : {}),
   });
-  const readiness = new Readiness({ store, writes: platform.writes, logger: logger.child({ component: 'ops' }) });
+  const readiness = new Readiness({
+    store,
+    writes: platform.writes,
+    logger: logger.child({ component: 'ops' }),
+    ...(cluster ? { cluster } : {}),
+  });
   const closers: Array<() => Promise<void>> = [];
+  let unlockStartup: (() => Promise<void>) | undefined;
+  // Work that runs on one node only when nodes share Redis: where the singleton lease is held.
+  const singleton = cluster ? () => cluster.lease.held : undefined;
   try {
+    unlockStartup = await cluster?.lockStartup();
     await platform.start();
-    const broker = new MqttBroker(platform, {}, metrics.broker);
+    const broker = new MqttBroker(
+      platform,
+      {},
+      metrics.broker,
+      cluster
+        ? {
+            ownership: cluster.ownership,
+            emitter: (concurrency) =>
+              customTopicEmitter({ url: config.redisUrl as string, prefix: config.redisPrefix, concurrency }),
+          }
+        : {},
+    );
     await broker.start();
-    const maintenance = new Maintenance(platform, options.maintenance);
+    cluster?.attach(platform, broker);
+    const maintenance = new Maintenance(platform, { ...options.maintenance, ...(singleton ? { singleton } : {}) });
     maintenance.start();
     closers.push(() => maintenance.stop());
 
@@ -103,6 +146,7 @@ export async function startGatehouse(config: GatehouseConfig, options: StartOpti
       instruments: metrics.workflows,
       allowPrivateHttp: config.workflowHttpPrivate === 'allow',
       ...(options.workflowTimers ? { timers: options.workflowTimers } : {}),
+      ...(singleton ? { singleton } : {}),
     });
     await engine.start();
     closers.push(() => engine.stop());
@@ -111,8 +155,22 @@ export async function startGatehouse(config: GatehouseConfig, options: StartOpti
       engine,
       webhooks: new Webhooks(platform.store, platform.clock),
     };
+    cluster?.shareFlows(workflows.flows);
+    cluster?.shareReports(platform.bus, engine, platform.clock);
 
+    // Live streams see what every node commits, and replay from any node (docs/scale-out.md).
+    let sharedHistory: SharedEventHistory | undefined;
+    if (cluster) {
+      sharedHistory = new SharedEventHistory(
+        platform.bus,
+        cluster.links,
+        cluster.messenger,
+        logger.child({ component: 'cluster' }),
+      );
+      await sharedHistory.start();
+    }
     const api = createApi(platform, {
+      ...(sharedHistory ? { streams: { sharedHistory } } : {}),
       workflows,
       ops: { readiness, metrics, metricsToken: config.metricsToken },
     });
@@ -166,6 +224,7 @@ export async function startGatehouse(config: GatehouseConfig, options: StartOpti
     }
 
     const generatedAdminToken = await platform.commitStart(config.adminToken);
+    await unlockStartup?.();
     readiness.markRunning();
     const httpPort = (api.server.address() as net.AddressInfo).port;
     const host = hostForUrl(config.host);
@@ -177,6 +236,7 @@ export async function startGatehouse(config: GatehouseConfig, options: StartOpti
       maintenance,
       metrics,
       readiness,
+      cluster,
       workflows,
       generatedAdminToken,
       urls: {
@@ -199,6 +259,7 @@ export async function startGatehouse(config: GatehouseConfig, options: StartOpti
           wss.close();
           await Promise.all(closing);
           await platform.stop();
+          await cluster?.stop();
           release();
         })();
         return stopping;
@@ -206,7 +267,9 @@ export async function startGatehouse(config: GatehouseConfig, options: StartOpti
     };
   } catch (err) {
     await Promise.allSettled(closers.map((close) => close()));
+    await unlockStartup?.();
     await platform.stop().catch(() => {});
+    await cluster?.stop().catch(() => {});
     release();
     throw err;
   }

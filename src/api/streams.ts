@@ -7,7 +7,7 @@
 import type { Server, ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import type { FastifyReply } from 'fastify';
-import { EventHistory, type EventHistoryOptions, type StreamEvent } from '../core/event-history.js';
+import { EventHistory, type EventHistoryOptions, type StreamEvent, type StreamHistory } from '../core/event-history.js';
 import type { EventBus } from '../core/events.js';
 
 export interface StreamHubOptions {
@@ -16,6 +16,8 @@ export interface StreamHubOptions {
   /** A live stream whose unsent data exceeds this is dropped (default 1 MiB). */
   maxBufferedBytes?: number;
   history?: EventHistoryOptions;
+  /** Read this history instead of one of this process's own (nodes sharing Redis). */
+  sharedHistory?: StreamHistory;
 }
 
 /** What a route asks the hub to open. */
@@ -54,7 +56,7 @@ const frame = (event: string, data: unknown, id?: number): string =>
   `${id !== undefined ? `id: ${id}\n` : ''}event: ${event}\ndata: ${typeof data === 'string' ? data : JSON.stringify(data)}\n\n`;
 
 export class StreamHub {
-  readonly history: EventHistory;
+  readonly history: StreamHistory;
   private readonly streams = new Set<Stream>();
   private readonly byApplication = new Map<string, Set<Stream>>();
   private readonly heartbeatMs: number;
@@ -67,7 +69,7 @@ export class StreamHub {
   constructor(bus: EventBus, options: StreamHubOptions = {}) {
     this.heartbeatMs = options.heartbeatMs ?? HEARTBEAT_MS;
     this.maxBufferedBytes = options.maxBufferedBytes ?? MAX_BUFFERED_BYTES;
-    this.history = new EventHistory(bus, options.history);
+    this.history = options.sharedHistory ?? new EventHistory(bus, options.history);
     this.history.onEvent((event) => this.dispatch(event));
   }
 
@@ -119,7 +121,7 @@ export class StreamHub {
     raw.write(`retry: ${RETRY_MS}\n\n`);
     if (spec.lastEventId !== undefined) {
       const last = /^\d{1,16}$/.test(spec.lastEventId.trim()) ? Number(spec.lastEventId.trim()) : Number.NaN;
-      if (Number.isSafeInteger(last) && last <= this.history.lastId) {
+      if (Number.isSafeInteger(last) && this.history.knows(last)) {
         stream.cursor = last;
         stream.live = false;
         void this.replay(stream);
@@ -179,7 +181,7 @@ export class StreamHub {
   private async replay(stream: Stream): Promise<void> {
     let gapSent = false;
     while (!stream.closed) {
-      const { events, evictedUpTo } = this.history.after(stream.spec.applicationId, stream.cursor);
+      const { events, evictedUpTo } = await this.history.after(stream.spec.applicationId, stream.cursor);
       if (stream.cursor < evictedUpTo) {
         if (!gapSent) {
           const message = 'some events since Last-Event-ID are no longer kept; read the history over REST';

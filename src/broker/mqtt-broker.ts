@@ -14,6 +14,8 @@ import {
   type PublishPacket,
   type Subscription,
 } from 'aedes';
+import type { BrokerEmitter } from '../cluster/custom-topic-emitter.js';
+import type { ConnectionOwnership } from '../cluster/ownership.js';
 import { type IngestOutcome, ingestState } from '../core/ingest.js';
 import type { Connections, Platform } from '../core/platform.js';
 import { authorize, type Principal } from '../domain/authorization.js';
@@ -116,12 +118,25 @@ export class MqttBroker implements Connections {
   private unflushedReset = false;
   /** Connections whose CONNECT was refused and logged: aedes' own error for them is not logged again. */
   private readonly refusedConnects = new WeakSet<Client>();
+  /** Releases of devices under way (nodes sharing Redis): `close` waits for their writes to be queued. */
+  private readonly releasing = new Set<Promise<void>>();
+  /** Superseded connections whose CONNACK is not written yet: closed once it is. */
+  private readonly closeAfterConnack = new WeakSet<Client>();
+  private readonly ownership: ConnectionOwnership | undefined;
+  private readonly emitter: ((concurrency: number) => BrokerEmitter) | undefined;
 
   constructor(
     private readonly platform: Platform,
     limits: Partial<BrokerLimits> = {},
     private readonly instruments: BrokerInstruments = NO_BROKER_INSTRUMENTS,
+    /**
+     * When nodes share Redis: which node holds which device, and the emitter that carries custom
+     * topics between nodes (src/cluster/). Neither on a single node.
+     */
+    shared: { ownership?: ConnectionOwnership; emitter?: (concurrency: number) => BrokerEmitter } = {},
   ) {
+    this.ownership = shared.ownership;
+    this.emitter = shared.emitter;
     this.prefix = platform.topicPrefix;
     this.log = platform.logger.child({ component: 'mqtt' });
     this.limits = { ...DEFAULT_LIMITS, ...limits };
@@ -133,6 +148,7 @@ export class MqttBroker implements Connections {
   async start(): Promise<void> {
     this.aedes = new Aedes({
       persistence: this.persistence,
+      ...(this.emitter ? { mq: this.emitter(EMITTER_CONCURRENCY) } : {}),
       // 24-hex device ids exceed MQTT 3.1's 23 characters; 3.1.1 has no such limit.
       maxClientsIdLength: 64,
       heartbeatInterval: 60_000,
@@ -173,6 +189,10 @@ export class MqttBroker implements Connections {
       );
     });
     this.aedes.on('unsubscribe', (topics, client) => this.onUnsubscribed(client, topics));
+    this.aedes.on('connackSent', (_packet, client) => {
+      const session = this.closeAfterConnack.has(client) ? this.sessions.of(client) : undefined;
+      if (session) this.disconnect(session, 'Duplicate client id');
+    });
     this.platform.attachConnections(this);
   }
 
@@ -188,6 +208,7 @@ export class MqttBroker implements Connections {
     if (!this.aedes || this.aedes.closed) return;
     for (const session of this.sessions.all()) session.closeReason ??= 'Server shutting down';
     await new Promise<void>((resolve) => this.aedes.close(() => resolve()));
+    await Promise.allSettled([...this.releasing]);
   }
 
   get connectedClients(): number {
@@ -289,6 +310,17 @@ export class MqttBroker implements Connections {
       this.refusedConnect(client, username, result.code, CONNACK_REFUSALS[result.code], result.reason);
       return Object.assign(new Error(result.reason), { returnCode: result.code }) as AuthenticateError;
     }
+    let generation: number | null = null;
+    if (this.ownership) {
+      try {
+        generation = await this.ownership.claim(client.id);
+      } catch (err) {
+        // Without Redis this node cannot tell whether another holds the device: refuse for now.
+        const reason = 'the cluster cannot be reached; try again later';
+        this.refusedConnect(client, username, 3, 'Throttled', reason, err as Error);
+        return Object.assign(new Error(reason), { returnCode: 3 }) as AuthenticateError;
+      }
+    }
     const previous = this.sessions.current(client.id);
     if (previous) previous.closeReason = 'Duplicate client id'; // [MQTT-3.1.4-2]
     setNoDelay(client);
@@ -306,6 +338,7 @@ export class MqttBroker implements Connections {
       closeReason: null,
       revoked: false,
       unflushed: 0,
+      generation,
       pending: null,
     });
     return null;
@@ -377,6 +410,53 @@ export class MqttBroker implements Connections {
         }),
       () => {},
     );
+    // A newer connection of the device claimed it on another node while this one's claim was
+    // under way: the newest wins (src/cluster/ownership.ts).
+    if (session.generation !== null && this.ownership?.superseded(device.id, session.generation)) {
+      this.closeSuperseded(session);
+    }
+  }
+
+  /**
+   * Closes a connection a newer one of its device replaced on another node. aedes registers a
+   * client (the `client` event) before it writes the CONNACK: a connection closed in between
+   * would leave its client waiting for a CONNACK that never comes, so it is closed once sent.
+   */
+  private closeSuperseded(session: Session): void {
+    session.closeReason ??= 'Duplicate client id';
+    if ((session.client as unknown as { connackSent?: boolean }).connackSent)
+      this.disconnect(session, 'Duplicate client id');
+    else this.closeAfterConnack.add(session.client);
+  }
+
+  /**
+   * Another node accepted a connection of the device with a newer generation: the one here, if
+   * older, is closed [MQTT-3.1.4-2]. Its disconnect then leaves the device online.
+   */
+  supersede(deviceId: string, generation: number): void {
+    const session = this.sessions.current(deviceId);
+    if (session && session.generation !== null && session.generation < generation) this.closeSuperseded(session);
+  }
+
+  /**
+   * Claims every device connected here again, and marks it online: after the other nodes took
+   * this one for dead and a sweep may have marked its devices offline (src/cluster/node-sweep.ts).
+   */
+  async reclaimAll(): Promise<void> {
+    const ownership = this.ownership;
+    if (!ownership) return;
+    for (const session of [...this.sessions.all()]) {
+      if (session.client.closed) continue;
+      const generation = await ownership.claim(session.deviceId);
+      if (this.sessions.current(session.deviceId) !== session) continue;
+      session.generation = generation;
+      const device = session.principal.device;
+      const time = this.platform.clock();
+      this.platform.writes.enqueue({ connections: [{ deviceId: device.id, connected: true, time }] }).then(
+        () => this.platform.connectionCommitted(device, { connected: true, time, ipAddress: session.ipAddress }),
+        () => {},
+      );
+    }
   }
 
   private onDisconnected(client: Client): void {
@@ -404,34 +484,45 @@ export class MqttBroker implements Connections {
     };
     if (NOTABLE_DISCONNECTS.has(category)) this.log.warn(fields, 'mqtt disconnect');
     else this.log.info(fields, 'mqtt disconnect');
-    const committed = this.platform.writes.enqueue({
-      // A replaced connection must not mark the device offline under its successor.
-      connections: current ? [{ deviceId: device.id, connected: false, time: now }] : [],
-      logs: this.platform.admitLogs([
-        this.platform.logEntry(device, 'disconnect', {
-          connected: 0,
-          disconnectReason: reason,
-          messagesFromClient: session.messagesFromClient,
-          messagesToClient: session.messagesToClient,
-          ipAddress: session.ipAddress,
-          connectedAt: new Date(session.connectedAt).toISOString(),
-        }),
-      ]),
-    });
-    // A replaced connection changed nothing: its successor keeps the device connected.
-    if (!current) return;
-    committed.then(
-      () =>
-        this.platform.connectionCommitted(device, {
-          connected: false,
-          time: now,
-          reason,
-          ipAddress: session.ipAddress,
-          messagesFromClient: session.messagesFromClient,
-          messagesToClient: session.messagesToClient,
-        }),
-      () => {},
-    );
+    const changed = (current: boolean) => {
+      const committed = this.platform.writes.enqueue({
+        // A replaced connection must not mark the device offline under its successor.
+        connections: current ? [{ deviceId: device.id, connected: false, time: now }] : [],
+        logs: this.platform.admitLogs([
+          this.platform.logEntry(device, 'disconnect', {
+            connected: 0,
+            disconnectReason: reason,
+            messagesFromClient: session.messagesFromClient,
+            messagesToClient: session.messagesToClient,
+            ipAddress: session.ipAddress,
+            connectedAt: new Date(session.connectedAt).toISOString(),
+          }),
+        ]),
+      });
+      // A replaced connection changed nothing: its successor keeps the device connected.
+      if (!current) return;
+      committed.then(
+        () =>
+          this.platform.connectionCommitted(device, {
+            connected: false,
+            time: now,
+            reason,
+            ipAddress: session.ipAddress,
+            messagesFromClient: session.messagesFromClient,
+            messagesToClient: session.messagesToClient,
+          }),
+        () => {},
+      );
+    };
+    if (!current || session.generation === null || !this.ownership) {
+      changed(current);
+      return;
+    }
+    // With nodes sharing Redis, the device may have reconnected on another node meanwhile: only
+    // the newest connection marks it offline. Without Redis, this node's own view decides.
+    const releasing = this.ownership.release(device.id, session.generation).then(changed, () => changed(current));
+    this.releasing.add(releasing);
+    void releasing.then(() => this.releasing.delete(releasing));
   }
 
   private closeReason(client: Client, reason: string): void {

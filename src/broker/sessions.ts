@@ -20,6 +20,11 @@ export interface Session {
   revoked: boolean;
   /** Bytes authorized for delivery in this turn of the event loop and not yet written. */
   unflushed: number;
+  /**
+   * The connection's generation among the device's connections on every node, when nodes share
+   * Redis (src/cluster/ownership.ts); null on a single node.
+   */
+  generation: number | null;
   /** Ingest of this client's publishes in arrival order; set while one waits on the store. */
   pending: Promise<void> | null;
 }

@@ -133,6 +133,33 @@ export class Accounts {
       this.roles.delete(userId);
     }
     for (const listener of this.changeListeners) listener();
+    this.localChangeListener(userId);
+  }
+
+  private localChangeListener: (userId: string | undefined) => void = () => {};
+
+  /** Told of each change made here (not of `invalidate`), so other nodes can drop their caches (src/cluster/). */
+  onLocalChange(listener: (userId: string | undefined) => void): void {
+    this.localChangeListener = listener;
+  }
+
+  /**
+   * Another node changed accounts (a token revoked, a session ended, a user or role changed):
+   * drops what this node cached, so the next request reads the store, then re-checks streams.
+   */
+  async invalidate(userId: string | undefined): Promise<void> {
+    if (userId) {
+      this.userVersions.set(userId, (this.userVersions.get(userId) ?? 0) + 1);
+      this.roles.delete(userId);
+    }
+    // Sessions ended elsewhere: kept here only while the store still holds them.
+    for (const id of [...this.sessions.keys()]) {
+      if (!(await this.store.getSession(id))) this.sessions.delete(id);
+    }
+    const before = [...this.tokens.keys()];
+    await this.reloadTokens();
+    for (const id of before) if (!this.tokens.has(id)) this.verified.forget(id);
+    for (const listener of this.changeListeners) listener();
   }
 
   // API tokens

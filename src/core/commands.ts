@@ -91,7 +91,7 @@ async function prepare(
     const preferred = isPeripheralClass(device.deviceClass)
       ? ((await platform.lastReporter(device.id))?.by ?? null)
       : null;
-    const routedTo = platform.live.routeCommand(device, preferred);
+    const routedTo = await platform.live.routeCommand(device, preferred);
     const record: CommandRecord = {
       id: newId(),
       applicationId: device.applicationId,

@@ -76,7 +76,7 @@ export function logFields(details: Record<string, unknown>): Record<string, unkn
 const sizeOf = (event: StreamEvent): number => event.json.length + (event.deviceJson?.length ?? 0) + 64;
 
 /** One application's ring: events in id order, oldest evicted first. */
-class Ring {
+export class Ring {
   private events: StreamEvent[] = [];
   private head = 0;
   private bytes = 0;
@@ -119,7 +119,57 @@ class Ring {
 
 export type StreamEventListener = (event: StreamEvent) => void;
 
-export class EventHistory {
+/** What a replay reads: events after an id, and the id up to which events are no longer kept. */
+export interface Replay {
+  events: StreamEvent[];
+  evictedUpTo: number;
+}
+
+/**
+ * What live streams read (api/streams.ts): this process's EventHistory, or the history the
+ * nodes sharing Redis keep together (src/cluster/shared-history.ts).
+ */
+export interface StreamHistory {
+  /** The last id given out (or seen). */
+  readonly lastId: number;
+  /** Whether `id` may be an event id of this history, as a client's Last-Event-ID. */
+  knows(id: number): boolean;
+  onEvent(listener: StreamEventListener): () => void;
+  watch(applicationId: string): () => void;
+  after(applicationId: string, id: number, max?: number): Replay | Promise<Replay>;
+  close(): void;
+}
+
+/** A stored fact as a stream event without its id: what both histories record. */
+export type UnnumberedEvent = Omit<StreamEvent, 'id'>;
+
+export function stateEvent(state: StateRecord & { applicationId: string }): UnnumberedEvent {
+  return numbered(state.applicationId, state.deviceId, 'state', state.time, JSON.stringify(presentState(state)));
+}
+
+export function commandEvent(command: CommandRecord): UnnumberedEvent {
+  const body = JSON.stringify(presentCommand(command));
+  return numbered(command.applicationId, command.deviceId, 'command', command.time, body);
+}
+
+export function logEvent(entry: DeviceLogEntry): UnnumberedEvent {
+  const json = JSON.stringify({ deviceId: entry.deviceId, time: iso(entry.time), ...logFields(entry.details) });
+  return numbered(entry.applicationId, entry.deviceId, entry.kind, entry.time, undefined, json);
+}
+
+/** `body` is a device stream's payload; the application stream's is the same with `deviceId` in front. */
+function numbered(
+  applicationId: string,
+  deviceId: string,
+  type: StreamEventType,
+  time: number,
+  body: string | undefined,
+  json = `{"deviceId":${JSON.stringify(deviceId)},${(body as string).slice(1)}`,
+): UnnumberedEvent {
+  return { applicationId, deviceId, type, time, json, ...(body !== undefined ? { deviceJson: body } : {}) };
+}
+
+export class EventHistory implements StreamHistory {
   private readonly rings = new Map<string, Ring>();
   private readonly listeners = new Set<StreamEventListener>();
   private readonly unsubscribe: Array<() => void>;
@@ -183,7 +233,7 @@ export class EventHistory {
    * Up to `max` recorded events of the application after `id`, oldest first, and the id up to
    * which events are no longer kept: when `id` is below it, some events after `id` are lost.
    */
-  after(applicationId: string, id: number, max = 256): { events: StreamEvent[]; evictedUpTo: number } {
+  after(applicationId: string, id: number, max = 256): Replay {
     const ring = this.rings.get(applicationId);
     if (!ring) return { events: [], evictedUpTo: this.last };
     return { events: ring.after(id, max), evictedUpTo: ring.evictedUpTo };
@@ -197,44 +247,26 @@ export class EventHistory {
     this.listeners.clear();
   }
 
+  knows(id: number): boolean {
+    return id <= this.last;
+  }
+
   private onState(state: StateRecord & { applicationId: string }): void {
-    if (!this.rings.has(state.applicationId)) return;
-    const body = JSON.stringify(presentState(state));
-    this.record(state.applicationId, state.deviceId, 'state', state.time, body);
+    if (this.rings.has(state.applicationId)) this.record(stateEvent(state));
   }
 
   private onCommand(command: CommandRecord): void {
-    if (!this.rings.has(command.applicationId)) return;
-    const body = JSON.stringify(presentCommand(command));
-    this.record(command.applicationId, command.deviceId, 'command', command.time, body);
+    if (this.rings.has(command.applicationId)) this.record(commandEvent(command));
   }
 
   private onLog(entry: DeviceLogEntry): void {
-    if (!this.rings.has(entry.applicationId)) return;
-    const json = JSON.stringify({ deviceId: entry.deviceId, time: iso(entry.time), ...logFields(entry.details) });
-    this.record(entry.applicationId, entry.deviceId, entry.kind, entry.time, undefined, json);
+    if (this.rings.has(entry.applicationId)) this.record(logEvent(entry));
   }
 
-  /** `body` is a device stream's payload; the application stream's is the same with `deviceId` in front. */
-  private record(
-    applicationId: string,
-    deviceId: string,
-    type: StreamEventType,
-    time: number,
-    body: string | undefined,
-    json = `{"deviceId":${JSON.stringify(deviceId)},${(body as string).slice(1)}`,
-  ): void {
-    const ring = this.rings.get(applicationId);
+  private record(unnumbered: UnnumberedEvent): void {
+    const ring = this.rings.get(unnumbered.applicationId);
     if (!ring) return;
-    const event: StreamEvent = {
-      id: ++this.last,
-      applicationId,
-      deviceId,
-      type,
-      time,
-      json,
-      ...(body !== undefined ? { deviceJson: body } : {}),
-    };
+    const event: StreamEvent = { id: ++this.last, ...unnumbered };
     ring.push(event, this.maxEvents, this.maxBytes);
     for (const listener of this.listeners) listener(event);
   }

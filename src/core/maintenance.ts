@@ -13,6 +13,11 @@ export interface MaintenanceOptions {
   retentionIntervalMs?: number;
   /** Rows deleted per transaction. */
   chunk?: number;
+  /**
+   * Whether this node runs the jobs now (nodes sharing Redis: the holder of the singleton lease);
+   * default: always.
+   */
+  singleton?: () => boolean;
 }
 
 export interface MaintenanceReport {
@@ -31,6 +36,7 @@ export class Maintenance {
   private timers: NodeJS.Timeout[] = [];
   private running: Promise<unknown> = Promise.resolve();
   private stopped = false;
+  private readonly singleton: () => boolean;
 
   constructor(
     private readonly platform: Platform,
@@ -39,12 +45,14 @@ export class Maintenance {
     this.inactivityIntervalMs = options.inactivityIntervalMs ?? 30_000;
     this.retentionIntervalMs = options.retentionIntervalMs ?? 10 * 60_000;
     this.chunk = options.chunk ?? 5_000;
+    this.singleton = options.singleton ?? (() => true);
   }
 
   start(): void {
     this.stopped = false;
     const every = (ms: number, job: () => Promise<unknown>) => {
       const timer = setInterval(() => {
+        if (!this.singleton()) return;
         // One job at a time; a slow run is not stacked by the next tick.
         this.running = this.running
           .then(job)

@@ -13,7 +13,7 @@ import {
   type DeviceStatus,
   type RateLimit,
 } from '../domain/model.js';
-import { RateLimiter } from '../domain/rate-limit.js';
+import { type MessageLimiter, RateLimiter } from '../domain/rate-limit.js';
 import { DEFAULT_TOPIC_PREFIX } from '../domain/topics.js';
 import { type Logger, silentLogger } from '../logger.js';
 import { type Count, noCounts } from '../ops/instruments.js';
@@ -31,8 +31,11 @@ import { WriteQueue, type WriteQueueInstruments } from './write-queue.js';
 /** What the platform needs to know about live MQTT connections; the broker provides it. */
 export interface Connections {
   isConnected(deviceId: string): boolean;
-  /** The client ids a command for `target` would go to now (empty: no route). */
-  routeCommand(target: Device, preferredGatewayId: string | null): string[];
+  /**
+   * The client ids a command for `target` would go to now (empty: no route). Asynchronous when
+   * the clients may be connected to other nodes (src/cluster/).
+   */
+  routeCommand(target: Device, preferredGatewayId: string | null): string[] | Promise<string[]>;
   /** Sends a command, once recorded, to the clients of its route that are still there. */
   deliverCommand(target: Device, message: Buffer, route: readonly string[]): void;
   /** Re-checks connected clients after a change that may take rights away. */
@@ -68,6 +71,13 @@ export interface PlatformOptions {
   logger?: Logger;
   /** Limits on secret checks that need hashing (tests lower them). */
   secretCheckLimits?: Partial<SecretCheckLimits>;
+  /**
+   * Whether other nodes share the store and hold connections of their own (nodes sharing Redis):
+   * then a starting node must not mark every device offline, as a lone server does.
+   */
+  sharedConnections?: boolean;
+  /** What messages and commands are counted with (default: this process's own counters). */
+  limiter?: MessageLimiter;
   /** What the group commit and command routing count with (src/ops/metrics.ts); default: nothing. */
   instruments?: { writes: WriteQueueInstruments; commandRoutes: Record<CommandRoute, Count> };
 }
@@ -93,7 +103,7 @@ export class Platform {
   readonly registry: Registry;
   readonly writes: WriteQueue;
   readonly bus: EventBus;
-  readonly limiter = new RateLimiter();
+  readonly limiter: MessageLimiter;
   readonly topicPrefix: string;
   readonly clock: () => number;
   readonly logger: Logger;
@@ -112,8 +122,11 @@ export class Platform {
   /** A device-token secret made by this start, saved by `commitStart`. */
   private unsavedTokenSecret = false;
   private sweepTimer: NodeJS.Timeout | undefined;
+  private readonly sharedConnections: boolean;
 
   constructor(options: PlatformOptions) {
+    this.sharedConnections = options.sharedConnections === true;
+    this.limiter = options.limiter ?? new RateLimiter();
     this.store = options.store;
     this.clock = options.clock ?? Date.now;
     this.topicPrefix = options.topicPrefix ?? DEFAULT_TOPIC_PREFIX;
@@ -146,8 +159,9 @@ export class Platform {
     this.tokenSecret = secret || generateSecret(48);
     this.unsavedTokenSecret = !secret;
     // Nobody is connected to a process that is only starting (the data directory is locked to
-    // this server): clear what a crash left behind. A later start would do the same.
-    await this.store.resetConnections(this.clock());
+    // this server): clear what a crash left behind. A later start would do the same. A node
+    // joining others leaves that to the sweep after a dead node (src/cluster/node-sweep.ts).
+    if (!this.sharedConnections) await this.store.resetConnections(this.clock());
     await this.accounts.start();
     this.sweepTimer = setInterval(() => this.sweep(), SWEEP_INTERVAL_MS);
     this.sweepTimer.unref();

@@ -61,6 +61,7 @@ export class Registry {
   private readonly keys = new Map<string, StoredAccessKey>();
   private readonly keyIdByKey = new Map<string, string>();
   private revocationListener: RevocationListener = () => {};
+  private changeListener: RevocationListener = () => {};
 
   constructor(
     private readonly store: Store,
@@ -69,6 +70,51 @@ export class Registry {
 
   onRevocation(listener: RevocationListener): void {
     this.revocationListener = listener;
+  }
+
+  /**
+   * Told of every change this registry made to an application, device or key, so that nodes
+   * sharing the store can refresh what they cache (src/cluster/).
+   */
+  onChange(listener: RevocationListener): void {
+    this.changeListener = listener;
+  }
+
+  /**
+   * Reads a definition another node changed from the store again, replacing (or dropping) what is
+   * cached, then re-checks connected clients as a change made here would.
+   */
+  async refresh(change: { deviceId?: string; keyId?: string; applicationId?: string }): Promise<void> {
+    // An application in a revocation means it was deleted (Platform forgets its sessions then).
+    const { applicationId, ...revoked } = change;
+    if (applicationId) {
+      const app = await this.store.getApplication(applicationId);
+      if (app) this.apps.set(app.id, app);
+      else {
+        Object.assign(revoked, { applicationId });
+        this.apps.delete(applicationId);
+        for (const [deviceId, d] of this.devices) if (d.applicationId === applicationId) this.devices.delete(deviceId);
+        for (const [keyId, k] of this.keys) {
+          if (k.applicationId === applicationId) {
+            this.keys.delete(keyId);
+            this.keyIdByKey.delete(k.key);
+          }
+        }
+      }
+    }
+    if (change.deviceId && this.devices.has(change.deviceId)) {
+      const device = await this.store.getDevice(change.deviceId);
+      if (device) this.devices.set(device.id, device);
+      else this.devices.delete(change.deviceId);
+    }
+    if (change.keyId) {
+      const cached = this.keys.get(change.keyId);
+      const key = await this.store.getKey(change.keyId);
+      if (cached) this.keyIdByKey.delete(cached.key);
+      if (key) this.cacheKey(key);
+      else this.keys.delete(change.keyId);
+    }
+    if (Object.keys(revoked).length > 0) this.revocationListener(revoked);
   }
 
   // Applications
@@ -115,6 +161,7 @@ export class Registry {
     const updated: Application = { ...app, ...definedOnly(patch), lastUpdated: this.clock() };
     await this.store.updateApplication(updated);
     this.apps.set(id, updated);
+    this.changeListener({ applicationId: id });
     return updated;
   }
 
@@ -130,6 +177,7 @@ export class Registry {
       }
     }
     this.revocationListener({ applicationId: id });
+    this.changeListener({ applicationId: id });
   }
 
   // Devices
@@ -195,6 +243,7 @@ export class Registry {
     await this.store.updateDevice(updated);
     this.devices.set(id, updated);
     this.revocationListener({ deviceId: id });
+    this.changeListener({ deviceId: id });
     return updated;
   }
 
@@ -203,6 +252,7 @@ export class Registry {
     await this.store.deleteDevice(id);
     this.devices.delete(id);
     this.revocationListener({ deviceId: id });
+    this.changeListener({ deviceId: id });
   }
 
   private async validateDevice(device: Device): Promise<void> {
@@ -285,6 +335,7 @@ export class Registry {
     await this.store.updateKey(publicKey(updated));
     this.cacheKey(updated);
     this.revocationListener({ keyId: id });
+    this.changeListener({ keyId: id });
     return publicKey(updated);
   }
 
@@ -294,6 +345,7 @@ export class Registry {
     this.keys.delete(id);
     this.keyIdByKey.delete(key.key);
     this.revocationListener({ keyId: id });
+    this.changeListener({ keyId: id });
   }
 
   private cacheKey(key: StoredAccessKey): void {

@@ -1,10 +1,20 @@
 import type { RateLimit } from './model.js';
 
+/** What the platform counts messages with: one process's counters, or the cluster's (src/cluster/). */
+export interface MessageLimiter {
+  hit(key: string, limit: RateLimit, now: number): boolean;
+  blockedFor(key: string, limit: RateLimit, now: number): number;
+  retryAfterSeconds(key: string, now: number): number;
+  sweep(now: number): void;
+  forget(key: string): void;
+  readonly size: number;
+}
+
 /**
  * Fixed-window message counter (spec: MQTT rate limit). One counter per key: a device, or
  * for gateways one per peripheral, so a busy peripheral never throttles its siblings.
  */
-export class RateLimiter {
+export class RateLimiter implements MessageLimiter {
   /** Each window remembers its own length, so a sweep never ends one early. */
   private readonly windows = new Map<string, { start: number; length: number; count: number }>();
 

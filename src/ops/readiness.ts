@@ -12,6 +12,7 @@ export const UNREADY_CODES = [
   'listenerDown',
   'databaseNotWritable',
   'lastCommitFailed',
+  'clusterUnavailable',
 ] as const;
 export type UnreadyCode = (typeof UNREADY_CODES)[number];
 
@@ -37,6 +38,8 @@ export class Readiness {
       store: Pick<Store, 'checkWritable'>;
       writes: { readonly lastCommitFailed: boolean };
       logger: Logger;
+      /** The nodes sharing Redis, when this is one of them: why it cannot work with them now, or null. */
+      cluster?: { problem(): string | null };
     },
   ) {}
 
@@ -71,6 +74,8 @@ export class Readiness {
         message: 'the database cannot take a write (the cause is in the operator log)',
       });
     }
+    const clusterProblem = this.parts.cluster?.problem() ?? null;
+    if (clusterProblem !== null) reasons.push({ code: 'clusterUnavailable', message: clusterProblem });
     if (this.parts.writes.lastCommitFailed) {
       reasons.push({
         code: 'lastCommitFailed',

@@ -122,10 +122,16 @@ export class WorkflowEngine {
       instruments?: WorkflowInstruments;
       /** Whether HTTP nodes may call loopback, private and link-local addresses (outbound.ts). */
       allowPrivateHttp?: boolean;
+      /**
+       * Whether this node fires timers and inactivity triggers now (nodes sharing Redis: the
+       * holder of the singleton lease); default: always.
+       */
+      singleton?: () => boolean;
     } = {},
   ) {
     this.limits = { ...DEFAULT_ENGINE_LIMITS, ...limits };
     this.timers = options.timers ?? realTimers;
+    this.singleton = options.singleton ?? (() => true);
     this.inactivityCheckMs = options.inactivityCheckMs ?? 1_000;
     this.instruments = options.instruments ?? { succeeded: NO_COUNT, failed: NO_COUNT, refused: NO_COUNT };
     this.runLog = new PendingRunLog(this.limits.runLogSize);
@@ -144,13 +150,16 @@ export class WorkflowEngine {
   }
 
   private readonly inactivityCheckMs: number;
+  private readonly singleton: () => boolean;
 
   async start(): Promise<void> {
     for (const flow of await this.platform.store.listFlows()) await this.load(flow);
     this.platform.bus.on('state', (event) => this.onState(event), this);
     this.platform.bus.on('connection', (event) => this.onConnection(event), this);
     this.platform.bus.on('customMessage', (event) => this.onCustomMessage(event), this);
-    this.inactivityTimer = setInterval(() => this.checkInactivity(), this.inactivityCheckMs);
+    this.inactivityTimer = setInterval(() => {
+      if (this.singleton()) this.checkInactivity();
+    }, this.inactivityCheckMs);
     this.inactivityTimer.unref();
     this.flushTimer = setInterval(() => void this.flushRuns(), RUN_LOG_FLUSH_MS);
     this.flushTimer.unref();
@@ -217,7 +226,7 @@ export class WorkflowEngine {
   private startTimer(active: ActiveFlow, trigger: FlowTrigger, index: number): void {
     const config = trigger.config ?? {};
     const fire = () => {
-      if (this.stopped || this.active.get(active.flow.id) !== active) return;
+      if (this.stopped || this.active.get(active.flow.id) !== active || !this.singleton()) return;
       const triggerId = trigger.key ?? `${active.flow.id}-timer-${index}`;
       const time = this.platform.clock();
       this.enqueue(active, trigger, () => this.basePayload(active, trigger, triggerId, time, {}), 0, performance.now());
@@ -412,6 +421,19 @@ export class WorkflowEngine {
           });
         this.enqueue(active, trigger, build, 0, performance.now());
       }
+    }
+  }
+
+  /**
+   * Reports of devices committed on other nodes (nodes sharing Redis), for inactivity triggers:
+   * the node that fires them must know of every device's reports, wherever they arrived.
+   */
+  noteReports(reports: Array<[deviceId: string, time: number]>): void {
+    if (this.stopped) return;
+    for (const [deviceId, time] of reports) {
+      if ((this.lastReports.get(deviceId) ?? Number.NEGATIVE_INFINITY) >= time) continue;
+      this.lastReports.set(deviceId, time);
+      this.inactiveFired.delete(deviceId);
     }
   }
 

@@ -32,11 +32,25 @@ function normalized(def: { triggers?: FlowTrigger[]; nodes?: FlowNode[]; globals
 }
 
 export class Flows {
+  private changeListener: (flowId: string) => void = () => {};
+
   constructor(
     private readonly store: Store,
     private readonly engine: WorkflowEngine,
     private readonly clock: () => number,
   ) {}
+
+  /** Told of every flow created, changed or deleted here, so other nodes can load it (src/cluster/). */
+  onChange(listener: (flowId: string) => void): void {
+    this.changeListener = listener;
+  }
+
+  /** Loads (or unloads) a flow another node changed, as stored now. */
+  async reload(flowId: string): Promise<void> {
+    const flow = await this.store.getFlow(flowId);
+    if (flow) await this.engine.load(flow);
+    else this.engine.unload(flowId);
+  }
 
   async create(applicationId: string, input: FlowInput): Promise<Flow> {
     const definition = normalized(input);
@@ -56,6 +70,7 @@ export class Flows {
     };
     await this.store.createFlow(flow);
     await this.engine.load(flow);
+    this.changeListener(flow.id);
     return flow;
   }
 
@@ -97,6 +112,7 @@ export class Flows {
     };
     await this.store.updateFlow(updated);
     await this.engine.load(updated);
+    this.changeListener(flowId);
     return (await this.store.getFlow(flowId)) ?? updated;
   }
 
@@ -104,6 +120,7 @@ export class Flows {
     await this.require(applicationId, flowId);
     this.engine.unload(flowId);
     await this.store.deleteFlow(flowId);
+    this.changeListener(flowId);
   }
 
   /** An immutable snapshot: of the definition given, or of the flow's own when none is. */

@@ -74,10 +74,12 @@ ON CONFLICT (peripheral_id, gateway_id) DO UPDATE SET
   first_seen = least(peripheral_gateways.first_seen, excluded.first_seen),
   last_seen = greatest(peripheral_gateways.last_seen, excluded.last_seen)`;
 
+// Never older over newer: with several nodes, the disconnect of an old connection may commit
+// after the connect of the device's new one on another node.
 const SET_CONNECTIONS = `
 UPDATE devices AS d SET connected = u.connected, connection_time = u.time, inactive_since = NULL
 FROM unnest($1::text[], $2::integer[], $3::bigint[]) AS u(device_id, connected, time)
-WHERE d.id = u.device_id`;
+WHERE d.id = u.device_id AND (d.connection_time IS NULL OR d.connection_time <= u.time)`;
 
 // WITH ORDINALITY and ORDER BY: the identity (seq, id) follows arrival order.
 const INSERT_COMMANDS = `

@@ -1,0 +1,157 @@
+/**
+ * A node whose Redis goes away (docs/scale-out.md, "Failure modes"): it reports not ready with
+ * a reason, refuses new MQTT connections it cannot claim, and recovers when Redis returns. The
+ * Redis here is a private redis-server on a free port, killed and restarted by the test, so the
+ * shared one stays up. Also the one-line refusals of --redis-url at start.
+ */
+import { type ChildProcess, spawn } from 'node:child_process';
+import net from 'node:net';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createTestDatabase, type TestDatabase } from '../helpers/postgres.js';
+import { createFleet, eventually, type TestServer } from '../helpers/server.js';
+import { type Node, Nodes } from './nodes.js';
+
+const CLI = path.resolve('dist/src/cli.js');
+
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = net.createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address() as net.AddressInfo;
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+async function startRedis(port: number): Promise<ChildProcess> {
+  const child = spawn('redis-server', [
+    '--port',
+    String(port),
+    '--bind',
+    '127.0.0.1',
+    '--save',
+    '',
+    '--appendonly',
+    'no',
+  ]);
+  await eventually(
+    () =>
+      new Promise<boolean>((resolve) => {
+        const socket = net.connect(port, '127.0.0.1', () => {
+          socket.end();
+          resolve(true);
+        });
+        socket.on('error', () => resolve(false));
+      }),
+    10_000,
+  );
+  return child;
+}
+
+function stopRedis(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
+  return new Promise((resolve) => {
+    child.once('exit', () => resolve());
+    child.kill('SIGKILL');
+  });
+}
+
+/** Runs the CLI to its end; answers its exit code and stderr. */
+function run(args: string[]): Promise<{ code: number | null; stderr: string }> {
+  const child = spawn(process.execPath, [CLI, ...args]);
+  let stderr = '';
+  child.stderr.on('data', (d: Buffer) => {
+    stderr += d.toString();
+  });
+  return new Promise((resolve) => child.on('exit', (code) => resolve({ code, stderr })));
+}
+
+describe('a node losing Redis', () => {
+  let database: TestDatabase;
+  let nodes: Nodes;
+  let redis: ChildProcess;
+  let port: number;
+  let node: Node;
+
+  beforeAll(async () => {
+    database = await createTestDatabase();
+    port = await freePort();
+    redis = await startRedis(port);
+    nodes = new Nodes(database.url, `redis://127.0.0.1:${port}`);
+    node = await nodes.start('alone');
+  }, 30_000);
+
+  afterAll(async () => {
+    await nodes?.stop().catch(() => {});
+    if (redis) await stopRedis(redis);
+    await database?.drop();
+  }, 30_000);
+
+  it('is not ready while Redis cannot be reached, refuses new MQTT connections, and recovers', async () => {
+    const fleet = await createFleet(node as unknown as TestServer);
+    expect((await node.http('GET', '/ready')).status).toBe(200);
+    // Connected across the outage: still released (marked offline) when it leaves afterwards.
+    const across = await node.connect(fleet.gateway, fleet.key, fleet.secret);
+    across.on('error', () => {});
+
+    await stopRedis(redis);
+    const unready = await eventually(async () => {
+      const r = await node.http<{ reasons: Array<{ code: string; message: string }> }>('GET', '/ready');
+      return r.status === 503 ? r.body : undefined;
+    }, 10_000);
+    expect(unready.reasons).toEqual([
+      {
+        code: 'clusterUnavailable',
+        message: expect.stringMatching(/^Redis cannot be reached/),
+      },
+    ]);
+    // Without Redis the node cannot tell who holds a device: CONNACK 3 (server unavailable).
+    await expect(node.connect(fleet.standalone, fleet.key, fleet.secret)).rejects.toMatchObject({ code: 3 });
+    expect((await node.http('GET', '/health')).status).toBe(200);
+
+    redis = await startRedis(port);
+    await eventually(async () => (await node.http('GET', '/ready')).status === 200, 15_000);
+    const client = await node.connect(fleet.standalone, fleet.key, fleet.secret);
+    expect(client.connected).toBe(true);
+    await client.endAsync();
+    expect(across.connected).toBe(true);
+    await across.endAsync();
+    const status = async (deviceId: string) =>
+      (
+        await node.http<{ connectionInfo: { connected: number | null } }>(
+          'GET',
+          `/applications/${fleet.applicationId}/devices/${deviceId}`,
+        )
+      ).body.connectionInfo.connected;
+    await eventually(async () => (await status(fleet.gateway)) === 0 && (await status(fleet.standalone)) === 0);
+  }, 40_000);
+
+  it('refuses to start on an unreachable Redis, or without a shared database, in one line', async () => {
+    const unreachable = await run([
+      'serve',
+      '--database-url',
+      database.url,
+      '--redis-url',
+      'redis://127.0.0.1:1',
+      '--mqtt-port',
+      '0',
+      '--http-port',
+      '0',
+    ]);
+    expect(unreachable.code).toBe(1);
+    expect(unreachable.stderr.trimEnd().split('\n').at(-1)).toMatch(
+      /^gatehouse: cannot connect to Redis redis:\/\/127\.0\.0\.1:1.*\(set --redis-url or GATEHOUSE_REDIS_URL\)$/,
+    );
+    const alone = await run(['serve', '--redis-url', `redis://127.0.0.1:${port}`]);
+    expect(alone.code).toBe(1);
+    expect(alone.stderr.trimEnd()).toBe(
+      'gatehouse: nodes sharing Redis must share a PostgreSQL database too (set --database-url or GATEHOUSE_DATABASE_URL with --redis-url or GATEHOUSE_REDIS_URL)',
+    );
+    const bad = await run(['serve', '--database-url', database.url, '--redis-url', 'http://x']);
+    expect(bad.stderr.trimEnd()).toBe(
+      'gatehouse: invalid Redis URL: expected redis://... (set --redis-url or GATEHOUSE_REDIS_URL)',
+    );
+  }, 30_000);
+});
