@@ -104,10 +104,19 @@ export async function workflowScenario(report: Report, cleanups: Cleanups): Prom
     let now = before;
     let lastRunAt = performance.now();
     const end = deadline();
-    while (count > 0 && now.finished + now.refused - before.finished - before.refused < expected && Date.now() < end) {
+    // Until every trigger ran or was refused, or nothing moved for 2 s (states the engine's intake
+    // refused never become runs).
+    let lastMoveAt = performance.now();
+    while (
+      count > 0 &&
+      now.finished + now.refused - before.finished - before.refused < expected &&
+      performance.now() - lastMoveAt < 2_000 &&
+      Date.now() < end
+    ) {
       await sleep(100);
       const next = await runCounts(server.httpUrl);
       if (next.finished > now.finished) lastRunAt = performance.now();
+      if (next.finished + next.refused > now.finished + now.refused) lastMoveAt = performance.now();
       now = next;
     }
     const runs = now.finished - before.finished;
@@ -132,7 +141,8 @@ export async function workflowScenario(report: Report, cleanups: Cleanups): Prom
     if ((best.get(count)?.statesPerSecond ?? -1) < row.statesPerSecond) best.set(count, row);
     report.note(
       `w${count} round ${round}: ${fmt(r.done)} states acknowledged in ${fmt(r.elapsedMs)} ms with ${count} flows; ` +
-        `${fmt(runs)} of ${fmt(expected)} runs finished after ${fmt(runsElapsed, 1)} s, ${fmt(refused)} refused; ` +
+        `${fmt(runs)} of ${fmt(expected)} runs finished after ${fmt(runsElapsed, 1)} s, ${fmt(refused)} refused, ` +
+        `${fmt(now.unmatched - before.unmatched)} states unmatched; ` +
         `server CPU ${fmt((cpuMicros(server.pid) - cpu0) / Math.max(1, r.done), 1)} µs per state`,
     );
   }
@@ -142,11 +152,12 @@ export async function workflowScenario(report: Report, cleanups: Cleanups): Prom
 }
 
 /** Runs finished and triggers refused so far, from the server's Prometheus metrics. */
-async function runCounts(httpUrl: string): Promise<{ finished: number; refused: number }> {
+async function runCounts(httpUrl: string): Promise<{ finished: number; refused: number; unmatched: number }> {
   const text = await (await fetch(`${httpUrl}/metrics`, { signal: AbortSignal.timeout(30_000) })).text();
   const count = (outcome: string) =>
     Number(new RegExp(`^gatehouse_workflow_runs_total\\{outcome="${outcome}"\\} (\\S+)$`, 'm').exec(text)?.[1] ?? 0);
-  return { finished: count('succeeded') + count('failed'), refused: count('refused') };
+  const unmatched = Number(/^gatehouse_workflow_states_unmatched_total (\S+)$/m.exec(text)?.[1] ?? 0);
+  return { finished: count('succeeded') + count('failed'), refused: count('refused'), unmatched };
 }
 
 export function workflowTable(rows: WorkflowRow[]): string {

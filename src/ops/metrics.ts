@@ -184,6 +184,10 @@ export class Metrics {
       succeeded: runs.bind({ outcome: 'succeeded' }),
       failed: runs.bind({ outcome: 'failed' }),
       refused: runs.bind({ outcome: 'refused' }),
+      unmatched: single(
+        'workflow_states_unmatched_total',
+        "States never matched against the workflows' triggers because the engine's intake was full.",
+      ),
     };
   }
 

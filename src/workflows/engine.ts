@@ -29,6 +29,8 @@ export interface EngineLimits {
   perFlowConcurrency: number;
   /** Runs waiting per flow; past it a trigger is refused, counted, and summed in the run log. */
   maxQueuedPerFlow: number;
+  /** States waiting to be matched against the flows, at most; past it, states are not matched. */
+  maxIntake: number;
   /** Share of the wall time runs may take while ingest and REST keep the event loop saturated (scheduler.ts). */
   loopShare: number;
   /** Workflow-written states that trigger workflows again, at most this deep. */
@@ -42,6 +44,7 @@ export const DEFAULT_ENGINE_LIMITS: EngineLimits = {
   maxNodeExecutions: 1_000,
   perFlowConcurrency: 4,
   maxQueuedPerFlow: 1_000,
+  maxIntake: 10_000,
   loopShare: 0.1,
   maxChainDepth: 8,
   runLogSize: 1_000,
@@ -56,6 +59,8 @@ export interface WorkflowInstruments {
   failed: Count;
   /** Triggers refused because their flow's queue was full. */
   refused: Count;
+  /** States not matched against the flows because the engine's intake was full. */
+  unmatched: Count;
 }
 
 export interface DebugEntry {
@@ -108,6 +113,10 @@ export class WorkflowEngine {
   private readonly runLog: PendingRunLog;
   private readonly runEnvironment: RunEnvironment;
   private readonly scheduler: RunScheduler;
+  /** States waiting to be matched against the flows (see onState). */
+  private readonly intake: Lane;
+  /** States never matched because the intake was full, since the last write of the run log. */
+  private unmatched = 0;
   private readonly instruments: WorkflowInstruments;
   private flushTimer: NodeJS.Timeout | undefined;
   private stopped = false;
@@ -133,8 +142,14 @@ export class WorkflowEngine {
     this.timers = options.timers ?? realTimers;
     this.singleton = options.singleton ?? (() => true);
     this.inactivityCheckMs = options.inactivityCheckMs ?? 1_000;
-    this.instruments = options.instruments ?? { succeeded: NO_COUNT, failed: NO_COUNT, refused: NO_COUNT };
+    this.instruments = options.instruments ?? {
+      succeeded: NO_COUNT,
+      failed: NO_COUNT,
+      refused: NO_COUNT,
+      unmatched: NO_COUNT,
+    };
     this.runLog = new PendingRunLog(this.limits.runLogSize);
+    this.intake = new Lane(this.limits.maxIntake);
     this.runEnvironment = {
       platform,
       limits: this.limits,
@@ -449,12 +464,27 @@ export class WorkflowEngine {
       depth = this.writing.get(event.deviceId) ?? 1;
       this.writing.delete(event.deviceId);
     }
-    const direct = this.byDevice.get(event.deviceId);
-    if (!direct && this.byTag.size === 0) return;
-    const device = this.platform.registry.deviceCached(event.deviceId);
-    if (!device) return;
+    if (!this.byDevice.has(event.deviceId) && this.byTag.size === 0) return;
+    // Matching the state against the flows is workflow work too: it waits in the intake lane and
+    // runs in the scheduler's slices, so a commit only pays for putting it there.
+    if (!this.scheduler.hasRoom(this.intake)) {
+      this.instruments.unmatched.inc();
+      this.unmatched++;
+      return;
+    }
     const age = this.platform.clock() - event.time;
     const triggeredAt = performance.now();
+    this.scheduler.submit(this.intake, () => {
+      this.matchState(event, depth, age, triggeredAt);
+      return undefined;
+    });
+  }
+
+  /** Queues a run of every enabled flow whose state trigger this state fires. */
+  private matchState(event: StateEvent, depth: number, age: number, triggeredAt: number): void {
+    const direct = this.byDevice.get(event.deviceId);
+    const device = this.platform.registry.deviceCached(event.deviceId);
+    if (!device) return;
     const relay = relayOf(event.reportedBy);
     const consider = (active: ActiveFlow) => {
       if (active.flow.applicationId !== device.applicationId) return;
@@ -464,6 +494,10 @@ export class WorkflowEngine {
         if (depth > this.limits.maxChainDepth) {
           const why = `a chain of workflow-written states deeper than ${this.limits.maxChainDepth} was stopped`;
           this.triggerFailed(active, trigger, device.id, why);
+          continue;
+        }
+        if (!this.scheduler.hasRoom(active.lane)) {
+          this.refuse(active, trigger);
           continue;
         }
         const build = () =>
@@ -526,8 +560,7 @@ export class WorkflowEngine {
     triggeredAt: number,
   ): void {
     if (!this.scheduler.hasRoom(active.lane)) {
-      this.instruments.refused.inc();
-      this.runLog.refuse(active.flow.id, trigger.type, active.version);
+      this.refuse(active, trigger);
       return;
     }
     const payload = buildPayload();
@@ -537,6 +570,11 @@ export class WorkflowEngine {
         this.record(active, trigger, String(payload.triggerId ?? ''), triggeredAt, outcome),
       ),
     );
+  }
+
+  private refuse(active: ActiveFlow, trigger: FlowTrigger): void {
+    this.instruments.refused.inc();
+    this.runLog.refuse(active.flow.id, trigger.type, active.version);
   }
 
   /** Resolves once no run is in progress or waiting in a queue (tests, diagnostics). */
@@ -568,6 +606,13 @@ export class WorkflowEngine {
 
   /** Writes finished runs to the run logs and the flows' stats, in one transaction. */
   async flushRuns(): Promise<void> {
+    if (this.unmatched > 0) {
+      this.platform.logger.warn(
+        { component: 'workflows', event: 'statesUnmatched', count: this.unmatched },
+        `${this.unmatched} states were not matched against workflows: the engine's intake was full (${this.limits.maxIntake} waiting)`,
+      );
+      this.unmatched = 0;
+    }
     if (this.runLog.size === 0) return;
     const { runs, stats } = this.runLog.take(this.platform.clock(), this.limits.maxQueuedPerFlow);
     try {

@@ -78,6 +78,9 @@ class Fifo<T> {
 
 /** One flow's queue and runs in progress. */
 export class Lane {
+  /** `maxWaiting`: this lane's own queue bound, instead of the scheduler's. */
+  constructor(readonly maxWaiting?: number) {}
+
   running = 0;
   readonly waiting = new Fifo<Job>();
   /** In the scheduler's ready list. */
@@ -105,7 +108,7 @@ export class RunScheduler {
 
   /** Whether a lane can take one more run. */
   hasRoom(lane: Lane): boolean {
-    return !lane.closed && lane.waiting.size < this.options.maxWaiting;
+    return !lane.closed && lane.waiting.size < (lane.maxWaiting ?? this.options.maxWaiting);
   }
 
   /** Queues a run; the caller checked `hasRoom`. */

@@ -8,8 +8,10 @@
  */
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { Writable } from 'node:stream';
 import type { MqttClient } from 'mqtt';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createLogger } from '../../src/logger.js';
 import { scrape } from '../helpers/metrics.js';
 import { createFleet, eventually, ok, type SeedFleet, startTestServer, type TestServer } from '../helpers/server.js';
 
@@ -264,5 +266,62 @@ describe('a flooded flow', () => {
     expect(moved('refused')).toBe(refused);
     expect(moved('succeeded')).toBe(burst + finished.length);
     expect(moved('failed')).toBe(0);
+  });
+});
+
+describe('a flood of states past the engine intake', () => {
+  let server: TestServer;
+  let fleet: SeedFleet;
+  let gateway: MqttClient;
+  const logged: Array<Record<string, unknown>> = [];
+
+  beforeAll(async () => {
+    const sink = new Writable({
+      write(chunk: Buffer, _encoding, done) {
+        for (const line of chunk.toString().split('\n')) if (line) logged.push(JSON.parse(line));
+        done();
+      },
+    });
+    server = await startTestServer({ workflowLimits: { maxIntake: 3 }, logger: createLogger('info', sink) });
+    fleet = await createFleet(server, { application: { rateLimit: { messages: 0, windowSeconds: 15 } } });
+    gateway = await server.connect(fleet.gateway, fleet.key, fleet.secret);
+  });
+  afterAll(() => server.stop());
+
+  it('stores every state, matches what the intake holds, and counts and logs the rest', async () => {
+    const flow = ok(
+      await server.http<{ id: string }>('POST', `/applications/${fleet.applicationId}/flows`, {
+        name: 'every state',
+        triggers: [{ type: 'deviceId', key: fleet.bound, outputIds: [[]] }],
+        nodes: [],
+      }),
+    ).id;
+    const before = await scrape(server);
+    const burst = 60;
+    // All at once: they share group commits, so more states arrive at once than the intake holds.
+    await Promise.all(
+      Array.from({ length: burst }, (_, i) =>
+        gateway.publishAsync(`losant/${fleet.bound}/state`, JSON.stringify({ data: { temperature: i } }), { qos: 1 }),
+      ),
+    );
+    await server.running.platform.drain();
+    await server.running.workflows.engine.idle();
+    const stored = ok(
+      await server.http<unknown[]>(
+        'GET',
+        `/applications/${fleet.applicationId}/devices/${fleet.bound}/state?limit=1000&duration=3600000`,
+      ),
+      200,
+    );
+    expect(stored).toHaveLength(burst);
+    const log = await runs(server, fleet.applicationId, flow);
+    const after = await scrape(server);
+    const unmatched =
+      after.value('gatehouse_workflow_states_unmatched_total') -
+      before.value('gatehouse_workflow_states_unmatched_total');
+    expect(unmatched).toBeGreaterThan(0);
+    expect(log.length + unmatched).toBe(burst);
+    await server.running.workflows.engine.flushRuns();
+    expect(logged).toContainEqual(expect.objectContaining({ event: 'statesUnmatched', count: unmatched }));
   });
 });
