@@ -22,7 +22,7 @@ export const config = {
   /** Days of 1 Hz data for the query scenario f (0 skips it). */
   queryDays: int('BENCH_QUERY_DAYS', 30),
   /** QoS 1 states sent in each step of the workflow scenario w (0 skips it). */
-  workflowStates: int('BENCH_WORKFLOW_STATES', 20_000),
+  workflowStates: int('BENCH_WORKFLOW_STATES', 50_000),
   /** Every scenario is abandoned after this long. */
   scenarioMs: 120_000,
   /**
