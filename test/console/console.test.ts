@@ -295,6 +295,7 @@ describe('web console', () => {
 
     // A block the server refuses: its message shows at the config, and nothing is added.
     await page.getByLabel('Block type').selectOption('gauge');
+    await poll(() => page.getByLabel('Config (JSON)').inputValue()).toContain(ids.peripheral);
     await page.getByLabel('Config (JSON)').fill('{"gaugeType": "dial", "gaugeMin": 0, "gaugeMax": 50, "segment": {}}');
     await page.getByRole('button', { name: 'Add block' }).click();
     await poll(() => page.locator('#block-config-error').textContent()).toContain('attribute is required');

@@ -364,9 +364,13 @@ function AddBlock(props: { appId: string; dashboard: Dashboard; save: Save }) {
   const [height, setHeight] = useState(2);
   const [config, setConfig] = useState('');
   const [error, setError] = useState<unknown>();
+  // The template follows the block type and the devices as they load, until the user edits the config:
+  // a late device list must not overwrite what was typed.
+  const [edited, setEdited] = useState(false);
+  useEffect(() => setEdited(false), [type]);
   useEffect(() => {
-    setConfig(JSON.stringify(template(type, devices.data ?? []), null, 2));
-  }, [type, devices.data]);
+    if (!edited) setConfig(JSON.stringify(template(type, devices.data ?? []), null, 2));
+  }, [type, devices.data, edited]);
   return (
     <form
       class="card form"
@@ -438,7 +442,10 @@ function AddBlock(props: { appId: string; dashboard: Dashboard; save: Save }) {
           rows={8}
           spellcheck={false}
           value={config}
-          onInput={(e) => setConfig(e.currentTarget.value)}
+          onInput={(e) => {
+            setEdited(true);
+            setConfig(e.currentTarget.value);
+          }}
         />
       </Field>
       <button type="submit">Add block</button>
