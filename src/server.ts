@@ -17,6 +17,7 @@ import { type Cluster, joinCluster } from './cluster/cluster.js';
 import { customTopicEmitter } from './cluster/custom-topic-emitter.js';
 import { SharedEventHistory } from './cluster/shared-history.js';
 import { SharedRateLimiter } from './cluster/shared-rate-limit.js';
+import { sharedSessionStore } from './cluster/shared-sessions.js';
 import { ConfigError, type GatehouseConfig, optionName, redactDatabaseUrl } from './config.js';
 import { newApiToken, newUser, publicUser } from './core/accounts.js';
 import { Maintenance, type MaintenanceOptions } from './core/maintenance.js';
@@ -132,6 +133,7 @@ export async function startGatehouse(config: GatehouseConfig, options: StartOpti
             ownership: cluster.ownership,
             emitter: (concurrency) =>
               customTopicEmitter({ url: config.redisUrl as string, prefix: config.redisPrefix, concurrency }),
+            sessions: sharedSessionStore({ url: config.redisUrl as string, prefix: config.redisPrefix }),
           }
         : {},
     );

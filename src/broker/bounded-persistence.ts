@@ -1,10 +1,16 @@
 /**
- * aedes' in-memory persistence with a bound on each client's queue of QoS 1 messages: those
- * waiting for a persistent session (`clean: false`) to come back, and those sent and not yet
- * acknowledged. The memory backend keeps both in one list per client and never limits it, so a
- * device that subscribes and goes away (or never sends PUBACK) could make the server hold
- * every message published to its topics. Past the bound, further messages for that client are
- * dropped, as Mosquitto does with its queue limit, and the owner is told once per overflow.
+ * aedes' persistence with a bound on each client's queue of QoS 1 messages: those waiting for a
+ * persistent session (`clean: false`) to come back, and those sent and not yet acknowledged.
+ * Neither backend limits that queue (the memory one keeps it in one list per client, the Redis
+ * one in one Redis list per client), so a device that subscribes and goes away (or never sends
+ * PUBACK) could make the server hold every message published to its topics. Past the bound,
+ * further messages for that client are dropped, as Mosquitto does with its queue limit, and the
+ * owner is told once per overflow.
+ *
+ * One layer bounds both backends: a node alone keeps aedes' memory persistence and counts each
+ * queue in memory (`QueueAccounting`); nodes sharing Redis keep aedes-persistence-redis and count
+ * each queue in Redis (src/cluster/shared-sessions.ts), since a queue filled on one node is
+ * emptied on whichever node the client comes back to (docs/scale-out.md).
  */
 import aedesPersistence from 'aedes-persistence';
 
@@ -19,15 +25,25 @@ export interface QueueLimits {
 
 export const DEFAULT_QUEUE_LIMITS: QueueLimits = { messages: 1_000, bytes: 8 * 1024 * 1024 };
 
-interface QueuedPacket {
-  payload?: Buffer | string;
+export interface QueuedPacket {
+  payload?: Buffer | string | Uint8Array;
   messageId?: number;
+}
+
+/** What a queue bound is asked, by the node's memory (QueueAccounting) or by Redis. */
+export interface QueueBounds {
+  /** Which of the clients may take `packet` into their queue; each one admitted is counted. */
+  admitEach(clientIds: string[], packet: QueuedPacket): boolean[] | Promise<boolean[]>;
+  /** A message left the client's queue (acknowledged, or dropped by the broker). */
+  release(clientId: string, packet: QueuedPacket): void | Promise<void>;
+  /** The persistence dropped the client's whole queue (a clean session, its last subscription gone). */
+  forget(clientId: string): void | Promise<void>;
 }
 
 type Callback = (err: Error | null, value?: unknown) => void;
 
 /** The persistence methods wrapped here, as aedes calls them (callback or promise). */
-interface OutgoingMethods {
+interface WrappedMethods {
   outgoingEnqueue(sub: { clientId: string }, packet: QueuedPacket, cb?: Callback): Promise<void> | undefined;
   outgoingEnqueueCombi(
     subs: Array<{ clientId: string }>,
@@ -39,16 +55,19 @@ interface OutgoingMethods {
     packet: QueuedPacket,
     cb?: Callback,
   ): Promise<QueuedPacket | undefined> | undefined;
+  cleanSubscriptions(client: { id: string }, cb?: Callback): Promise<unknown> | undefined;
+  removeSubscriptions(client: { id: string }, topics: string[], cb?: Callback): Promise<unknown> | undefined;
+  subscriptionsByClient(client: { id: string }, cb?: Callback): Promise<unknown[]> | undefined;
 }
 
-const sizeOf = (packet: QueuedPacket): number =>
+export const sizeOf = (packet: QueuedPacket): number =>
   packet.payload === undefined
     ? 0
     : typeof packet.payload === 'string'
       ? Buffer.byteLength(packet.payload)
       : packet.payload.length;
 
-export class QueueAccounting {
+export class QueueAccounting implements QueueBounds {
   private readonly queues = new Map<string, { messages: number; bytes: number; full: boolean }>();
 
   constructor(
@@ -76,6 +95,10 @@ export class QueueAccounting {
     return true;
   }
 
+  admitEach(clientIds: string[], packet: QueuedPacket): boolean[] {
+    return clientIds.map((id) => this.admit(id, packet));
+  }
+
   release(clientId: string, packet: QueuedPacket): void {
     const queue = this.queues.get(clientId);
     if (!queue) return;
@@ -85,49 +108,99 @@ export class QueueAccounting {
     if (queue.messages <= 0) this.queues.delete(clientId);
   }
 
+  forget(clientId: string): void {
+    this.queues.delete(clientId);
+  }
+
   queued(clientId: string): { messages: number; bytes: number } {
     const queue = this.queues.get(clientId);
     return { messages: queue?.messages ?? 0, bytes: queue?.bytes ?? 0 };
   }
 }
 
-/** A memory persistence for aedes whose per-client queues are bounded by `accounting`. */
-export function boundedMemoryPersistence(accounting: QueueAccounting): BoundedPersistence {
-  const persistence = memory() as unknown as OutgoingMethods;
-  const enqueue = persistence.outgoingEnqueue.bind(persistence);
+/** Calls back `cb` with the outcome when given one (aedes' callback style), else returns the promise. */
+function settle<T>(promise: Promise<T>, cb: Callback | undefined): Promise<T> | undefined {
+  if (!cb) return promise;
+  promise.then(
+    (value) => cb(null, value),
+    (err: Error) => cb(err),
+  );
+  return undefined;
+}
+
+/**
+ * Wraps a persistence for aedes (aedes-persistence or aedes-persistence-redis, both with the
+ * callback-or-promise interface of aedes-persistence 11) so that each client's queue is bounded
+ * by `bounds`. The instance is changed in place and returned, so everything else it does
+ * (its `ready` event, its broker setter) stays as it was.
+ */
+export function boundedPersistence(
+  backend: unknown,
+  bounds: QueueBounds,
+  options: {
+    /** The backend drops a client's queue with its last subscription (aedes-persistence-redis does). */
+    dropsQueueWithSubscriptions?: boolean;
+  } = {},
+): BoundedPersistence {
+  const persistence = backend as WrappedMethods;
   const enqueueCombi = persistence.outgoingEnqueueCombi.bind(persistence);
   const clear = persistence.outgoingClearMessageId.bind(persistence);
+  const cleanSubscriptions = persistence.cleanSubscriptions.bind(persistence);
+  const removeSubscriptions = persistence.removeSubscriptions.bind(persistence);
+  const subscriptionsByClient = persistence.subscriptionsByClient.bind(persistence);
 
-  persistence.outgoingEnqueue = (sub, packet, cb) => {
-    if (accounting.admit(sub.clientId, packet)) return enqueue(sub, packet, cb);
-    if (cb) {
-      process.nextTick(cb, null, packet);
-      return undefined;
-    }
-    return Promise.resolve();
-  };
-  persistence.outgoingEnqueueCombi = (subs, packet, cb) =>
-    enqueueCombi(
-      subs.filter((sub) => accounting.admit(sub.clientId, packet)),
+  const enqueueAdmitted = async (subs: Array<{ clientId: string }>, packet: QueuedPacket): Promise<void> => {
+    if (subs.length === 0) return;
+    const admitted = await bounds.admitEach(
+      subs.map((sub) => sub.clientId),
       packet,
+    );
+    const kept = subs.filter((_, i) => admitted[i]);
+    if (kept.length === 0) return;
+    try {
+      await (enqueueCombi(kept, packet) as Promise<void>);
+    } catch (err) {
+      for (const sub of kept) await bounds.release(sub.clientId, packet);
+      throw err;
+    }
+  };
+  persistence.outgoingEnqueue = (sub, packet, cb) => settle(enqueueAdmitted([sub], packet), cb);
+  persistence.outgoingEnqueueCombi = (subs, packet, cb) => settle(enqueueAdmitted(subs, packet), cb);
+  persistence.outgoingClearMessageId = (client, packet, cb) =>
+    settle(
+      (clear(client, packet) as Promise<QueuedPacket | undefined>).then(async (found) => {
+        if (found) await bounds.release(client.id, found);
+        return found;
+      }),
       cb,
     );
-  persistence.outgoingClearMessageId = (client, packet, cb) => {
-    const removed = (found: QueuedPacket | undefined) => {
-      if (found) accounting.release(client.id, found);
-      return found;
-    };
-    if (cb) {
-      const promise = clear(client, packet) as Promise<QueuedPacket | undefined>;
-      promise.then(
-        (found) => cb(null, removed(found)),
-        (err: Error) => cb(err),
-      );
-      return undefined;
-    }
-    return (clear(client, packet) as Promise<QueuedPacket | undefined>).then(removed);
-  };
+  persistence.cleanSubscriptions = (client, cb) =>
+    settle(
+      (cleanSubscriptions(client) as Promise<unknown>).then(async (value) => {
+        // A clean session starts with an empty queue: what the counters held is gone, or is
+        // cleared one by one as the queue is emptied (QueueAccounting.release ignores the rest).
+        if (options.dropsQueueWithSubscriptions) await bounds.forget(client.id);
+        return value;
+      }),
+      cb,
+    );
+  persistence.removeSubscriptions = (client, topics, cb) =>
+    settle(
+      (removeSubscriptions(client, topics) as Promise<unknown>).then(async (value) => {
+        if (options.dropsQueueWithSubscriptions) {
+          const left = (await subscriptionsByClient(client)) as unknown[];
+          if (left.length === 0) await bounds.forget(client.id);
+        }
+        return value;
+      }),
+      cb,
+    );
   return persistence as unknown as BoundedPersistence;
+}
+
+/** A memory persistence for aedes whose per-client queues are bounded by `bounds`. */
+export function boundedMemoryPersistence(bounds: QueueBounds): BoundedPersistence {
+  return boundedPersistence(memory(), bounds);
 }
 
 /** What the broker itself calls on the persistence, besides handing it to aedes. */

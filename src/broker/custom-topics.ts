@@ -34,10 +34,29 @@ export interface RetainedLimits {
 export const DEFAULT_RETAINED_LIMITS: RetainedLimits = { messages: 1_000, bytes: 16 * 1024 * 1024 };
 
 /**
+ * What an application holds in retained messages: in this node's memory (RetainedBudget) or, when
+ * nodes share Redis, in Redis (src/cluster/shared-sessions.ts).
+ */
+export interface RetainedBounds {
+  /** Why a retained publish of `bytes` on `topic` does not fit (nothing changes then), or null: taken. */
+  admit(applicationId: string, topic: string, bytes: number): string | null | Promise<string | null>;
+  /** Forgets an application; answers the topics it held, so their messages can be removed. */
+  release(applicationId: string): string[] | Promise<string[]>;
+  usage(applicationId: string): { messages: number; bytes: number } | Promise<{ messages: number; bytes: number }>;
+}
+
+export function retainedRefusal(limits: RetainedLimits): string {
+  return (
+    `retained messages of the application would exceed ${limits.messages} messages or ` +
+    `${limits.bytes} bytes; publish an empty retained message to remove one`
+  );
+}
+
+/**
  * What each application holds in retained messages, so one cannot fill the broker's memory.
  * A retained publish with an empty payload deletes the topic's message [MQTT-3.3.1-10].
  */
-export class RetainedBudget {
+export class RetainedBudget implements RetainedBounds {
   private readonly apps = new Map<string, { bytes: number; topics: Map<string, number> }>();
 
   constructor(private readonly limits: RetainedLimits = DEFAULT_RETAINED_LIMITS) {}
@@ -60,10 +79,7 @@ export class RetainedBudget {
     const count = (app?.topics.size ?? 0) + (previous === undefined ? 1 : 0);
     const total = (app?.bytes ?? 0) - (previous ?? 0) + bytes;
     if (count > this.limits.messages || total > this.limits.bytes) {
-      return (
-        `retained messages of the application would exceed ${this.limits.messages} messages or ` +
-        `${this.limits.bytes} bytes; publish an empty retained message to remove one`
-      );
+      return retainedRefusal(this.limits);
     }
     if (!app) {
       app = { bytes: 0, topics: new Map() };

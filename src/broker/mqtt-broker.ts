@@ -16,6 +16,7 @@ import {
 } from 'aedes';
 import type { BrokerEmitter } from '../cluster/custom-topic-emitter.js';
 import type { ConnectionOwnership } from '../cluster/ownership.js';
+import type { SharedSessionStore } from '../cluster/shared-sessions.js';
 import { type IngestOutcome, ingestState } from '../core/ingest.js';
 import type { Connections, Platform } from '../core/platform.js';
 import { authorize, type Principal } from '../domain/authorization.js';
@@ -26,6 +27,7 @@ import type { Logger } from '../logger.js';
 import {
   type BoundedPersistence,
   boundedMemoryPersistence,
+  boundedPersistence,
   DEFAULT_QUEUE_LIMITS,
   QueueAccounting,
   type QueueLimits,
@@ -33,6 +35,7 @@ import {
 import { outboundBytes, PacketSizeGuard, WriteHolds } from './connection-guard.js';
 import {
   DEFAULT_RETAINED_LIMITS,
+  type RetainedBounds,
   RetainedBudget,
   type RetainedLimits,
   scopeTopic,
@@ -110,9 +113,9 @@ export class MqttBroker implements Connections {
   private readonly limits: BrokerLimits;
   private readonly guards = new WeakMap<Client, PacketSizeGuard>();
   private readonly holds = new WriteHolds(HOLDS_PER_CONNECTION, HOLDS_TOTAL);
-  private readonly retained: RetainedBudget;
-  private readonly queues: QueueAccounting;
+  private readonly retained: RetainedBounds;
   private readonly persistence: BoundedPersistence;
+  private readonly sessionStore: SharedSessionStore | undefined;
   /** Sessions with bytes authorized this turn; their counters are reset on the next. */
   private readonly unflushed = new Set<Session>();
   private unflushedReset = false;
@@ -130,19 +133,36 @@ export class MqttBroker implements Connections {
     limits: Partial<BrokerLimits> = {},
     private readonly instruments: BrokerInstruments = NO_BROKER_INSTRUMENTS,
     /**
-     * When nodes share Redis: which node holds which device, and the emitter that carries custom
-     * topics between nodes (src/cluster/). Neither on a single node.
+     * When nodes share Redis: which node holds which device, the emitter that carries custom
+     * topics between nodes, and the session store that keeps persistent sessions and retained
+     * messages in Redis (src/cluster/). None on a single node.
      */
-    shared: { ownership?: ConnectionOwnership; emitter?: (concurrency: number) => BrokerEmitter } = {},
+    shared: {
+      ownership?: ConnectionOwnership;
+      emitter?: (concurrency: number) => BrokerEmitter;
+      sessions?: SharedSessionStore;
+    } = {},
   ) {
     this.ownership = shared.ownership;
     this.emitter = shared.emitter;
+    this.sessionStore = shared.sessions;
     this.prefix = platform.topicPrefix;
     this.log = platform.logger.child({ component: 'mqtt' });
     this.limits = { ...DEFAULT_LIMITS, ...limits };
-    this.retained = new RetainedBudget(this.limits.retained);
-    this.queues = new QueueAccounting(this.limits.queue, (clientId, queue) => this.onQueueFull(clientId, queue));
-    this.persistence = boundedMemoryPersistence(this.queues);
+    const onQueueFull = (clientId: string, queue: QueueLimits) => this.onQueueFull(clientId, queue);
+    // One bounding layer for both backends (bounded-persistence.ts); with Redis, the bounds are
+    // counted in Redis, since a queue filled on one node may be emptied on another.
+    if (this.sessionStore) {
+      this.retained = this.sessionStore.retained(this.limits.retained);
+      this.persistence = boundedPersistence(
+        this.sessionStore.persistence,
+        this.sessionStore.queues(this.limits.queue, onQueueFull),
+        { dropsQueueWithSubscriptions: true },
+      );
+    } else {
+      this.retained = new RetainedBudget(this.limits.retained);
+      this.persistence = boundedMemoryPersistence(new QueueAccounting(this.limits.queue, onQueueFull));
+    }
   }
 
   async start(): Promise<void> {
@@ -209,6 +229,7 @@ export class MqttBroker implements Connections {
     for (const session of this.sessions.all()) session.closeReason ??= 'Server shutting down';
     await new Promise<void>((resolve) => this.aedes.close(() => resolve()));
     await Promise.allSettled([...this.releasing]);
+    await this.sessionStore?.close();
   }
 
   get connectedClients(): number {
@@ -226,8 +247,8 @@ export class MqttBroker implements Connections {
   }
 
   /** Retained messages an application holds (tests and diagnostics). */
-  retainedUsage(applicationId: string): { messages: number; bytes: number } {
-    return this.retained.usage(applicationId);
+  async retainedUsage(applicationId: string): Promise<{ messages: number; bytes: number }> {
+    return await this.retained.usage(applicationId);
   }
 
   // Connections (used by the platform)
@@ -340,6 +361,7 @@ export class MqttBroker implements Connections {
       unflushed: 0,
       generation,
       pending: null,
+      customPending: null,
     });
     return null;
   }
@@ -566,8 +588,7 @@ export class MqttBroker implements Connections {
         this.publishState(session, packet, parsed.deviceId, done, startedAt);
         return;
       case 'custom':
-        this.publishCustom(session, packet);
-        this.ack(done, startedAt);
+        this.publishCustom(session, packet, () => this.ack(done, startedAt), done);
         return;
       case 'command':
       case 'error':
@@ -655,29 +676,83 @@ export class MqttBroker implements Connections {
     else done(null);
   }
 
-  /** A topic outside the platform prefix: authorized, bounded, then scoped to the application. */
-  private publishCustom(session: Session, packet: PublishPacket): void {
+  /**
+   * A topic outside the platform prefix: authorized, bounded, then scoped to the application;
+   * `next` lets aedes go on with it. With nodes sharing Redis, a retained publish waits for the
+   * application's budget in Redis, and the client's later custom publishes wait behind it, so
+   * they keep their order.
+   */
+  private publishCustom(session: Session, packet: PublishPacket, next: () => void, fail: Done): void {
+    if (session.customPending) {
+      const after = session.customPending.then(() => this.publishCustomNow(session, packet, next, fail));
+      this.chainCustom(session, after);
+      return;
+    }
+    const pending = this.publishCustomNow(session, packet, next, fail);
+    if (pending) this.chainCustom(session, pending);
+  }
+
+  private chainCustom(session: Session, pending: Promise<void> | undefined): void {
+    const settled = Promise.resolve(pending).then(
+      () => {},
+      () => {},
+    );
+    session.customPending = settled;
+    void settled.then(() => {
+      if (session.customPending === settled) session.customPending = null;
+    });
+  }
+
+  /** Answers a promise only while the retained budget is asked of Redis. */
+  private publishCustomNow(
+    session: Session,
+    packet: PublishPacket,
+    next: () => void,
+    fail: Done,
+  ): Promise<void> | undefined {
     const { principal } = session;
     const decision = authorize(principal, { type: 'publishTopic', topic: packet.topic });
     if (!decision.allow) {
       this.refuse(session, packet, 'Forbidden', decision.reason);
-      return;
+      next();
+      return undefined;
     }
     const size = payloadBytes(packet);
     if (size > MAX_PAYLOAD_BYTES) {
       this.refuse(session, packet, 'PayloadTooLarge', `payload of ${size} bytes exceeds ${MAX_PAYLOAD_BYTES} bytes`);
-      return;
+      next();
+      return undefined;
     }
     const applicationId = principal.device.applicationId;
     const unscoped = packet.topic;
     const scoped = scopeTopic(applicationId, packet.topic);
-    if (packet.retain) {
-      const refusal = this.retained.admit(applicationId, scoped, size);
-      if (refusal) {
-        this.refuse(session, packet, 'RetainedBudget', refusal);
-        return;
-      }
+    const go = (refusal: string | null) => {
+      if (refusal) this.refuse(session, packet, 'RetainedBudget', refusal);
+      else this.acceptCustom(session, packet, applicationId, unscoped, scoped);
+      next();
+    };
+    if (!packet.retain) {
+      go(null);
+      return undefined;
     }
+    const refusal = this.retained.admit(applicationId, scoped, size);
+    if (!(refusal instanceof Promise)) {
+      go(refusal);
+      return undefined;
+    }
+    // Redis cannot be asked: the publish is not acknowledged and the connection closes, as when
+    // a state cannot be committed; the client sends it again.
+    return refusal.then(go, (err: Error) => fail(err));
+  }
+
+  private acceptCustom(
+    session: Session,
+    packet: PublishPacket,
+    applicationId: string,
+    unscoped: string,
+    scoped: string,
+  ) {
+    const { principal } = session;
     if (this.platform.countMessage(principal, undefined, this.platform.clock())) {
       const topic = packet.topic;
       sink(packet);
@@ -905,14 +980,17 @@ export class MqttBroker implements Connections {
   }
 
   private dropRetained(applicationId: string): void {
-    for (const topic of this.retained.release(applicationId)) {
-      const empty = { cmd: 'publish', topic, payload: Buffer.alloc(0), qos: 0, retain: true, dup: false };
-      this.persistence.storeRetained(empty).then(
-        () => {},
-        (err: unknown) =>
-          this.log.warn({ event: 'retainedRemovalFailed', err, applicationId }, 'removing a retained message failed'),
-      );
-    }
+    const failed = (err: unknown) =>
+      this.log.warn({ event: 'retainedRemovalFailed', err, applicationId }, 'removing a retained message failed');
+    const remove = (topics: string[]) => {
+      for (const topic of topics) {
+        const empty = { cmd: 'publish', topic, payload: Buffer.alloc(0), qos: 0, retain: true, dup: false };
+        this.persistence.storeRetained(empty).then(() => {}, failed);
+      }
+    };
+    const topics = this.retained.release(applicationId);
+    if (topics instanceof Promise) topics.then(remove, failed);
+    else remove(topics);
   }
 
   private send(session: Session, topic: string, payload: Buffer, qos: 0 | 1): void {

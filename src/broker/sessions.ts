@@ -27,6 +27,8 @@ export interface Session {
   generation: number | null;
   /** Ingest of this client's publishes in arrival order; set while one waits on the store. */
   pending: Promise<void> | null;
+  /** Custom publishes of this client in arrival order; set while a retained one waits on Redis. */
+  customPending: Promise<void> | null;
 }
 
 /** Sessions by device id, and who is subscribed to each device's command topic. */

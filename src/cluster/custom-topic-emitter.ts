@@ -1,8 +1,9 @@
 /**
  * The broker's message emitter when nodes share Redis: messages on custom topics (scoped to
  * their application, `$app/...`, broker/custom-topics.ts) travel through Redis with
- * mqemitter-redis, so a subscriber on one node receives what a device publishes on another;
- * everything else stays on this node's in-memory emitter. State and command topics never reach
+ * mqemitter-redis, so a subscriber on one node receives what a device publishes on another, and
+ * so do the session store's subscription notices; everything else stays on this node's
+ * in-memory emitter. State and command topics never reach
  * the emitter through Redis (state is ingested and sunk, commands are sent to each client
  * directly), and aedes' own `$SYS` announcements stay local: among them the "new client"
  * notice that would otherwise close a duplicate client id on other nodes without the
@@ -25,7 +26,12 @@ export interface BrokerEmitter {
   close(callback: () => void): void;
 }
 
-const SHARED = '$app/';
+/**
+ * Custom topics, and the subscription notices of aedes-persistence-redis (`$SYS/sub/add`,
+ * `$SYS/sub/rm`): each node keeps a copy of the persistent sessions' subscriptions in memory to
+ * find whose queue a message goes to, kept current by these notices (src/cluster/shared-sessions.ts).
+ */
+const SHARED = ['$app/', '$SYS/sub/'];
 
 export function customTopicEmitter(options: { url: string; prefix: string; concurrency: number }): BrokerEmitter {
   const { prefix, concurrency } = options;
@@ -34,7 +40,7 @@ export function customTopicEmitter(options: { url: string; prefix: string; concu
   // Errors of the Redis links are the cluster's to report (membership, /ready): not thrown here.
   (shared as unknown as { state: NodeJS.EventEmitter }).state.on('error', () => {});
   const wrapped = new Map<Listener, Map<string, Listener>>();
-  const isShared = (topic: string) => topic.startsWith(SHARED);
+  const isShared = (topic: string) => SHARED.some((start) => topic.startsWith(start));
   return {
     on(topic, listener, callback) {
       if (!isShared(topic)) return local.on(topic, listener, callback);

@@ -181,11 +181,11 @@ describe('MQTT limits', () => {
     // 16 MiB of retained payload fits exactly; the next message does not.
     for (let i = 0; i < 64; i++) await retainer.publishAsync(`kept/${i}`, payload, { qos: 1, retain: true });
     const usage = () => server.running.broker.retainedUsage(app);
-    expect(usage()).toEqual({ messages: 64, bytes: 64 * payload.length });
+    expect(await usage()).toEqual({ messages: 64, bytes: 64 * payload.length });
     const notice = nextMessage(retainer, `losant/${devices.retainer}/error`);
     await retainer.publishAsync('kept/64', payload, { qos: 1, retain: true });
     expect((await notice).payload).toMatchObject({ code: 413, topic: 'kept/64' });
-    expect(usage().messages).toBe(64);
+    expect((await usage()).messages).toBe(64);
 
     // A new subscriber gets the retained messages that were kept, and not the refused one.
     const watcher = await connect(devices.watcher as string);
@@ -198,7 +198,7 @@ describe('MQTT limits', () => {
 
     await retainer.publishAsync('kept/0', Buffer.alloc(0), { qos: 1, retain: true });
     await retainer.publishAsync('kept/64', payload, { qos: 1, retain: true });
-    expect(usage()).toEqual({ messages: 64, bytes: 64 * payload.length });
+    expect(await usage()).toEqual({ messages: 64, bytes: 64 * payload.length });
     await Promise.all([watcher.endAsync(), retainer.endAsync()]);
   }, 30_000);
 

@@ -1,0 +1,163 @@
+/**
+ * The broker's session state when nodes share Redis (docs/scale-out.md, "Persistent sessions and
+ * retained messages"): aedes-persistence-redis keeps the subscriptions and QoS 1 queues of
+ * persistent sessions, retained messages and wills in Redis, under the deployment's prefix, so a
+ * client coming back to another node finds its session there, and a subscriber on any node gets
+ * an application's retained messages. The bounds the broker keeps on one node (a client's queue,
+ * an application's retained messages) are counted in Redis too, one script per decision, so
+ * they hold across nodes.
+ */
+import { createRequire } from 'node:module';
+import { Redis } from 'ioredis';
+import { type QueueBounds, type QueuedPacket, type QueueLimits, sizeOf } from '../broker/bounded-persistence.js';
+import { type RetainedBounds, type RetainedLimits, retainedRefusal } from '../broker/custom-topics.js';
+
+// A CommonJS module without typings whose export is the factory.
+const redisPersistence = createRequire(import.meta.url)('aedes-persistence-redis') as (options: {
+  conn: Redis;
+}) => unknown;
+
+/** Admits a message into each queue of KEYS with room; 1 admitted, 0 refused, 2 refused and newly full. */
+const ADMIT = `
+local out = {}
+for i, key in ipairs(KEYS) do
+  local m = tonumber(redis.call('HGET', key, 'm') or '0')
+  local b = tonumber(redis.call('HGET', key, 'b') or '0')
+  if m + 1 > tonumber(ARGV[1]) or b + tonumber(ARGV[3]) > tonumber(ARGV[2]) then
+    if redis.call('HSETNX', key, 'full', '1') == 1 then out[i] = 2 else out[i] = 0 end
+  else
+    redis.call('HINCRBY', key, 'm', 1)
+    redis.call('HINCRBY', key, 'b', ARGV[3])
+    out[i] = 1
+  end
+end
+return out`;
+
+const RELEASE = `
+local m = redis.call('HINCRBY', KEYS[1], 'm', -1)
+redis.call('HINCRBY', KEYS[1], 'b', -tonumber(ARGV[1]))
+redis.call('HDEL', KEYS[1], 'full')
+if m <= 0 then redis.call('DEL', KEYS[1]) end
+return m`;
+
+/**
+ * KEYS[1]: the application's retained topics (topic -> bytes); KEYS[2]: every application's
+ * total bytes. ARGV: topic, bytes, max messages, max bytes, application. 1 taken, 0 refused.
+ */
+const RETAIN = `
+local prev = tonumber(redis.call('HGET', KEYS[1], ARGV[1]) or '-1')
+local bytes = tonumber(ARGV[2])
+if bytes == 0 then
+  if prev >= 0 then
+    redis.call('HDEL', KEYS[1], ARGV[1])
+    if redis.call('HINCRBY', KEYS[2], ARGV[5], -prev) <= 0 then redis.call('HDEL', KEYS[2], ARGV[5]) end
+  end
+  return 1
+end
+local count = redis.call('HLEN', KEYS[1])
+if prev < 0 then count = count + 1 end
+local total = tonumber(redis.call('HGET', KEYS[2], ARGV[5]) or '0') - math.max(prev, 0) + bytes
+if count > tonumber(ARGV[3]) or total > tonumber(ARGV[4]) then return 0 end
+redis.call('HSET', KEYS[1], ARGV[1], bytes)
+redis.call('HSET', KEYS[2], ARGV[5], total)
+return 1`;
+
+const FORGET_APP = `
+local topics = redis.call('HKEYS', KEYS[1])
+redis.call('DEL', KEYS[1])
+redis.call('HDEL', KEYS[2], ARGV[1])
+return topics`;
+
+export interface SharedSessionStore {
+  /** The aedes persistence (not yet bounded: the broker wraps it). */
+  persistence: unknown;
+  queues(limits: QueueLimits, onOverflow: (clientId: string, limits: QueueLimits) => void): QueueBounds;
+  retained(limits: RetainedLimits): RetainedBounds;
+  close(): Promise<void>;
+}
+
+/**
+ * Opens the session store on its own Redis connection: aedes-persistence-redis names its keys
+ * itself, so the connection puts the deployment's prefix (and `aedes:`) in front of every key.
+ */
+export function sharedSessionStore(options: { url: string; prefix: string }): SharedSessionStore {
+  const { prefix } = options;
+  const conn = new Redis(options.url, {
+    keyPrefix: `${prefix}aedes:`,
+    maxRetriesPerRequest: 1,
+    enableAutoPipelining: true,
+    retryStrategy: (times: number) => Math.min(100 * times, 1_000),
+  });
+  // Failures surface as failed persistence calls; the cluster reports Redis itself (/ready).
+  conn.on('error', () => {});
+  // The counters use the plain keys of the deployment, on the same connection: its keyPrefix
+  // applies to them as well, so they sit beside the persistence's keys.
+  const queueKey = (clientId: string) => `queue:${clientId}`;
+  const retainedKey = (applicationId: string) => `retained-budget:${applicationId}`;
+  const RETAINED_BYTES = 'retained-bytes';
+  return {
+    persistence: redisPersistence({ conn }),
+    queues(limits, onOverflow) {
+      return {
+        async admitEach(clientIds: string[], packet: QueuedPacket): Promise<boolean[]> {
+          const answers = (await conn.eval(
+            ADMIT,
+            clientIds.length,
+            ...clientIds.map(queueKey),
+            limits.messages,
+            limits.bytes,
+            sizeOf(packet),
+          )) as number[];
+          return clientIds.map((clientId, i) => {
+            if (answers[i] === 2) onOverflow(clientId, limits);
+            return answers[i] === 1;
+          });
+        },
+        async release(clientId: string, packet: QueuedPacket): Promise<void> {
+          await conn.eval(RELEASE, 1, queueKey(clientId), sizeOf(packet));
+        },
+        async forget(clientId: string): Promise<void> {
+          await conn.del(queueKey(clientId));
+        },
+      };
+    },
+    retained(limits) {
+      return {
+        async admit(applicationId: string, topic: string, bytes: number): Promise<string | null> {
+          const taken = await conn.eval(
+            RETAIN,
+            2,
+            retainedKey(applicationId),
+            RETAINED_BYTES,
+            topic,
+            bytes,
+            limits.messages,
+            limits.bytes,
+            applicationId,
+          );
+          return Number(taken) === 1 ? null : retainedRefusal(limits);
+        },
+        async release(applicationId: string): Promise<string[]> {
+          return (await conn.eval(
+            FORGET_APP,
+            2,
+            retainedKey(applicationId),
+            RETAINED_BYTES,
+            applicationId,
+          )) as string[];
+        },
+        async usage(applicationId: string): Promise<{ messages: number; bytes: number }> {
+          const [messages, bytes] = await Promise.all([
+            conn.hlen(retainedKey(applicationId)),
+            conn.hget(RETAINED_BYTES, applicationId),
+          ]);
+          return { messages, bytes: Number(bytes ?? 0) };
+        },
+      };
+    },
+    async close() {
+      await conn.quit().catch(() => {});
+      conn.disconnect();
+    },
+  };
+}
