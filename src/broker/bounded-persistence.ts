@@ -12,6 +12,7 @@
  * each queue in Redis (src/cluster/shared-sessions.ts), since a queue filled on one node is
  * emptied on whichever node the client comes back to (docs/scale-out.md).
  */
+import { Readable } from 'node:stream';
 import aedesPersistence from 'aedes-persistence';
 
 // A CommonJS module whose export is the factory; its typings describe it as ESM.
@@ -28,6 +29,18 @@ export const DEFAULT_QUEUE_LIMITS: QueueLimits = { messages: 1_000, bytes: 8 * 1
 export interface QueuedPacket {
   payload?: Buffer | string | Uint8Array;
   messageId?: number;
+  brokerId?: string;
+  brokerCounter?: number;
+}
+
+/**
+ * Told of the queue a persistent session is sent when it connects (aedes reads it right after
+ * the CONNACK): whether to leave a message out (it went to the client already), and when the
+ * whole queue has been read.
+ */
+export interface QueueReplay {
+  skip(client: { id: string }, packet: QueuedPacket): boolean;
+  ended(client: { id: string }): void;
 }
 
 /** What a queue bound is asked, by the node's memory (QueueAccounting) or by Redis. */
@@ -58,6 +71,7 @@ interface WrappedMethods {
   cleanSubscriptions(client: { id: string }, cb?: Callback): Promise<unknown> | undefined;
   removeSubscriptions(client: { id: string }, topics: string[], cb?: Callback): Promise<unknown> | undefined;
   subscriptionsByClient(client: { id: string }, cb?: Callback): Promise<unknown[]> | undefined;
+  outgoingStream(client: { id: string }): AsyncIterable<QueuedPacket>;
 }
 
 export const sizeOf = (packet: QueuedPacket): number =>
@@ -140,6 +154,7 @@ export function boundedPersistence(
   options: {
     /** The backend drops a client's queue with its last subscription (aedes-persistence-redis does). */
     dropsQueueWithSubscriptions?: boolean;
+    replay?: QueueReplay;
   } = {},
 ): BoundedPersistence {
   const persistence = backend as WrappedMethods;
@@ -148,6 +163,7 @@ export function boundedPersistence(
   const cleanSubscriptions = persistence.cleanSubscriptions.bind(persistence);
   const removeSubscriptions = persistence.removeSubscriptions.bind(persistence);
   const subscriptionsByClient = persistence.subscriptionsByClient.bind(persistence);
+  const outgoingStream = persistence.outgoingStream.bind(persistence);
 
   const enqueueAdmitted = async (subs: Array<{ clientId: string }>, packet: QueuedPacket): Promise<void> => {
     if (subs.length === 0) return;
@@ -168,7 +184,13 @@ export function boundedPersistence(
   persistence.outgoingEnqueueCombi = (subs, packet, cb) => settle(enqueueAdmitted(subs, packet), cb);
   persistence.outgoingClearMessageId = (client, packet, cb) =>
     settle(
-      (clear(client, packet) as Promise<QueuedPacket | undefined>).then(async (found) => {
+      // A packet never numbered for the client was never sent to it: nothing to clear. aedes asks
+      // this for a message it did not forward live; the memory backend would otherwise remove
+      // whichever queued message is not numbered yet, the Redis one does nothing.
+      (packet.messageId === undefined
+        ? Promise.resolve(undefined)
+        : (clear(client, packet) as Promise<QueuedPacket | undefined>)
+      ).then(async (found) => {
         if (found) await bounds.release(client.id, found);
         return found;
       }),
@@ -195,12 +217,27 @@ export function boundedPersistence(
       }),
       cb,
     );
+  const replay = options.replay;
+  if (replay) {
+    persistence.outgoingStream = (client) => {
+      async function* unsent(): AsyncGenerator<QueuedPacket> {
+        try {
+          for await (const packet of outgoingStream(client)) {
+            if (!replay?.skip(client, packet)) yield packet;
+          }
+        } finally {
+          replay?.ended(client);
+        }
+      }
+      return Readable.from(unsent());
+    };
+  }
   return persistence as unknown as BoundedPersistence;
 }
 
 /** A memory persistence for aedes whose per-client queues are bounded by `bounds`. */
-export function boundedMemoryPersistence(bounds: QueueBounds): BoundedPersistence {
-  return boundedPersistence(memory(), bounds);
+export function boundedMemoryPersistence(bounds: QueueBounds, replay?: QueueReplay): BoundedPersistence {
+  return boundedPersistence(memory(), bounds, replay ? { replay } : {});
 }
 
 /** What the broker itself calls on the persistence, besides handing it to aedes. */

@@ -30,7 +30,9 @@ import {
   boundedPersistence,
   DEFAULT_QUEUE_LIMITS,
   QueueAccounting,
+  type QueuedPacket,
   type QueueLimits,
+  type QueueReplay,
 } from './bounded-persistence.js';
 import { outboundBytes, PacketSizeGuard, WriteHolds } from './connection-guard.js';
 import {
@@ -102,6 +104,14 @@ const INGEST_REFUSALS: Record<400 | 401 | 403 | 404 | 413 | 429, MqttRefusal> = 
 /** Publish refusals the broker decides itself, each with the status of MQTT_REFUSALS. */
 type PublishRefusal = 'InvalidTopic' | 'ReservedTopic' | 'Forbidden' | 'PayloadTooLarge' | 'RetainedBudget';
 
+/** How long after its queue was read a resumed session's live messages are still checked against it. */
+const REPLAY_GRACE_MS = 5_000;
+/** Messages remembered per resumed session for that check; past this, it stops. */
+const REPLAY_KEYS = 5_000;
+
+/** What identifies one published message on every node: the broker that took it and its number there. */
+const messageKey = (packet: QueuedPacket): string => `${packet.brokerId}:${packet.brokerCounter}`;
+
 /** What a log line may quote of a client-chosen string (a user name): its start. */
 const LOGGED_CHARS = 100;
 
@@ -127,6 +137,17 @@ export class MqttBroker implements Connections {
   private readonly closeAfterConnack = new WeakSet<Client>();
   private readonly ownership: ConnectionOwnership | undefined;
   private readonly emitter: ((concurrency: number) => BrokerEmitter) | undefined;
+  /** The queue of a resumed session leaves out what reached it live already (the reconnect race). */
+  private readonly replay: QueueReplay = {
+    skip: (client, packet) => this.sessions.of(client as Client)?.replayed?.has(messageKey(packet)) ?? false,
+    ended: (client) => {
+      const session = this.sessions.of(client as Client);
+      if (!session?.replayed) return;
+      setTimeout(() => {
+        session.replayed = null;
+      }, REPLAY_GRACE_MS).unref();
+    },
+  };
 
   constructor(
     private readonly platform: Platform,
@@ -157,18 +178,20 @@ export class MqttBroker implements Connections {
       this.persistence = boundedPersistence(
         this.sessionStore.persistence,
         this.sessionStore.queues(this.limits.queue, onQueueFull),
-        { dropsQueueWithSubscriptions: true },
+        { dropsQueueWithSubscriptions: true, replay: this.replay },
       );
     } else {
       this.retained = new RetainedBudget(this.limits.retained);
-      this.persistence = boundedMemoryPersistence(new QueueAccounting(this.limits.queue, onQueueFull));
+      this.persistence = boundedMemoryPersistence(new QueueAccounting(this.limits.queue, onQueueFull), this.replay);
     }
   }
 
   async start(): Promise<void> {
+    const mq = this.emitter?.(EMITTER_CONCURRENCY);
+    await mq?.ready?.();
     this.aedes = new Aedes({
       persistence: this.persistence,
-      ...(this.emitter ? { mq: this.emitter(EMITTER_CONCURRENCY) } : {}),
+      ...(mq ? { mq } : {}),
       // 24-hex device ids exceed MQTT 3.1's 23 characters; 3.1.1 has no such limit.
       maxClientsIdLength: 64,
       heartbeatInterval: 60_000,
@@ -362,6 +385,7 @@ export class MqttBroker implements Connections {
       generation,
       pending: null,
       customPending: null,
+      replayed: client.clean ? null : new Set(),
     });
     return null;
   }
@@ -889,6 +913,29 @@ export class MqttBroker implements Connections {
   private authorizeForward(client: Client, packet: AedesPublishPacket): AedesPublishPacket | null {
     const session = this.sessions.of(client);
     if (!session) return null;
+    // [MQTT-3.2.0-1] Nothing before the CONNACK. aedes subscribes a resumed persistent session
+    // before it writes the CONNACK, and writes what reaches it meanwhile: a QoS 1 PUBLISH ahead of
+    // the CONNACK left MQTT.js waiting for a CONNACK forever. A QoS 1 message dropped here is in
+    // the session's queue, which aedes sends right after the CONNACK (docs/scale-out.md).
+    if (!(client as unknown as { connackSent?: boolean }).connackSent) return null;
+    const replayed = session.replayed;
+    if (replayed === null || packet.qos === 0 || packet.brokerId === undefined)
+      return this.forwardable(session, packet);
+    // The reconnect race: a message published while a persistent session comes back reaches it
+    // both live and from its queue. Each is sent once; the queue leaves out what went live
+    // (QueueReplay.skip). A queued copy (numbered already) that lost this race by a hair is sent
+    // again rather than dropped, since dropping would clear it from the queue.
+    const key = messageKey(packet);
+    if (replayed.has(key) && packet.messageId === undefined) return null;
+    const forwarded = this.forwardable(session, packet);
+    if (forwarded) {
+      if (replayed.size >= REPLAY_KEYS) session.replayed = null;
+      else replayed.add(key);
+    }
+    return forwarded;
+  }
+
+  private forwardable(session: Session, packet: AedesPublishPacket): AedesPublishPacket | null {
     const topic = packet.topic;
     if (topic.startsWith('$')) {
       const scoped = unscopeTopic(topic);

@@ -29,6 +29,11 @@ export interface Session {
   pending: Promise<void> | null;
   /** Custom publishes of this client in arrival order; set while a retained one waits on Redis. */
   customPending: Promise<void> | null;
+  /**
+   * A resumed persistent session: the QoS 1 messages sent to it since it connected, while its
+   * queue is read (mqtt-broker.ts, "the reconnect race"); null otherwise.
+   */
+  replayed: Set<string> | null;
 }
 
 /** Sessions by device id, and who is subscribed to each device's command topic. */

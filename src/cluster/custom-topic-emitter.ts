@@ -24,6 +24,8 @@ export interface BrokerEmitter {
   removeListener(topic: string, listener: Listener, callback?: () => void): unknown;
   emit(message: Message, callback?: (error?: Error) => void): void;
   close(callback: () => void): void;
+  /** Resolves once the emitter can subscribe (its Redis links are ready). */
+  ready?(): Promise<void>;
 }
 
 /**
@@ -73,5 +75,28 @@ export function customTopicEmitter(options: { url: string; prefix: string; concu
     close(callback) {
       local.close(() => shared.close(callback));
     },
+    // A (P)SUBSCRIBE that ioredis 5 is given while its connection is between connected and
+    // ready is lost without an error (seen with mqemitter-redis 7.2.1 and ioredis 5.11): the
+    // broker subscribes when it starts (the session store's notices), so it waits for this.
+    async ready() {
+      const links = shared as unknown as { subConn: RedisLink; pubConn: RedisLink };
+      await Promise.all([whenReady(links.subConn), whenReady(links.pubConn)]);
+    },
   };
+}
+
+interface RedisLink {
+  status: string;
+  once(event: 'ready', listener: () => void): unknown;
+}
+
+function whenReady(link: RedisLink): Promise<void> {
+  if (link.status === 'ready') return Promise.resolve();
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error('the message emitter could not reach Redis within 10 s')), 10_000);
+    link.once('ready', () => {
+      clearTimeout(timer);
+      resolve();
+    });
+  });
 }
