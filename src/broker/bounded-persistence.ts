@@ -41,6 +41,12 @@ export interface QueuedPacket {
 export interface QueueReplay {
   skip(client: { id: string }, packet: QueuedPacket): boolean;
   ended(client: { id: string }): void;
+  /**
+   * A queued message (numbered for this connection) the broker did not send because it went out
+   * live a moment before: aedes asks to clear it, but it stays queued until the live copy is
+   * acknowledged (that acknowledgement clears it).
+   */
+  keep(client: { id: string }, packet: QueuedPacket): boolean;
 }
 
 /** What a queue bound is asked, by the node's memory (QueueAccounting) or by Redis. */
@@ -71,7 +77,7 @@ interface WrappedMethods {
   cleanSubscriptions(client: { id: string }, cb?: Callback): Promise<unknown> | undefined;
   removeSubscriptions(client: { id: string }, topics: string[], cb?: Callback): Promise<unknown> | undefined;
   subscriptionsByClient(client: { id: string }, cb?: Callback): Promise<unknown[]> | undefined;
-  outgoingStream(client: { id: string }): AsyncIterable<QueuedPacket>;
+  outgoingStream(client: { id: string; clean?: boolean }): AsyncIterable<QueuedPacket>;
 }
 
 export const sizeOf = (packet: QueuedPacket): number =>
@@ -187,7 +193,7 @@ export function boundedPersistence(
       // A packet never numbered for the client was never sent to it: nothing to clear. aedes asks
       // this for a message it did not forward live; the memory backend would otherwise remove
       // whichever queued message is not numbered yet, the Redis one does nothing.
-      (packet.messageId === undefined
+      (packet.messageId === undefined || options.replay?.keep(client, packet)
         ? Promise.resolve(undefined)
         : (clear(client, packet) as Promise<QueuedPacket | undefined>)
       ).then(async (found) => {
@@ -217,22 +223,50 @@ export function boundedPersistence(
       }),
       cb,
     );
+  // Acknowledgements still being written, per client: a session resumed at once must not read
+  // its queue before they are, or it is sent again what it acknowledged (the reconnect race).
+  const clearing = new Map<string, Set<Promise<unknown>>>();
+  const track = <T>(clientId: string, promise: Promise<T>): Promise<T> => {
+    let set = clearing.get(clientId);
+    if (!set) {
+      set = new Set();
+      clearing.set(clientId, set);
+    }
+    const entry = promise.catch(() => {});
+    set.add(entry);
+    void entry.then(() => {
+      set.delete(entry);
+      if (set.size === 0 && clearing.get(clientId) === set) clearing.delete(clientId);
+    });
+    return promise;
+  };
+  const settled = async (clientId: string): Promise<void> => {
+    const set = clearing.get(clientId);
+    if (set) await Promise.all(set);
+  };
+  const cleared = persistence.outgoingClearMessageId;
+  persistence.outgoingClearMessageId = (client, packet, cb) => {
+    if (cb) return cleared(client, packet, cb);
+    return track(client.id, cleared(client, packet) as Promise<QueuedPacket | undefined>);
+  };
   const replay = options.replay;
-  if (replay) {
-    persistence.outgoingStream = (client) => {
-      async function* unsent(): AsyncGenerator<QueuedPacket> {
-        try {
-          for await (const packet of outgoingStream(client)) {
-            if (!replay?.skip(client, packet)) yield packet;
-          }
-        } finally {
-          replay?.ended(client);
+  persistence.outgoingStream = (client) => {
+    // A clean session's queue went with its subscriptions (cleanSubscriptions, before the
+    // CONNACK): nothing to read, and no Redis round trip after the CONNACK that could fail it.
+    if (client.clean === true && options.dropsQueueWithSubscriptions) return Readable.from([]);
+    async function* unsent(): AsyncGenerator<QueuedPacket> {
+      try {
+        await settled(client.id);
+        for await (const packet of outgoingStream(client)) {
+          if (!replay?.skip(client, packet)) yield packet;
         }
+      } finally {
+        replay?.ended(client);
       }
-      return Readable.from(unsent());
-    };
-  }
-  return persistence as unknown as BoundedPersistence;
+    }
+    return Readable.from(unsent());
+  };
+  return Object.assign(persistence, { settled }) as unknown as BoundedPersistence;
 }
 
 /** A memory persistence for aedes whose per-client queues are bounded by `bounds`. */
@@ -244,4 +278,6 @@ export function boundedMemoryPersistence(bounds: QueueBounds, replay?: QueueRepl
 export interface BoundedPersistence {
   removeSubscriptions(client: { id: string }, topics: string[]): Promise<void>;
   storeRetained(packet: object): Promise<void>;
+  /** Resolves once the acknowledgements of the client's messages received so far are written. */
+  settled(clientId: string): Promise<void>;
 }

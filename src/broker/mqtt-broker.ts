@@ -104,6 +104,8 @@ const INGEST_REFUSALS: Record<400 | 401 | 403 | 404 | 413 | 429, MqttRefusal> = 
 /** Publish refusals the broker decides itself, each with the status of MQTT_REFUSALS. */
 type PublishRefusal = 'InvalidTopic' | 'ReservedTopic' | 'Forbidden' | 'PayloadTooLarge' | 'RetainedBudget';
 
+/** How long a resuming persistent session waits for its previous connection on another node to close. */
+const PREVIOUS_CLOSE_MS = 1_000;
 /** How long after its queue was read a resumed session's live messages are still checked against it. */
 const REPLAY_GRACE_MS = 5_000;
 /** Messages remembered per resumed session for that check; past this, it stops. */
@@ -146,6 +148,10 @@ export class MqttBroker implements Connections {
       setTimeout(() => {
         session.replayed = null;
       }, REPLAY_GRACE_MS).unref();
+    },
+    keep: (client, packet) => {
+      const kept = this.sessions.of(client as Client)?.keptQueued;
+      return packet.messageId !== undefined && kept !== undefined && kept.delete(packet.messageId);
     },
   };
 
@@ -356,6 +362,10 @@ export class MqttBroker implements Connections {
     }
     let generation: number | null = null;
     if (this.ownership) {
+      // A persistent session coming back while its previous connection on another node is still
+      // open or closing: its queue is read once that one is gone and its acknowledgements are
+      // written (the reconnect race, docs/scale-out.md), or after a second if that node is silent.
+      const previous = client.clean ? undefined : this.ownership.heldElsewhere(client.id);
       try {
         generation = await this.ownership.claim(client.id);
       } catch (err) {
@@ -364,6 +374,7 @@ export class MqttBroker implements Connections {
         this.refusedConnect(client, username, 3, 'Throttled', reason, err as Error);
         return Object.assign(new Error(reason), { returnCode: 3 }) as AuthenticateError;
       }
+      if (previous !== undefined) await this.ownership.closedElsewhere(client.id, previous, PREVIOUS_CLOSE_MS);
     }
     const previous = this.sessions.current(client.id);
     if (previous) previous.closeReason = 'Duplicate client id'; // [MQTT-3.1.4-2]
@@ -386,6 +397,7 @@ export class MqttBroker implements Connections {
       pending: null,
       customPending: null,
       replayed: client.clean ? null : new Set(),
+      keptQueued: new Set(),
     });
     return null;
   }
@@ -565,8 +577,14 @@ export class MqttBroker implements Connections {
       return;
     }
     // With nodes sharing Redis, the device may have reconnected on another node meanwhile: only
-    // the newest connection marks it offline. Without Redis, this node's own view decides.
-    const releasing = this.ownership.release(device.id, session.generation).then(changed, () => changed(current));
+    // the newest connection marks it offline. Without Redis, this node's own view decides. A
+    // persistent session's acknowledgements are written first: the release tells a node where it
+    // is resuming that its queue may be read.
+    const ownership = this.ownership;
+    const generation = session.generation;
+    const releasing = (client.clean ? Promise.resolve() : this.persistence.settled(client.id))
+      .then(() => ownership.release(device.id, generation))
+      .then(changed, () => changed(current));
     this.releasing.add(releasing);
     void releasing.then(() => this.releasing.delete(releasing));
   }
@@ -922,11 +940,15 @@ export class MqttBroker implements Connections {
     if (replayed === null || packet.qos === 0 || packet.brokerId === undefined)
       return this.forwardable(session, packet);
     // The reconnect race: a message published while a persistent session comes back reaches it
-    // both live and from its queue. Each is sent once; the queue leaves out what went live
-    // (QueueReplay.skip). A queued copy (numbered already) that lost this race by a hair is sent
-    // again rather than dropped, since dropping would clear it from the queue.
+    // both live and from its queue. Each is sent once: the queue leaves out what went live
+    // (QueueReplay.skip), a live copy of what the queue sent is dropped, and a queued copy that
+    // lost the race by a hair (numbered already) is dropped but kept queued (QueueReplay.keep)
+    // until the live copy is acknowledged.
     const key = messageKey(packet);
-    if (replayed.has(key) && packet.messageId === undefined) return null;
+    if (replayed.has(key)) {
+      if (packet.messageId !== undefined) session.keptQueued.add(packet.messageId);
+      return null;
+    }
     const forwarded = this.forwardable(session, packet);
     if (forwarded) {
       if (replayed.size >= REPLAY_KEYS) session.replayed = null;

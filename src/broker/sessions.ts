@@ -34,6 +34,8 @@ export interface Session {
    * queue is read (mqtt-broker.ts, "the reconnect race"); null otherwise.
    */
   replayed: Set<string> | null;
+  /** Numbers of queued messages left out as already sent live (QueueReplay.keep). */
+  keptQueued: Set<number>;
 }
 
 /** Sessions by device id, and who is subscribed to each device's command topic. */

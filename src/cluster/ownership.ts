@@ -26,6 +26,13 @@ export interface ConnectionOwnership {
    * was (only then may the device be marked offline).
    */
   release(deviceId: string, generation: number): Promise<boolean>;
+  /** The generation of the device's connection another node holds, as far as this node knows. */
+  heldElsewhere(deviceId: string): number | undefined;
+  /**
+   * Resolves once the device's connection of `generation` (on another node) has been released or
+   * replaced (every release announces it), or after `ms`, whichever comes first.
+   */
+  closedElsewhere(deviceId: string, generation: number, ms: number): Promise<void>;
 }
 
 export interface Claim {
@@ -49,7 +56,11 @@ return tostring(g)`;
 
 // Releases only the newest connection, and only from the node that holds it. A device Redis
 // knows nothing of (Redis restarted empty) is released: this node's own view decides then.
+// Either way every node hears that the connection of that generation is gone ('closed'), so a
+// resumed persistent session elsewhere may read its queue (docs/scale-out.md, the reconnect race).
 const RELEASE = `
+redis.call('PUBLISH', ARGV[4], cjson.encode({t = 'notice', kind = 'closed', from = ARGV[3],
+  body = {deviceId = ARGV[1], node = ARGV[3], generation = tonumber(ARGV[2])}}))
 local g = redis.call('HGET', KEYS[1], ARGV[1])
 if g and tonumber(g) ~= tonumber(ARGV[2]) then return 0 end
 local owner = redis.call('HGET', KEYS[2], ARGV[1])
@@ -64,6 +75,9 @@ export class Ownership implements ConnectionOwnership {
   private readonly replica = new Map<string, { node: string; generation: number }>();
   /** The newest generation seen per device, kept after a release so a late claim reply can be judged. */
   private readonly newest = new Map<string, number>();
+  /** The newest generation per device whose connection is gone (released or replaced). */
+  private readonly closed = new Map<string, number>();
+  private readonly closeWaiters = new Map<string, Set<{ generation: number; done: () => void }>>();
   private readonly gensKey: string;
   private readonly ownersKey: string;
   private onSuperseded: (claim: Claim) => void = () => {};
@@ -77,6 +91,7 @@ export class Ownership implements ConnectionOwnership {
     this.gensKey = `${links.prefix}generations`;
     this.ownersKey = `${links.prefix}owners`;
     messenger.onNotice('claim', (body) => this.claimed(body as Claim));
+    messenger.onNotice('closed', (body) => this.connectionClosed(body as Claim));
     messenger.onNotice('release', (body) => {
       const { deviceId, generation } = body as Claim;
       const known = this.replica.get(deviceId);
@@ -134,6 +149,41 @@ export class Ownership implements ConnectionOwnership {
       this.messenger.allChannel,
     );
     return Number(released) === 1;
+  }
+
+  heldElsewhere(deviceId: string): number | undefined {
+    const owner = this.replica.get(deviceId);
+    return owner && owner.node !== this.links.nodeId ? owner.generation : undefined;
+  }
+
+  closedElsewhere(deviceId: string, generation: number, ms: number): Promise<void> {
+    if ((this.closed.get(deviceId) ?? 0) >= generation) return Promise.resolve();
+    return new Promise((resolve) => {
+      let waiters = this.closeWaiters.get(deviceId);
+      if (!waiters) {
+        waiters = new Set();
+        this.closeWaiters.set(deviceId, waiters);
+      }
+      const waiter = {
+        generation,
+        done: () => {
+          clearTimeout(timer);
+          waiters.delete(waiter);
+          if (waiters.size === 0 && this.closeWaiters.get(deviceId) === waiters) this.closeWaiters.delete(deviceId);
+          resolve();
+        },
+      };
+      const timer = setTimeout(waiter.done, ms);
+      waiters.add(waiter);
+    });
+  }
+
+  private connectionClosed(closed: Claim): void {
+    if ((this.closed.get(closed.deviceId) ?? 0) < closed.generation)
+      this.closed.set(closed.deviceId, closed.generation);
+    for (const waiter of [...(this.closeWaiters.get(closed.deviceId) ?? [])]) {
+      if (waiter.generation <= closed.generation) waiter.done();
+    }
   }
 
   /** The other, live node holding the device's connection, if any. */
