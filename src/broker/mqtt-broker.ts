@@ -150,8 +150,8 @@ export class MqttBroker implements Connections {
       }, REPLAY_GRACE_MS).unref();
     },
     keep: (client, packet) => {
-      const kept = this.sessions.of(client as Client)?.keptQueued;
-      return packet.messageId !== undefined && kept !== undefined && kept.delete(packet.messageId);
+      const { messageId } = packet;
+      return messageId !== undefined && (this.sessions.of(client as Client)?.keptQueued.delete(messageId) ?? false);
     },
   };
 
@@ -223,6 +223,11 @@ export class MqttBroker implements Connections {
       },
       authorizeForward: (client, packet) => this.authorizeForward(client, packet),
     });
+    // aedes reports a failed offline enqueue or will sweep on itself; without a listener that
+    // would end the process (it can happen while the session store's Redis is away).
+    (this.aedes as unknown as NodeJS.EventEmitter).on('error', (err: Error) =>
+      this.log.error({ event: 'brokerError', err }, 'broker error'),
+    );
     await this.aedes.listen();
     this.aedes.on('client', (client) => this.onRegistered(client));
     this.aedes.on('clientDisconnect', (client) => this.onDisconnected(client));

@@ -95,8 +95,14 @@ export function sharedSessionStore(options: { url: string; prefix: string }): Sh
   const queueKey = (clientId: string) => `queue:${clientId}`;
   const retainedKey = (applicationId: string) => `retained-budget:${applicationId}`;
   const RETAINED_BYTES = 'retained-bytes';
+  const persistence = redisPersistence({ conn }) as { streamWill(brokers: unknown): AsyncIterable<unknown> };
+  // aedes publishes, every four heartbeats, the stored wills of brokers it has not heard from
+  // lately. Heartbeats stay on each node (src/cluster/custom-topic-emitter.ts), so every node
+  // would take the others for dead and publish the wills of their connected clients. A will is
+  // published by the node where its connection ends; one of a node that dies is not (docs/scale-out.md).
+  persistence.streamWill = async function* () {};
   return {
-    persistence: redisPersistence({ conn }),
+    persistence,
     queues(limits, onOverflow) {
       return {
         async admitEach(clientIds: string[], packet: QueuedPacket): Promise<boolean[]> {
