@@ -54,3 +54,55 @@ describe('bounded QoS 1 queues', () => {
     expect(await queued('c')).toEqual([2, 4]);
   });
 });
+
+describe('the bounding layer around a persistence', () => {
+  const numbered = (n: number, messageId: number) => ({ ...packet(n), messageId });
+  const unnumbered = (n: number) => {
+    const p: Record<string, unknown> = packet(n);
+    delete p.messageId;
+    return p;
+  };
+  type Wrapped = {
+    outgoingEnqueueCombi(subs: Array<{ clientId: string }>, packet: object): Promise<void>;
+    outgoingUpdate(client: { id: string }, packet: object): Promise<void>;
+    outgoingClearMessageId(client: { id: string }, packet: object): Promise<unknown>;
+    outgoingStream(client: { id: string; clean?: boolean }): AsyncIterable<{ brokerCounter: number }>;
+    settled(clientId: string): Promise<void>;
+  };
+  const read = async (persistence: Wrapped, id: string) => {
+    const out: number[] = [];
+    for await (const p of persistence.outgoingStream({ id, clean: false })) out.push(p.brokerCounter);
+    return out;
+  };
+
+  it('ignores a clear of a message never numbered for the client (the memory backend would remove another)', async () => {
+    const accounting = new QueueAccounting({ messages: 10, bytes: 1_000 }, () => {});
+    const persistence = boundedMemoryPersistence(accounting) as unknown as Wrapped;
+    for (const n of [1, 2]) await persistence.outgoingEnqueueCombi([{ clientId: 'c' }], unnumbered(n));
+    expect(await persistence.outgoingClearMessageId({ id: 'c' }, unnumbered(3))).toBeUndefined();
+    expect(await read(persistence, 'c')).toEqual([1, 2]);
+    expect(accounting.queued('c').messages).toBe(2);
+  });
+
+  it('leaves out of a replayed queue what the broker says went out already, keeps what it says to keep, and tells when the queue was read', async () => {
+    const skipped = new Set([2]);
+    const kept = new Set([7]);
+    const ended: string[] = [];
+    const accounting = new QueueAccounting({ messages: 10, bytes: 1_000 }, () => {});
+    const persistence = boundedMemoryPersistence(accounting, {
+      skip: (_client, p) => skipped.has(p.brokerCounter ?? 0),
+      ended: (client) => ended.push(client.id),
+      keep: (_client, p) => kept.delete(p.messageId ?? -1),
+    }) as unknown as Wrapped;
+    for (const n of [1, 2, 3]) await persistence.outgoingEnqueueCombi([{ clientId: 'c' }], unnumbered(n));
+    expect(await read(persistence, 'c')).toEqual([1, 3]);
+    expect(ended).toEqual(['c']);
+    // A queued copy the broker dropped as a duplicate stays queued; a normal clear removes it.
+    await persistence.outgoingUpdate({ id: 'c' }, numbered(1, 7));
+    expect(await persistence.outgoingClearMessageId({ id: 'c' }, numbered(1, 7))).toBeUndefined();
+    expect(await read(persistence, 'c')).toEqual([1, 3]);
+    expect(await persistence.outgoingClearMessageId({ id: 'c' }, numbered(1, 7))).toMatchObject({ brokerCounter: 1 });
+    expect(await read(persistence, 'c')).toEqual([3]);
+    expect(accounting.queued('c').messages).toBe(2);
+  });
+});
