@@ -28,7 +28,7 @@ import {
   subscribeGranted,
   type TestServer,
 } from '../helpers/server.js';
-import { openStream } from '../helpers/sse.js';
+import { openStream, type SseStream } from '../helpers/sse.js';
 import { makeTestCertificate } from '../helpers/tls.js';
 import { type Balancer, haproxyBinary, startBalancer } from './haproxy.js';
 import { endpoint, freePort, type Node, Nodes, startRedis, stopRedis } from './nodes.js';
@@ -58,6 +58,9 @@ describe('HAProxy (deploy/haproxy.cfg) in front of two nodes', () => {
   let cert: string;
   let fleet: SeedFleet;
   let gateway: MqttClient;
+  /** The stream of the SSE test, kept open to see it outlive the balancer's HTTP timeouts. */
+  let stream: SseStream;
+  let streamOpenedAt: number;
 
   /** The node whose operator log has the most recent connect of `clientId` (undefined: none yet). */
   const holder = (clientId: string, among: Node[] = [a, b]): Node | undefined => {
@@ -196,7 +199,8 @@ describe('HAProxy (deploy/haproxy.cfg) in front of two nodes', () => {
   });
 
   it('keeps a live stream open through the balancer and sends it what a device reports', async () => {
-    const stream = await openStream(lb.asServer(), `/applications/${fleet.applicationId}/events?types=state`);
+    stream = await openStream(lb.asServer(), `/applications/${fleet.applicationId}/events?types=state`);
+    streamOpenedAt = Date.now();
     expect(stream.status).toBe(200);
     expect(stream.contentType).toMatch(/^text\/event-stream/);
     // The stream's node tells the other it watches the application; until then a state
@@ -211,7 +215,6 @@ describe('HAProxy (deploy/haproxy.cfg) in front of two nodes', () => {
     }, 15_000);
     const event = stream.events.find((e) => e.event === 'state');
     expect(event?.json).toMatchObject({ deviceId: fleet.gateway, data: { temperature: expect.any(Number) } });
-    stream.close();
   });
 
   it('carries MQTT over TLS (ended at the balancer), HTTPS and MQTT over WebSocket', async () => {
@@ -243,6 +246,21 @@ describe('HAProxy (deploy/haproxy.cfg) in front of two nodes', () => {
     expect(await latestState(fleet.standalone)).toEqual({ label: 'ws' });
     await overWs.endAsync();
   });
+
+  it("keeps that stream open past the balancer's 60 s HTTP timeouts: the nodes' heartbeats are traffic", async () => {
+    // Waits (polling) until the stream has been open for longer than timeout client and server.
+    await eventually(() => Date.now() - streamOpenedAt > 65_000, 70_000);
+    expect(stream.ended).toBe(false);
+    expect(stream.comments.filter((c) => c === 'heartbeat').length).toBeGreaterThanOrEqual(4);
+    const seen = stream.events.length;
+    await gateway.publishAsync(stateTopic(fleet.gateway), JSON.stringify({ data: { temperature: 65 } }), { qos: 1 });
+    const events = await stream.waitFor(
+      (es) => es.slice(seen).some((e) => (e.json as { data?: unknown }).data !== undefined),
+      10_000,
+    );
+    expect(events.slice(seen).map((e) => (e.json as { data?: unknown }).data)).toContainEqual({ temperature: 65 });
+    stream.close();
+  }, 90_000);
 
   it("moves a killed node's clients to the other node through the balancer, and marks the node down", async () => {
     const killed = holder(fleet.gateway) as Node;
