@@ -314,8 +314,12 @@ describe('HAProxy (deploy/haproxy.cfg) in front of two nodes', () => {
     expect(servers[`http_nodes/${name}`]).toMatchObject({ checkStatus: 'L7STS', checkCode: '503' });
     expect(servers[`mqtt_nodes/${name}`]).toMatchObject({ checkStatus: 'L7STS', checkCode: '503' });
 
-    // No node to send new work to: HAProxy answers HTTP itself, and closes new MQTT connections.
-    expect((await fetch(`${lb.urls.http}/health`)).status).toBe(503);
+    // No node to send new work to: HAProxy answers HTTP itself (in the API's error shape), and
+    // closes new MQTT connections.
+    expect(await lb.http('GET', '/health')).toEqual({
+      status: 503,
+      body: { type: 'Unavailable', message: 'no Gatehouse node is ready to take this request' },
+    });
     expect(await mqttOutcome(lb.urls.mqtt, fleet.standalone)).toBe('closed');
     // A client connected before keeps its connection and its states are committed (PUBACK).
     expect(gateway.connected).toBe(true);
