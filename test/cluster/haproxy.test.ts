@@ -12,10 +12,12 @@
 import type { ChildProcess } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
+import http from 'node:http';
 import https from 'node:https';
+import net from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import mqtt, { type MqttClient } from 'mqtt';
+import mqtt, { MqttClient } from 'mqtt';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTestDatabase, type TestDatabase } from '../helpers/postgres.js';
 import {
@@ -102,9 +104,12 @@ describe('HAProxy (deploy/haproxy.cfg) in front of two nodes', () => {
     redisPort = await freePort();
     redis = await startRedis(redisPort);
     nodes = new Nodes(database.url, `redis://127.0.0.1:${redisPort}`);
-    a = await nodes.start('a');
+    // The balancer connects from 127.0.0.1; the test's clients bind other loopback addresses
+    // where they need to tell themselves apart from it.
+    const trusted = { GATEHOUSE_TRUSTED_PROXIES: '127.0.0.1' };
+    a = await nodes.start('a', trusted);
     await eventually(() => a.log().some((l) => l.event === 'leaseAcquired'), 10_000);
-    b = await nodes.start('b');
+    b = await nodes.start('b', trusted);
     dir = await mkdtemp(path.join(tmpdir(), 'gatehouse-haproxy-'));
     const made = makeTestCertificate(dir);
     cert = readFileSync(made.cert, 'utf8');
@@ -169,6 +174,62 @@ describe('HAProxy (deploy/haproxy.cfg) in front of two nodes', () => {
     );
     expect(bound.lastReportedBy.deviceId).toBe(fleet.gateway);
     await standalone.endAsync();
+  });
+
+  it("tells the nodes each client's address: PROXY protocol for MQTT, X-Forwarded-For for HTTP", async () => {
+    const port = Number(new URL(lb.urls.mqtt).port);
+    const client = new MqttClient(() => net.connect({ port, host: '127.0.0.1', localAddress: '127.0.0.5' }), {
+      clientId: fleet.standalone,
+      username: fleet.key,
+      password: fleet.secret,
+      protocolVersion: 4,
+      reconnectPeriod: 0,
+    });
+    await new Promise<void>((resolve, reject) => {
+      client.once('connect', () => resolve());
+      client.once('error', reject);
+    });
+    const line = await eventually(
+      () =>
+        [a, b]
+          .flatMap((node) => node.log())
+          .find((l) => l.event === 'connect' && l.clientId === fleet.standalone && l.ipAddress === '127.0.0.5'),
+      5000,
+    );
+    expect(line).toBeDefined();
+    await client.endAsync();
+    // Over HTTP: wrong secrets of a fresh key from 127.0.0.6, claiming to be someone else in
+    // X-Forwarded-For, until a node throttles the key; its log names the real address.
+    const key = ok(
+      await lb.http<{ key: string }>('POST', `/applications/${fleet.applicationId}/keys`, {
+        deviceIds: [fleet.standalone],
+      }),
+    );
+    const wrongSecret = (i: number) =>
+      new Promise<number>((resolve, reject) => {
+        const req = http.request(
+          new URL('/auth/device', lb.urls.http),
+          {
+            method: 'POST',
+            localAddress: '127.0.0.6',
+            headers: { 'content-type': 'application/json', 'x-forwarded-for': '198.51.100.1' },
+          },
+          (res) => {
+            res.resume();
+            res.on('end', () => resolve(res.statusCode ?? 0));
+          },
+        );
+        req.on('error', reject);
+        req.end(JSON.stringify({ deviceId: fleet.standalone, key: key.key, secret: `wrong-secret-${i}` }));
+      });
+    let status = 0;
+    for (let i = 0; i < 40 && status !== 429; i++) status = await wrongSecret(i);
+    expect(status).toBe(429);
+    const throttled = await eventually(
+      () => [a, b].flatMap((node) => node.log()).find((l) => l.event === 'credentialsThrottled'),
+      5000,
+    );
+    expect(throttled.ipAddress).toBe('127.0.0.6');
   });
 
   it('delivers REST commands sent through the balancer to the gateway, whichever node takes the request', async () => {
