@@ -6,7 +6,7 @@
  */
 import http from 'node:http';
 import net from 'node:net';
-import { MqttClient } from 'mqtt';
+import type { MqttClient } from 'mqtt';
 import mqttPacket, { type Packet } from 'mqtt-packet';
 import {
   Command,
@@ -21,7 +21,7 @@ import {
   V2ProxyProtocol,
 } from 'proxy-protocol-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { connectPacket, rawConnect } from '../helpers/raw-mqtt.js';
+import { connackFrom, connectPacket, rawConnect } from '../helpers/raw-mqtt.js';
 import { deviceLogs, eventually, ok, startTestServer, type TestServer } from '../helpers/server.js';
 
 let server: TestServer;
@@ -79,27 +79,11 @@ function connack(
   header: Buffer | null,
   localAddress = '127.0.0.1',
 ): Promise<number> {
-  const port = Number(new URL(server.running.urls.mqtt).port);
-  const client = new MqttClient(
-    () => {
-      const socket = net.connect({ port, host: '127.0.0.1', localAddress });
-      if (header) socket.write(header);
-      return socket;
-    },
-    { clientId: device.id, username: device.key, password, protocolVersion: 4, reconnectPeriod: 0 },
+  return connackFrom(
+    server.running.urls.mqtt,
+    { clientId: device.id, username: device.key, password },
+    { localAddress, ...(header ? { before: header } : {}), keep: (c) => open.push(c) },
   );
-  return new Promise((resolve, reject) => {
-    client.once('connect', () => {
-      open.push(client);
-      resolve(0);
-    });
-    client.once('error', (err) => {
-      client.end(true);
-      const code = (err as { code?: unknown }).code;
-      if (typeof code === 'number') resolve(code);
-      else reject(err);
-    });
-  });
 }
 
 async function authFailedFrom(name: string): Promise<string> {
