@@ -54,6 +54,10 @@ program
     '--workflow-http-private <allow|deny>',
     "whether workflows' HTTP nodes may call loopback and private addresses (env GATEHOUSE_WORKFLOW_HTTP_PRIVATE, default deny)",
   )
+  .option(
+    '--trusted-proxies <list>',
+    'load balancers (addresses or CIDR ranges, comma-separated) whose MQTT connections start with a PROXY protocol header and whose X-Forwarded-For is believed (env GATEHOUSE_TRUSTED_PROXIES, default none)',
+  )
   .action(async (flags: Record<string, string | undefined>) => {
     try {
       const config = resolveConfig(flags);

@@ -3,6 +3,7 @@
  * GATEHOUSE_* environment variables, then defaults; validated before anything starts.
  */
 import path from 'node:path';
+import proxyaddr from 'proxy-addr';
 import { LOG_LEVELS, type LogLevel } from './logger.js';
 
 export interface GatehouseConfig {
@@ -32,6 +33,12 @@ export interface GatehouseConfig {
   metricsToken: string | undefined;
   /** Whether workflows' HTTP nodes may call loopback, private and link-local addresses (docs/workflows.md). */
   workflowHttpPrivate: 'allow' | 'deny';
+  /**
+   * Addresses or CIDR ranges of load balancers in front of this node: their MQTT connections
+   * start with a PROXY protocol header and their HTTP requests' X-Forwarded-For is believed, so
+   * limits and logs see the client's address (docs/scale-out.md, "Load balancer").
+   */
+  trustedProxies: string[];
 }
 
 /** A start-up problem the operator can fix; printed as one line naming the option to change. */
@@ -59,6 +66,7 @@ export const OPTIONS: Option[] = [
   { key: 'logLevel', flag: '--log-level', env: 'GATEHOUSE_LOG_LEVEL' },
   { key: 'metricsToken', flag: '--metrics-token', env: 'GATEHOUSE_METRICS_TOKEN' },
   { key: 'workflowHttpPrivate', flag: '--workflow-http-private', env: 'GATEHOUSE_WORKFLOW_HTTP_PRIVATE' },
+  { key: 'trustedProxies', flag: '--trusted-proxies', env: 'GATEHOUSE_TRUSTED_PROXIES' },
 ];
 
 export function optionName(key: keyof GatehouseConfig): string {
@@ -164,6 +172,7 @@ export function resolveConfig(
       `invalid value "${workflowHttpPrivate}" for private addresses in workflows: expected allow or deny (set ${optionName('workflowHttpPrivate')})`,
     );
   }
+  const trustedProxies = parseTrustedProxies(pick('trustedProxies'));
   const databaseUrl = resolveDatabaseUrl(flags.databaseUrl, env);
   if (redisUrl && !databaseUrl) {
     throw new ConfigError(
@@ -185,5 +194,24 @@ export function resolveConfig(
     logLevel: logLevel as LogLevel,
     metricsToken,
     workflowHttpPrivate,
+    trustedProxies,
   };
+}
+
+/** A comma-separated list of addresses and CIDR ranges (`10.0.0.5, 10.1.0.0/16`); empty: none. */
+function parseTrustedProxies(raw: string | undefined): string[] {
+  const list = (raw ?? '')
+    .split(',')
+    .map((entry) => entry.trim())
+    .filter((entry) => entry !== '');
+  for (const entry of list) {
+    try {
+      proxyaddr.compile(entry);
+    } catch {
+      throw new ConfigError(
+        `invalid trusted proxy "${entry}": expected an IP address or a CIDR range such as 10.0.0.0/8 (set ${optionName('trustedProxies')})`,
+      );
+    }
+  }
+  return list;
 }

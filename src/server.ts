@@ -9,10 +9,12 @@ import net from 'node:net';
 import path from 'node:path';
 import type { Duplex } from 'node:stream';
 import tls from 'node:tls';
+import proxyaddr from 'proxy-addr';
 import { createWebSocketStream, WebSocketServer } from 'ws';
 import { type Api, createApi } from './api/app.js';
 import { MAX_PACKET_BYTES } from './broker/connection-guard.js';
 import { MqttBroker } from './broker/mqtt-broker.js';
+import { readProxyHeader } from './broker/proxy-protocol.js';
 import { type Cluster, joinCluster } from './cluster/cluster.js';
 import { customTopicEmitter } from './cluster/custom-topic-emitter.js';
 import { SharedEventHistory } from './cluster/shared-history.js';
@@ -78,6 +80,9 @@ export interface StartOptions {
  * Starts everything. Nothing new is written before every listener is up: a start that fails
  * (a port in use, a bad TLS file) leaves no admin token behind that was never printed.
  */
+/** How long a trusted proxy's MQTT connection may take to send its PROXY protocol header. */
+const PROXY_HEADER_TIMEOUT_MS = 5_000;
+
 export async function startGatehouse(config: GatehouseConfig, options: StartOptions = {}): Promise<RunningGatehouse> {
   const logger = options.logger ?? createLogger(config.logLevel);
   // Files the operator named are checked before the data directory is touched.
@@ -175,8 +180,11 @@ export async function startGatehouse(config: GatehouseConfig, options: StartOpti
       ...(sharedHistory ? { streams: { sharedHistory } } : {}),
       workflows,
       ops: { readiness, metrics, metricsToken: config.metricsToken },
+      trustedProxies: config.trustedProxies,
     });
     metrics.watch({ connectionsByClass: () => broker.connectedByClass(), openStreams: () => api.streams.size });
+    // Load balancers named by the operator tell the client's address (docs/scale-out.md).
+    const trustsProxy = config.trustedProxies.length > 0 ? proxyaddr.compile(config.trustedProxies) : undefined;
     // ws buffers a whole frame before the MQTT parser sees a byte: bound frames like packets.
     const wss = new WebSocketServer({ noServer: true, maxPayload: MAX_PACKET_BYTES + 5 });
     api.server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
@@ -184,7 +192,9 @@ export async function startGatehouse(config: GatehouseConfig, options: StartOpti
         socket.destroy();
         return;
       }
-      wss.handleUpgrade(req, socket, head, (ws) => broker.handle(createWebSocketStream(ws), req));
+      wss.handleUpgrade(req, socket, head, (ws) =>
+        broker.handle(createWebSocketStream(ws), req, trustsProxy ? proxyaddr(req, trustsProxy) : undefined),
+      );
     });
     // With a certificate, connections to the HTTP port are sorted into plain and TLS first.
     const httpTls: HttpTls | undefined = tlsFiles
@@ -204,7 +214,20 @@ export async function startGatehouse(config: GatehouseConfig, options: StartOpti
     });
     readiness.watchListener('http', api.server);
 
-    const tcp = net.createServer({ noDelay: true }, (socket) => broker.handle(socket));
+    const tcp = net.createServer({ noDelay: true }, (socket) => {
+      if (!trustsProxy?.(socket.remoteAddress ?? '', 0)) {
+        broker.handle(socket);
+        return;
+      }
+      readProxyHeader(socket, PROXY_HEADER_TIMEOUT_MS).then(
+        (address) => broker.handle(socket, undefined, address ?? undefined),
+        (err: Error) =>
+          logger.warn(
+            { component: 'mqtt', event: 'proxyHeaderRefused', proxyAddress: socket.remoteAddress, reason: err.message },
+            'MQTT connection from a trusted proxy closed: no valid PROXY protocol header',
+          ),
+      );
+    });
     const mqttPort = await listenOrExplain('mqttPort', config.host, config.mqttPort, () =>
       listen(tcp, config.host, config.mqttPort),
     );

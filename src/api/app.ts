@@ -74,6 +74,8 @@ export function createApi(
     ops?: Ops;
     /** The built web console's folder; default: dist/web when built; null: none. */
     consoleDir?: string | null;
+    /** Load balancers whose X-Forwarded-For gives `request.ip` (config `trustedProxies`). */
+    trustedProxies?: string[];
   } = {},
 ) {
   const app = Fastify({
@@ -91,6 +93,7 @@ export function createApi(
     // A path Fastify cannot route (bad percent-encoding, a segment longer than any id) is
     // answered in the API's error shape too.
     frameworkErrors: frameworkError,
+    ...(options.trustedProxies?.length ? { trustProxy: options.trustedProxies } : {}),
   }).withTypeProvider<TypeBoxTypeProvider>();
 
   // Before any route: every route is recorded, and the reference's own routes are made public.

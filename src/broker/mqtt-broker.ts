@@ -250,10 +250,14 @@ export class MqttBroker implements Connections {
     this.platform.attachConnections(this);
   }
 
-  /** Hands a connection (TCP socket, TLS socket or WebSocket stream) to the broker. */
-  handle(stream: Connection, request?: IncomingMessage): void {
+  /**
+   * Hands a connection (TCP socket, TLS socket or WebSocket stream) to the broker; `clientAddress`
+   * is the client's address when a trusted load balancer told it (PROXY protocol, X-Forwarded-For).
+   */
+  handle(stream: Connection, request?: IncomingMessage, clientAddress?: string): void {
     this.holds.wrap(stream as unknown as Parameters<WriteHolds['wrap']>[0]);
     const client = this.aedes.handle(stream, request);
+    if (clientAddress) clientAddresses.set(client, clientAddress);
     this.guards.set(client, new PacketSizeGuard(client));
   }
 
@@ -1106,7 +1110,12 @@ function payloadBytes(packet: { payload: Buffer | string }): number {
   return typeof packet.payload === 'string' ? Buffer.byteLength(packet.payload) : packet.payload.length;
 }
 
+/** Clients' addresses as a trusted load balancer gave them, where one did. */
+const clientAddresses = new WeakMap<Client, string>();
+
 function remoteAddress(client: Client): string | null {
+  const told = clientAddresses.get(client);
+  if (told) return told;
   const conn = client.conn as { remoteAddress?: string };
   return client.req?.socket.remoteAddress ?? conn.remoteAddress ?? null;
 }

@@ -3,6 +3,7 @@
  * do: stop reading, declare huge packets, send U+0000 in a topic.
  */
 import net from 'node:net';
+import { MqttClient } from 'mqtt';
 import mqttPacket, { type Packet } from 'mqtt-packet';
 
 export interface RawClient {
@@ -108,4 +109,38 @@ export async function rawDevice(
   const connack = (await client.next('connack')) as { returnCode?: number };
   if (connack.returnCode !== 0) throw new Error(`CONNACK ${connack.returnCode}`);
   return client;
+}
+
+/**
+ * One MQTT CONNECT over a socket bound to `localAddress` (every 127.x.y.z reaches a loopback
+ * server, so each stands for another remote address), after the bytes `before` (a PROXY
+ * protocol header). Resolves with the CONNACK return code; an accepted client (0) is handed to
+ * `keep`, to be ended by the test.
+ */
+export function connackFrom(
+  mqttUrl: string,
+  credentials: RawCredentials,
+  options: { localAddress?: string; before?: Buffer; keep: (client: MqttClient) => void },
+): Promise<number> {
+  const port = Number(new URL(mqttUrl).port);
+  const client = new MqttClient(
+    () => {
+      const socket = net.connect({ port, host: '127.0.0.1', localAddress: options.localAddress ?? '127.0.0.1' });
+      if (options.before) socket.write(options.before);
+      return socket;
+    },
+    { ...credentials, protocolVersion: 4, reconnectPeriod: 0, connectTimeout: 60_000 },
+  );
+  return new Promise((resolve, reject) => {
+    client.once('connect', () => {
+      options.keep(client);
+      resolve(0);
+    });
+    client.once('error', (err) => {
+      client.end(true);
+      const code = (err as { code?: unknown }).code;
+      if (typeof code === 'number') resolve(code);
+      else reject(err);
+    });
+  });
 }

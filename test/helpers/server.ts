@@ -65,6 +65,8 @@ export async function startTestServer(
     workflowHttpPrivate?: 'allow' | 'deny';
     /** Default: GATEHOUSE_TEST_STORE, else sqlite. */
     store?: 'sqlite' | 'postgres';
+    /** Load balancers' addresses, comma-separated (`--trusted-proxies`). */
+    trustedProxies?: string;
   } = {},
 ): Promise<TestServer> {
   const dataDir = options.dataDir ?? mkdtempSync(path.join(tmpdir(), 'gatehouse-test-'));
@@ -84,6 +86,7 @@ export async function startTestServer(
       logLevel: 'error',
       ...(options.metricsToken ? { metricsToken: options.metricsToken } : {}),
       workflowHttpPrivate: options.workflowHttpPrivate ?? 'allow',
+      ...(options.trustedProxies ? { trustedProxies: options.trustedProxies } : {}),
     },
     { GATEHOUSE_ADMIN_TOKEN: ADMIN_TOKEN },
   );

@@ -4,11 +4,11 @@
  * the server, so a client bound to another one stands for another remote address.
  */
 import http from 'node:http';
-import net from 'node:net';
-import { MqttClient } from 'mqtt';
+import type { MqttClient } from 'mqtt';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { DEFAULT_LOG_BUDGET } from '../../src/core/log-budget.js';
 import { DEFAULT_SECRET_CHECK_LIMITS, type SecretCheckLimits } from '../../src/core/secrets.js';
+import { connackFrom } from '../helpers/raw-mqtt.js';
 import { ADMIN_TOKEN, deviceLogs, eventually, ok, startTestServer, type TestServer } from '../helpers/server.js';
 
 const LIMITS = DEFAULT_SECRET_CHECK_LIMITS;
@@ -34,30 +34,9 @@ interface Credentials {
   password: string;
 }
 
-/**
- * One MQTT CONNECT from `localAddress`; resolves with the CONNACK return code (0: accepted, and
- * the client stays connected until the test ends).
- */
+/** One MQTT CONNECT from `localAddress`; resolves with the CONNACK code (an accepted client stays connected until the test ends). */
 function connack(credentials: Credentials, localAddress = '127.0.0.1'): Promise<number> {
-  const port = Number(new URL(server.running.urls.mqtt).port);
-  const client = new MqttClient(() => net.connect({ port, host: '127.0.0.1', localAddress }), {
-    ...credentials,
-    protocolVersion: 4,
-    reconnectPeriod: 0,
-    connectTimeout: 60_000,
-  });
-  return new Promise((resolve, reject) => {
-    client.once('connect', () => {
-      open.push(client);
-      resolve(0);
-    });
-    client.once('error', (err) => {
-      client.end(true);
-      const code = (err as { code?: unknown }).code;
-      if (typeof code === 'number') resolve(code);
-      else reject(err);
-    });
-  });
+  return connackFrom(server.running.urls.mqtt, credentials, { localAddress, keep: (c) => open.push(c) });
 }
 
 /** A different loopback address for each attempt, so no per-address limit is reached. */

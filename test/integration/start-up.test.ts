@@ -64,4 +64,17 @@ describe('start-up on a data directory', () => {
     });
     expect(res.status).toBe(200);
   });
+
+  it('takes trusted proxies as addresses and CIDR ranges, and refuses anything else naming the option', () => {
+    const proxies = (list: string) => resolveConfig({ trustedProxies: list }, {}).trustedProxies;
+    expect(proxies(' 10.0.0.5, 10.1.0.0/16,fd00::/64 ')).toEqual(['10.0.0.5', '10.1.0.0/16', 'fd00::/64']);
+    expect(resolveConfig({}, {}).trustedProxies).toEqual([]);
+    expect(resolveConfig({}, { GATEHOUSE_TRUSTED_PROXIES: '192.0.2.1' }).trustedProxies).toEqual(['192.0.2.1']);
+    for (const bad of ['balancer.local', '10.0.0.0/33', '10.0.0.5,*']) {
+      expect(() => proxies(bad)).toThrow(ConfigError);
+      expect(() => proxies(bad)).toThrow(
+        /^invalid trusted proxy ".+": .* \(set --trusted-proxies or GATEHOUSE_TRUSTED_PROXIES\)$/,
+      );
+    }
+  });
 });
