@@ -217,6 +217,27 @@ async function startSetup(
   }
 }
 
+interface Commits {
+  count: number;
+  writes: number;
+  seconds: number;
+}
+
+/** A node's group commits so far, from its metrics (docs/operations.md); zeros when unreachable. */
+async function commits(node: GatehouseProcess): Promise<Commits> {
+  try {
+    const text = await (await fetch(`${node.httpUrl}/metrics`, { signal: AbortSignal.timeout(10_000) })).text();
+    const value = (name: string) => Number(new RegExp(`^gatehouse_${name} (\\S+)$`, 'm').exec(text)?.[1] ?? 0);
+    return {
+      count: value('group_commit_batch_size_count'),
+      writes: value('group_commit_batch_size_sum'),
+      seconds: value('group_commit_duration_seconds_sum'),
+    };
+  } catch {
+    return { count: 0, writes: 0, seconds: 0 };
+  }
+}
+
 /** One measured window: the load, then what every process of the set-up spent on it. */
 async function measure(
   setup: Setup,
@@ -231,6 +252,7 @@ async function measure(
   await waitForQuiet(report, label, [...nodePids, ...pgPids, ...redisPids]);
   const all = publishersPerNode.flat();
   const before = await setup.count();
+  const commits0 = await Promise.all(setup.nodes.map(commits));
   const node0 = nodePids.map((pid) => cpuMicros(pid));
   const pgMeter = setup.postgres ? await groupCpuMeter(() => (setup.postgres as PostgresProcesses).ours()) : undefined;
   const othersMeter = setup.postgres
@@ -257,6 +279,11 @@ async function measure(
   const otherCpus = bg();
   report.background.push([label, otherCpus]);
   const stored = (await setup.count()) - before;
+  const groupCommits = (await Promise.all(setup.nodes.map(commits))).map((c, i) => {
+    const c0 = commits0[i] as Commits;
+    const n = Math.max(1, c.count - c0.count);
+    return `${fmt(c.count - c0.count)} of ${fmt((c.writes - c0.writes) / n)} writes, ${fmt(((c.seconds - c0.seconds) * 1000) / n, 1)} ms`;
+  });
   if (scenario === 'b') {
     storedPerSecond = stored / (r.elapsedMs / 1000);
     if (stored < r.done) {
@@ -274,6 +301,7 @@ async function measure(
       (Number.isNaN(pgUs) ? '' : `, PostgreSQL ${fmt(pgUs / 1000)} ms`) +
       (Number.isNaN(redisUs) ? '' : `, Redis ${fmt(redisUs / 1000)} ms`) +
       (Number.isNaN(othersUs) ? '' : `; PostgreSQL's other clients' backends ${fmt(othersUs / 1000)} ms`) +
+      `; group commits (count, mean size and time) ${groupCommits.join(' / ')}` +
       `; load generator ${fmt(clientUs / done, 1)} µs/msg`,
   );
   return {
