@@ -59,6 +59,8 @@ export interface ScaleRow {
   /** NaN when not measured (no PostgreSQL in the set-up, or not readable in /proc). */
   pgUs: number;
   redisUs: number;
+  /** Redis's CPU in the window, ms: /proc counts in ticks of 10 ms, so a few ticks say little. */
+  redisMs: number;
   /** The load generator (this process). */
   clientUs: number;
   /** CPUs other processes kept busy (other helpers, PostgreSQL's other clients), on average. */
@@ -316,6 +318,7 @@ async function measure(
     nodesUs: nodeUs.reduce((a, b) => a + b, 0) / done,
     pgUs: pgUs / done,
     redisUs: redisUs / done,
+    redisMs: redisUs / 1000,
     clientUs: clientUs / done,
     otherCpus,
     pgOthersUs: othersUs / done,
@@ -431,7 +434,13 @@ export function scaleCapacity(o: ScaleOutcome, cpus: number): string[] {
     const node = 1e6 / r.nodesUs;
     const parts = [`a node ${fmt(node)} states/s per core (${us(r.nodesUs)} µs per message it handles)`];
     if (!Number.isNaN(r.pgUs)) parts.push(`PostgreSQL ${fmt(1e6 / r.pgUs)} per core`);
-    if (!Number.isNaN(r.redisUs)) parts.push(`Redis ${fmt(1e6 / r.redisUs)} on its one thread`);
+    if (!Number.isNaN(r.redisUs)) {
+      parts.push(
+        r.redisMs >= 100
+          ? `Redis ${fmt(1e6 / r.redisUs)} on its one thread`
+          : `Redis ${fmt(r.redisMs)} ms in the window, too little to measure a ceiling`,
+      );
+    }
     const all = total(r) + r.clientUs;
     parts.push(
       `all of it with the load generator (${us(all)} µs/msg) on ${cpus} cores: ${fmt((cpus * 1e6) / all)} states/s`,
@@ -442,7 +451,7 @@ export function scaleCapacity(o: ScaleOutcome, cpus: number): string[] {
   if (two && !Number.isNaN(two.pgUs)) {
     const node = 1e6 / two.nodesUs;
     const pgCap = 1e6 / two.pgUs;
-    const redisCap = Number.isNaN(two.redisUs) ? Number.POSITIVE_INFINITY : 1e6 / two.redisUs;
+    const redisCap = Number.isNaN(two.redisUs) || two.redisMs < 100 ? Number.POSITIVE_INFINITY : 1e6 / two.redisUs;
     const ceiling = Math.min(pgCap, redisCap);
     lines.push(
       `  model (each node on its own core): throughput(N) ≈ min(N × ${fmt(node)}, P × ${fmt(pgCap)}` +
