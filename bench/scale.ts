@@ -25,6 +25,9 @@ import { fmt, textTable } from './stats.js';
 /** The local Redis of the multi-node tests unless GATEHOUSE_TEST_REDIS_URL names another. */
 const REDIS_URL = process.env.GATEHOUSE_TEST_REDIS_URL ?? 'redis://127.0.0.1:6379';
 
+/** A limit no peripheral of the bench reaches: each message is counted, none refused. */
+const RATE_LIMIT_ON = { messages: 1_000_000, windowSeconds: 1 };
+
 export type SetupName = 'sqlite' | 'pg' | 'pg2';
 
 export const scaleConfig = {
@@ -35,6 +38,8 @@ export const scaleConfig = {
     .split(',')
     .map((s) => s.trim())
     .filter((s): s is SetupName => s === 'sqlite' || s === 'pg' || s === 'pg2'),
+  /** BENCH_SCALE_ROUNDS: each set-up this many times, in alternating order; each row is the median round. */
+  rounds: Math.max(1, Number(process.env.BENCH_SCALE_ROUNDS ?? 1) || 1),
 };
 
 const TITLES: Record<SetupName, string> = {
@@ -43,9 +48,12 @@ const TITLES: Record<SetupName, string> = {
   pg2: '2 nodes, PostgreSQL + Redis',
 };
 
+/** b and c as in a–c; r is b again with the application's rate limit on (high enough to refuse nothing). */
+export type ScaleScenario = 'b' | 'c' | 'r';
+
 export interface ScaleRow {
   setup: SetupName;
-  scenario: 'b' | 'c';
+  scenario: ScaleScenario;
   nodes: number;
   acked: number;
   /** b: states counted in the database ÷ time to the last PUBACK; c: the offered rate achieved. */
@@ -243,11 +251,12 @@ async function commits(node: GatehouseProcess): Promise<Commits> {
 /** One measured window: the load, then what every process of the set-up spent on it. */
 async function measure(
   setup: Setup,
-  scenario: 'b' | 'c',
+  scenario: ScaleScenario,
   publishersPerNode: Publisher[][],
   report: Report,
+  round: string,
 ): Promise<ScaleRow> {
-  const label = `s.${setup.name}.${scenario}`;
+  const label = `s.${setup.name}.${scenario}${round}`;
   const nodePids = setup.nodes.map((n) => n.pid);
   const pgPids = setup.postgres ? await setup.postgres.ours() : [];
   const redisPids = setup.redisPid === undefined ? [] : [setup.redisPid];
@@ -265,7 +274,7 @@ async function measure(
   const bg = backgroundMeter([...nodePids, ...pgPids, ...redisPids]);
   let r: LoadResult;
   let storedPerSecond: number;
-  if (scenario === 'b') {
+  if (scenario !== 'c') {
     r = await qos1Window(all, config.qos1Total, config.window, deadline());
   } else {
     r = await qos1FixedRate(all, config.fixedRate, config.fixedMs, deadline());
@@ -286,7 +295,7 @@ async function measure(
     const n = Math.max(1, c.count - c0.count);
     return `${fmt(c.count - c0.count)} of ${fmt((c.writes - c0.writes) / n)} writes, ${fmt(((c.seconds - c0.seconds) * 1000) / n, 1)} ms`;
   });
-  if (scenario === 'b') {
+  if (scenario !== 'c') {
     storedPerSecond = stored / (r.elapsedMs / 1000);
     if (stored < r.done) {
       report.note(`${label}: DURABILITY: ${fmt(r.done - stored)} states were acknowledged but are not stored`);
@@ -326,7 +335,7 @@ async function measure(
   };
 }
 
-async function runSetup(name: SetupName, report: Report, cleanups: Cleanups): Promise<ScaleRow[]> {
+async function runSetup(name: SetupName, report: Report, cleanups: Cleanups, round: string): Promise<ScaleRow[]> {
   const { setup, stop } = await startSetup(name, cleanups, report);
   try {
     const first = setup.nodes[0] as GatehouseProcess;
@@ -340,11 +349,19 @@ async function runSetup(name: SetupName, report: Report, cleanups: Cleanups): Pr
       publishersPerNode.push(await connectPublishers(node.mqttUrl, { ...fleet, gateways }, true, cleanups));
     }
     const warm = await qos1Window(publishersPerNode.flat(), config.warmup, config.window, deadline());
-    report.note(`s.${name}: warm-up ${fmt(warm.done)} QoS 1 publishes in ${fmt(warm.elapsedMs)} ms, not measured`);
+    report.note(
+      `s.${name}${round}: warm-up ${fmt(warm.done)} QoS 1 publishes in ${fmt(warm.elapsedMs)} ms, not measured`,
+    );
     await sleep(500);
-    const rows = [await measure(setup, 'b', publishersPerNode, report)];
+    const rows = [await measure(setup, 'b', publishersPerNode, report, round)];
     await sleep(1_000);
-    rows.push(await measure(setup, 'c', publishersPerNode, report));
+    rows.push(await measure(setup, 'c', publishersPerNode, report, round));
+    if (name !== 'sqlite') {
+      // Every message counted against its peripheral's limit: in Redis with two nodes, in memory with one.
+      await rest.patch(`/applications/${fleet.applicationId}`, { rateLimit: RATE_LIMIT_ON });
+      await sleep(1_500);
+      rows.push(await measure(setup, 'r', publishersPerNode, report, round));
+    }
     await closeAll(publishersPerNode.flat().map((p) => p.client));
     return rows;
   } catch (err) {
@@ -365,21 +382,58 @@ export interface ScaleOutcome {
 export async function scaleScenario(report: Report, cleanups: Cleanups): Promise<ScaleOutcome> {
   const wanted = scaleConfig.setups;
   const missing = wanted.some((s) => s !== 'sqlite') ? await reachable() : {};
-  const rows: ScaleRow[] = [];
   const skipped: Array<[SetupName, string]> = [];
+  const runnable: SetupName[] = [];
   for (const name of wanted) {
     const reason = name === 'sqlite' ? undefined : (missing.pg ?? (name === 'pg2' ? missing.redis : undefined));
-    if (reason) {
-      skipped.push([name, reason]);
-      continue;
+    if (reason) skipped.push([name, reason]);
+    else runnable.push(name);
+  }
+  // Rounds alternate their order (sqlite, pg, pg2, then pg2, pg, sqlite, ...), as in w.
+  const rounds: ScaleRow[][] = [];
+  for (let round = 0; round < scaleConfig.rounds; round++) {
+    const order = round % 2 === 0 ? runnable : [...runnable].reverse();
+    const rows: ScaleRow[] = [];
+    for (const name of order) {
+      rows.push(...(await runSetup(name, report, cleanups, scaleConfig.rounds > 1 ? `.${round + 1}` : '')));
+      await sleep(1_000);
     }
-    rows.push(...(await runSetup(name, report, cleanups)));
-    await sleep(1_000);
+    rounds.push(rows);
+  }
+  if (rounds.length > 1) {
+    const ratio = (rows: ScaleRow[], a: SetupName, b: SetupName, pick: (r: ScaleRow) => number) => {
+      const x = rows.find((r) => r.setup === a && r.scenario === 'b');
+      const y = rows.find((r) => r.setup === b && r.scenario === 'b');
+      return x && y ? fmt(pick(x) / pick(y), 2) : '-';
+    };
+    report.note(
+      `s: one PostgreSQL node's stored/s ÷ the SQLite node's, round by round: ${rounds.map((rows) => ratio(rows, 'pg', 'sqlite', (r) => r.storedPerSecond)).join(', ')}`,
+    );
+    report.note(
+      `s: two nodes' CPU per message ÷ one PostgreSQL node's, round by round: ${rounds.map((rows) => ratio(rows, 'pg2', 'pg', (r) => r.nodesUs)).join(', ')}`,
+    );
+  }
+  // Each row is the median round: by stored/s for saturation, by PUBACK p99 for the fixed rate.
+  const rows: ScaleRow[] = [];
+  for (const name of runnable) {
+    for (const scenario of ['b', 'c', 'r'] as const) {
+      const found = rounds.flat().filter((r) => r.setup === name && r.scenario === scenario);
+      if (found.length === 0) continue;
+      const key = (r: ScaleRow) => (scenario === 'c' ? r.p99 : r.storedPerSecond);
+      const sorted = found.sort((a, b) => key(a) - key(b));
+      rows.push(sorted[Math.floor(sorted.length / 2)] as ScaleRow);
+    }
   }
   return { rows, skipped };
 }
 
 const us = (n: number) => fmt(n, 1);
+
+const SCENARIOS: Record<ScaleScenario, string> = {
+  b: 'b. QoS 1 saturation',
+  c: `c. QoS 1 at ${fmt(config.fixedRate)}/s`,
+  r: 'b, rate limit on',
+};
 
 export function scaleTable(o: ScaleOutcome): string {
   const head = [
@@ -397,7 +451,7 @@ export function scaleTable(o: ScaleOutcome): string {
   ];
   const lines = o.rows.map((r) => [
     TITLES[r.setup],
-    `${r.scenario === 'b' ? 'b. QoS 1 saturation' : `c. QoS 1 at ${fmt(config.fixedRate)}/s`}${r.aborted ? ' (ABORTED)' : ''}`,
+    `${SCENARIOS[r.scenario]}${r.aborted ? ' (ABORTED)' : ''}`,
     fmt(r.acked),
     fmt(r.storedPerSecond),
     fmt(r.p50, 2),
@@ -419,7 +473,7 @@ function total(r: ScaleRow): number {
   return r.nodesUs + (Number.isNaN(r.pgUs) ? 0 : r.pgUs) + (Number.isNaN(r.redisUs) ? 0 : r.redisUs);
 }
 
-const find = (o: ScaleOutcome, setup: SetupName, scenario: 'b' | 'c') =>
+const find = (o: ScaleOutcome, setup: SetupName, scenario: ScaleScenario) =>
   o.rows.find((r) => r.setup === setup && r.scenario === scenario);
 
 /**
@@ -430,7 +484,7 @@ const find = (o: ScaleOutcome, setup: SetupName, scenario: 'b' | 'c') =>
  */
 export function scaleCapacity(o: ScaleOutcome, cpus: number): string[] {
   const lines: string[] = [];
-  for (const r of o.rows.filter((row) => row.scenario === 'b')) {
+  for (const r of o.rows.filter((row) => row.scenario !== 'c')) {
     const node = 1e6 / r.nodesUs;
     const parts = [`a node ${fmt(node)} states/s per core (${us(r.nodesUs)} µs per message it handles)`];
     if (!Number.isNaN(r.pgUs)) parts.push(`PostgreSQL ${fmt(1e6 / r.pgUs)} per core`);
@@ -445,13 +499,16 @@ export function scaleCapacity(o: ScaleOutcome, cpus: number): string[] {
     parts.push(
       `all of it with the load generator (${us(all)} µs/msg) on ${cpus} cores: ${fmt((cpus * 1e6) / all)} states/s`,
     );
-    lines.push(`  ${TITLES[r.setup]}: ${parts.join('; ')}`);
+    lines.push(`  ${TITLES[r.setup]}${r.scenario === 'r' ? ', rate limit on' : ''}: ${parts.join('; ')}`);
   }
   const two = find(o, 'pg2', 'b');
-  if (two && !Number.isNaN(two.pgUs)) {
+  // Redis's ceiling where it does work per message: with the rate limit on.
+  const limited = find(o, 'pg2', 'r') ?? two;
+  if (two && limited && !Number.isNaN(two.pgUs)) {
     const node = 1e6 / two.nodesUs;
     const pgCap = 1e6 / two.pgUs;
-    const redisCap = Number.isNaN(two.redisUs) || two.redisMs < 100 ? Number.POSITIVE_INFINITY : 1e6 / two.redisUs;
+    const redisCap =
+      Number.isNaN(limited.redisUs) || limited.redisMs < 100 ? Number.POSITIVE_INFINITY : 1e6 / limited.redisUs;
     const ceiling = Math.min(pgCap, redisCap);
     lines.push(
       `  model (each node on its own core): throughput(N) ≈ min(N × ${fmt(node)}, P × ${fmt(pgCap)}` +
