@@ -13,7 +13,7 @@ import { closeAll, connect } from './load.js';
 import { backgroundMeter, cpuMicros, statusKb } from './proc.js';
 import { type Cleanups, type Report, sleep } from './report.js';
 import { createFleet, pool, Rest } from './rest.js';
-import { fmt, Latencies } from './stats.js';
+import { fmt, Latencies, textTable } from './stats.js';
 
 const int = (name: string, fallback: number): number => {
   const n = Number(process.env[name]);
@@ -149,12 +149,8 @@ export async function fleetScenario(report: Report, cleanups: Cleanups): Promise
 export function fleetTable(o: FleetOutcome): string {
   const head = ['minute', 'acknowledged', 'PUBACK p50 ms', 'PUBACK p99 ms'];
   const lines = o.minutes.map((m) => [String(m.minute), fmt(m.acked), fmt(m.p50, 2), fmt(m.p99, 2)]);
-  const widths = head.map((h, i) => Math.max(h.length, ...lines.map((l) => (l[i] ?? '').length)));
-  const line = (cells: string[]) => `| ${cells.map((c, i) => c.padStart(widths[i] ?? 0)).join(' | ')} |`;
   return [
-    line(head),
-    `|${widths.map((w) => '-'.repeat(w + 2)).join('|')}|`,
-    ...lines.map(line),
+    textTable(head, lines),
     '',
     `sent ${fmt(o.sent)}, acknowledged ${fmt(o.acked)}, failed ${fmt(o.failed)}, stored ${fmt(o.stored)}; ` +
       `server CPU ${fmt(o.cpuUsPerMessage, 1)} µs per message; RSS ${fmt(o.rssMb, 1)} MB at the end, ` +

@@ -89,11 +89,15 @@ export function machineBusyMicros(): number {
 export function backgroundMeter(pids: number[]): () => number {
   const own0 = process.cpuUsage();
   const machine0 = machineBusyMicros();
-  const pids0 = pids.map((pid) => cpuMicros(pid));
+  // A process that ends meanwhile (a database backend) counts as having used nothing since.
+  const pids0 = pids.map((pid) => tryCpuMicros(pid) ?? 0);
   const t0 = performance.now();
   return () => {
     const own = process.cpuUsage(own0);
-    const ours = own.user + own.system + pids.reduce((sum, pid, i) => sum + cpuMicros(pid) - (pids0[i] ?? 0), 0);
+    const ours =
+      own.user +
+      own.system +
+      pids.reduce((sum, pid, i) => sum + (tryCpuMicros(pid) ?? pids0[i] ?? 0) - (pids0[i] ?? 0), 0);
     const wallMicros = (performance.now() - t0) * 1000;
     return Math.max(0, machineBusyMicros() - machine0 - ours) / Math.max(1, wallMicros);
   };
@@ -104,4 +108,38 @@ export function loadAverage(): string {
     .loadavg()
     .map((l) => l.toFixed(2))
     .join(' ');
+}
+
+/** cpuMicros, or undefined when the process is gone or its /proc entry cannot be read (not local). */
+export function tryCpuMicros(pid: number): number | undefined {
+  try {
+    return cpuMicros(pid);
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * CPU used by a set of processes that may change while it is measured (a database server's
+ * backends come and go): `list` names them at the start and again at the end. A process that
+ * appears meanwhile counts whole; one that ends meanwhile loses what it used since the start.
+ * Resolves to a function giving the µs used since, or NaN when none of them could be read.
+ */
+export async function groupCpuMeter(list: () => Promise<number[]>): Promise<() => Promise<number>> {
+  const start = new Map<number, number>();
+  for (const pid of await list()) {
+    const us = tryCpuMicros(pid);
+    if (us !== undefined) start.set(pid, us);
+  }
+  return async () => {
+    let total = 0;
+    let read = 0;
+    for (const pid of await list()) {
+      const us = tryCpuMicros(pid);
+      if (us === undefined) continue;
+      read++;
+      total += us - (start.get(pid) ?? 0);
+    }
+    return read > 0 ? total : Number.NaN;
+  };
 }

@@ -14,6 +14,7 @@ import { findMosquitto, mosquittoScenarios } from './mosquitto.js';
 import { fileLimits, loadAverage, machine } from './proc.js';
 import { type QueryRow, queryScenario, queryTable } from './query.js';
 import { Cleanups, Report } from './report.js';
+import { type ScaleOutcome, scaleCapacity, scaleConfig, scaleScenario, scaleTable, scaleTargets } from './scale.js';
 import { type LoadOutcome, loadScenarios } from './scenarios.js';
 import { fmt, table } from './stats.js';
 import { type WorkflowRow, workflowScenario, workflowTable } from './workflows.js';
@@ -108,6 +109,30 @@ function consoleTarget(rows: ConsoleRow[]): string {
   );
 }
 
+/** How busy other processes kept the machine during each scenario, and a warning when it was not quiet. */
+function printBackground(cpus: number): void {
+  const busy = report.background.filter(([, n]) => n >= 0.15);
+  console.log(
+    `- other processes kept ${report.background.map(([s, n]) => `${s}: ${fmt(n, 2)}`).join(', ')} CPUs busy ` +
+      `on average during each scenario (of ${cpus})`,
+  );
+  if (busy.length > 0) {
+    console.log(
+      `- WARNING: the machine was not quiet during ${busy.map(([s]) => s).join(', ')}; ` +
+        'those results understate what the server can do. Re-run on a quiet machine.',
+    );
+  }
+  console.log('');
+}
+
+function printScale(outcome: ScaleOutcome, cpus: number): void {
+  console.log(`\nscale-out (s): ${fmt(config.gateways)} gateways split evenly over the nodes, fresh set-ups`);
+  console.log(scaleTable(outcome));
+  console.log('capacity from the saturation rows (CPU per message → states/s per core):');
+  for (const line of scaleCapacity(outcome, cpus)) console.log(line);
+  console.log('');
+}
+
 function verdict(ok: boolean | undefined): string {
   return ok === undefined ? 'SKIPPED' : ok ? 'PASS' : 'MISS';
 }
@@ -129,6 +154,17 @@ async function main(): Promise<void> {
     const rows = await workflowScenario(report, cleanups);
     console.log(`\n${workflowTable(rows)}\n`);
     for (const note of report.notes) console.log(`- ${note}`);
+    return;
+  }
+
+  // BENCH_ONLY=scale: the scale-out scenario alone.
+  if (process.env.BENCH_ONLY === 'scale') {
+    const outcome = await scaleScenario(report, cleanups);
+    printScale(outcome, m.cpus);
+    for (const note of report.notes) console.log(`- ${note}`);
+    printBackground(m.cpus);
+    console.log('targets:');
+    for (const line of scaleTargets(outcome)) console.log(line);
     return;
   }
 
@@ -195,6 +231,9 @@ async function main(): Promise<void> {
   const fleet: FleetOutcome | undefined =
     fleetConfig.peripherals > 0 ? await fleetScenario(report, cleanups) : undefined;
 
+  // s: b and c on one SQLite node, one PostgreSQL node, two nodes with PostgreSQL and Redis.
+  const scale: ScaleOutcome | undefined = scaleConfig.enabled ? await scaleScenario(report, cleanups) : undefined;
+
   // g in Chromium, on a fresh server: the console's first load.
   const consoleRows: ConsoleRow[] = consoleAvailable() ? await consoleScenario(report, cleanups) : [];
 
@@ -221,6 +260,7 @@ async function main(): Promise<void> {
     console.log(fleetTable(fleet));
     console.log('');
   }
+  if (scale) printScale(scale, m.cpus);
   if (consoleRows.length > 0) {
     console.log(consoleTable(consoleRows));
     console.log('');
@@ -231,18 +271,7 @@ async function main(): Promise<void> {
     console.log('');
   }
   for (const note of report.notes) console.log(`- ${note}`);
-  const busy = report.background.filter(([, cpus]) => cpus >= 0.15);
-  console.log(
-    `- other processes kept ${report.background.map(([s, cpus]) => `${s}: ${fmt(cpus, 2)}`).join(', ')} CPUs busy ` +
-      `on average during each scenario (of ${m.cpus})`,
-  );
-  if (busy.length > 0) {
-    console.log(
-      `- WARNING: the machine was not quiet during ${busy.map(([s]) => s).join(', ')}; ` +
-        'those results understate what the server can do. Re-run on a quiet machine.',
-    );
-  }
-  console.log('');
+  printBackground(m.cpus);
   const ratio = relayed === undefined ? undefined : load.qos1PerSecond / relayed;
   console.log('targets:');
   console.log(
@@ -284,6 +313,7 @@ async function main(): Promise<void> {
   );
   console.log(consoleTarget(consoleRows));
   if (fleet) for (const line of fleetTargets(fleet, load.qos1CpuUs)) console.log(line);
+  if (scale) for (const line of scaleTargets(scale)) console.log(line);
   console.log(`\ntotal time ${fmt((performance.now() - started) / 1000, 1)} s`);
 }
 

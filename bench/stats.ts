@@ -82,3 +82,10 @@ export function table(rows: Row[]): string {
   for (const c of cells) out.push(line(c, true));
   return out.join('\n');
 }
+
+/** A right-aligned text table (also valid Markdown) of preformatted cells under `head`. */
+export function textTable(head: string[], lines: string[][]): string {
+  const widths = head.map((h, i) => Math.max(h.length, ...lines.map((l) => (l[i] ?? '').length)));
+  const row = (cells: string[]) => `| ${cells.map((c, i) => c.padStart(widths[i] ?? 0)).join(' | ')} |`;
+  return [row(head), `|${widths.map((w) => '-'.repeat(w + 2)).join('|')}|`, ...lines.map(row)].join('\n');
+}

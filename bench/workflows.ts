@@ -12,7 +12,7 @@ import { backgroundMeter, cpuMicros } from './proc.js';
 import { type Cleanups, type Report, sleep, waitForQuiet } from './report.js';
 import { createFleet, Rest } from './rest.js';
 import { connectPublishers } from './scenarios.js';
-import { fmt, Latencies } from './stats.js';
+import { fmt, Latencies, textTable } from './stats.js';
 
 export interface WorkflowRow {
   flows: number;
@@ -186,7 +186,5 @@ export function workflowTable(rows: WorkflowRow[]): string {
     r.flows === 0 ? '-' : fmt(r.runs),
     r.flows === 0 ? '-' : fmt(r.refused),
   ]);
-  const widths = head.map((h, i) => Math.max(h.length, ...lines.map((l) => (l[i] ?? '').length)));
-  const row = (cells: string[]) => `| ${cells.map((c, i) => c.padStart(widths[i] ?? 0)).join(' | ')} |`;
-  return [row(head), `|${widths.map((w) => '-'.repeat(w + 2)).join('|')}|`, ...lines.map(row)].join('\n');
+  return textTable(head, lines);
 }

@@ -93,6 +93,66 @@ describe('PostgresStore with two nodes', () => {
   });
 });
 
+describe('PostgresStore group commit', () => {
+  it('writes a batch of states as one statement that waits for a delete under way, then leaves the deleted device out', async () => {
+    await db.truncate();
+    const store = await openPostgresStore({ url: db.url });
+    const deleter = new pg.Client({ connectionString: db.url });
+    await deleter.connect();
+    try {
+      const app = makeApp();
+      await store.createApplication(app);
+      const gateway = makeDevice(app.id, { deviceClass: 'gateway' });
+      const [kept, deleted] = [makeDevice(app.id), makeDevice(app.id)];
+      for (const d of [gateway, kept, deleted]) await store.createDevice(d);
+      const T = 1_700_000_100_000;
+      // A delete of one device, not committed yet.
+      await deleter.query('BEGIN');
+      await deleter.query('DELETE FROM devices WHERE id = $1', [deleted.id]);
+      let done = false;
+      const applied = store
+        .applyBatch(
+          writeBatch({
+            states: [kept, deleted].map((d) => state(d.id, T, { t: 1 }, gateway.id)),
+            reports: [kept, deleted].map((d) => ({ deviceId: d.id, reportedBy: gateway.id, time: T })),
+          }),
+        )
+        .then(() => {
+          done = true;
+        });
+      // The batch's statement waits on the deleted device's row lock (pg_stat_activity says so).
+      const admin = new pg.Client({ connectionString: db.url });
+      await admin.connect();
+      try {
+        for (;;) {
+          const { rows } = await admin.query<{ n: string }>(
+            `SELECT count(*) AS n FROM pg_stat_activity
+             WHERE datname = current_database() AND wait_event_type = 'Lock' AND query LIKE '%WITH known AS%'`,
+          );
+          if (Number(rows[0]?.n) > 0) break;
+          await new Promise((r) => setTimeout(r, 20));
+        }
+      } finally {
+        await admin.end();
+      }
+      expect(done).toBe(false);
+      await deleter.query('COMMIT');
+      await applied;
+      expect(await store.queryStates(kept.id, { limit: 10, sortDirection: 'asc' })).toHaveLength(1);
+      expect(await store.queryStates(deleted.id, { limit: 10, sortDirection: 'asc' })).toHaveLength(0);
+      expect(await store.listGatewaySightings(kept.id)).toEqual([
+        expect.objectContaining({ gatewayId: gateway.id, reports: 1 }),
+      ]);
+      expect(await store.listGatewaySightings(deleted.id)).toEqual([]);
+      expect((await store.getCompositeState(kept.id)).t).toEqual({ value: 1, time: T });
+      expect(await store.getCompositeState(deleted.id)).toEqual({});
+    } finally {
+      await deleter.end();
+      await store.close();
+    }
+  });
+});
+
 describe('PostgresStore partitions and retention', () => {
   const DAY = 86_400_000;
   // Midnight UTC, so each offset of whole days falls in its own partition.

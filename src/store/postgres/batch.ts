@@ -1,14 +1,17 @@
 /**
- * The group commit on PostgreSQL: a write batch becomes at most one statement per table, each
- * taking its rows as arrays (`unnest`), all in the caller's transaction. What SQLite does row
- * by row in arrival order is combined here first, because one INSERT ... ON CONFLICT may not
- * touch a row twice: states of one device and millisecond merge, the composite state (one row
- * per device) keeps the newest value per attribute, a device's reports and connection changes reduce to the one that
- * wins. Rows go in key order, so two nodes writing the same rows lock them in the same order
- * and cannot deadlock.
+ * The group commit on PostgreSQL: the states of a write batch, their composite state, minute
+ * rollups, reports and sightings go in one statement (`WRITE_STATES`, one sub-statement per
+ * table, each taking its rows as arrays through `unnest`); connection changes, commands and log
+ * entries follow in statements of their own, in one transaction with it. A batch of states and
+ * reports only (the usual one) is therefore a single round trip that commits by itself. What
+ * SQLite does row by row in arrival order is combined here first, because one INSERT ... ON
+ * CONFLICT may not touch a row twice: states of one device and millisecond merge, the composite
+ * state (one row per device) keeps the newest value per attribute, a device's reports and
+ * connection changes reduce to the one that wins. Rows go in key order, so two nodes writing the
+ * same rows lock them in the same order and cannot deadlock.
  *
  * Minute rollups are combined per batch (rollup-accumulator.ts) and upserted in the same
- * transaction: durable with the states, nothing held in memory, so nothing to rebuild after a
+ * statement: durable with the states, nothing held in memory, so nothing to rebuild after a
  * crash and nothing one node holds that another would have to know about.
  */
 import type pg from 'pg';
@@ -24,38 +27,85 @@ const byKey = <T>(map: Map<string, T>): T[] =>
 // \u0000 cannot occur in a PostgreSQL text value, so it separates the parts of a key safely.
 const key = (...parts: Array<string | number>): string => parts.join('\u0000');
 
-export const UPSERT_STATES = `
-INSERT INTO device_states (device_id, time, data, reported_by)
-SELECT * FROM unnest($1::text[], $2::bigint[], $3::text[]::jsonb[], $4::text[])
-ON CONFLICT (device_id, time) DO UPDATE
-  SET data = device_states.data || excluded.data, reported_by = excluded.reported_by`;
+// The states of a batch and everything that follows from them, in one statement (one round trip
+// instead of one per table; with nothing else in the batch, no BEGIN and COMMIT either). `known`
+// reads the batch's devices with FOR KEY SHARE: data of a device deleted while its messages
+// waited is left out, and a delete arriving meanwhile waits for the commit (and then removes what
+// was written). Every sub-statement sees the rows `known` locked and writes its rows in the
+// order given (ORDER BY ord), which is key order: two nodes writing the same rows lock them in the
+// same order. The devices found are returned, for the commands and log entries of the batch.
+export const WRITE_STATES = `
+WITH known AS (
+  SELECT id FROM devices WHERE id = ANY($1::text[]) ORDER BY id FOR KEY SHARE
+),
+states AS (
+  INSERT INTO device_states (device_id, time, data, reported_by)
+  SELECT device_id, time, data, reported_by
+  FROM unnest($2::text[], $3::bigint[], $4::text[]::jsonb[], $5::text[])
+    WITH ORDINALITY AS u(device_id, time, data, reported_by, ord)
+  WHERE device_id IN (SELECT id FROM known)
+  ORDER BY ord
+  ON CONFLICT (device_id, time) DO UPDATE
+    SET data = device_states.data || excluded.data, reported_by = excluded.reported_by
+),
+-- One row per device; composite_merge (migrations.ts) keeps, per attribute, the newer of the
+-- stored and the new value (the new one at equal times, as in the state merge).
+composite AS (
+  INSERT INTO composite_state (device_id, state)
+  SELECT device_id, state FROM unnest($6::text[], $7::text[]::jsonb[]) WITH ORDINALITY AS u(device_id, state, ord)
+  WHERE device_id IN (SELECT id FROM known)
+  ORDER BY ord
+  ON CONFLICT (device_id) DO UPDATE SET state = composite_merge(composite_state.state, excluded.state)
+),
+-- First keeps the earlier arrival on equal times (strict <), last takes the later one (>=).
+rollups AS (
+  INSERT INTO state_rollups (device_id, attribute, bucket, count, sum, min, max, first_time, first_value,
+    last_time, last_value)
+  SELECT device_id, attribute, bucket, count, sum, min, max, first_time, first_value, last_time, last_value
+  FROM unnest($8::text[], $9::text[], $10::bigint[], $11::bigint[], $12::float8[], $13::float8[],
+    $14::float8[], $15::bigint[], $16::float8[], $17::bigint[], $18::float8[])
+    WITH ORDINALITY AS u(device_id, attribute, bucket, count, sum, min, max, first_time, first_value,
+      last_time, last_value, ord)
+  WHERE device_id IN (SELECT id FROM known)
+  ORDER BY ord
+  ON CONFLICT (device_id, attribute, bucket) DO UPDATE SET
+    count = state_rollups.count + excluded.count,
+    sum = state_rollups.sum + excluded.sum,
+    min = least(state_rollups.min, excluded.min),
+    max = greatest(state_rollups.max, excluded.max),
+    first_time = least(state_rollups.first_time, excluded.first_time),
+    first_value = CASE WHEN excluded.first_time < state_rollups.first_time
+      THEN excluded.first_value ELSE state_rollups.first_value END,
+    last_time = greatest(state_rollups.last_time, excluded.last_time),
+    last_value = CASE WHEN excluded.last_time >= state_rollups.last_time
+      THEN excluded.last_value ELSE state_rollups.last_value END
+),
+-- A report processed late must not move "last reported" backwards, but any report is activity.
+reported AS (
+  UPDATE devices AS d SET
+    last_reported_by = CASE WHEN d.last_reported_at IS NULL OR d.last_reported_at <= u.time
+      THEN u.reported_by ELSE d.last_reported_by END,
+    last_reported_at = CASE WHEN d.last_reported_at IS NULL OR d.last_reported_at <= u.time
+      THEN u.time ELSE d.last_reported_at END,
+    inactive_since = NULL
+  FROM unnest($19::text[], $20::text[], $21::bigint[]) AS u(device_id, reported_by, time)
+  WHERE d.id = u.device_id
+),
+sightings AS (
+  INSERT INTO peripheral_gateways (peripheral_id, gateway_id, first_seen, last_seen, reports)
+  SELECT peripheral_id, gateway_id, first_seen, last_seen, reports
+  FROM unnest($22::text[], $23::text[], $24::bigint[], $25::bigint[], $26::bigint[])
+    WITH ORDINALITY AS u(peripheral_id, gateway_id, first_seen, last_seen, reports, ord)
+  WHERE peripheral_id IN (SELECT id FROM known)
+  ORDER BY ord
+  ON CONFLICT (peripheral_id, gateway_id) DO UPDATE SET
+    reports = peripheral_gateways.reports + excluded.reports,
+    first_seen = least(peripheral_gateways.first_seen, excluded.first_seen),
+    last_seen = greatest(peripheral_gateways.last_seen, excluded.last_seen)
+)
+SELECT id FROM known`;
 
-// One row per device; composite_merge (migrations.ts) keeps, per attribute, the newer of the
-// stored and the new value (the new one at equal times, as in the state merge).
-const UPSERT_COMPOSITE = `
-INSERT INTO composite_state (device_id, state)
-SELECT * FROM unnest($1::text[], $2::text[]::jsonb[])
-ON CONFLICT (device_id) DO UPDATE SET state = composite_merge(composite_state.state, excluded.state)`;
-
-// First keeps the earlier arrival on equal times (strict <), last takes the later one (>=).
-const UPSERT_ROLLUPS = `
-INSERT INTO state_rollups (device_id, attribute, bucket, count, sum, min, max, first_time, first_value,
-  last_time, last_value)
-SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bigint[], $5::float8[], $6::float8[],
-  $7::float8[], $8::bigint[], $9::float8[], $10::bigint[], $11::float8[])
-ON CONFLICT (device_id, attribute, bucket) DO UPDATE SET
-  count = state_rollups.count + excluded.count,
-  sum = state_rollups.sum + excluded.sum,
-  min = least(state_rollups.min, excluded.min),
-  max = greatest(state_rollups.max, excluded.max),
-  first_time = least(state_rollups.first_time, excluded.first_time),
-  first_value = CASE WHEN excluded.first_time < state_rollups.first_time
-    THEN excluded.first_value ELSE state_rollups.first_value END,
-  last_time = greatest(state_rollups.last_time, excluded.last_time),
-  last_value = CASE WHEN excluded.last_time >= state_rollups.last_time
-    THEN excluded.last_value ELSE state_rollups.last_value END`;
-
-// A report processed late must not move "last reported" backwards, but any report is activity.
+// Reports without states (devices reporting about themselves only): as in WRITE_STATES.
 const MARK_REPORTED = `
 UPDATE devices AS d SET
   last_reported_by = CASE WHEN d.last_reported_at IS NULL OR d.last_reported_at <= u.time
@@ -65,14 +115,6 @@ UPDATE devices AS d SET
   inactive_since = NULL
 FROM unnest($1::text[], $2::text[], $3::bigint[]) AS u(device_id, reported_by, time)
 WHERE d.id = u.device_id`;
-
-const SIGHT_PERIPHERALS = `
-INSERT INTO peripheral_gateways (peripheral_id, gateway_id, first_seen, last_seen, reports)
-SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bigint[], $5::bigint[])
-ON CONFLICT (peripheral_id, gateway_id) DO UPDATE SET
-  reports = peripheral_gateways.reports + excluded.reports,
-  first_seen = least(peripheral_gateways.first_seen, excluded.first_seen),
-  last_seen = greatest(peripheral_gateways.last_seen, excluded.last_seen)`;
 
 // Never older over newer: with several nodes, the disconnect of an old connection may commit
 // after the connect of the device's new one on another node.
@@ -97,10 +139,13 @@ FROM unnest($1::text[], $2::text[], $3::bigint[], $4::text[], $5::text[])
 ORDER BY ord`;
 
 /**
- * Writes the batch in the caller's transaction. JSON is serialized before the first statement,
- * so a value JSON cannot hold (a BigInt) throws before anything is sent.
+ * Writes the batch: the states and what follows from them in one statement, then connection
+ * changes, commands and log entries. `run` gives the connection to write on: one in a
+ * transaction when the batch holds more than states and reports (`needsTransaction`), else any
+ * (the single statement commits by itself). JSON is serialized before the first statement, so a
+ * value JSON cannot hold (a BigInt) throws before anything is sent.
  */
-export async function writeBatch(client: pg.PoolClient, batch: WriteBatch): Promise<void> {
+export async function writeBatch(client: pg.ClientBase, batch: WriteBatch): Promise<void> {
   const ids = new Set<string>();
   for (const s of batch.states) ids.add(s.deviceId);
   for (const r of batch.reports) if (r.reportedBy !== r.deviceId) ids.add(r.deviceId);
@@ -111,33 +156,50 @@ export async function writeBatch(client: pg.PoolClient, batch: WriteBatch): Prom
   const commands = batch.commands.map((c) => ({ c, payload: toJson(c.payload), routedTo: toJson(c.routedTo) }));
   const logs = batch.logs.map((l) => ({ l, details: toJson(l.details) }));
 
-  // A device deleted while its messages waited in the batch: its data is dropped, not orphaned.
-  // KEY SHARE holds off a concurrent delete of these devices until this batch commits (the delete
-  // then removes what the batch wrote).
   const known = new Set<string>();
   if (ids.size > 0) {
-    const { rows } = await client.query<{ id: string }>(
-      'SELECT id FROM devices WHERE id = ANY($1::text[]) ORDER BY id FOR KEY SHARE',
-      [[...ids]],
-    );
-    for (const row of rows) known.add(row.id);
-  }
-
-  const kept = states.filter((s) => known.has(s.deviceId));
-  if (kept.length > 0) {
-    await client.query(UPSERT_STATES, [
-      kept.map((s) => s.deviceId),
-      kept.map((s) => s.time),
-      kept.map((s) => s.json),
-      kept.map((s) => s.reportedBy),
+    const composite = combineComposite(batch.states);
+    const rollups = combineRollups(batch.states);
+    const { marks, seen } = combineReports(batch.reports);
+    const { rows } = await client.query<{ id: string }>(WRITE_STATES, [
+      [...ids],
+      states.map((s) => s.deviceId),
+      states.map((s) => s.time),
+      states.map((s) => s.json),
+      states.map((s) => s.reportedBy),
+      composite.map((c) => c.deviceId),
+      composite.map((c) => c.json),
+      rollups.map((r) => r.deviceId),
+      rollups.map((r) => r.attribute),
+      rollups.map((r) => r.bucket),
+      rollups.map((r) => r.count),
+      rollups.map((r) => r.sum),
+      rollups.map((r) => r.min),
+      rollups.map((r) => r.max),
+      rollups.map((r) => r.firstTime),
+      rollups.map((r) => r.firstValue),
+      rollups.map((r) => r.lastTime),
+      rollups.map((r) => r.lastValue),
+      marks.map((r) => r.deviceId),
+      marks.map((r) => r.reportedBy),
+      marks.map((r) => r.time),
+      seen.map((s) => s.peripheral),
+      seen.map((s) => s.gateway),
+      seen.map((s) => s.first),
+      seen.map((s) => s.last),
+      seen.map((s) => s.n),
     ]);
-    await writeComposite(client, batch.states, known);
-    const rollups = new RollupAccumulator();
-    for (const s of batch.states) if (known.has(s.deviceId)) rollups.addState(s.deviceId, s.time, s.data);
-    await upsertRollups(client, rollups);
+    for (const row of rows) known.add(row.id);
+  } else if (batch.reports.length > 0) {
+    // Reports of devices about themselves only (no states): "last reported" moves all the same.
+    const { marks } = combineReports(batch.reports);
+    await client.query(MARK_REPORTED, [
+      marks.map((r) => r.deviceId),
+      marks.map((r) => r.reportedBy),
+      marks.map((r) => r.time),
+    ]);
   }
 
-  await writeReports(client, batch.reports, known);
   await writeConnections(client, batch.connections);
 
   const keptCommands = commands.filter(({ c }) => known.has(c.deviceId));
@@ -153,6 +215,12 @@ export async function writeBatch(client: pg.PoolClient, batch: WriteBatch): Prom
       keptLogs.map(({ details }) => details),
     ]);
   }
+}
+
+/** Whether the batch takes more than one statement, so needs a transaction of its own. */
+export function needsTransaction(batch: WriteBatch): boolean {
+  if (batch.commands.length > 0 || batch.logs.length > 0) return true;
+  return batch.connections.length > 0 && (batch.states.length > 0 || batch.reports.length > 0);
 }
 
 interface CombinedState {
@@ -179,12 +247,11 @@ function combineStates(states: StateRecord[]): CombinedState[] {
   return byKey(merged).map((s) => ({ ...s, json: escapeJson(toJson(s.data)) }));
 }
 
-async function writeComposite(client: pg.PoolClient, states: StateRecord[], known: Set<string>): Promise<void> {
-  // Per device, the newest value of each attribute in the batch (the later arrival on equal
-  // times). No prototype: an attribute named __proto__ is a key like any other.
+/** Per device, the newest value of each attribute in the batch (the later arrival on equal times). */
+function combineComposite(states: StateRecord[]): Array<{ deviceId: string; json: string }> {
+  // No prototype: an attribute named __proto__ is a key like any other.
   const devices = new Map<string, Record<string, { v: unknown; t: number }>>();
   for (const s of states) {
-    if (!known.has(s.deviceId)) continue;
     let composite = devices.get(s.deviceId);
     if (composite === undefined) {
       composite = Object.create(null) as Record<string, { v: unknown; t: number }>;
@@ -196,15 +263,14 @@ async function writeComposite(client: pg.PoolClient, states: StateRecord[], know
       if (!prev || s.time >= prev.t) composite[attribute] = { v: value, t: s.time };
     }
   }
-  const ids = [...devices.keys()].sort();
-  if (ids.length === 0) return;
-  await client.query(UPSERT_COMPOSITE, [ids, ids.map((id) => escapeJson(toJson(devices.get(id))))]);
+  return [...devices.keys()].sort().map((deviceId) => ({ deviceId, json: escapeJson(toJson(devices.get(deviceId))) }));
 }
 
-/** Adds the partial aggregates to `state_rollups` (count and sum add up, first and last by time). */
-export async function upsertRollups(client: pg.PoolClient, acc: RollupAccumulator): Promise<void> {
-  if (acc.size === 0) return;
-  const rows = [...acc.values()].sort((a, b) =>
+/** The batch's partial minute aggregates, in key order (count and sum add up, first and last by time). */
+function combineRollups(states: StateRecord[]) {
+  const acc = new RollupAccumulator();
+  for (const s of states) acc.addState(s.deviceId, s.time, s.data);
+  return [...acc.values()].sort((a, b) =>
     a.deviceId !== b.deviceId
       ? a.deviceId < b.deviceId
         ? -1
@@ -215,30 +281,16 @@ export async function upsertRollups(client: pg.PoolClient, acc: RollupAccumulato
           : 1
         : a.bucket - b.bucket,
   );
-  await client.query(UPSERT_ROLLUPS, [
-    rows.map((r) => r.deviceId),
-    rows.map((r) => r.attribute),
-    rows.map((r) => r.bucket),
-    rows.map((r) => r.count),
-    rows.map((r) => r.sum),
-    rows.map((r) => r.min),
-    rows.map((r) => r.max),
-    rows.map((r) => r.firstTime),
-    rows.map((r) => r.firstValue),
-    rows.map((r) => r.lastTime),
-    rows.map((r) => r.lastValue),
-  ]);
 }
 
-async function writeReports(client: pg.PoolClient, reports: ReportMark[], known: Set<string>): Promise<void> {
-  if (reports.length === 0) return;
-  // Per device the report that wins: the latest, the later arrival on equal times.
+/** Per device the report that wins (the latest, the later arrival on equal times), and the sightings of peripherals. */
+function combineReports(reports: ReportMark[]) {
   const last = new Map<string, ReportMark>();
   const sightings = new Map<string, { peripheral: string; gateway: string; first: number; last: number; n: number }>();
   for (const r of reports) {
     const prev = last.get(r.deviceId);
     if (!prev || r.time >= prev.time) last.set(r.deviceId, r);
-    if (r.reportedBy === r.deviceId || !known.has(r.deviceId)) continue;
+    if (r.reportedBy === r.deviceId) continue;
     const k = key(r.deviceId, r.reportedBy);
     const s = sightings.get(k);
     if (s) {
@@ -249,24 +301,10 @@ async function writeReports(client: pg.PoolClient, reports: ReportMark[], known:
       sightings.set(k, { peripheral: r.deviceId, gateway: r.reportedBy, first: r.time, last: r.time, n: 1 });
     }
   }
-  const marks = byKey(last);
-  await client.query(MARK_REPORTED, [
-    marks.map((r) => r.deviceId),
-    marks.map((r) => r.reportedBy),
-    marks.map((r) => r.time),
-  ]);
-  const seen = byKey(sightings);
-  if (seen.length === 0) return;
-  await client.query(SIGHT_PERIPHERALS, [
-    seen.map((s) => s.peripheral),
-    seen.map((s) => s.gateway),
-    seen.map((s) => s.first),
-    seen.map((s) => s.last),
-    seen.map((s) => s.n),
-  ]);
+  return { marks: byKey(last), seen: byKey(sightings) };
 }
 
-async function writeConnections(client: pg.PoolClient, changes: ConnectionChange[]): Promise<void> {
+async function writeConnections(client: pg.ClientBase, changes: ConnectionChange[]): Promise<void> {
   if (changes.length === 0) return;
   // Applied in order, so the last change of each device is what stays.
   const last = new Map<string, ConnectionChange>();
@@ -280,7 +318,7 @@ async function writeConnections(client: pg.PoolClient, changes: ConnectionChange
 }
 
 async function insertCommands(
-  client: pg.PoolClient,
+  client: pg.ClientBase,
   rows: Array<{ c: CommandRecord; payload: string; routedTo: string }>,
 ): Promise<void> {
   await client.query(INSERT_COMMANDS, [

@@ -55,7 +55,7 @@ import type {
 } from '../types.js';
 import { PostgresAccounts } from './accounts.js';
 import { PostgresApplicationLog } from './app-log.js';
-import { writeBatch } from './batch.js';
+import { needsTransaction, writeBatch } from './batch.js';
 import { PostgresDashboards } from './dashboards.js';
 import { PostgresFlows } from './flows.js';
 import { MIGRATIONS, migrate } from './migrations.js';
@@ -202,6 +202,16 @@ export class PostgresStore implements Store {
   }
 
   /** Runs `fn` in a transaction on one pooled connection; rolls back when it throws. */
+  /** A pooled connection outside any transaction: each statement commits by itself. */
+  private async connection<T>(fn: (client: pg.PoolClient) => Promise<T>): Promise<T> {
+    const client = await this.pool.connect();
+    try {
+      return await fn(client);
+    } finally {
+      client.release();
+    }
+  }
+
   private async transaction<T>(fn: (client: pg.PoolClient) => Promise<T>): Promise<T> {
     const client = await this.pool.connect();
     // A connection that cannot even roll back (the server went away) is discarded, not pooled.
@@ -521,14 +531,19 @@ export class PostgresStore implements Store {
   async applyBatch(batch: WriteBatch): Promise<void> {
     const times = batch.states.map((s) => s.time);
     await this.partitions.ensure(times);
+    // A batch of states and reports only is one statement, a transaction by itself: one round trip.
+    const write = () =>
+      needsTransaction(batch)
+        ? this.transaction((client) => writeBatch(client, batch))
+        : this.connection((client) => writeBatch(client, batch));
     try {
-      await this.transaction((client) => writeBatch(client, batch));
+      await write();
     } catch (err) {
       // A partition this node thought existed was dropped by another (retention): once more.
       if ((err as { code?: string }).code !== NO_PARTITION) throw err;
       await this.partitions.reload();
       await this.partitions.ensure(times);
-      await this.transaction((client) => writeBatch(client, batch));
+      await write();
     }
   }
 
