@@ -24,6 +24,7 @@ import {
   minuteOf,
   ROLLUP_MS,
   RollupAccumulator,
+  type RollupRow,
   RollupStage,
   recentFrom,
 } from '../rollup-accumulator.js';
@@ -76,6 +77,11 @@ export interface SqliteStoreSettings {
    * (ms) while any are held, and before every time-series query, prune and close. Default 5,000.
    */
   rollupFlushMs?: number;
+  /**
+   * A timed flush writes in slices of about this many ms (at least 64 rows each), one
+   * transaction each, the event loop free in between. Default ROLLUP_SLICE_MS; tests set 0.
+   */
+  rollupSliceMs?: number;
   /** The clock that decides which values are recent (default `Date.now`); tests set it. */
   now?: () => number;
   /** Called when a timed flush fails (the values stay held and the flush is retried). */
@@ -92,6 +98,20 @@ export interface SqliteStoreSettings {
 export type SqliteStoreOptions = ({ dataDir: string } | { filename: string }) & SqliteStoreSettings;
 
 export const DEFAULT_ROLLUP_FLUSH_MS = 5_000;
+
+/**
+ * A timed rollup flush writes in slices of about this many milliseconds, each its own
+ * transaction, and lets the event loop run between them: at fleet scale a flush carries tens of
+ * thousands of rows, which in one transaction held the server for 100–200 ms.
+ */
+export const ROLLUP_SLICE_MS = 4;
+
+/**
+ * SQLite's page cache for the server's connection, in KiB (the default is 2 MB). The hot path
+ * touches a page of device_states, composite_state, devices and peripheral_gateways per state,
+ * spread over the whole tables; with 2 MB nearly every one was read back from the file.
+ */
+export const CACHE_KIB = 65_536;
 
 export const DATABASE_FILENAME = 'gatehouse.db';
 
@@ -371,7 +391,15 @@ export class SqliteStore implements Store {
   // `flushRollups`: on a timer while any are held, before every reader, and on close. A crash
   // loses them; the next open rebuilds those minutes from device_states (rollup-rebuild.ts).
   /** Rollups of committed states, not yet in state_rollups. */
-  private readonly rollups = new RollupAccumulator();
+  private rollups = new RollupAccumulator();
+  /**
+   * A timed flush under way: what `rollups` held when it started, in primary-key order, written
+   * slice by slice from `next`; `at` becomes the flush mark once the last slice commits. Its rows
+   * are older than everything in `rollups`, so they are always written first.
+   */
+  private draining: { held: RollupAccumulator; rows: RollupRow[]; next: number; at: number } | undefined;
+  private cancelSlice: (() => void) | undefined;
+  private readonly writeSliceTx: (rows: RollupRow[], from: number, mark: number) => number;
   /** Recent values of the batch being written; they join `rollups` only once it commits. */
   private readonly batchRollups = new RollupStage();
   /** The flush mark the batch being written has set, applied once it commits. */
@@ -381,6 +409,7 @@ export class SqliteStore implements Store {
   private rollupTimer: NodeJS.Timeout | undefined;
   private readonly flushRollupsTx: (mark: number | null) => void;
   private readonly rollupFlushMs: number;
+  private readonly rollupSliceMs: number;
   private readonly now: () => number;
   private readonly onRollupFlushError: (err: unknown) => void;
 
@@ -395,6 +424,7 @@ export class SqliteStore implements Store {
     const flushMs = settings.rollupFlushMs ?? DEFAULT_ROLLUP_FLUSH_MS;
     if (!(flushMs > 0 && flushMs <= 2 ** 31 - 1)) throw new RangeError(`rollupFlushMs out of range: ${flushMs}`);
     this.rollupFlushMs = flushMs;
+    this.rollupSliceMs = settings.rollupSliceMs ?? ROLLUP_SLICE_MS;
     this.now = settings.now ?? Date.now;
     this.onRollupFlushError = settings.onRollupFlushError ?? ((err) => console.error('rollup flush failed:', err));
     db.function(UNICODE_LOWER, { deterministic: true }, (text: unknown) =>
@@ -409,9 +439,24 @@ export class SqliteStore implements Store {
     if (settings.recover !== false) recoverRollups(db);
     // One additive upsert per held row; the mark moves to the flush time (null: removed, on close).
     this.flushRollupsTx = db.transaction((mark: number | null) => {
+      const draining = this.draining;
+      if (draining) this.series.upsertRollups(draining.rows.slice(draining.next));
       this.series.upsertRollups(this.rollups.values());
       if (mark === null) this.s.deleteSetting.run(ROLLUPS_FLUSHED_AT);
       else this.s.setSetting.run(ROLLUPS_FLUSHED_AT, String(mark));
+    }).immediate;
+    // One slice of a timed flush: rows from `from` until the time budget is spent; the last
+    // slice also moves the mark. Returns where the next slice starts.
+    this.writeSliceTx = db.transaction((rows: RollupRow[], from: number, mark: number) => {
+      const end = performance.now() + this.rollupSliceMs;
+      let i = from;
+      while (i < rows.length) {
+        this.series.addRollup(rows[i] as RollupRow);
+        i++;
+        if ((i & 63) === 0 && performance.now() >= end) break;
+      }
+      if (i === rows.length) this.s.setSetting.run(ROLLUPS_FLUSHED_AT, String(mark));
+      return i;
     }).immediate;
     // IMMEDIATE takes the write lock up front: a deferred transaction that upgrades from read to
     // write can fail with SQLITE_BUSY without waiting for busy_timeout.
@@ -462,32 +507,78 @@ export class SqliteStore implements Store {
     this.flushHeldRollups(false);
   }
 
+  /** Rows held in memory: those of a timed flush not yet written, and the accumulator's. */
+  private heldRollups(): number {
+    const d = this.draining;
+    return this.rollups.size + (d ? d.rows.length - d.next : 0);
+  }
+
   private flushHeldRollups(closing: boolean): void {
     this.cancelRollupFlush();
     // On close the mark is removed even when nothing is held: a clean stop leaves nothing to rebuild.
-    if (this.rollups.size === 0 && !(closing && this.rollupsMarkedAt > Number.NEGATIVE_INFINITY)) return;
+    if (this.heldRollups() === 0 && !(closing && this.rollupsMarkedAt > Number.NEGATIVE_INFINITY)) return;
     const at = this.now();
+    // Whatever a timed flush has not written yet goes first, in this one transaction.
     this.flushRollupsTx(closing ? null : at);
+    this.draining = undefined;
     this.rollups.clear();
     this.rollupsMarkedAt = closing ? Number.NEGATIVE_INFINITY : at;
   }
 
   private scheduleRollupFlush(): void {
-    if (this.rollupTimer !== undefined || this.rollups.size === 0) return;
+    if (this.rollupTimer !== undefined || this.draining !== undefined || this.rollups.size === 0) return;
     this.rollupTimer = setTimeout(() => {
       this.rollupTimer = undefined;
-      if (!this.db.open) return;
-      try {
-        this.flushRollups();
-      } catch (err) {
-        this.onRollupFlushError(err);
-        this.scheduleRollupFlush();
-      }
+      if (this.db.open) this.startTimedFlush();
     }, this.rollupFlushMs);
     this.rollupTimer.unref();
   }
 
+  /**
+   * A timed flush: takes what is held, sorts it by primary key and writes it in slices of about
+   * ROLLUP_SLICE_MS, one transaction each, with the event loop free in between. Values committed
+   * meanwhile gather in a fresh accumulator. A reader, a delete or close that needs everything
+   * written calls `flushRollups`, which writes the rest of the slices and the fresh accumulator in
+   * one transaction. A crash between slices is covered by the old mark, which stays until the
+   * last slice commits (recovery replaces the minutes it names, so rows already written are not
+   * counted twice).
+   */
+  private startTimedFlush(): void {
+    if (this.draining !== undefined || this.rollups.size === 0) return;
+    const held = this.rollups;
+    this.rollups = new RollupAccumulator();
+    this.draining = { held, rows: held.sortedRows(), next: 0, at: this.now() };
+    this.writeSlice();
+  }
+
+  private writeSlice(): void {
+    this.cancelSlice = undefined;
+    const draining = this.draining;
+    if (draining === undefined || !this.db.open) return;
+    try {
+      draining.next = this.writeSliceTx(draining.rows, draining.next, draining.at);
+    } catch (err) {
+      // The slice rolled back; its rows stay held and are tried again later.
+      this.onRollupFlushError(err);
+      const retry = setTimeout(() => this.writeSlice(), this.rollupFlushMs);
+      retry.unref();
+      this.cancelSlice = () => clearTimeout(retry);
+      return;
+    }
+    if (draining.next < draining.rows.length) {
+      const next = setImmediate(() => this.writeSlice());
+      next.unref();
+      this.cancelSlice = () => clearImmediate(next);
+      return;
+    }
+    this.draining = undefined;
+    this.rollupsMarkedAt = draining.at;
+    this.scheduleRollupFlush();
+  }
+
   private cancelRollupFlush(): void {
+    this.cancelSlice?.();
+    this.cancelSlice = undefined;
     if (this.rollupTimer === undefined) return;
     clearTimeout(this.rollupTimer);
     this.rollupTimer = undefined;
@@ -750,6 +841,12 @@ export class SqliteStore implements Store {
     return this.s.pruneLogs.run({ applicationId, before, limit }).changes;
   }
 
+  /** Whether a minute is held in memory (by the accumulator or a timed flush under way). */
+  private holds(deviceId: string, attribute: string, bucket: number): boolean {
+    if (this.rollups.size > 0 && this.rollups.has(deviceId, attribute, bucket)) return true;
+    return this.draining?.held.has(deviceId, attribute, bucket) ?? false;
+  }
+
   /** Runs inside the batch transaction: anything thrown here rolls the whole batch back. */
   private writeBatch(batch: WriteBatch): void {
     // A device deleted while its messages waited in the batch: its data is dropped, not orphaned.
@@ -773,7 +870,7 @@ export class SqliteStore implements Store {
     this.batchMarkedAt = undefined;
     // The flush mark bounds what a crash can lose. With nothing held it may move to now (at most
     // once a minute), so that recovery after a quiet spell reads only the last few minutes.
-    if (this.rollups.size === 0 && now - this.rollupsMarkedAt >= ROLLUP_MS) {
+    if (this.heldRollups() === 0 && now - this.rollupsMarkedAt >= ROLLUP_MS) {
       this.s.setSetting.run(ROLLUPS_FLUSHED_AT, String(now));
       this.batchMarkedAt = now;
     }
@@ -792,7 +889,7 @@ export class SqliteStore implements Store {
         this.s.upsertComposite.run({ deviceId: state.deviceId, attribute, value: toJson(value), time: state.time });
         if (!isRollupValue(value)) continue;
         // A minute already held stays held, so that its values merge in arrival order.
-        if (bucket >= recent || (this.rollups.size > 0 && this.rollups.has(state.deviceId, attribute, bucket))) {
+        if (bucket >= recent || this.holds(state.deviceId, attribute, bucket)) {
           this.batchRollups.push(state.deviceId, attribute, state.time, value);
         } else {
           backfill.add(state.deviceId, attribute, state.time, value);
@@ -849,10 +946,11 @@ export async function openSqliteStore(options: SqliteStoreOptions): Promise<Sqli
     // group commits, not from relaxing the sync.
     db.pragma('synchronous = FULL');
     db.pragma('foreign_keys = ON');
+    db.pragma(`cache_size = -${CACHE_KIB}`);
     if (options.shared) requireMigrated(db);
     else migrate(db);
-    const { rollupFlushMs, now, onRollupFlushError } = options;
-    return new SqliteStore(db, { rollupFlushMs, now, onRollupFlushError, recover: !options.shared });
+    const { rollupFlushMs, rollupSliceMs, now, onRollupFlushError } = options;
+    return new SqliteStore(db, { rollupFlushMs, rollupSliceMs, now, onRollupFlushError, recover: !options.shared });
   } catch (err) {
     db.close();
     throw err;
