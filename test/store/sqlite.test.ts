@@ -181,6 +181,35 @@ describe('SqliteStore', () => {
     }
   });
 
+  it('checkpoints on a worker thread after commits, and leaves no log behind on close', async () => {
+    const dir = tempDir();
+    const store = await openSqliteStore({ dataDir: dir, backgroundCheckpoints: true });
+    const app = makeApp();
+    await store.createApplication(app);
+    const device = makeDevice(app.id, 'd', 1);
+    await store.createDevice(device);
+    expect(store.checkpoints).toEqual({ checkpoints: 0, failures: 0, last: undefined });
+    const state = (time: number) => ({ deviceId: device.id, time, data: { t: time }, reportedBy: device.id });
+    await store.applyBatch(writeBatch({ states: [state(1), state(2)] }));
+    await expect.poll(() => store.checkpoints?.checkpoints, { timeout: 5_000, interval: 20 }).toBeGreaterThan(0);
+    const last = store.checkpoints?.last;
+    expect(last?.log).toBeGreaterThan(0);
+    expect(last?.checkpointed).toBe(last?.log);
+    await store.close();
+    expect(existsSync(join(dir, `${DATABASE_FILENAME}-wal`))).toBe(false);
+    const reopened = await openSqliteStore({ dataDir: dir });
+    expect((await reopened.queryStates(device.id, { limit: 10, sortDirection: 'asc' })).map((s) => s.time)).toEqual([
+      1, 2,
+    ]);
+    await reopened.close();
+  });
+
+  it('keeps checkpointing on the committing connection without the option', async () => {
+    const store = await openSqliteStore({ dataDir: tempDir() });
+    expect(store.checkpoints).toBeUndefined();
+    await store.close();
+  });
+
   it('applies tens of thousands of states in one batch quickly', async () => {
     const store = await openSqliteStore({ dataDir: tempDir() });
     const app = makeApp();

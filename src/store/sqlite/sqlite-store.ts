@@ -63,6 +63,7 @@ import type {
 } from '../types.js';
 import { SqliteAccounts } from './accounts.js';
 import { SqliteApplicationLog } from './app-log.js';
+import { Checkpointer, FALLBACK_AUTOCHECKPOINT_PAGES } from './checkpointer.js';
 import { SqliteDashboards } from './dashboards.js';
 import { makeDirectory } from './data-dir.js';
 import { SqliteFlows } from './flows.js';
@@ -84,6 +85,13 @@ export interface SqliteStoreSettings {
   rollupSliceMs?: number;
   /** The clock that decides which values are recent (default `Date.now`); tests set it. */
   now?: () => number;
+  /**
+   * WAL checkpoints on a worker thread (checkpointer.ts) instead of on the committing connection;
+   * the server sets it. Ignored for a shared open and an in-memory database.
+   */
+  backgroundCheckpoints?: boolean;
+  /** Called when a background checkpoint fails (the next one, or the fallback, catches up). */
+  onCheckpointError?: (err: unknown) => void;
   /** Called when a timed flush fails (the values stay held and the flush is retried). */
   onRollupFlushError?: (err: unknown) => void;
   /**
@@ -410,6 +418,7 @@ export class SqliteStore implements Store {
   private readonly flushRollupsTx: (mark: number | null) => void;
   private readonly rollupFlushMs: number;
   private readonly rollupSliceMs: number;
+  private readonly checkpointer: Checkpointer | undefined;
   private readonly now: () => number;
   private readonly onRollupFlushError: (err: unknown) => void;
 
@@ -419,12 +428,16 @@ export class SqliteStore implements Store {
    */
   constructor(
     private readonly db: Database.Database,
-    settings: Omit<SqliteStoreSettings, 'shared'> & { recover?: boolean } = {},
+    settings: Omit<SqliteStoreSettings, 'shared' | 'backgroundCheckpoints' | 'onCheckpointError'> & {
+      recover?: boolean;
+      checkpointer?: Checkpointer;
+    } = {},
   ) {
     const flushMs = settings.rollupFlushMs ?? DEFAULT_ROLLUP_FLUSH_MS;
     if (!(flushMs > 0 && flushMs <= 2 ** 31 - 1)) throw new RangeError(`rollupFlushMs out of range: ${flushMs}`);
     this.rollupFlushMs = flushMs;
     this.rollupSliceMs = settings.rollupSliceMs ?? ROLLUP_SLICE_MS;
+    this.checkpointer = settings.checkpointer;
     this.now = settings.now ?? Date.now;
     this.onRollupFlushError = settings.onRollupFlushError ?? ((err) => console.error('rollup flush failed:', err));
     db.function(UNICODE_LOWER, { deterministic: true }, (text: unknown) =>
@@ -478,6 +491,8 @@ export class SqliteStore implements Store {
     try {
       this.flushHeldRollups(true);
     } finally {
+      // The worker's connection first: the last connection to close removes the log.
+      await this.checkpointer?.close();
       this.db.close();
     }
   }
@@ -503,6 +518,11 @@ export class SqliteStore implements Store {
    * Merges the rollups held in memory into `state_rollups`, in one transaction that also moves
    * the flush mark. On failure they stay held. Readers call it first, so they see exact data.
    */
+  /** The background checkpointer's counters, when there is one (tests read them). */
+  get checkpoints(): Checkpointer['stats'] | undefined {
+    return this.checkpointer?.stats;
+  }
+
   flushRollups(): void {
     this.flushHeldRollups(false);
   }
@@ -520,6 +540,7 @@ export class SqliteStore implements Store {
     const at = this.now();
     // Whatever a timed flush has not written yet goes first, in this one transaction.
     this.flushRollupsTx(closing ? null : at);
+    if (!closing) this.checkpointer?.poke();
     this.draining = undefined;
     this.rollups.clear();
     this.rollupsMarkedAt = closing ? Number.NEGATIVE_INFINITY : at;
@@ -557,6 +578,7 @@ export class SqliteStore implements Store {
     if (draining === undefined || !this.db.open) return;
     try {
       draining.next = this.writeSliceTx(draining.rows, draining.next, draining.at);
+      this.checkpointer?.poke();
     } catch (err) {
       // The slice rolled back; its rows stay held and are tried again later.
       this.onRollupFlushError(err);
@@ -752,6 +774,7 @@ export class SqliteStore implements Store {
       this.batchMarkedAt = undefined;
       throw err;
     }
+    this.checkpointer?.poke();
     this.batchRollups.drainInto(this.rollups);
     if (this.batchMarkedAt !== undefined) this.rollupsMarkedAt = this.batchMarkedAt;
     this.batchMarkedAt = undefined;
@@ -950,7 +973,22 @@ export async function openSqliteStore(options: SqliteStoreOptions): Promise<Sqli
     if (options.shared) requireMigrated(db);
     else migrate(db);
     const { rollupFlushMs, rollupSliceMs, now, onRollupFlushError } = options;
-    return new SqliteStore(db, { rollupFlushMs, rollupSliceMs, now, onRollupFlushError, recover: !options.shared });
+    let checkpointer: Checkpointer | undefined;
+    if (options.backgroundCheckpoints && !options.shared && !db.memory) {
+      db.pragma(`wal_autocheckpoint = ${FALLBACK_AUTOCHECKPOINT_PAGES}`);
+      checkpointer = new Checkpointer(
+        filename,
+        options.onCheckpointError ?? ((err) => console.error('background checkpoint failed:', err)),
+      );
+    }
+    return new SqliteStore(db, {
+      rollupFlushMs,
+      rollupSliceMs,
+      now,
+      onRollupFlushError,
+      recover: !options.shared,
+      checkpointer,
+    });
   } catch (err) {
     db.close();
     throw err;
