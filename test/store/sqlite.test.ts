@@ -204,6 +204,28 @@ describe('SqliteStore', () => {
     await reopened.close();
   });
 
+  it('syncs the log after a group commit, off the event loop, and keeps every other write synced in COMMIT', async () => {
+    const dir = tempDir();
+    const store = await openSqliteStore({ dataDir: dir });
+    const app = makeApp();
+    await store.createApplication(app);
+    const device = makeDevice(app.id, 'd', 1);
+    await store.createDevice(device);
+    expect(store.logSyncs).toBe(0);
+    const state = (time: number) => ({ deviceId: device.id, time, data: { t: time }, reportedBy: device.id });
+    // Both resolve only after a sync that started after their commit.
+    await Promise.all([
+      store.applyBatch(writeBatch({ states: [state(1)] })),
+      store.applyBatch(writeBatch({ states: [state(2)] })),
+    ]);
+    expect(store.logSyncs).toBeGreaterThanOrEqual(1);
+    const db = new Database(join(dir, DATABASE_FILENAME));
+    expect(db.prepare('SELECT count(*) AS n FROM device_states').get()).toEqual({ n: 2 });
+    db.close();
+    expect(store.synchronousSetting()).toBe(2); // FULL again after the batch
+    await store.close();
+  });
+
   it('keeps checkpointing on the committing connection without the option', async () => {
     const store = await openSqliteStore({ dataDir: tempDir() });
     expect(store.checkpoints).toBeUndefined();

@@ -70,6 +70,7 @@ import { SqliteFlows } from './flows.js';
 import { MIGRATIONS, migrate } from './migrations.js';
 import { ROLLUPS_FLUSHED_AT, recoverRollups } from './rollup-rebuild.js';
 import { SqliteSeries } from './series.js';
+import { WalSync } from './wal-sync.js';
 
 /** How the store keeps minute rollups; the defaults suit a server. */
 export interface SqliteStoreSettings {
@@ -201,6 +202,8 @@ function prepareStatements(db: Database.Database) {
   });
   return {
     getSetting: db.prepare<[string], { value: string }>('SELECT value FROM settings WHERE key = ?'),
+    syncNormal: db.prepare('PRAGMA synchronous = NORMAL'),
+    syncFull: db.prepare('PRAGMA synchronous = FULL'),
     setSetting: db.prepare<[string, string]>(
       'INSERT INTO settings (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value',
     ),
@@ -419,6 +422,7 @@ export class SqliteStore implements Store {
   private readonly rollupFlushMs: number;
   private readonly rollupSliceMs: number;
   private readonly checkpointer: Checkpointer | undefined;
+  private readonly walSync: WalSync | undefined;
   private readonly now: () => number;
   private readonly onRollupFlushError: (err: unknown) => void;
 
@@ -438,6 +442,8 @@ export class SqliteStore implements Store {
     this.rollupFlushMs = flushMs;
     this.rollupSliceMs = settings.rollupSliceMs ?? ROLLUP_SLICE_MS;
     this.checkpointer = settings.checkpointer;
+    const wal = !db.memory && db.pragma('journal_mode', { simple: true }) === 'wal';
+    this.walSync = wal ? new WalSync(`${db.name}-wal`) : undefined;
     this.now = settings.now ?? Date.now;
     this.onRollupFlushError = settings.onRollupFlushError ?? ((err) => console.error('rollup flush failed:', err));
     db.function(UNICODE_LOWER, { deterministic: true }, (text: unknown) =>
@@ -493,6 +499,7 @@ export class SqliteStore implements Store {
     } finally {
       // The worker's connection first: the last connection to close removes the log.
       await this.checkpointer?.close();
+      await this.walSync?.close();
       this.db.close();
     }
   }
@@ -577,7 +584,7 @@ export class SqliteStore implements Store {
     const draining = this.draining;
     if (draining === undefined || !this.db.open) return;
     try {
-      draining.next = this.writeSliceTx(draining.rows, draining.next, draining.at);
+      draining.next = this.unsynced(() => this.writeSliceTx(draining.rows, draining.next, draining.at));
       this.checkpointer?.poke();
     } catch (err) {
       // The slice rolled back; its rows stay held and are tried again later.
@@ -767,7 +774,7 @@ export class SqliteStore implements Store {
 
   async applyBatch(batch: WriteBatch): Promise<void> {
     try {
-      this.applyBatchTx(batch);
+      this.unsynced(() => this.applyBatchTx(batch));
     } catch (err) {
       // Rolled back: nothing of it may reach the rollups.
       this.batchRollups.clear();
@@ -779,6 +786,34 @@ export class SqliteStore implements Store {
     if (this.batchMarkedAt !== undefined) this.rollupsMarkedAt = this.batchMarkedAt;
     this.batchMarkedAt = undefined;
     this.scheduleRollupFlush();
+    // Durable only now (wal-sync.ts). Should the sync fail, the batch is committed but not
+    // acknowledged: a client sends it again, and a state of the same device and time merges.
+    await this.walSync?.sync();
+  }
+
+  /**
+   * Runs a transaction whose commit does not sync the log (the group commit syncs it afterwards,
+   * off the event loop; a rollup slice needs no sync, recovery covers it). Every other write
+   * keeps `synchronous = FULL`.
+   */
+  private unsynced<T>(write: () => T): T {
+    if (this.walSync === undefined) return write();
+    this.s.syncNormal.run();
+    try {
+      return write();
+    } finally {
+      this.s.syncFull.run();
+    }
+  }
+
+  /** The connection's `PRAGMA synchronous` (2 is FULL); tests read it. */
+  synchronousSetting(): number {
+    return this.db.pragma('synchronous', { simple: true }) as number;
+  }
+
+  /** Syncs of the log done off the event loop, when the database is a file (tests read it). */
+  get logSyncs(): number | undefined {
+    return this.walSync?.syncs;
   }
 
   async queryStates(deviceId: string, query: TimeRangeQuery): Promise<StateRecord[]> {
