@@ -743,6 +743,47 @@ describe('SqliteStore rollups of recent minutes (held in memory)', () => {
     }
   });
 
+  it("goes on with a timed flush after a reader's flush failed in the middle of it", async () => {
+    vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout', 'setImmediate', 'clearImmediate'] });
+    try {
+      const file = join(tempDir(), DATABASE_FILENAME);
+      const clock = { now: M + 10 * MIN };
+      const raw = new Database(file);
+      raw.pragma('journal_mode = WAL');
+      raw.pragma('busy_timeout = 0');
+      migrate(raw);
+      const errors: unknown[] = [];
+      const store = new SqliteStore(raw, {
+        now: () => clock.now,
+        rollupFlushMs: 20,
+        rollupSliceMs: 0,
+        onRollupFlushError: (err) => errors.push(err),
+      });
+      const app = makeApp();
+      await store.createApplication(app);
+      const device = makeDevice(app.id, 'd', 1);
+      await store.createDevice(device);
+      const state = { deviceId: device.id, time: M + 9 * MIN, data: wide, reportedBy: device.id };
+      await store.applyBatch(batchOf([state]));
+      vi.advanceTimersByTime(20); // the first slice
+      const other = new Database(file);
+      expect(rollupRows(other)).toHaveLength(64);
+      other.exec('BEGIN IMMEDIATE'); // another writer holds the lock
+      expect(() => store.flushRollups()).toThrow(/locked|busy/i);
+      other.exec('ROLLBACK');
+      vi.advanceTimersByTime(20); // the flush goes on by itself
+      vi.runAllTimers();
+      expect(rollupRows(other)).toHaveLength(150);
+      expect(rollupRows(other).every((r) => r.count === 1)).toBe(true);
+      expect(mark(other)).toBe(String(clock.now));
+      expect(errors).toEqual([]);
+      other.close();
+      await store.close();
+    } finally {
+      vi.useRealTimers();
+    }
+  });
+
   it('counts nothing twice after a crash in the middle of a timed flush', async () => {
     vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout', 'setImmediate', 'clearImmediate'] });
     try {

@@ -525,13 +525,13 @@ export class SqliteStore implements Store {
    * Merges the rollups held in memory into `state_rollups`, in one transaction that also moves
    * the flush mark. On failure they stay held. Readers call it first, so they see exact data.
    */
+  flushRollups(): void {
+    this.flushHeldRollups(false);
+  }
+
   /** The background checkpointer's counters, when there is one (tests read them). */
   get checkpoints(): Checkpointer['stats'] | undefined {
     return this.checkpointer?.stats;
-  }
-
-  flushRollups(): void {
-    this.flushHeldRollups(false);
   }
 
   /** Rows held in memory: those of a timed flush not yet written, and the accumulator's. */
@@ -546,7 +546,13 @@ export class SqliteStore implements Store {
     if (this.heldRollups() === 0 && !(closing && this.rollupsMarkedAt > Number.NEGATIVE_INFINITY)) return;
     const at = this.now();
     // Whatever a timed flush has not written yet goes first, in this one transaction.
-    this.flushRollupsTx(closing ? null : at);
+    try {
+      this.flushRollupsTx(closing ? null : at);
+    } catch (err) {
+      // Everything stays held; a timed flush under way goes on later.
+      if (this.draining !== undefined && !closing) this.retrySlice();
+      throw err;
+    }
     if (!closing) this.checkpointer?.poke();
     this.draining = undefined;
     this.rollups.clear();
@@ -589,9 +595,7 @@ export class SqliteStore implements Store {
     } catch (err) {
       // The slice rolled back; its rows stay held and are tried again later.
       this.onRollupFlushError(err);
-      const retry = setTimeout(() => this.writeSlice(), this.rollupFlushMs);
-      retry.unref();
-      this.cancelSlice = () => clearTimeout(retry);
+      this.retrySlice();
       return;
     }
     if (draining.next < draining.rows.length) {
@@ -603,6 +607,13 @@ export class SqliteStore implements Store {
     this.draining = undefined;
     this.rollupsMarkedAt = draining.at;
     this.scheduleRollupFlush();
+  }
+
+  private retrySlice(): void {
+    this.cancelSlice?.();
+    const retry = setTimeout(() => this.writeSlice(), this.rollupFlushMs);
+    retry.unref();
+    this.cancelSlice = () => clearTimeout(retry);
   }
 
   private cancelRollupFlush(): void {
