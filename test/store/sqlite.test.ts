@@ -188,7 +188,7 @@ describe('SqliteStore', () => {
     await store.createApplication(app);
     const device = makeDevice(app.id, 'd', 1);
     await store.createDevice(device);
-    expect(store.checkpoints).toEqual({ checkpoints: 0, failures: 0, last: undefined });
+    expect(store.checkpoints?.failures).toBe(0);
     const state = (time: number) => ({ deviceId: device.id, time, data: { t: time }, reportedBy: device.id });
     await store.applyBatch(writeBatch({ states: [state(1), state(2)] }));
     await expect.poll(() => store.checkpoints?.checkpoints, { timeout: 5_000, interval: 20 }).toBeGreaterThan(0);
@@ -223,6 +223,17 @@ describe('SqliteStore', () => {
     expect(db.prepare('SELECT count(*) AS n FROM device_states').get()).toEqual({ n: 2 });
     db.close();
     expect(store.synchronousSetting()).toBe(2); // FULL again after the batch
+    await store.close();
+  });
+
+  it('checkpoints in the background after other writes too (creating devices)', async () => {
+    const store = await openSqliteStore({ dataDir: tempDir(), backgroundCheckpoints: true });
+    const app = makeApp();
+    await store.createApplication(app);
+    for (let i = 0; i < 20; i++) await store.createDevice(makeDevice(app.id, `d${i}`, i));
+    await expect
+      .poll(() => store.checkpoints?.last?.checkpointed ?? 0, { timeout: 5_000, interval: 50 })
+      .toBeGreaterThan(0);
     await store.close();
   });
 

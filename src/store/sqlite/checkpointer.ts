@@ -18,6 +18,13 @@ export const FALLBACK_AUTOCHECKPOINT_PAGES = 16_000;
 /** At most one checkpoint is asked for this often while commits keep coming. */
 export const CHECKPOINT_INTERVAL_MS = 200;
 
+/**
+ * Writes other than the group commit (creating devices in bulk, say) do not ask for checkpoints;
+ * one is asked for this often anyway, so they are not left to the fallback. Cheap when the log
+ * holds nothing new.
+ */
+export const CHECKPOINT_IDLE_MS = 1_000;
+
 /** What the worker last reported (PRAGMA wal_checkpoint). */
 export interface CheckpointResult {
   /** Pages in the log when the checkpoint ran. */
@@ -56,6 +63,7 @@ export class Checkpointer {
   private wanted = false;
   private lastAsked = Number.NEGATIVE_INFINITY;
   private timer: NodeJS.Timeout | undefined;
+  private readonly idle: NodeJS.Timeout;
   private stopped = false;
   private readonly exited: Promise<void>;
   /** Checkpoints completed and the last one's result (tests and diagnostics read them). */
@@ -84,6 +92,8 @@ export class Checkpointer {
         this.onError(new Error(`background checkpoint failed: ${reply.error}`));
       }
     });
+    this.idle = setInterval(() => this.poke(), CHECKPOINT_IDLE_MS);
+    this.idle.unref();
     this.worker.on('error', (err) => {
       // The fallback autocheckpoint of the server's connection takes over.
       this.stopped = true;
@@ -119,6 +129,7 @@ export class Checkpointer {
 
   /** Closes the worker's connection and ends the thread (before the server's connection closes). */
   async close(): Promise<void> {
+    clearInterval(this.idle);
     if (this.timer !== undefined) clearTimeout(this.timer);
     this.timer = undefined;
     if (!this.stopped) {
