@@ -76,6 +76,7 @@ export async function fleetScenario(report: Report, cleanups: Cleanups): Promise
   const start = performance.now();
   const periodMs = periodSeconds * 1000;
   const durationMs = durationSeconds * 1000;
+  const lastMinute = Math.max(0, Math.ceil(durationSeconds / 60) - 1);
   // Peripheral k reports at k/total of each period; a 10 ms tick sends everything now due.
   await new Promise<void>((resolve) => {
     let tick = 0;
@@ -91,7 +92,8 @@ export async function fleetScenario(report: Report, cleanups: Cleanups): Promise
         lastTime[k] = time;
         const payload = `{"data":{"temperature":${(200 + (sent % 100)) / 10},"seq":${sent}},"time":${time}}`;
         const t0 = performance.now();
-        const minute = Math.floor((t0 - start) / 60_000);
+        // The last tick sends at exactly the duration: it belongs to the last minute, not a new one.
+        const minute = Math.min(Math.floor((t0 - start) / 60_000), lastMinute);
         sent++;
         const p = (clients[g] as MqttClient).publishAsync(`losant/${peripheral}/state`, payload, { qos: 1 }).then(
           () => {

@@ -359,8 +359,11 @@ async function openStore(dataDir: string, logger: Logger): Promise<{ store: Stor
   try {
     const store = await openSqliteStore({
       dataDir,
+      backgroundCheckpoints: true,
       onRollupFlushError: (err) =>
         logger.error({ component: 'store', event: 'rollupFlushFailed', err }, 'rollup flush failed'),
+      onCheckpointError: (err) =>
+        logger.error({ component: 'store', event: 'checkpointFailed', err }, 'background checkpoint failed'),
     });
     return { store, release: () => lock.release() };
   } catch (err) {

@@ -129,6 +129,29 @@ export class RollupAccumulator {
     }
   }
 
+  /**
+   * The rows in primary-key order (device, attribute, minute; strings compared by UTF-16 code
+   * unit, which is SQLite's byte order for the ASCII ids and names ingest accepts). Written in
+   * this order, consecutive upserts land on the same or neighbouring B-tree pages; the order
+   * changes nothing else (each row is an additive upsert of its own key).
+   */
+  sortedRows(): RollupRow[] {
+    const rows: RollupRow[] = [];
+    for (const deviceId of [...this.devices.keys()].sort()) {
+      const attributes = this.devices.get(deviceId) as ByAttribute;
+      for (const attribute of [...attributes.keys()].sort()) {
+        const buckets = attributes.get(attribute) as ByBucket;
+        const start = rows.length;
+        for (const row of buckets.values()) rows.push(row);
+        if (buckets.size > 1) {
+          const own = rows.splice(start).sort((a, b) => a.bucket - b.bucket);
+          for (const row of own) rows.push(row);
+        }
+      }
+    }
+    return rows;
+  }
+
   clear(): void {
     this.devices.clear();
     this.count = 0;

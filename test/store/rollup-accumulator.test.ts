@@ -166,3 +166,28 @@ describe('RollupAccumulator', () => {
     expect(rows(all).some((r) => r.count > 10)).toBe(true);
   });
 });
+
+describe('RollupAccumulator.sortedRows', () => {
+  it('gives every row once, in primary-key order (device, attribute, minute), whatever the arrival order', () => {
+    const acc = new RollupAccumulator();
+    const next = lcg(7);
+    const devices = ['c0', 'a1', 'b2', 'a0'];
+    const attributes = ['t', 'h', 'T', 'a_b'];
+    for (let i = 0; i < 400; i++) {
+      const device = devices[Math.floor(next() * devices.length)] as string;
+      const attribute = attributes[Math.floor(next() * attributes.length)] as string;
+      acc.add(device, attribute, M + Math.floor(next() * 5) * 60_000 - 7, i);
+    }
+    const sorted = acc.sortedRows();
+    expect(sorted).toHaveLength(acc.size);
+    const key = (r: RollupRow) => [r.deviceId, r.attribute, r.bucket] as const;
+    for (let i = 1; i < sorted.length; i++) {
+      const [d0, a0, b0] = key(sorted[i - 1] as RollupRow);
+      const [d1, a1, b1] = key(sorted[i] as RollupRow);
+      expect(d0 < d1 || (d0 === d1 && (a0 < a1 || (a0 === a1 && b0 < b1)))).toBe(true);
+    }
+    expect([...sorted].sort((a, b) => (key(a).join() < key(b).join() ? -1 : 1))).toEqual(
+      [...acc.values()].sort((a, b) => (key(a).join() < key(b).join() ? -1 : 1)),
+    );
+  });
+});

@@ -2,7 +2,7 @@ import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { newId } from '../../src/domain/ids.js';
 import type { Application, Device, StateRecord } from '../../src/domain/model.js';
 import { MIGRATIONS, migrate } from '../../src/store/sqlite/migrations.js';
@@ -179,6 +179,68 @@ describe('SqliteStore', () => {
       other.close();
       await store.close();
     }
+  });
+
+  it('checkpoints on a worker thread after commits, and leaves no log behind on close', async () => {
+    const dir = tempDir();
+    const store = await openSqliteStore({ dataDir: dir, backgroundCheckpoints: true });
+    const app = makeApp();
+    await store.createApplication(app);
+    const device = makeDevice(app.id, 'd', 1);
+    await store.createDevice(device);
+    expect(store.checkpoints?.failures).toBe(0);
+    const state = (time: number) => ({ deviceId: device.id, time, data: { t: time }, reportedBy: device.id });
+    await store.applyBatch(writeBatch({ states: [state(1), state(2)] }));
+    await expect.poll(() => store.checkpoints?.checkpoints, { timeout: 5_000, interval: 20 }).toBeGreaterThan(0);
+    const last = store.checkpoints?.last;
+    expect(last?.log).toBeGreaterThan(0);
+    expect(last?.checkpointed).toBe(last?.log);
+    await store.close();
+    expect(existsSync(join(dir, `${DATABASE_FILENAME}-wal`))).toBe(false);
+    const reopened = await openSqliteStore({ dataDir: dir });
+    expect((await reopened.queryStates(device.id, { limit: 10, sortDirection: 'asc' })).map((s) => s.time)).toEqual([
+      1, 2,
+    ]);
+    await reopened.close();
+  });
+
+  it('syncs the log after a group commit, off the event loop, and keeps every other write synced in COMMIT', async () => {
+    const dir = tempDir();
+    const store = await openSqliteStore({ dataDir: dir });
+    const app = makeApp();
+    await store.createApplication(app);
+    const device = makeDevice(app.id, 'd', 1);
+    await store.createDevice(device);
+    expect(store.logSyncs).toBe(0);
+    const state = (time: number) => ({ deviceId: device.id, time, data: { t: time }, reportedBy: device.id });
+    // Both resolve only after a sync that started after their commit.
+    await Promise.all([
+      store.applyBatch(writeBatch({ states: [state(1)] })),
+      store.applyBatch(writeBatch({ states: [state(2)] })),
+    ]);
+    expect(store.logSyncs).toBeGreaterThanOrEqual(1);
+    const db = new Database(join(dir, DATABASE_FILENAME));
+    expect(db.prepare('SELECT count(*) AS n FROM device_states').get()).toEqual({ n: 2 });
+    db.close();
+    expect(store.synchronousSetting()).toBe(2); // FULL again after the batch
+    await store.close();
+  });
+
+  it('checkpoints in the background after other writes too (creating devices)', async () => {
+    const store = await openSqliteStore({ dataDir: tempDir(), backgroundCheckpoints: true });
+    const app = makeApp();
+    await store.createApplication(app);
+    for (let i = 0; i < 20; i++) await store.createDevice(makeDevice(app.id, `d${i}`, i));
+    await expect
+      .poll(() => store.checkpoints?.last?.checkpointed ?? 0, { timeout: 5_000, interval: 50 })
+      .toBeGreaterThan(0);
+    await store.close();
+  });
+
+  it('keeps checkpointing on the committing connection without the option', async () => {
+    const store = await openSqliteStore({ dataDir: tempDir() });
+    expect(store.checkpoints).toBeUndefined();
+    await store.close();
   });
 
   it('applies tens of thousands of states in one batch quickly', async () => {
@@ -645,6 +707,129 @@ describe('SqliteStore rollups of recent minutes (held in memory)', () => {
     expect(count.get(device.id)).toEqual([{ time: M + 20 * MIN, data: { t: 400 } }]);
     other.close();
     await reopened.close();
+  });
+
+  /** 150 numeric attributes: one state of it holds 150 rollup rows. */
+  const wide = Object.fromEntries(Array.from({ length: 150 }, (_, i) => [`a${i}`, i]));
+  const keys = (rows: ReturnType<typeof rollupRows>) => rows.map((r) => `${r.device_id} ${r.attribute} ${r.bucket}`);
+
+  it('writes a timed flush in key order and in slices; the mark moves after the last; readers see all', async () => {
+    vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout', 'setImmediate', 'clearImmediate'] });
+    try {
+      const { store, db, at, devices, clock } = await setup({ rollupFlushMs: 20, rollupSliceMs: 0 });
+      const [a, b] = devices as [Device, Device];
+      await store.applyBatch(batchOf([at(M + 9 * MIN, wide, b), at(M + 9 * MIN, wide, a)]));
+      const before = mark(db);
+      expect(before).toBeDefined();
+      clock.now += 1_000;
+      vi.advanceTimersByTime(20); // the timer: the first slice (64 rows with no time budget)
+      const first = rollupRows(db);
+      expect(first).toHaveLength(64);
+      expect(mark(db)).toBe(before);
+      vi.advanceTimersToNextTimer(); // the second slice
+      expect(rollupRows(db)).toHaveLength(128);
+      // Committed while the flush is under way: held apart, written after the flush's own rows.
+      await store.applyBatch(batchOf([at(M + 9 * MIN + 1, { a0: 10 }, a)]));
+      const result = await store.querySeries({
+        deviceIds: [a.id],
+        attributes: ['a0'],
+        start: M + 9 * MIN,
+        end: M + 10 * MIN - 1,
+        resolution: MIN,
+        aggregation: 'SUM',
+      });
+      expect(result.get(a.id)).toEqual([{ time: M + 9 * MIN, data: { a0: 10 } }]);
+      const all = rollupRows(db);
+      expect(all).toHaveLength(300);
+      expect(keys(all).slice(0, 64)).toEqual(keys(first));
+      expect(all.reduce((n, r) => n + r.count, 0)).toBe(301);
+      expect(mark(db)).toBe(String(clock.now));
+      vi.runAllTimers(); // the rest of the timed flush was written by the reader: nothing twice
+      expect(rollupRows(db)).toEqual(all);
+      expect(all).toEqual(fullRebuild(db));
+      db.close();
+      await store.close();
+    } finally {
+      vi.useRealTimers();
+    }
+  });
+
+  it("goes on with a timed flush after a reader's flush failed in the middle of it", async () => {
+    vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout', 'setImmediate', 'clearImmediate'] });
+    try {
+      const file = join(tempDir(), DATABASE_FILENAME);
+      const clock = { now: M + 10 * MIN };
+      const raw = new Database(file);
+      raw.pragma('journal_mode = WAL');
+      raw.pragma('busy_timeout = 0');
+      migrate(raw);
+      const errors: unknown[] = [];
+      const store = new SqliteStore(raw, {
+        now: () => clock.now,
+        rollupFlushMs: 20,
+        rollupSliceMs: 0,
+        onRollupFlushError: (err) => errors.push(err),
+      });
+      const app = makeApp();
+      await store.createApplication(app);
+      const device = makeDevice(app.id, 'd', 1);
+      await store.createDevice(device);
+      const state = { deviceId: device.id, time: M + 9 * MIN, data: wide, reportedBy: device.id };
+      await store.applyBatch(batchOf([state]));
+      vi.advanceTimersByTime(20); // the first slice
+      const other = new Database(file);
+      expect(rollupRows(other)).toHaveLength(64);
+      other.exec('BEGIN IMMEDIATE'); // another writer holds the lock
+      expect(() => store.flushRollups()).toThrow(/locked|busy/i);
+      other.exec('ROLLBACK');
+      vi.advanceTimersByTime(20); // the flush goes on by itself
+      vi.runAllTimers();
+      expect(rollupRows(other)).toHaveLength(150);
+      expect(rollupRows(other).every((r) => r.count === 1)).toBe(true);
+      expect(mark(other)).toBe(String(clock.now));
+      expect(errors).toEqual([]);
+      other.close();
+      await store.close();
+    } finally {
+      vi.useRealTimers();
+    }
+  });
+
+  it('counts nothing twice after a crash in the middle of a timed flush', async () => {
+    vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout', 'setImmediate', 'clearImmediate'] });
+    try {
+      const file = join(tempDir(), DATABASE_FILENAME);
+      const clock = { now: M + 10 * MIN };
+      const raw = new Database(file);
+      raw.pragma('journal_mode = WAL');
+      migrate(raw);
+      const crashing = new SqliteStore(raw, { now: () => clock.now, rollupFlushMs: 20, rollupSliceMs: 0 });
+      const app = makeApp();
+      await crashing.createApplication(app);
+      const device = makeDevice(app.id, 'd', 1);
+      await crashing.createDevice(device);
+      const state = (time: number, data: Record<string, unknown>): StateRecord => ({
+        deviceId: device.id,
+        time,
+        data,
+        reportedBy: device.id,
+      });
+      await crashing.applyBatch(batchOf([state(M + 8 * MIN, wide), state(M + 9 * MIN, wide)]));
+      vi.advanceTimersByTime(20);
+      vi.advanceTimersToNextTimer();
+      const other = new Database(file);
+      expect(rollupRows(other)).toHaveLength(128);
+      const expected = fullRebuild(other);
+      expect(expected).toHaveLength(300);
+      raw.close(); // the crash, 128 of 300 rows written
+
+      const reopened = await openSqliteStore({ filename: file, now: () => clock.now, rollupFlushMs: HOUR });
+      expect(rollupRows(other)).toEqual(expected);
+      other.close();
+      await reopened.close();
+    } finally {
+      vi.useRealTimers();
+    }
   });
 
   it('leaves no rollups of a device or application deleted while their minutes were held', async () => {

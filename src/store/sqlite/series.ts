@@ -189,21 +189,24 @@ export class SqliteSeries {
    * by time). Call it inside a transaction: one statement per row.
    */
   upsertRollups(rows: Iterable<RollupRow>): void {
-    for (const r of rows) {
-      this.upsertRollup.run(
-        r.deviceId,
-        r.attribute,
-        r.bucket,
-        r.count,
-        r.sum,
-        r.min,
-        r.max,
-        r.firstTime,
-        r.firstValue,
-        r.lastTime,
-        r.lastValue,
-      );
-    }
+    for (const r of rows) this.addRollup(r);
+  }
+
+  /** `upsertRollups` for one row. */
+  addRollup(r: RollupRow): void {
+    this.upsertRollup.run(
+      r.deviceId,
+      r.attribute,
+      r.bucket,
+      r.count,
+      r.sum,
+      r.min,
+      r.max,
+      r.firstTime,
+      r.firstValue,
+      r.lastTime,
+      r.lastValue,
+    );
   }
 
   query(q: SeriesQuery): Map<string, SeriesPoint[]> {

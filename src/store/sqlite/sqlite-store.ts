@@ -24,6 +24,7 @@ import {
   minuteOf,
   ROLLUP_MS,
   RollupAccumulator,
+  type RollupRow,
   RollupStage,
   recentFrom,
 } from '../rollup-accumulator.js';
@@ -62,12 +63,14 @@ import type {
 } from '../types.js';
 import { SqliteAccounts } from './accounts.js';
 import { SqliteApplicationLog } from './app-log.js';
+import { Checkpointer, FALLBACK_AUTOCHECKPOINT_PAGES } from './checkpointer.js';
 import { SqliteDashboards } from './dashboards.js';
 import { makeDirectory } from './data-dir.js';
 import { SqliteFlows } from './flows.js';
 import { MIGRATIONS, migrate } from './migrations.js';
 import { ROLLUPS_FLUSHED_AT, recoverRollups } from './rollup-rebuild.js';
 import { SqliteSeries } from './series.js';
+import { WalSync } from './wal-sync.js';
 
 /** How the store keeps minute rollups; the defaults suit a server. */
 export interface SqliteStoreSettings {
@@ -76,8 +79,20 @@ export interface SqliteStoreSettings {
    * (ms) while any are held, and before every time-series query, prune and close. Default 5,000.
    */
   rollupFlushMs?: number;
+  /**
+   * A timed flush writes in slices of about this many ms (at least 64 rows each), one
+   * transaction each, the event loop free in between. Default ROLLUP_SLICE_MS; tests set 0.
+   */
+  rollupSliceMs?: number;
   /** The clock that decides which values are recent (default `Date.now`); tests set it. */
   now?: () => number;
+  /**
+   * WAL checkpoints on a worker thread (checkpointer.ts) instead of on the committing connection;
+   * the server sets it. Ignored for a shared open and an in-memory database.
+   */
+  backgroundCheckpoints?: boolean;
+  /** Called when a background checkpoint fails (the next one, or the fallback, catches up). */
+  onCheckpointError?: (err: unknown) => void;
   /** Called when a timed flush fails (the values stay held and the flush is retried). */
   onRollupFlushError?: (err: unknown) => void;
   /**
@@ -92,6 +107,20 @@ export interface SqliteStoreSettings {
 export type SqliteStoreOptions = ({ dataDir: string } | { filename: string }) & SqliteStoreSettings;
 
 export const DEFAULT_ROLLUP_FLUSH_MS = 5_000;
+
+/**
+ * A timed rollup flush writes in slices of about this many milliseconds, each its own
+ * transaction, and lets the event loop run between them: at fleet scale a flush carries tens of
+ * thousands of rows, which in one transaction held the server for 100–200 ms.
+ */
+export const ROLLUP_SLICE_MS = 4;
+
+/**
+ * SQLite's page cache for the server's connection, in KiB (the default is 2 MB). The hot path
+ * touches a page of device_states, composite_state, devices and peripheral_gateways per state,
+ * spread over the whole tables; with 2 MB nearly every one was read back from the file.
+ */
+export const CACHE_KIB = 65_536;
 
 export const DATABASE_FILENAME = 'gatehouse.db';
 
@@ -173,6 +202,8 @@ function prepareStatements(db: Database.Database) {
   });
   return {
     getSetting: db.prepare<[string], { value: string }>('SELECT value FROM settings WHERE key = ?'),
+    syncNormal: db.prepare('PRAGMA synchronous = NORMAL'),
+    syncFull: db.prepare('PRAGMA synchronous = FULL'),
     setSetting: db.prepare<[string, string]>(
       'INSERT INTO settings (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value',
     ),
@@ -371,7 +402,15 @@ export class SqliteStore implements Store {
   // `flushRollups`: on a timer while any are held, before every reader, and on close. A crash
   // loses them; the next open rebuilds those minutes from device_states (rollup-rebuild.ts).
   /** Rollups of committed states, not yet in state_rollups. */
-  private readonly rollups = new RollupAccumulator();
+  private rollups = new RollupAccumulator();
+  /**
+   * A timed flush under way: what `rollups` held when it started, in primary-key order, written
+   * slice by slice from `next`; `at` becomes the flush mark once the last slice commits. Its rows
+   * are older than everything in `rollups`, so they are always written first.
+   */
+  private draining: { held: RollupAccumulator; rows: RollupRow[]; next: number; at: number } | undefined;
+  private cancelSlice: (() => void) | undefined;
+  private readonly writeSliceTx: (rows: RollupRow[], from: number, mark: number) => number;
   /** Recent values of the batch being written; they join `rollups` only once it commits. */
   private readonly batchRollups = new RollupStage();
   /** The flush mark the batch being written has set, applied once it commits. */
@@ -381,6 +420,9 @@ export class SqliteStore implements Store {
   private rollupTimer: NodeJS.Timeout | undefined;
   private readonly flushRollupsTx: (mark: number | null) => void;
   private readonly rollupFlushMs: number;
+  private readonly rollupSliceMs: number;
+  private readonly checkpointer: Checkpointer | undefined;
+  private readonly walSync: WalSync | undefined;
   private readonly now: () => number;
   private readonly onRollupFlushError: (err: unknown) => void;
 
@@ -390,11 +432,18 @@ export class SqliteStore implements Store {
    */
   constructor(
     private readonly db: Database.Database,
-    settings: Omit<SqliteStoreSettings, 'shared'> & { recover?: boolean } = {},
+    settings: Omit<SqliteStoreSettings, 'shared' | 'backgroundCheckpoints' | 'onCheckpointError'> & {
+      recover?: boolean;
+      checkpointer?: Checkpointer;
+    } = {},
   ) {
     const flushMs = settings.rollupFlushMs ?? DEFAULT_ROLLUP_FLUSH_MS;
     if (!(flushMs > 0 && flushMs <= 2 ** 31 - 1)) throw new RangeError(`rollupFlushMs out of range: ${flushMs}`);
     this.rollupFlushMs = flushMs;
+    this.rollupSliceMs = settings.rollupSliceMs ?? ROLLUP_SLICE_MS;
+    this.checkpointer = settings.checkpointer;
+    const wal = !db.memory && db.pragma('journal_mode', { simple: true }) === 'wal';
+    this.walSync = wal ? new WalSync(`${db.name}-wal`) : undefined;
     this.now = settings.now ?? Date.now;
     this.onRollupFlushError = settings.onRollupFlushError ?? ((err) => console.error('rollup flush failed:', err));
     db.function(UNICODE_LOWER, { deterministic: true }, (text: unknown) =>
@@ -409,9 +458,24 @@ export class SqliteStore implements Store {
     if (settings.recover !== false) recoverRollups(db);
     // One additive upsert per held row; the mark moves to the flush time (null: removed, on close).
     this.flushRollupsTx = db.transaction((mark: number | null) => {
+      const draining = this.draining;
+      if (draining) this.series.upsertRollups(draining.rows.slice(draining.next));
       this.series.upsertRollups(this.rollups.values());
       if (mark === null) this.s.deleteSetting.run(ROLLUPS_FLUSHED_AT);
       else this.s.setSetting.run(ROLLUPS_FLUSHED_AT, String(mark));
+    }).immediate;
+    // One slice of a timed flush: rows from `from` until the time budget is spent; the last
+    // slice also moves the mark. Returns where the next slice starts.
+    this.writeSliceTx = db.transaction((rows: RollupRow[], from: number, mark: number) => {
+      const end = performance.now() + this.rollupSliceMs;
+      let i = from;
+      while (i < rows.length) {
+        this.series.addRollup(rows[i] as RollupRow);
+        i++;
+        if ((i & 63) === 0 && performance.now() >= end) break;
+      }
+      if (i === rows.length) this.s.setSetting.run(ROLLUPS_FLUSHED_AT, String(mark));
+      return i;
     }).immediate;
     // IMMEDIATE takes the write lock up front: a deferred transaction that upgrades from read to
     // write can fail with SQLITE_BUSY without waiting for busy_timeout.
@@ -433,6 +497,9 @@ export class SqliteStore implements Store {
     try {
       this.flushHeldRollups(true);
     } finally {
+      // The worker's connection first: the last connection to close removes the log.
+      await this.checkpointer?.close();
+      await this.walSync?.close();
       this.db.close();
     }
   }
@@ -462,32 +529,96 @@ export class SqliteStore implements Store {
     this.flushHeldRollups(false);
   }
 
+  /** The background checkpointer's counters, when there is one (tests read them). */
+  get checkpoints(): Checkpointer['stats'] | undefined {
+    return this.checkpointer?.stats;
+  }
+
+  /** Rows held in memory: those of a timed flush not yet written, and the accumulator's. */
+  private heldRollups(): number {
+    const d = this.draining;
+    return this.rollups.size + (d ? d.rows.length - d.next : 0);
+  }
+
   private flushHeldRollups(closing: boolean): void {
     this.cancelRollupFlush();
     // On close the mark is removed even when nothing is held: a clean stop leaves nothing to rebuild.
-    if (this.rollups.size === 0 && !(closing && this.rollupsMarkedAt > Number.NEGATIVE_INFINITY)) return;
+    if (this.heldRollups() === 0 && !(closing && this.rollupsMarkedAt > Number.NEGATIVE_INFINITY)) return;
     const at = this.now();
-    this.flushRollupsTx(closing ? null : at);
+    // Whatever a timed flush has not written yet goes first, in this one transaction.
+    try {
+      this.flushRollupsTx(closing ? null : at);
+    } catch (err) {
+      // Everything stays held; a timed flush under way goes on later.
+      if (this.draining !== undefined && !closing) this.retrySlice();
+      throw err;
+    }
+    if (!closing) this.checkpointer?.poke();
+    this.draining = undefined;
     this.rollups.clear();
     this.rollupsMarkedAt = closing ? Number.NEGATIVE_INFINITY : at;
   }
 
   private scheduleRollupFlush(): void {
-    if (this.rollupTimer !== undefined || this.rollups.size === 0) return;
+    if (this.rollupTimer !== undefined || this.draining !== undefined || this.rollups.size === 0) return;
     this.rollupTimer = setTimeout(() => {
       this.rollupTimer = undefined;
-      if (!this.db.open) return;
-      try {
-        this.flushRollups();
-      } catch (err) {
-        this.onRollupFlushError(err);
-        this.scheduleRollupFlush();
-      }
+      if (this.db.open) this.startTimedFlush();
     }, this.rollupFlushMs);
     this.rollupTimer.unref();
   }
 
+  /**
+   * A timed flush: takes what is held, sorts it by primary key and writes it in slices of about
+   * ROLLUP_SLICE_MS, one transaction each, with the event loop free in between. Values committed
+   * meanwhile gather in a fresh accumulator. A reader, a delete or close that needs everything
+   * written calls `flushRollups`, which writes the rest of the slices and the fresh accumulator in
+   * one transaction. A crash between slices is covered by the old mark, which stays until the
+   * last slice commits (recovery replaces the minutes it names, so rows already written are not
+   * counted twice).
+   */
+  private startTimedFlush(): void {
+    if (this.draining !== undefined || this.rollups.size === 0) return;
+    const held = this.rollups;
+    this.rollups = new RollupAccumulator();
+    this.draining = { held, rows: held.sortedRows(), next: 0, at: this.now() };
+    this.writeSlice();
+  }
+
+  private writeSlice(): void {
+    this.cancelSlice = undefined;
+    const draining = this.draining;
+    if (draining === undefined || !this.db.open) return;
+    try {
+      draining.next = this.unsynced(() => this.writeSliceTx(draining.rows, draining.next, draining.at));
+      this.checkpointer?.poke();
+    } catch (err) {
+      // The slice rolled back; its rows stay held and are tried again later.
+      this.onRollupFlushError(err);
+      this.retrySlice();
+      return;
+    }
+    if (draining.next < draining.rows.length) {
+      const next = setImmediate(() => this.writeSlice());
+      next.unref();
+      this.cancelSlice = () => clearImmediate(next);
+      return;
+    }
+    this.draining = undefined;
+    this.rollupsMarkedAt = draining.at;
+    this.scheduleRollupFlush();
+  }
+
+  private retrySlice(): void {
+    this.cancelSlice?.();
+    const retry = setTimeout(() => this.writeSlice(), this.rollupFlushMs);
+    retry.unref();
+    this.cancelSlice = () => clearTimeout(retry);
+  }
+
   private cancelRollupFlush(): void {
+    this.cancelSlice?.();
+    this.cancelSlice = undefined;
     if (this.rollupTimer === undefined) return;
     clearTimeout(this.rollupTimer);
     this.rollupTimer = undefined;
@@ -654,17 +785,46 @@ export class SqliteStore implements Store {
 
   async applyBatch(batch: WriteBatch): Promise<void> {
     try {
-      this.applyBatchTx(batch);
+      this.unsynced(() => this.applyBatchTx(batch));
     } catch (err) {
       // Rolled back: nothing of it may reach the rollups.
       this.batchRollups.clear();
       this.batchMarkedAt = undefined;
       throw err;
     }
+    this.checkpointer?.poke();
     this.batchRollups.drainInto(this.rollups);
     if (this.batchMarkedAt !== undefined) this.rollupsMarkedAt = this.batchMarkedAt;
     this.batchMarkedAt = undefined;
     this.scheduleRollupFlush();
+    // Durable only now (wal-sync.ts). Should the sync fail, the batch is committed but not
+    // acknowledged: a client sends it again, and a state of the same device and time merges.
+    await this.walSync?.sync();
+  }
+
+  /**
+   * Runs a transaction whose commit does not sync the log (the group commit syncs it afterwards,
+   * off the event loop; a rollup slice needs no sync, recovery covers it). Every other write
+   * keeps `synchronous = FULL`.
+   */
+  private unsynced<T>(write: () => T): T {
+    if (this.walSync === undefined) return write();
+    this.s.syncNormal.run();
+    try {
+      return write();
+    } finally {
+      this.s.syncFull.run();
+    }
+  }
+
+  /** The connection's `PRAGMA synchronous` (2 is FULL); tests read it. */
+  synchronousSetting(): number {
+    return this.db.pragma('synchronous', { simple: true }) as number;
+  }
+
+  /** Syncs of the log done off the event loop, when the database is a file (tests read it). */
+  get logSyncs(): number | undefined {
+    return this.walSync?.syncs;
   }
 
   async queryStates(deviceId: string, query: TimeRangeQuery): Promise<StateRecord[]> {
@@ -750,6 +910,12 @@ export class SqliteStore implements Store {
     return this.s.pruneLogs.run({ applicationId, before, limit }).changes;
   }
 
+  /** Whether a minute is held in memory (by the accumulator or a timed flush under way). */
+  private holds(deviceId: string, attribute: string, bucket: number): boolean {
+    if (this.rollups.size > 0 && this.rollups.has(deviceId, attribute, bucket)) return true;
+    return this.draining?.held.has(deviceId, attribute, bucket) ?? false;
+  }
+
   /** Runs inside the batch transaction: anything thrown here rolls the whole batch back. */
   private writeBatch(batch: WriteBatch): void {
     // A device deleted while its messages waited in the batch: its data is dropped, not orphaned.
@@ -773,7 +939,7 @@ export class SqliteStore implements Store {
     this.batchMarkedAt = undefined;
     // The flush mark bounds what a crash can lose. With nothing held it may move to now (at most
     // once a minute), so that recovery after a quiet spell reads only the last few minutes.
-    if (this.rollups.size === 0 && now - this.rollupsMarkedAt >= ROLLUP_MS) {
+    if (this.heldRollups() === 0 && now - this.rollupsMarkedAt >= ROLLUP_MS) {
       this.s.setSetting.run(ROLLUPS_FLUSHED_AT, String(now));
       this.batchMarkedAt = now;
     }
@@ -792,7 +958,7 @@ export class SqliteStore implements Store {
         this.s.upsertComposite.run({ deviceId: state.deviceId, attribute, value: toJson(value), time: state.time });
         if (!isRollupValue(value)) continue;
         // A minute already held stays held, so that its values merge in arrival order.
-        if (bucket >= recent || (this.rollups.size > 0 && this.rollups.has(state.deviceId, attribute, bucket))) {
+        if (bucket >= recent || this.holds(state.deviceId, attribute, bucket)) {
           this.batchRollups.push(state.deviceId, attribute, state.time, value);
         } else {
           backfill.add(state.deviceId, attribute, state.time, value);
@@ -849,10 +1015,26 @@ export async function openSqliteStore(options: SqliteStoreOptions): Promise<Sqli
     // group commits, not from relaxing the sync.
     db.pragma('synchronous = FULL');
     db.pragma('foreign_keys = ON');
+    db.pragma(`cache_size = -${CACHE_KIB}`);
     if (options.shared) requireMigrated(db);
     else migrate(db);
-    const { rollupFlushMs, now, onRollupFlushError } = options;
-    return new SqliteStore(db, { rollupFlushMs, now, onRollupFlushError, recover: !options.shared });
+    const { rollupFlushMs, rollupSliceMs, now, onRollupFlushError } = options;
+    let checkpointer: Checkpointer | undefined;
+    if (options.backgroundCheckpoints && !options.shared && !db.memory) {
+      db.pragma(`wal_autocheckpoint = ${FALLBACK_AUTOCHECKPOINT_PAGES}`);
+      checkpointer = new Checkpointer(
+        filename,
+        options.onCheckpointError ?? ((err) => console.error('background checkpoint failed:', err)),
+      );
+    }
+    return new SqliteStore(db, {
+      rollupFlushMs,
+      rollupSliceMs,
+      now,
+      onRollupFlushError,
+      recover: !options.shared,
+      checkpointer,
+    });
   } catch (err) {
     db.close();
     throw err;
