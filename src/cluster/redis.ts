@@ -40,13 +40,15 @@ export async function connectRedis(url: string, prefix: string, logger: Logger):
   const command = new Redis(url, options);
   const subscriber = new Redis(url, { ...options, enableAutoPipelining: false });
   let reported = false;
+  // Until both links are up, a failure is the caller's to report (one line, and the start stops).
+  let started = false;
   for (const [name, link] of [
     ['command', command],
     ['subscriber', subscriber],
   ] as const) {
     // ioredis emits 'error' on every failed reconnect: log the first of a run only.
     link.on('error', (err: Error) => {
-      if (reported) return;
+      if (reported || !started) return;
       reported = true;
       logger.error({ event: 'redisError', link: name, err }, 'Redis connection failed');
     });
@@ -57,6 +59,7 @@ export async function connectRedis(url: string, prefix: string, logger: Logger):
   }
   try {
     await Promise.all([command.connect(), subscriber.connect()]);
+    started = true;
   } catch (err) {
     command.disconnect();
     subscriber.disconnect();
