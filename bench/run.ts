@@ -5,6 +5,7 @@
  * second table. See docs/benchmarks.md.
  */
 import { spawnSync } from 'node:child_process';
+import { type CommandOutcome, commandCount, commandScenario, commandTable } from './commands.js';
 import { config, TARGETS } from './config.js';
 import { type ConsoleRow, consoleAvailable, consoleScenario, consoleTable } from './console.js';
 import { type FleetOutcome, fleetConfig, fleetScenario, fleetTable } from './fleet.js';
@@ -133,6 +134,11 @@ function printScale(outcome: ScaleOutcome, cpus: number): void {
   console.log('');
 }
 
+function commandTarget(outcome: CommandOutcome): string {
+  const p99 = outcome.delivered.percentile(99);
+  return `  ${verdict(p99 < TARGETS.commandP99Ms)}  REST command delivered to the gateway, p99 < ${TARGETS.commandP99Ms} ms (k): ${fmt(p99, 2)} ms`;
+}
+
 function verdict(ok: boolean | undefined): string {
   return ok === undefined ? 'SKIPPED' : ok ? 'PASS' : 'MISS';
 }
@@ -174,6 +180,15 @@ async function main(): Promise<void> {
     console.log(`\n${fleetTable(outcome)}\n`);
     for (const note of report.notes) console.log(`- ${note}`);
     for (const line of fleetTargets(outcome, undefined)) console.log(line);
+    return;
+  }
+
+  // BENCH_ONLY=k: REST command delivery alone.
+  if (process.env.BENCH_ONLY === 'k') {
+    const outcome = await commandScenario(report, cleanups);
+    console.log(`\n${commandTable(outcome)}\n`);
+    for (const note of report.notes) console.log(`- ${note}`);
+    console.log(commandTarget(outcome));
     return;
   }
 
@@ -224,6 +239,9 @@ async function main(): Promise<void> {
     });
   }
 
+  // k on a fresh server: REST commands one at a time, to delivery over MQTT.
+  const commands: CommandOutcome | undefined = commandCount > 0 ? await commandScenario(report, cleanups) : undefined;
+
   // w on a fresh server: ingest with 0, 10 and 100 flows.
   const workflowRows: WorkflowRow[] = config.workflowStates > 0 ? await workflowScenario(report, cleanups) : [];
 
@@ -246,6 +264,10 @@ async function main(): Promise<void> {
   console.log('');
   if (queryRows.length > 0) {
     console.log(queryTable(queryRows));
+    console.log('');
+  }
+  if (commands) {
+    console.log(commandTable(commands));
     console.log('');
   }
   if (workflowRows.length > 0) {
@@ -311,6 +333,7 @@ async function main(): Promise<void> {
         ? 'skipped'
         : `${fmt(ten?.statesPerSecond ?? 0)} ÷ ${fmt(none?.statesPerSecond ?? 0)} = ${fmt(kept, 2)}`),
   );
+  if (commands) console.log(commandTarget(commands));
   console.log(consoleTarget(consoleRows));
   if (fleet) for (const line of fleetTargets(fleet, load.qos1CpuUs)) console.log(line);
   if (scale) for (const line of scaleTargets(scale)) console.log(line);
