@@ -64,7 +64,6 @@ export function parseProxyHeader(buffer: Buffer): { address: string | null; leng
     } catch (err) {
       throw new ProxyHeaderError(`malformed PROXY v1 header: ${(err as { message?: string }).message ?? 'unknown'}`);
     }
-    if (parsed.inetProtocol === INETProtocol.UNKNOWN) return { address: null, length: line.length };
     // The decoder takes any word for an address.
     const family = net.isIP(parsed.source.ipAddress);
     if (family !== (parsed.inetProtocol === INETProtocol.TCP6 ? 6 : 4)) {

@@ -27,6 +27,14 @@ const byKey = <T>(map: Map<string, T>): T[] =>
 // \u0000 cannot occur in a PostgreSQL text value, so it separates the parts of a key safely.
 const key = (...parts: Array<string | number>): string => parts.join('\u0000');
 
+// A report processed late must not move "last reported" backwards, but any report is activity:
+// the SET of both statements below that mark devices reported (rows `u`: reported_by, time).
+const MARK_REPORTED_SET = `last_reported_by = CASE WHEN d.last_reported_at IS NULL OR d.last_reported_at <= u.time
+      THEN u.reported_by ELSE d.last_reported_by END,
+    last_reported_at = CASE WHEN d.last_reported_at IS NULL OR d.last_reported_at <= u.time
+      THEN u.time ELSE d.last_reported_at END,
+    inactive_since = NULL`;
+
 // The states of a batch and everything that follows from them, in one statement (one round trip
 // instead of one per table; with nothing else in the batch, no BEGIN and COMMIT either). `known`
 // reads the batch's devices with FOR KEY SHARE: data of a device deleted while its messages
@@ -83,11 +91,7 @@ rollups AS (
 -- A report processed late must not move "last reported" backwards, but any report is activity.
 reported AS (
   UPDATE devices AS d SET
-    last_reported_by = CASE WHEN d.last_reported_at IS NULL OR d.last_reported_at <= u.time
-      THEN u.reported_by ELSE d.last_reported_by END,
-    last_reported_at = CASE WHEN d.last_reported_at IS NULL OR d.last_reported_at <= u.time
-      THEN u.time ELSE d.last_reported_at END,
-    inactive_since = NULL
+    ${MARK_REPORTED_SET}
   FROM unnest($19::text[], $20::text[], $21::bigint[]) AS u(device_id, reported_by, time)
   WHERE d.id = u.device_id
 ),
@@ -108,11 +112,7 @@ SELECT id FROM known`;
 // Reports without states (devices reporting about themselves only): as in WRITE_STATES.
 const MARK_REPORTED = `
 UPDATE devices AS d SET
-  last_reported_by = CASE WHEN d.last_reported_at IS NULL OR d.last_reported_at <= u.time
-    THEN u.reported_by ELSE d.last_reported_by END,
-  last_reported_at = CASE WHEN d.last_reported_at IS NULL OR d.last_reported_at <= u.time
-    THEN u.time ELSE d.last_reported_at END,
-  inactive_since = NULL
+  ${MARK_REPORTED_SET}
 FROM unnest($1::text[], $2::text[], $3::bigint[]) AS u(device_id, reported_by, time)
 WHERE d.id = u.device_id`;
 
