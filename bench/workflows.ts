@@ -100,6 +100,7 @@ export async function workflowScenario(report: Report, cleanups: Cleanups): Prom
     const bg = backgroundMeter([server.pid]);
     const start = performance.now();
     const r = await qos1Window(publishers, total, config.window, deadline());
+    const acked = await runCounts(server.httpUrl);
     const statesPerSecond = r.done / (r.elapsedMs / 1000);
     // Every trigger of these states, run or refused: the last run ends the measurement of runs/s.
     const expected = r.done * count;
@@ -145,7 +146,10 @@ export async function workflowScenario(report: Report, cleanups: Cleanups): Prom
       `w${count} round ${round}: ${fmt(r.done)} states acknowledged in ${fmt(r.elapsedMs)} ms with ${count} flows; ` +
         `${fmt(runs)} of ${fmt(expected)} runs finished after ${fmt(runsElapsed, 1)} s, ${fmt(refused)} refused, ` +
         `${fmt(now.unmatched - before.unmatched)} states unmatched; ` +
-        `server CPU ${fmt((cpuMicros(server.pid) - cpu0) / Math.max(1, r.done), 1)} µs per state`,
+        `server CPU ${fmt((cpuMicros(server.pid) - cpu0) / Math.max(1, r.done), 1)} µs per state; ` +
+        `while acknowledging, ${fmt(acked.commits - before.commits)} group commits of ` +
+        `${fmt(r.done / Math.max(1, acked.commits - before.commits), 1)} states on average, ` +
+        `${fmt(((acked.commitSeconds - before.commitSeconds) * 1e6) / Math.max(1, r.done), 1)} µs of commit per state`,
     );
   }
   await closeAll(publishers.map((p) => p.client));
@@ -166,12 +170,25 @@ export async function workflowScenario(report: Report, cleanups: Cleanups): Prom
 }
 
 /** Runs finished and triggers refused so far, from the server's Prometheus metrics. */
-async function runCounts(httpUrl: string): Promise<{ finished: number; refused: number; unmatched: number }> {
+async function runCounts(httpUrl: string): Promise<{
+  finished: number;
+  refused: number;
+  unmatched: number;
+  /** Group commits so far and the time they took: runs change how states are batched. */
+  commits: number;
+  commitSeconds: number;
+}> {
   const text = await (await fetch(`${httpUrl}/metrics`, { signal: AbortSignal.timeout(30_000) })).text();
   const count = (outcome: string) =>
     Number(new RegExp(`^gatehouse_workflow_runs_total\\{outcome="${outcome}"\\} (\\S+)$`, 'm').exec(text)?.[1] ?? 0);
-  const unmatched = Number(/^gatehouse_workflow_states_unmatched_total (\S+)$/m.exec(text)?.[1] ?? 0);
-  return { finished: count('succeeded') + count('failed'), refused: count('refused'), unmatched };
+  const metric = (name: string) => Number(new RegExp(`^${name} (\\S+)$`, 'm').exec(text)?.[1] ?? 0);
+  return {
+    finished: count('succeeded') + count('failed'),
+    refused: count('refused'),
+    unmatched: metric('gatehouse_workflow_states_unmatched_total'),
+    commits: metric('gatehouse_group_commit_batch_size_count'),
+    commitSeconds: metric('gatehouse_group_commit_duration_seconds_sum'),
+  };
 }
 
 export function workflowTable(rows: WorkflowRow[]): string {

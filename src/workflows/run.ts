@@ -127,26 +127,11 @@ class Run {
   }
 
   private context(node: FlowNode, payload: Record<string, unknown>): NodeContext {
-    const { env, spec } = this;
-    const run = this;
-    return {
-      platform: env.platform,
-      fetch: env.fetch,
-      flow: spec.flow,
-      node,
-      payload,
-      depth: spec.depth,
-      get signal() {
-        return run.signal();
-      },
-      // The runs a workflow-written state triggers are one level deeper than this one.
-      beforeStateWrite: (deviceId) => env.beforeStateWrite(deviceId, spec.depth + 1),
-      debug: (entry) => env.debug(spec.flow.id, node.id, { kind: 'debug', ...entry }),
-    };
+    return new NodeRun(this, this.env, this.spec, node, payload);
   }
 
   /** The run's abort signal, made when a node first needs one: it fires when the run's time is up. */
-  private signal(): AbortSignal {
+  signal(): AbortSignal {
     if (!this.controller) {
       const controller = new AbortController();
       this.controller = controller;
@@ -187,6 +172,40 @@ class Run {
       pathsFailed: this.failed,
       errors: this.errors,
     });
+  }
+}
+
+/** What one node execution sees: an object per node, its methods shared on the prototype. */
+class NodeRun implements NodeContext {
+  readonly platform: Platform;
+  readonly fetch: OutboundFetch;
+  readonly flow: Flow;
+  readonly depth: number;
+
+  constructor(
+    private readonly run: Run,
+    private readonly env: RunEnvironment,
+    spec: RunSpec,
+    readonly node: FlowNode,
+    readonly payload: Record<string, unknown>,
+  ) {
+    this.platform = env.platform;
+    this.fetch = env.fetch;
+    this.flow = spec.flow;
+    this.depth = spec.depth;
+  }
+
+  get signal(): AbortSignal {
+    return this.run.signal();
+  }
+
+  // The runs a workflow-written state triggers are one level deeper than this one.
+  beforeStateWrite(deviceId: string): void {
+    this.env.beforeStateWrite(deviceId, this.depth + 1);
+  }
+
+  debug(entry: { message: string; level: string; value: unknown }): void {
+    this.env.debug(this.flow.id, this.node.id, { kind: 'debug', ...entry });
   }
 }
 

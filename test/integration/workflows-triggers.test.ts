@@ -469,6 +469,33 @@ describe('workflow triggers', () => {
     });
   });
 
+  describe('device state', () => {
+    it("gives runs the state's attributes as plain keys, __proto__ and constructor among them", async () => {
+      const device = ok(
+        await server.http<{ id: string }>('POST', `${app()}/devices`, {
+          name: 'odd names',
+          attributes: ['__proto__', 'constructor', 'temperature'].map((name) => ({ name, dataType: 'number' })),
+        }),
+      );
+      const flow = await debugFlow([
+        { type: 'deviceId', key: device.id },
+        { type: 'deviceId', key: device.id },
+      ]);
+      const body = '{"data":{"__proto__":1,"constructor":2,"temperature":3}}';
+      ok(await server.http('POST', `${app()}/devices/${device.id}/state`, body), 200);
+      await settle();
+      const runs = flow.of('deviceId');
+      expect(runs).toHaveLength(2);
+      for (const run of runs) {
+        expect(Object.keys(run.data)).toEqual(['__proto__', 'constructor', 'temperature']);
+        expect(JSON.stringify(run.data)).toBe('{"__proto__":1,"constructor":2,"temperature":3}');
+        expect(run.relayType).toBe('apiToken');
+      }
+      expect(({} as Record<string, unknown>).temperature).toBeUndefined();
+      await flow.remove();
+    });
+  });
+
   describe('mqttTopic', () => {
     it("fires on the application's own custom topics matching the filter, with topic and message", async () => {
       const flow = await debugFlow([{ type: 'mqttTopic', config: { topic: 'sensors/+/temp' } }]);
