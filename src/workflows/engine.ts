@@ -21,7 +21,7 @@ import {
 } from './definition.js';
 import { outboundFetch } from './outbound.js';
 import { executeRun, type RunEnvironment, type RunOutcome } from './run.js';
-import { PendingRunLog } from './run-log.js';
+import { inParts, PendingRunLog, type RunLogPart } from './run-log.js';
 import { Lane, RunScheduler } from './scheduler.js';
 import { realTimers, type TimerSource } from './timers.js';
 import { deviceMatches, mqttTopicFilter, type StateMatcher, stateMatcher } from './triggers.js';
@@ -59,6 +59,8 @@ export const DEFAULT_ENGINE_LIMITS: EngineLimits = {
 
 /** How often finished runs are written to the run log and the flows' stats. */
 const RUN_LOG_FLUSH_MS = 5_000;
+/** Runs per timed write of the run log: a few milliseconds of work, one job of the scheduler. */
+const RUN_LOG_PART = 200;
 
 /** The errors of every run that had none: one shared, frozen array instead of one per run. */
 const NO_ERRORS = Object.freeze([]) as unknown as FlowRun['errors'];
@@ -125,6 +127,10 @@ export class WorkflowEngine {
   private readonly scheduler: RunScheduler;
   /** States waiting to be matched against the flows (see onState). */
   private readonly intake: Lane;
+  /** Timed writes of the run log, in the scheduler's slices (see flushRunsInParts). */
+  private readonly logLane = new Lane(Number.POSITIVE_INFINITY);
+  /** Parts of the run log taken and not yet written, oldest first. */
+  private readonly logParts: RunLogPart[] = [];
   /** States never matched because the intake was full, since the last write of the run log. */
   private unmatched = 0;
   private readonly instruments: WorkflowInstruments;
@@ -186,7 +192,7 @@ export class WorkflowEngine {
       if (this.singleton()) this.checkInactivity();
     }, this.inactivityCheckMs);
     this.inactivityTimer.unref();
-    this.flushTimer = setInterval(() => void this.flushRuns(), RUN_LOG_FLUSH_MS);
+    this.flushTimer = setInterval(() => void this.flushRunsInParts(), RUN_LOG_FLUSH_MS);
     this.flushTimer.unref();
   }
 
@@ -622,8 +628,37 @@ export class WorkflowEngine {
     });
   }
 
-  /** Writes finished runs to the run logs and the flows' stats, in one transaction. */
+  /**
+   * Writes the run log now, in one transaction: what still waits for the scheduler's slices, then
+   * every run finished since (reading the log over REST, stopping, tests).
+   */
   async flushRuns(): Promise<void> {
+    const taken = this.takeRuns();
+    if (taken) this.logParts.push(taken);
+    for (let part = this.logParts.shift(); part; part = this.logParts.shift()) await this.writeRuns(part);
+  }
+
+  /**
+   * The timed write of the run log (every 5 s): in parts of RUN_LOG_PART runs, each a job in the
+   * scheduler's slices, so writing the log takes from the runs' share of a busy event loop
+   * instead of stopping ingest for one long transaction. What the slices have not written by
+   * the next time is written then at once, so at most two periods' worth waits in memory.
+   */
+  async flushRunsInParts(): Promise<void> {
+    if (this.logParts.length > 0) await this.flushRuns();
+    const taken = this.takeRuns();
+    if (!taken) return;
+    for (const part of inParts(taken, RUN_LOG_PART)) {
+      this.logParts.push(part);
+      this.scheduler.submit(this.logLane, () => {
+        const oldest = this.logParts.shift();
+        return oldest && this.writeRuns(oldest);
+      });
+    }
+  }
+
+  /** Runs finished and stats counted since the last take; logs the states left unmatched meanwhile. */
+  private takeRuns(): RunLogPart | undefined {
     if (this.unmatched > 0) {
       this.platform.logger.warn(
         { component: 'workflows', event: 'statesUnmatched', count: this.unmatched },
@@ -631,8 +666,11 @@ export class WorkflowEngine {
       );
       this.unmatched = 0;
     }
-    if (this.runLog.size === 0) return;
-    const { runs, stats } = this.runLog.take(this.platform.clock(), this.limits.maxQueuedPerFlow);
+    if (this.runLog.size === 0) return undefined;
+    return this.runLog.take(this.platform.clock(), this.limits.maxQueuedPerFlow);
+  }
+
+  private async writeRuns({ runs, stats }: RunLogPart): Promise<void> {
     try {
       await this.platform.store.recordFlowRuns(runs, stats, this.limits.runLogSize);
     } catch (err) {

@@ -98,3 +98,19 @@ export class PendingRunLog {
     return p;
   }
 }
+
+/** What one write of the run log takes: runs to append and counts to add to the flows' stats. */
+export interface RunLogPart {
+  runs: FlowRun[];
+  stats: FlowStatsDelta[];
+}
+
+/** Splits what `take` answered into writes of at most `size` runs, the stats with the first. */
+export function inParts(taken: RunLogPart, size: number): RunLogPart[] {
+  const parts: RunLogPart[] = [];
+  for (let i = 0; i < taken.runs.length; i += size) {
+    parts.push({ runs: taken.runs.slice(i, i + size), stats: i === 0 ? taken.stats : [] });
+  }
+  if (parts.length === 0 && taken.stats.length > 0) parts.push({ runs: [], stats: taken.stats });
+  return parts;
+}

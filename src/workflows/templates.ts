@@ -137,10 +137,19 @@ export function renderJson(template: string, payload: unknown): unknown {
 const PATH_PART = /([^.[\]]+)|\[(\d+)\]/g;
 const FORBIDDEN = new Set(['__proto__', 'constructor', 'prototype']);
 
+/** Paths already split: a flow reads the same few paths on every run. */
+const splitPaths = new Map<string, readonly string[]>();
+
 /** The parts of a payload path such as `data.readings[0].value`. */
-export function pathParts(path: string): string[] {
-  const parts: string[] = [];
-  for (const m of path.matchAll(PATH_PART)) parts.push((m[1] ?? m[2]) as string);
+export function pathParts(path: string): readonly string[] {
+  let parts = splitPaths.get(path);
+  if (!parts) {
+    const split: string[] = [];
+    for (const m of path.matchAll(PATH_PART)) split.push((m[1] ?? m[2]) as string);
+    parts = Object.freeze(split);
+    if (splitPaths.size >= CACHE_SIZE) splitPaths.delete(splitPaths.keys().next().value as string);
+    splitPaths.set(path, parts);
+  }
   return parts;
 }
 

@@ -325,3 +325,54 @@ describe('a flood of states past the engine intake', () => {
     expect(logged).toContainEqual(expect.objectContaining({ event: 'statesUnmatched', count: unmatched }));
   });
 });
+
+describe('the timed write of the run log', () => {
+  let server: TestServer;
+  let fleet: SeedFleet;
+
+  beforeAll(async () => {
+    server = await startTestServer();
+    fleet = await createFleet(server);
+  });
+  afterAll(() => server.stop());
+
+  it("writes in parts of 200 runs, each a job of the scheduler, with the flow's stats in the first", async () => {
+    const app = `/applications/${fleet.applicationId}`;
+    const flow = ok(
+      await server.http<{ id: string }>('POST', `${app}/flows`, {
+        name: 'pressed',
+        triggers: [{ type: 'virtualButton', key: 'go', outputIds: [[]] }],
+      }),
+    );
+    const { engine } = server.running.workflows;
+    await engine.flushRuns();
+    for (let i = 0; i < 450; i++) expect(engine.pressButton(flow.id, 'go', {})).toBe(1);
+    await engine.idle();
+
+    const { store } = server.running.platform;
+    const writes: Array<{ runs: number; stats: unknown[] }> = [];
+    const record = store.recordFlowRuns.bind(store);
+    store.recordFlowRuns = (runs, stats, keep) => {
+      writes.push({ runs: runs.length, stats });
+      return record(runs, stats, keep);
+    };
+    try {
+      const timedWrite = engine.flushRunsInParts();
+      await timedWrite;
+      // Taken, not yet written: the parts wait for the scheduler's slices.
+      expect(writes).toEqual([]);
+      await engine.idle();
+    } finally {
+      store.recordFlowRuns = record;
+    }
+    expect(writes).toEqual([
+      { runs: 200, stats: [{ flowId: flow.id, runs: 450, errors: 0 }] },
+      { runs: 200, stats: [] },
+      { runs: 50, stats: [] },
+    ]);
+    expect(ok(await server.http<unknown[]>('GET', `${app}/flows/${flow.id}/logs?limit=1000`), 200)).toHaveLength(450);
+    expect(ok(await server.http<{ stats: { runCount: number } }>('GET', `${app}/flows/${flow.id}`), 200).stats).toEqual(
+      expect.objectContaining({ runCount: 450 }),
+    );
+  });
+});

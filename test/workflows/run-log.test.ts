@@ -1,7 +1,7 @@
 /** Finished runs waiting to be written: bounded per flow, counted in full, refusals summed. */
 import { describe, expect, it } from 'vitest';
 import type { FlowRun } from '../../src/workflows/definition.js';
-import { PendingRunLog } from '../../src/workflows/run-log.js';
+import { inParts, PendingRunLog } from '../../src/workflows/run-log.js';
 
 function run(flowId: string, time: number, failed = false): FlowRun {
   return {
@@ -53,5 +53,22 @@ describe('PendingRunLog', () => {
         ],
       }),
     ]);
+  });
+});
+
+describe('inParts', () => {
+  const stats = [{ flowId: 'a', runs: 450, errors: 0 }];
+
+  it('splits runs into writes of at most the given size, in order, with the stats in the first only', () => {
+    const runs = Array.from({ length: 450 }, (_, i) => run('a', i));
+    const parts = inParts({ runs, stats }, 200);
+    expect(parts.map((p) => p.runs.length)).toEqual([200, 200, 50]);
+    expect(parts.flatMap((p) => p.runs)).toEqual(runs);
+    expect(parts.map((p) => p.stats)).toEqual([stats, [], []]);
+  });
+
+  it('keeps stats without runs as one write, and makes none of nothing', () => {
+    expect(inParts({ runs: [], stats }, 200)).toEqual([{ runs: [], stats }]);
+    expect(inParts({ runs: [], stats: [] }, 200)).toEqual([]);
   });
 });
