@@ -31,7 +31,7 @@ export interface SchedulerOptions {
 export const DEFAULT_SCHEDULER_OPTIONS: SchedulerOptions = {
   concurrency: 4,
   maxWaiting: 1_000,
-  share: 0.1,
+  share: 0.07,
   saturatedAbove: 0.5,
   sliceMs: 1,
 };
