@@ -13,43 +13,107 @@ export interface FlowStatsDelta {
   errors: number;
 }
 
-interface FlowPending {
-  /** The newest runs, oldest first once `start` is applied (a ring of at most `keep`). */
-  runs: FlowRun[];
-  start: number;
-  count: number;
-  errors: number;
-  refused: number;
+/**
+ * One flow's newest runs, a ring of at most `keep`, held in columns rather than one object per
+ * run: at thousands of runs a second, run objects would each live until overwritten, long enough
+ * to be promoted and collected by the old generation's (slower) collector. Strings are those the
+ * engine already holds (flow version, trigger type and id), so a run adds no object of its own.
+ */
+class RunRing {
+  readonly time: Float64Array;
+  readonly wallTime: Float64Array;
+  readonly latency: Float64Array;
+  readonly pathsCompleted: Float64Array;
+  readonly pathsFailed: Float64Array;
+  readonly flowVersion: string[] = [];
+  readonly triggerType: string[] = [];
+  readonly triggerId: string[] = [];
+  /** Errors of the runs that had some, by slot. */
+  readonly errors = new Map<number, FlowRun['errors']>();
+  /** Runs held, and the slot of the oldest. */
+  size = 0;
+  start = 0;
+  count = 0;
+  errorCount = 0;
+  refused = 0;
   /** The last refused trigger, for the summary entry. */
   refusedTrigger?: { triggerType: string; flowVersion: string };
+
+  constructor(readonly keep: number) {
+    this.time = new Float64Array(keep);
+    this.wallTime = new Float64Array(keep);
+    this.latency = new Float64Array(keep);
+    this.pathsCompleted = new Float64Array(keep);
+    this.pathsFailed = new Float64Array(keep);
+  }
+
+  add(run: FlowRun): void {
+    let slot: number;
+    if (this.size < this.keep) slot = (this.start + this.size++) % this.keep;
+    else {
+      slot = this.start;
+      this.start = (this.start + 1) % this.keep;
+    }
+    this.time[slot] = run.time;
+    this.wallTime[slot] = run.wallTime;
+    this.latency[slot] = run.latency;
+    this.pathsCompleted[slot] = run.pathsCompleted;
+    this.pathsFailed[slot] = run.pathsFailed;
+    this.flowVersion[slot] = run.flowVersion;
+    this.triggerType[slot] = run.triggerType;
+    this.triggerId[slot] = run.triggerId;
+    if (run.errors.length > 0) this.errors.set(slot, run.errors);
+    else this.errors.delete(slot);
+  }
+
+  /** The runs held, oldest first, as objects; the ring is emptied. */
+  drain(flowId: string, into: FlowRun[]): void {
+    for (let i = 0; i < this.size; i++) {
+      const slot = (this.start + i) % this.keep;
+      into.push({
+        flowId,
+        time: this.time[slot] as number,
+        flowVersion: this.flowVersion[slot] as string,
+        triggerType: this.triggerType[slot] as string,
+        triggerId: this.triggerId[slot] as string,
+        pathsCompleted: this.pathsCompleted[slot] as number,
+        pathsFailed: this.pathsFailed[slot] as number,
+        wallTime: this.wallTime[slot] as number,
+        latency: this.latency[slot] as number,
+        errors: this.errors.get(slot) ?? [],
+      });
+    }
+    this.size = 0;
+    this.start = 0;
+    this.errors.clear();
+  }
 }
 
 export class PendingRunLog {
-  private byFlow = new Map<string, FlowPending>();
+  private readonly byFlow = new Map<string, RunRing>();
 
   /** `keep`: runs kept per flow in the stored log. */
   constructor(private readonly keep: number) {}
 
+  /** Flows with something to write. */
   get size(): number {
-    return this.byFlow.size;
+    let n = 0;
+    for (const ring of this.byFlow.values()) if (ring.size > 0 || ring.count > 0 || ring.refused > 0) n++;
+    return n;
   }
 
   add(run: FlowRun): void {
-    const p = this.pending(run.flowId);
-    p.count++;
-    if (run.errors.length > 0) p.errors++;
-    if (p.runs.length < this.keep) p.runs.push(run);
-    else {
-      p.runs[p.start] = run;
-      p.start = (p.start + 1) % this.keep;
-    }
+    const ring = this.ring(run.flowId);
+    ring.count++;
+    if (run.errors.length > 0) ring.errorCount++;
+    ring.add(run);
   }
 
   /** A trigger found the flow's queue full. */
   refuse(flowId: string, triggerType: string, flowVersion: string): void {
-    const p = this.pending(flowId);
-    p.refused++;
-    p.refusedTrigger = { triggerType, flowVersion };
+    const ring = this.ring(flowId);
+    ring.refused++;
+    ring.refusedTrigger = { triggerType, flowVersion };
   }
 
   /**
@@ -59,14 +123,14 @@ export class PendingRunLog {
   take(now: number, maxWaiting: number): { runs: FlowRun[]; stats: FlowStatsDelta[] } {
     const runs: FlowRun[] = [];
     const stats: FlowStatsDelta[] = [];
-    for (const [flowId, p] of this.byFlow) {
-      for (let i = 0; i < p.runs.length; i++) runs.push(p.runs[(p.start + i) % p.runs.length] as FlowRun);
-      if (p.refused > 0 && p.refusedTrigger) {
+    for (const [flowId, ring] of this.byFlow) {
+      ring.drain(flowId, runs);
+      if (ring.refused > 0 && ring.refusedTrigger) {
         runs.push({
           flowId,
           time: now,
-          flowVersion: p.refusedTrigger.flowVersion,
-          triggerType: p.refusedTrigger.triggerType,
+          flowVersion: ring.refusedTrigger.flowVersion,
+          triggerType: ring.refusedTrigger.triggerType,
           triggerId: '',
           pathsCompleted: 0,
           pathsFailed: 0,
@@ -77,25 +141,30 @@ export class PendingRunLog {
               nodeId: '',
               nodeType: 'trigger',
               message:
-                `${p.refused} ${p.refused === 1 ? 'run was' : 'runs were'} not started: ` +
+                `${ring.refused} ${ring.refused === 1 ? 'run was' : 'runs were'} not started: ` +
                 `the flow's queue was full (${maxWaiting} waiting)`,
             },
           ],
         });
       }
-      if (p.count > 0) stats.push({ flowId, runs: p.count, errors: p.errors });
+      if (ring.count > 0) stats.push({ flowId, runs: ring.count, errors: ring.errorCount });
+      // Rings stay for the next period (a busy flow would only make a new one), quiet ones go.
+      if (ring.count === 0 && ring.refused === 0) this.byFlow.delete(flowId);
+      ring.count = 0;
+      ring.errorCount = 0;
+      ring.refused = 0;
+      ring.refusedTrigger = undefined;
     }
-    this.byFlow = new Map();
     return { runs, stats };
   }
 
-  private pending(flowId: string): FlowPending {
-    let p = this.byFlow.get(flowId);
-    if (!p) {
-      p = { runs: [], start: 0, count: 0, errors: 0, refused: 0 };
-      this.byFlow.set(flowId, p);
+  private ring(flowId: string): RunRing {
+    let ring = this.byFlow.get(flowId);
+    if (!ring) {
+      ring = new RunRing(this.keep);
+      this.byFlow.set(flowId, ring);
     }
-    return p;
+    return ring;
   }
 }
 

@@ -33,6 +33,26 @@ describe('PendingRunLog', () => {
     expect(log.take(2_000, 50)).toEqual({ runs: [], stats: [] });
   });
 
+  it('starts each period afresh: runs, errors and counts of the last write do not come back', () => {
+    const log = new PendingRunLog(3);
+    for (let i = 0; i < 4; i++) log.add(run('a', i, i === 3));
+    expect(log.take(100, 50).runs.map((r) => [r.time, r.errors.length])).toEqual([
+      [1, 0],
+      [2, 0],
+      [3, 1],
+    ]);
+    log.add(run('a', 10));
+    log.add(run('a', 11, true));
+    const { runs, stats } = log.take(200, 50);
+    expect(runs.map((r) => [r.time, r.errors.length])).toEqual([
+      [10, 0],
+      [11, 1],
+    ]);
+    expect(runs[1]).toEqual(run('a', 11, true));
+    expect(stats).toEqual([{ flowId: 'a', runs: 2, errors: 1 }]);
+    expect(log.take(300, 50)).toEqual({ runs: [], stats: [] });
+  });
+
   it('sums refused triggers into one entry per flow and write, outside the stats', () => {
     const log = new PendingRunLog(10);
     for (let i = 0; i < 250; i++) log.refuse('a', 'deviceTag', 'v2');
