@@ -100,6 +100,9 @@ export class RunScheduler {
   private windowStart = performance.now();
   private windowLoad = performance.eventLoopUtilization();
   private runsMs = 0;
+  /** The last slice's length and end: the pause after it while saturated. */
+  private lastSliceMs = 0;
+  private lastSliceEnd = 0;
   private idleWaiters: Array<() => void> = [];
 
   constructor(options: Partial<SchedulerOptions> = {}) {
@@ -157,7 +160,8 @@ export class RunScheduler {
   }
 
   private readonly slice = (): void => {
-    this.scheduled = false;
+    // `scheduled` stays set while the slice runs: a job that queues more work (matching a state
+    // queues the runs it fires) must not schedule the next slice; this one's end does, spaced.
     const start = performance.now();
     do {
       const lane = this.ready.shift();
@@ -168,8 +172,11 @@ export class RunScheduler {
       this.list(lane, false);
     } while (performance.now() - start < this.options.sliceMs);
     const end = performance.now();
+    this.scheduled = false;
+    this.lastSliceMs = end - start;
+    this.lastSliceEnd = end;
     this.measure(end, end - start);
-    this.schedule(end - start);
+    this.schedule();
     this.notifyIdle();
   };
 
@@ -185,7 +192,12 @@ export class RunScheduler {
     this.runsMs = 0;
   }
 
-  private schedule(lastSliceMs = 0): void {
+  /**
+   * Schedules the next slice. While the loop is saturated it comes after a pause that gives the
+   * last slice its share, counted from that slice's end, whoever asks: the end of a slice, a
+   * new trigger, or a run that finished waiting.
+   */
+  private schedule(): void {
     if (this.scheduled || this.ready.size === 0) return;
     this.scheduled = true;
     if (!this.loopSaturated) {
@@ -193,7 +205,8 @@ export class RunScheduler {
       return;
     }
     const { share } = this.options;
-    setTimeout(this.slice, Math.max(1, (lastSliceMs * (1 - share)) / share));
+    const pause = (this.lastSliceMs * (1 - share)) / share - (performance.now() - this.lastSliceEnd);
+    setTimeout(this.slice, Math.max(1, pause));
   }
 
   private start(lane: Lane, job: Job): void {

@@ -146,4 +146,39 @@ describe('RunScheduler', () => {
     // Spaced out, runs took a small part of the busy stretch: most of the backlog ran after it.
     expect(ranWhileBusy).toBeLessThan(12_000);
   });
+
+  it('keeps runs spaced out when they queue more runs, as matching a state queues the runs it fires', async () => {
+    const scheduler = new RunScheduler({ maxWaiting: 100_000 });
+    const intake = new Lane();
+    const runs = new Lane();
+    const spin = (ms: number) => {
+      const end = performance.now() + ms;
+      while (performance.now() < end);
+    };
+    let ran = 0;
+    const run = () => {
+      spin(0.005);
+      ran++;
+      return undefined;
+    };
+    for (let i = 0; i < 25_000; i++)
+      scheduler.submit(intake, () => {
+        scheduler.submit(runs, run);
+        return run();
+      });
+    let busyTurns = 150;
+    await new Promise<void>((resolve) => {
+      const turn = () => {
+        spin(2);
+        if (--busyTurns > 0) setImmediate(turn);
+        else resolve();
+      };
+      setImmediate(turn);
+    });
+    const ranWhileBusy = ran;
+    await scheduler.idle();
+    expect(ran).toBe(50_000);
+    // A slice that queued work used to schedule the next one a millisecond later, not spaced out.
+    expect(ranWhileBusy).toBeLessThan(12_000);
+  });
 });
