@@ -281,8 +281,8 @@ CREATE INDEX dashboards_by_application ON dashboards (application_id, creation_d
 // at the default fillfactor (100) pages are full, so an update found no room beside the old
 // version; one statement updates many rows of a page at once (a batch updates each of its
 // devices, and the old versions cannot be pruned before it commits), so 30% is kept free: HOT
-// went from 72-93% (0% for peripheral_gateways) to about 99% in the group commit's measurements
-// (docs/scale-out.md, "Capacity"), for tables 1.4 times as large. Existing pages are not
+// went from 77-97% (0% for peripheral_gateways) to 98-99% in benchmark s (docs/scale-out.md,
+// "Capacity"), for tables 1.4 times as large. Existing pages are not
 // rewritten: new versions go to new pages, filled to 70%, and vacuum frees the old ones.
 const HOT_UPDATES = `
 DROP INDEX peripheral_gateways_by_gateway;
