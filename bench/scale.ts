@@ -186,6 +186,8 @@ async function startSetup(
     }
     const db: TestDatabase = await createTestDatabase();
     stops.push(() => db.drop());
+    // Runs after the nodes stopped (stops run last first), when their backends' counters are flushed.
+    stops.push(() => noteUpdates(db.url, name, report));
     const args = ['--database-url', db.url];
     let redisPid: number | undefined;
     if (name === 'pg2') {
@@ -224,6 +226,34 @@ async function startSetup(
   } catch (err) {
     await stop();
     throw err;
+  }
+}
+
+/** The tables a state updates in place: how many updates each got, and how many of them were HOT. */
+const UPDATED_TABLES = ['devices', 'composite_state', 'state_rollups', 'peripheral_gateways'];
+
+/**
+ * Notes each updated table's row updates and how many were heap-only (HOT: no new index entries),
+ * over the whole set-up (warm-up and every window), from pg_stat_user_tables.
+ */
+async function noteUpdates(url: string, name: SetupName, report: Report): Promise<void> {
+  await sleep(500); // the nodes' backends flush their counters as they exit
+  const client = new pg.Client({ connectionString: url });
+  await client.connect();
+  try {
+    const { rows } = await client.query<{ relname: string; upd: string; hot: string }>(
+      `SELECT relname, n_tup_upd AS upd, n_tup_hot_upd AS hot FROM pg_stat_user_tables
+       WHERE relname = ANY($1::text[]) ORDER BY relname`,
+      [UPDATED_TABLES],
+    );
+    const parts = rows.map((r) => {
+      const upd = Number(r.upd);
+      const hot = Number(r.hot);
+      return `${r.relname} ${fmt(hot)} of ${fmt(upd)}${upd > 0 ? ` (${fmt((100 * hot) / upd)}%)` : ''}`;
+    });
+    report.note(`s.${name}: HOT updates over the set-up (pg_stat_user_tables): ${parts.join(', ')}`);
+  } finally {
+    await client.end();
   }
 }
 

@@ -1,17 +1,35 @@
 /**
  * Group commit. Writes enqueued while a batch is open join it; the batch is committed in one
- * transaction on the next turn of the event loop (or as soon as the previous commit ends), and
- * every writer waits on the same promise. Under load a commit carries hundreds of states, so
- * durability costs one fsync per batch, not one per message.
+ * transaction on the next turn of the event loop (or as soon as a commit ends), and every writer
+ * waits on the same promise. Under load a commit carries hundreds of states, so durability costs
+ * one fsync per batch, not one per message.
+ *
+ * A store may take more than one commit at a time (`Store.maxCommitsInFlight`: SQLite 1,
+ * PostgreSQL 2). The open batch then starts while others are in flight, on three rules: it
+ * touches no device an in-flight batch touches (else it waits for that one to end, and keeps
+ * gathering writes meanwhile), so one device's writes are applied in arrival order; batches
+ * resolve in the order they were opened (a batch committed early waits for the ones before it
+ * to resolve or fail), so acknowledgements follow arrival order; and each resolves only once
+ * durable, as with one in flight.
  */
 import { type Count, NO_COUNT, NO_OBSERVER, type Observer } from '../ops/instruments.js';
 import { type Store, type WriteBatch, writeBatch } from '../store/types.js';
 
 interface OpenBatch extends WriteBatch {
   size: number;
+  /** Every device the batch writes for (states, reports, connection changes, logs, commands). */
+  devices: Set<string>;
   committed: Promise<void>;
   resolve: () => void;
   reject: (err: unknown) => void;
+}
+
+/** A batch handed to the store: settled once it and every batch before it are resolved or failed. */
+interface InFlight {
+  batch: OpenBatch;
+  /** Whether the store is done with it (its devices are free for the next batch). */
+  applied: boolean;
+  settled: Promise<void>;
 }
 
 function openBatch(): OpenBatch {
@@ -23,7 +41,7 @@ function openBatch(): OpenBatch {
   });
   // A batch nobody awaits (QoS 0) must not become an unhandled rejection; failures are reported via onError.
   committed.catch(() => {});
-  return { ...writeBatch(), size: 0, committed, resolve, reject };
+  return { ...writeBatch(), size: 0, devices: new Set(), committed, resolve, reject };
 }
 
 /** What the group commit reports (docs/operations.md, "Metrics"). */
@@ -55,9 +73,13 @@ export interface WriteQueueOptions {
 
 export class WriteQueue {
   private current: OpenBatch | null = null;
-  private running: Promise<void> | null = null;
+  /** Batches handed to the store and not yet settled, oldest first. */
+  private readonly inFlight: InFlight[] = [];
+  /** The last batch handed to the store: the next one resolves after it. */
+  private tail: Promise<void> = Promise.resolve();
   private scheduled = false;
   private failed = false;
+  private readonly maxInFlight: number;
   private readonly instruments: WriteQueueInstruments;
   /** Commits so far and the states they carried: the benchmark reads them. */
   readonly stats = { commits: 0, states: 0, maxBatch: 0 };
@@ -67,6 +89,7 @@ export class WriteQueue {
     private readonly options: WriteQueueOptions = {},
   ) {
     this.instruments = options.instruments ?? NO_WRITE_QUEUE_INSTRUMENTS;
+    this.maxInFlight = Math.max(1, Math.floor(store.maxCommitsInFlight ?? 1));
   }
 
   /** True when the last commit failed; false again once one succeeds (readiness, docs/operations.md). */
@@ -77,20 +100,40 @@ export class WriteQueue {
   /** Adds writes to the open batch; resolves once they are durable. */
   enqueue(part: Partial<WriteBatch>): Promise<void> {
     const batch = this.current ?? this.open();
-    if (part.states) for (const s of part.states) batch.states.push(s);
-    if (part.reports) for (const r of part.reports) batch.reports.push(r);
-    if (part.connections) for (const c of part.connections) batch.connections.push(c);
-    if (part.logs) for (const l of part.logs) batch.logs.push(l);
-    if (part.commands) for (const c of part.commands) batch.commands.push(c);
+    const { devices } = batch;
+    if (part.states)
+      for (const s of part.states) {
+        batch.states.push(s);
+        devices.add(s.deviceId);
+      }
+    if (part.reports)
+      for (const r of part.reports) {
+        batch.reports.push(r);
+        devices.add(r.deviceId);
+      }
+    if (part.connections)
+      for (const c of part.connections) {
+        batch.connections.push(c);
+        devices.add(c.deviceId);
+      }
+    if (part.logs)
+      for (const l of part.logs) {
+        batch.logs.push(l);
+        devices.add(l.deviceId);
+      }
+    if (part.commands)
+      for (const c of part.commands) {
+        batch.commands.push(c);
+        devices.add(c.deviceId);
+      }
     batch.size++;
     return batch.committed;
   }
 
   /** Resolves when everything enqueued so far is committed (or failed). */
   async drain(): Promise<void> {
-    while (this.current || this.running) {
-      if (this.running) await this.running;
-      else await this.flush();
+    while (this.current || this.inFlight.length > 0) {
+      if (!this.startNext()) await this.tail;
     }
   }
 
@@ -101,45 +144,84 @@ export class WriteQueue {
   }
 
   private schedule(): void {
-    if (this.scheduled || this.running) return;
+    if (this.scheduled || !this.canStart()) return;
     this.scheduled = true;
     setImmediate(() => {
       this.scheduled = false;
-      void this.flush();
+      this.startNext();
     });
   }
 
-  private async flush(): Promise<void> {
-    if (this.running) return this.running;
+  /** Whether the open batch may go to the store now: a free slot, and no device of it in the store. */
+  private canStart(): boolean {
     const batch = this.current;
-    if (!batch) return;
+    if (!batch) return false;
+    let committing = 0;
+    for (const other of this.inFlight) {
+      // A batch the store is done with (waiting for its turn to resolve) holds neither.
+      if (other.applied) continue;
+      if (++committing >= this.maxInFlight) return false;
+      for (const device of batch.devices) if (other.batch.devices.has(device)) return false;
+    }
+    return true;
+  }
+
+  /** Hands the open batch to the store when it may go; returns whether it did. */
+  private startNext(): boolean {
+    if (!this.canStart()) return false;
+    const batch = this.current as OpenBatch;
     this.current = null;
-    this.running = this.commit(batch);
+    const started = performance.now();
+    const applied = this.store.applyBatch(batch).then(
+      () => ({ ok: true as const, seconds: (performance.now() - started) / 1000 }),
+      (err: unknown) => ({ ok: false as const, err }),
+    );
+    const entry: InFlight = { batch, applied: false, settled: this.settle(batch, applied, this.tail) };
+    void applied.then(() => {
+      entry.applied = true;
+      this.schedule();
+    });
+    entry.settled = entry.settled.then(() => {
+      this.inFlight.splice(this.inFlight.indexOf(entry), 1);
+      this.schedule();
+    });
+    this.tail = entry.settled;
+    this.inFlight.push(entry);
+    return true;
+  }
+
+  /** Resolves or rejects the batch's writers once the store is done with it and every batch before it settled. */
+  private async settle(
+    batch: OpenBatch,
+    applied: Promise<{ ok: true; seconds: number } | { ok: false; err: unknown }>,
+    before: Promise<void>,
+  ): Promise<void> {
+    const outcome = await applied;
+    await before;
     try {
-      await this.running;
-    } finally {
-      this.running = null;
-      if (this.current) this.schedule();
+      if (outcome.ok) this.succeeded(batch, outcome.seconds);
+      else this.failedBatch(batch, outcome.err);
+    } catch (err) {
+      // A listener that throws (onCommitted) must not hold up the batches after this one.
+      this.options.onError?.(err);
     }
   }
 
-  private async commit(batch: OpenBatch): Promise<void> {
-    const started = performance.now();
-    try {
-      await this.store.applyBatch(batch);
-      this.failed = false;
-      this.record(batch, (performance.now() - started) / 1000);
-      this.stats.commits++;
-      this.stats.states += batch.states.length;
-      this.stats.maxBatch = Math.max(this.stats.maxBatch, batch.size);
-      batch.resolve();
-      this.options.onCommitted?.(batch);
-    } catch (err) {
-      this.failed = true;
-      this.instruments.commitFailures.inc();
-      batch.reject(err);
-      this.options.onError?.(err);
-    }
+  private succeeded(batch: OpenBatch, seconds: number): void {
+    this.failed = false;
+    this.record(batch, seconds);
+    this.stats.commits++;
+    this.stats.states += batch.states.length;
+    this.stats.maxBatch = Math.max(this.stats.maxBatch, batch.size);
+    batch.resolve();
+    this.options.onCommitted?.(batch);
+  }
+
+  private failedBatch(batch: OpenBatch, err: unknown): void {
+    this.failed = true;
+    this.instruments.commitFailures.inc();
+    batch.reject(err);
+    this.options.onError?.(err);
   }
 
   private record(batch: OpenBatch, seconds: number): void {

@@ -288,7 +288,18 @@ export interface Store extends AccountStore, FlowStore, DashboardStore {
   updateKey(key: AccessKey): Promise<void>;
   deleteKey(id: string): Promise<void>;
 
+  /**
+   * Writes a batch (the group commit); durable when it resolves. With `maxCommitsInFlight` above 1
+   * the write queue calls it again before an earlier call resolved, never with two batches in the
+   * store that touch the same device (src/core/write-queue.ts).
+   */
   applyBatch(batch: WriteBatch): Promise<void>;
+  /**
+   * How many `applyBatch` calls the write queue may have in flight at once; 1 when absent.
+   * SQLite writes in-process, one transaction at a time: 1. PostgreSQL: 2, so a node keeps a
+   * second backend busy while one batch commits (docs/scale-out.md, "The group commit").
+   */
+  readonly maxCommitsInFlight?: number;
   queryStates(deviceId: string, query: TimeRangeQuery): Promise<StateRecord[]>;
   getCompositeState(deviceId: string): Promise<Record<string, CompositeValue>>;
 

@@ -888,6 +888,21 @@ export function storeContract(name: string, open: () => Promise<Store>): void {
         expect(await store.getCompositeState(newId())).toEqual({});
       });
 
+      it('keeps a newer value in the composite state when a batch brings an older one beside newer ones', async () => {
+        const device = await addDevice();
+        await store.applyBatch(
+          batch({ states: [state(device.id, T0 + 5000, { a: 5 }), state(device.id, T0, { b: 0 })] }),
+        );
+        await store.applyBatch(
+          batch({ states: [state(device.id, T0 + 3000, { a: 3, b: 3 }), state(device.id, T0 + 9000, { c: 9 })] }),
+        );
+        expect(await store.getCompositeState(device.id)).toEqual({
+          a: { value: 5, time: T0 + 5000 },
+          b: { value: 3, time: T0 + 3000 },
+          c: { value: 9, time: T0 + 9000 },
+        });
+      });
+
       it('writes states, reports, connections and logs of many devices in one batch', async () => {
         const devices = await Promise.all(Array.from({ length: 10 }, (_, i) => addDevice({ name: `d${i}` })));
         const states: StateRecord[] = [];

@@ -41,6 +41,41 @@ describe('PostgresStore', () => {
   });
 });
 
+describe('PostgresStore schema', () => {
+  it('leaves room for HOT updates where every state updates rows: no updated column indexed, pages 70% full', async () => {
+    const fresh = await createTestDatabase();
+    try {
+      const store = await openPostgresStore({ url: fresh.url });
+      const client = new pg.Client({ connectionString: fresh.url });
+      await client.connect();
+      try {
+        const { rows: options } = await client.query<{ relname: string; reloptions: string[] | null }>(
+          `SELECT relname, reloptions FROM pg_class
+           WHERE relname IN ('devices', 'composite_state', 'state_rollups', 'peripheral_gateways') ORDER BY relname`,
+        );
+        expect(options).toEqual(
+          ['composite_state', 'devices', 'peripheral_gateways', 'state_rollups'].map((relname) => ({
+            relname,
+            reloptions: ['fillfactor=70'],
+          })),
+        );
+        const { rows: indexes } = await client.query<{ indexdef: string }>(
+          "SELECT indexdef FROM pg_indexes WHERE tablename = 'peripheral_gateways' ORDER BY indexname",
+        );
+        expect(indexes.map((i) => i.indexdef.replace(/^.* USING /, ''))).toEqual([
+          'btree (gateway_id)',
+          'btree (peripheral_id, gateway_id)',
+        ]);
+      } finally {
+        await client.end();
+        await store.close();
+      }
+    } finally {
+      await fresh.drop();
+    }
+  });
+});
+
 describe('PostgresStore with two nodes', () => {
   it('takes batches from two stores writing the same devices at once, without deadlock or loss', async () => {
     await db.truncate();

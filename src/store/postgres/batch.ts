@@ -57,13 +57,20 @@ states AS (
     SET data = device_states.data || excluded.data, reported_by = excluded.reported_by
 ),
 -- One row per device; composite_merge (migrations.ts) keeps, per attribute, the newer of the
--- stored and the new value (the new one at equal times, as in the state merge).
+-- stored and the new value (the new one at equal times, as in the state merge). When no stored
+-- value is newer than any new one (the usual case: states arrive in time order), that is the plain
+-- merge old || new, which skips composite_merge's per-call query (about 9 µs per row). The
+-- jsonpath comparison is true when some stored time exceeds some new time (a comparison of two
+-- sequences is true if any pair is).
 composite AS (
   INSERT INTO composite_state (device_id, state)
   SELECT device_id, state FROM unnest($6::text[], $7::text[]::jsonb[]) WITH ORDINALITY AS u(device_id, state, ord)
   WHERE device_id IN (SELECT id FROM known)
   ORDER BY ord
-  ON CONFLICT (device_id) DO UPDATE SET state = composite_merge(composite_state.state, excluded.state)
+  ON CONFLICT (device_id) DO UPDATE SET state = CASE
+    WHEN jsonb_path_exists(composite_state.state, '$.*.t ? (@ > $new.*.t)', jsonb_build_object('new', excluded.state))
+    THEN composite_merge(composite_state.state, excluded.state)
+    ELSE composite_state.state || excluded.state END
 ),
 -- First keeps the earlier arrival on equal times (strict <), last takes the later one (>=).
 rollups AS (

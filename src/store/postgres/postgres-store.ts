@@ -147,6 +147,12 @@ export class PostgresStore implements Store {
   private readonly onError: NonNullable<PostgresStoreOptions['onError']>;
   private partitionTimer: NodeJS.Timeout | undefined;
   private closed = false;
+  /**
+   * Two group commits at once, on two pooled connections (two backends): the node builds and
+   * sends one batch while PostgreSQL writes and syncs the other (docs/scale-out.md, "The group
+   * commit"). The write queue never has two batches touching one device in here.
+   */
+  readonly maxCommitsInFlight = 2;
 
   /** Takes a pool on a migrated database; use `openPostgresStore`. */
   constructor(

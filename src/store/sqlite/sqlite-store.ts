@@ -388,6 +388,8 @@ function prepareStatements(db: Database.Database) {
 type Statements = ReturnType<typeof prepareStatements>;
 
 export class SqliteStore implements Store {
+  /** One group commit at a time: it runs in this process, one write transaction after another. */
+  readonly maxCommitsInFlight = 1;
   private readonly s: Statements;
   private readonly applyBatchTx: (batch: WriteBatch) => void;
   private readonly deleteApplicationTx: (id: string) => void;
