@@ -52,9 +52,9 @@ export const DEFAULT_ENGINE_LIMITS: EngineLimits = {
   perFlowConcurrency: 4,
   maxQueuedPerFlow: 1_000,
   maxIntake: 10_000,
-  // Not 0.1: the garbage runs leave is collected outside their slices, and matching states and
-  // waking runs take a little more; with 0.07 ingest at saturation keeps about 0.9 of its rate
-  // with 10 flows (docs/benchmarks.md, w).
+  // Runs also cost ingest the garbage they leave, collected outside their slices: with 0.07,
+  // ingest at saturation kept 0.96-0.98 of its rate with 10 flows, with 0.1 0.91-0.93
+  // (docs/benchmarks.md, w).
   loopShare: 0.07,
   maxChainDepth: 8,
   runLogSize: 1_000,
