@@ -29,6 +29,8 @@ export interface GatehouseProcessOptions {
   outputLines?: number;
   /** Extra `serve` arguments, e.g. `['--log-level', 'warn']`. */
   serveArgs?: string[];
+  /** Extra node flags for the server, after those of BENCH_SERVER_ARGS. */
+  nodeArgs?: string[];
 }
 
 export interface GatehouseProcess {
@@ -53,7 +55,7 @@ export async function startGatehouseProcess(options: GatehouseProcessOptions = {
   const dataDir = options.dataDir ?? mkdtempSync(path.join(tmpdir(), 'gatehouse-bench-'));
   const adminToken = options.adminToken ?? `bench-${randomBytes(18).toString('hex')}`;
   // BENCH_SERVER_ARGS: extra node flags for the server, e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof".
-  const nodeArgs = (process.env.BENCH_SERVER_ARGS ?? '').split(' ').filter(Boolean);
+  const nodeArgs = [...(process.env.BENCH_SERVER_ARGS ?? '').split(' ').filter(Boolean), ...(options.nodeArgs ?? [])];
   const child = spawn(process.execPath, [...nodeArgs, CLI, 'serve', ...(options.serveArgs ?? [])], {
     env: {
       ...process.env,

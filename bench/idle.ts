@@ -2,11 +2,14 @@
  * Scenario d: many idle MQTT connections, on a fresh server so that the heap grown by the load
  * scenarios does not absorb (and hide) what the connections cost.
  */
+import { mkdirSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
 import type { MqttClient } from 'mqtt';
 import { config, deadline } from './config.js';
 import { startGatehouseProcess } from './gatehouse-process.js';
+import { allocationSites, INSPECT_ARG, Inspector, inspectorUrl, type MemoryUsage } from './inspector.js';
 import { closeAll, connect } from './load.js';
-import { backgroundMeter, cpuMicros, rssKb } from './proc.js';
+import { backgroundMeter, cpuMicros, type RssByMapping, rssByMapping, rssKb } from './proc.js';
 import { type Cleanups, type Report, sleep, waitForQuiet } from './report.js';
 import { createStandalone, Rest } from './rest.js';
 import { fmt } from './stats.js';
@@ -54,11 +57,66 @@ async function connectMany(
   return { clients, failures, ms: performance.now() - start, cpuMicros: cpuMicros(pid) - cpu0, aborted };
 }
 
+/**
+ * BENCH_IDLE_INSPECT=1: the server runs with its inspector open, and d also reads
+ * `process.memoryUsage()` inside it after a forced full collection, before and after the
+ * connections. BENCH_IDLE_SNAPSHOTS=DIR (implies it) writes a heap snapshot at both points,
+ * `DIR/idle-0.heapsnapshot` and `DIR/idle-N.heapsnapshot` (bench/heap-diff.ts compares them);
+ * a snapshot costs the server memory of its own, so the RSS growth of such a run is not d's.
+ */
+const snapshotDir = process.env.BENCH_IDLE_SNAPSHOTS || undefined;
+/**
+ * BENCH_IDLE_ALLOCATIONS=FILE (implies BENCH_IDLE_INSPECT): samples what the server allocates
+ * while the clients connect and for the 3 s after, leaving out what scavenges freed (what is
+ * left either lives on or waits for a full collection), writes the profile to FILE (DevTools'
+ * `.heapprofile`) and notes the largest allocation sites per connection.
+ */
+const allocationsFile = process.env.BENCH_IDLE_ALLOCATIONS || undefined;
+const inspect = process.env.BENCH_IDLE_INSPECT === '1' || snapshotDir !== undefined || allocationsFile !== undefined;
+/** One sample per this many bytes allocated, on average. */
+const SAMPLING_BYTES = 4096;
+
+const MB = 1024 * 1024;
+
+/** One line of memoryUsage() fields and their growth per connection. */
+function usageNote(before: MemoryUsage, after: MemoryUsage, connections: number): string {
+  const fields = ['rss', 'heapTotal', 'heapUsed', 'external', 'arrayBuffers'] as const;
+  return fields
+    .map((f) => {
+      const delta = after[f] - before[f];
+      return `${f} ${fmt(before[f] / MB, 1)} → ${fmt(after[f] / MB, 1)} MB (${fmt(delta / Math.max(1, connections))} B/conn)`;
+    })
+    .join(', ');
+}
+
+/** The growth of each kind of resident mapping, per connection. */
+function mappingNote(before: RssByMapping, after: RssByMapping, connections: number): string {
+  const kinds = ['mallocMain', 'mallocThreads', 'otherAnonymous', 'files'] as const;
+  return kinds.map((k) => `${k} ${fmt(((after[k] - before[k]) * 1024) / Math.max(1, connections))} B/conn`).join(', ');
+}
+
 /** Returns the server RSS growth in MB for `config.idle` idle connections (NaN when not all connected). */
 export async function idleScenario(report: Report, cleanups: Cleanups): Promise<number> {
-  const server = await startGatehouseProcess();
+  const server = await startGatehouseProcess(inspect ? { nodeArgs: [INSPECT_ARG] } : {});
   cleanups.add(() => server.stop());
   const pid = server.pid;
+  let inspector: Inspector | undefined;
+  if (inspect) {
+    const url = inspectorUrl(server.output());
+    if (!url) throw new Error('d: the server printed no inspector address');
+    inspector = await Inspector.connect(url);
+    cleanups.add(async () => inspector?.close());
+    if (snapshotDir) mkdirSync(snapshotDir, { recursive: true });
+  }
+  /** After a forced collection: memoryUsage() inside the server, and a heap snapshot if asked. */
+  const probe = async (connections: number): Promise<{ usage: MemoryUsage; mappings: RssByMapping } | undefined> => {
+    if (!inspector) return undefined;
+    await inspector.collectGarbage();
+    const usage = await inspector.memoryUsage();
+    const mappings = rssByMapping(pid);
+    if (snapshotDir) await inspector.heapSnapshot(path.join(snapshotDir, `idle-${connections}.heapsnapshot`));
+    return { usage, mappings };
+  };
   const rest = new Rest(server.httpUrl, server.adminToken);
   const app = await rest.post<{ id: string }>('/applications', {
     name: 'idle',
@@ -94,7 +152,10 @@ export async function idleScenario(report: Report, cleanups: Cleanups): Promise<
   await sleep(2_000);
   await waitForQuiet(report, 'd', [pid]);
 
+  const usageBefore = await probe(0);
   const rssBeforeKb = rssKb(pid);
+  const mappingsBefore = rssByMapping(pid);
+  if (allocationsFile) await inspector?.startSampling(SAMPLING_BYTES, false);
   const end = deadline();
   const bg = backgroundMeter([pid]);
   const r = await connectMany(server.mqttUrl, pid, ids, key.key, key.secret, config.idleBatch, end);
@@ -105,6 +166,9 @@ export async function idleScenario(report: Report, cleanups: Cleanups): Promise<
   const rssAfterKb = rssKb(pid);
   const connected = r.clients.length;
   const deltaKb = rssAfterKb - rssBeforeKb;
+  const mappingsAfter = rssByMapping(pid);
+  const profile = allocationsFile ? await inspector?.stopSampling() : undefined;
+  const usageAfter = await probe(connected);
   report.rows.push({
     scenario: `d. ${fmt(config.idle)} idle connections${r.aborted ? ' (ABORTED)' : ''}`,
     messages: `${fmt(connected)} conns`,
@@ -119,11 +183,37 @@ export async function idleScenario(report: Report, cleanups: Cleanups): Promise<
       `server RSS ${fmt(rssBeforeKb / 1024, 1)} MB before, ${fmt(rssAfterKb / 1024, 1)} MB after 3 s idle: ` +
       `+${fmt(deltaKb / 1024, 1)} MB, ${fmt(deltaKb / Math.max(1, connected), 1)} KB per connection`,
   );
+  report.note(`d: the RSS growth by kind of mapping: ${mappingNote(mappingsBefore, mappingsAfter, connected)}`);
+  if (usageBefore && usageAfter) {
+    report.note(
+      `d: after a forced full collection, memoryUsage() with 0 and ${fmt(connected)} connections: ` +
+        usageNote(usageBefore.usage, usageAfter.usage, connected) +
+        `; by kind of mapping: ${mappingNote(usageBefore.mappings, usageAfter.mappings, connected)}` +
+        (snapshotDir ? `; heap snapshots in ${snapshotDir} (the first one inflated the RSS before)` : ''),
+    );
+  }
+  if (profile && allocationsFile) {
+    writeFileSync(allocationsFile, JSON.stringify(profile));
+    const sites = allocationSites(profile);
+    const top = (rows: Array<[string, number]>) =>
+      rows
+        .slice(0, 12)
+        .map(([site, bytes]) => `${fmt(bytes / Math.max(1, connected))} B ${site}`)
+        .join('; ');
+    const total = sites.byFunction.reduce((sum, [, bytes]) => sum + bytes, 0);
+    report.note(
+      `d: allocated while connecting and idle, not freed by a scavenge (sampled, ${allocationsFile}): ` +
+        `${fmt(total / Math.max(1, connected))} B per connection; by function: ${top(sites.byFunction)}`,
+    );
+    report.note(`d: the same by the innermost of our functions on the stack: ${top(sites.byOurs)}`);
+  }
   if (r.failures.length > 0) {
     report.note(`d: ${r.failures.length} connections failed, e.g. ${[...new Set(r.failures)].slice(0, 3).join(' | ')}`);
   }
   t = performance.now();
   await closeAll(r.clients);
+  // A server waits at exit until its inspector's client is gone.
+  inspector?.close();
   const stopStart = performance.now();
   const code = await server.stop();
   report.note(

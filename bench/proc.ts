@@ -143,3 +143,56 @@ export async function groupCpuMeter(list: () => Promise<number[]>): Promise<() =
     return read > 0 ? total : Number.NaN;
   };
 }
+
+/** Resident memory of a process by kind of mapping, in kB (from /proc/PID/smaps). */
+export interface RssByMapping {
+  /** The main thread's malloc arena (`[heap]`). */
+  mallocMain: number;
+  /** glibc's arenas of other threads (libuv's pool, workers): 64 MiB-aligned reservations. */
+  mallocThreads: number;
+  /** Other anonymous memory: V8's heap pages, large malloc blocks (mmap), thread stacks. */
+  otherAnonymous: number;
+  /** Mapped files: node's binary, shared libraries, native addons. */
+  files: number;
+}
+
+const ARENA = 64 * 1024 * 1024;
+
+export function rssByMapping(pid: number): RssByMapping {
+  const text = readFileSync(`/proc/${pid}/smaps`, 'utf8');
+  const maps: Array<{ start: number; end: number; perms: string; path: string; rss: number }> = [];
+  for (const line of text.split('\n')) {
+    const head = /^([0-9a-f]+)-([0-9a-f]+) (\S+) \S+ \S+ \S+\s*(.*)$/.exec(line);
+    if (head) {
+      maps.push({
+        start: Number.parseInt(head[1] as string, 16),
+        end: Number.parseInt(head[2] as string, 16),
+        perms: head[3] as string,
+        path: head[4] ?? '',
+        rss: 0,
+      });
+      continue;
+    }
+    const rss = /^Rss:\s+(\d+) kB/.exec(line);
+    const last = maps.at(-1);
+    if (rss && last) last.rss = Number(rss[1]);
+  }
+  const out: RssByMapping = { mallocMain: 0, mallocThreads: 0, otherAnonymous: 0, files: 0 };
+  for (let i = 0; i < maps.length; i++) {
+    const m = maps[i]!;
+    if (m.path === '[heap]') out.mallocMain += m.rss;
+    else if (m.path !== '' && !m.path.startsWith('[')) out.files += m.rss;
+    else if (m.path !== '') out.otherAnonymous += m.rss;
+    else {
+      // A thread arena: a 64 MiB-aligned read-write part followed by its unused (---p) rest.
+      const next = maps[i + 1];
+      const arena =
+        m.start % ARENA === 0 &&
+        (m.end - m.start === ARENA ||
+          (next !== undefined && next.start === m.end && next.perms.startsWith('---') && next.end - m.start === ARENA));
+      if (arena) out.mallocThreads += m.rss;
+      else out.otherAnonymous += m.rss;
+    }
+  }
+  return out;
+}

@@ -192,6 +192,16 @@ async function main(): Promise<void> {
     return;
   }
 
+  // BENCH_ONLY=d: the idle connections alone, on a fresh server (as in a full run).
+  if (process.env.BENCH_ONLY === 'd') {
+    const idleMb = config.idle > 0 ? await idleScenario(report, cleanups) : undefined;
+    console.log(`\n${table(report.rows)}\n`);
+    for (const note of report.notes) console.log(`- ${note}`);
+    printBackground(m.cpus);
+    console.log(idleTarget(idleMb));
+    return;
+  }
+
   // BENCH_ONLY=g: the console's first load alone.
   if (process.env.BENCH_ONLY === 'g') {
     const rows = await consoleScenario(report, cleanups);
