@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { newId } from '../../src/domain/ids.js';
-import type { Application, Device, StateRecord } from '../../src/domain/model.js';
+import type { Application, CommandRecord, Device, StateRecord } from '../../src/domain/model.js';
 import { MIGRATIONS, migrate } from '../../src/store/sqlite/migrations.js';
 import { REBUILD_SQL, ROLLUPS_FLUSHED_AT, rebuildRollups } from '../../src/store/sqlite/rollup-rebuild.js';
 import { RAW_POINT_LIMIT, SERIES_SQL, SqliteSeries } from '../../src/store/sqlite/series.js';
@@ -223,6 +223,48 @@ describe('SqliteStore', () => {
     expect(db.prepare('SELECT count(*) AS n FROM device_states').get()).toEqual({ n: 2 });
     db.close();
     expect(store.synchronousSetting()).toBe(2); // FULL again after the batch
+    await store.close();
+  });
+
+  it('syncs a batch of commands alone on the calling thread, unless a sync is under way', async () => {
+    const store = await openSqliteStore({ dataDir: tempDir() });
+    const app = makeApp();
+    await store.createApplication(app);
+    const device = makeDevice(app.id, 'd', 1);
+    await store.createDevice(device);
+    const command = (name: string): CommandRecord => ({
+      id: newId(),
+      applicationId: app.id,
+      deviceId: device.id,
+      name,
+      payload: null,
+      time: 1,
+      routedTo: [],
+      sentBy: 'api',
+    });
+    const state = { deviceId: device.id, time: 1, data: { t: 1 }, reportedBy: device.id };
+    // Synced before applyBatch returns its promise: nothing went to libuv's pool.
+    const alone = store.applyBatch(writeBatch({ commands: [command('a')] }));
+    expect(store.logSyncs).toBe(1);
+    await alone;
+    // A state's sync is under way on the pool and may have started before the command's commit:
+    // the command waits for the next sync instead.
+    const withState = store.applyBatch(writeBatch({ states: [state] }));
+    const behind = store.applyBatch(writeBatch({ commands: [command('b')] }));
+    expect(store.logSyncs).toBe(1);
+    await Promise.all([withState, behind]);
+    expect(store.logSyncs).toBe(3);
+    // A command that shares its batch with a state syncs on the pool.
+    const mixed = store.applyBatch(writeBatch({ states: [{ ...state, time: 2 }], commands: [command('c')] }));
+    expect(store.logSyncs).toBe(3);
+    await mixed;
+    expect(store.logSyncs).toBe(4);
+    expect((await store.queryCommands(device.id, { limit: 10, sortDirection: 'asc' })).map((c) => c.name)).toEqual([
+      'a',
+      'b',
+      'c',
+    ]);
+    expect(store.synchronousSetting()).toBe(2);
     await store.close();
   });
 

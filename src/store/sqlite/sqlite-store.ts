@@ -801,7 +801,11 @@ export class SqliteStore implements Store {
     this.scheduleRollupFlush();
     // Durable only now (wal-sync.ts). Should the sync fail, the batch is committed but not
     // acknowledged: a client sends it again, and a state of the same device and time merges.
-    await this.walSync?.sync();
+    // A batch of commands alone (a REST command, with no ingest joining it) syncs on the event
+    // loop when no sync is under way: its commands wait for the sync in any case, and the trip
+    // through libuv's pool added up to 3.7 ms at p99 on a busy machine. Batches carrying states
+    // keep syncing off the loop, so ingest goes on parsing meanwhile.
+    await this.walSync?.sync(commandsAlone(batch));
   }
 
   /**
@@ -1061,4 +1065,15 @@ function requireMigrated(db: Database.Database): void {
   if (MIGRATIONS.some((m) => !applied.has(m.version))) {
     throw new Error('the database schema is older than this version: start `gatehouse serve` once to migrate it');
   }
+}
+
+/** A batch that carries commands and nothing else. */
+function commandsAlone(batch: WriteBatch): boolean {
+  return (
+    batch.commands.length > 0 &&
+    batch.states.length === 0 &&
+    batch.reports.length === 0 &&
+    batch.connections.length === 0 &&
+    batch.logs.length === 0
+  );
 }
