@@ -44,6 +44,15 @@ function openBatch(): OpenBatch {
   return { ...writeBatch(), size: 0, devices: new Set(), committed, resolve, reject };
 }
 
+/** Appends a writer's rows to the open batch and notes the devices they write for. */
+function join<T extends { deviceId: string }>(into: T[], rows: T[] | undefined, devices: Set<string>): void {
+  if (!rows) return;
+  for (const row of rows) {
+    into.push(row);
+    devices.add(row.deviceId);
+  }
+}
+
 /** What the group commit reports (docs/operations.md, "Metrics"). */
 export interface WriteQueueInstruments {
   /** Writers (enqueue calls) joined in each committed batch. */
@@ -100,32 +109,11 @@ export class WriteQueue {
   /** Adds writes to the open batch; resolves once they are durable. */
   enqueue(part: Partial<WriteBatch>): Promise<void> {
     const batch = this.current ?? this.open();
-    const { devices } = batch;
-    if (part.states)
-      for (const s of part.states) {
-        batch.states.push(s);
-        devices.add(s.deviceId);
-      }
-    if (part.reports)
-      for (const r of part.reports) {
-        batch.reports.push(r);
-        devices.add(r.deviceId);
-      }
-    if (part.connections)
-      for (const c of part.connections) {
-        batch.connections.push(c);
-        devices.add(c.deviceId);
-      }
-    if (part.logs)
-      for (const l of part.logs) {
-        batch.logs.push(l);
-        devices.add(l.deviceId);
-      }
-    if (part.commands)
-      for (const c of part.commands) {
-        batch.commands.push(c);
-        devices.add(c.deviceId);
-      }
+    join(batch.states, part.states, batch.devices);
+    join(batch.reports, part.reports, batch.devices);
+    join(batch.connections, part.connections, batch.devices);
+    join(batch.logs, part.logs, batch.devices);
+    join(batch.commands, part.commands, batch.devices);
     batch.size++;
     return batch.committed;
   }
