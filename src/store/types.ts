@@ -111,7 +111,10 @@ export interface ConnectionChange {
 
 /**
  * Everything ingest and the broker write, applied in one transaction: the unit of a group
- * commit. When `applyBatch` resolves, all of it is durable.
+ * commit. When `applyBatch` resolves, all of it is durable, except that a store may hold the
+ * `reports` (who reported a device last, gateway sightings) in memory and write them shortly
+ * after, as long as its readers see them at once and it rebuilds them after a crash (the SQLite
+ * store: docs/decisions.md, "Reports are written behind").
  */
 export interface WriteBatch {
   /** In arrival order; two states of one device with the same time merge (later keys win). */

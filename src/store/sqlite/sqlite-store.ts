@@ -55,6 +55,7 @@ import type {
   CompositeValue,
   DeviceQuery,
   GatewaySighting,
+  ReportMark,
   SeriesPoint,
   SeriesQuery,
   Store,
@@ -67,6 +68,14 @@ import { Checkpointer, FALLBACK_AUTOCHECKPOINT_PAGES } from './checkpointer.js';
 import { SqliteDashboards } from './dashboards.js';
 import { makeDirectory } from './data-dir.js';
 import { SqliteFlows } from './flows.js';
+import {
+  HeldReports,
+  MARK_REPORTED_SQL,
+  REPORTS_HELD_SINCE,
+  recoverReports,
+  SIGHT_SQL,
+  type SightingRow,
+} from './held-reports.js';
 import { MIGRATIONS, migrate } from './migrations.js';
 import { ROLLUPS_FLUSHED_AT, recoverRollups } from './rollup-rebuild.js';
 import { SqliteSeries } from './series.js';
@@ -267,17 +276,8 @@ function prepareStatements(db: Database.Database) {
     setConnection: db.prepare<[{ deviceId: string; connected: number; time: number }]>(
       'UPDATE devices SET connected = @connected, connection_time = @time WHERE id = @deviceId',
     ),
-    // A report processed late must not move "last reported" backwards, but any report is
-    // activity: one statement per report, on the ingest hot path.
-    markReported: db.prepare<[{ deviceId: string; reportedBy: string; time: number }]>(
-      `UPDATE devices SET
-         last_reported_by = CASE WHEN last_reported_at IS NULL OR last_reported_at <= @time
-           THEN @reportedBy ELSE last_reported_by END,
-         last_reported_at = CASE WHEN last_reported_at IS NULL OR last_reported_at <= @time
-           THEN @time ELSE last_reported_at END,
-         inactive_since = NULL
-       WHERE id = @deviceId`,
-    ),
+    // Written by the timed flush, in key order (held-reports.ts).
+    markReported: db.prepare<[ReportMark]>(MARK_REPORTED_SQL),
     clearInactive: db.prepare<[string]>(
       'UPDATE devices SET inactive_since = NULL WHERE id = ? AND inactive_since IS NOT NULL',
     ),
@@ -292,12 +292,7 @@ function prepareStatements(db: Database.Database) {
          AND max(coalesce(last_reported_at, 0), coalesce(connection_time, 0), creation_date) < @before
        ORDER BY id`,
     ),
-    sightPeripheral: db.prepare<[{ deviceId: string; reportedBy: string; time: number }]>(
-      `INSERT INTO peripheral_gateways (peripheral_id, gateway_id, first_seen, last_seen, reports)
-       VALUES (@deviceId, @reportedBy, @time, @time, 1)
-       ON CONFLICT (peripheral_id, gateway_id) DO UPDATE SET reports = reports + 1,
-         first_seen = min(first_seen, excluded.first_seen), last_seen = max(last_seen, excluded.last_seen)`,
-    ),
+    sightPeripheral: db.prepare<[SightingRow]>(SIGHT_SQL),
     listSightings: db.prepare<[string], { gateway_id: string; first_seen: number; last_seen: number; reports: number }>(
       `SELECT gateway_id, first_seen, last_seen, reports FROM peripheral_gateways
        WHERE peripheral_id = ? ORDER BY last_seen DESC, gateway_id`,
@@ -403,18 +398,28 @@ export class SqliteStore implements Store {
   // Minute rollups of recent minutes are combined here and merged into state_rollups by
   // `flushRollups`: on a timer while any are held, before every reader, and on close. A crash
   // loses them; the next open rebuilds those minutes from device_states (rollup-rebuild.ts).
+  // Reports ("last reported", sightings) are held and flushed the same way (held-reports.ts).
   /** Rollups of committed states, not yet in state_rollups. */
   private rollups = new RollupAccumulator();
   /**
-   * A timed flush under way: what `rollups` held when it started, in primary-key order, written
-   * slice by slice from `next`; `at` becomes the flush mark once the last slice commits. Its rows
-   * are older than everything in `rollups`, so they are always written first.
+   * A timed flush under way: what `rollups` and `reports` held when it started, in primary-key
+   * order, written slice by slice from `next` (rollup rows, then reports, then sightings); `at`
+   * becomes the flush mark once the last slice commits. Its rows are older than everything held
+   * now, so they are always written first.
    */
-  private draining: { held: RollupAccumulator; rows: RollupRow[]; next: number; at: number } | undefined;
+  private draining: Draining | undefined;
   private cancelSlice: (() => void) | undefined;
-  private readonly writeSliceTx: (rows: RollupRow[], from: number, mark: number) => number;
+  private readonly writeSliceTx: (draining: Draining) => number;
   /** Recent values of the batch being written; they join `rollups` only once it commits. */
   private readonly batchRollups = new RollupStage();
+  /** "Last reported" and sightings of committed reports, not yet written (held-reports.ts). */
+  private reports = new HeldReports();
+  /** Reports of the batch being written (with whether they make a sighting); held once it commits. */
+  private batchReports: Array<{ report: ReportMark; sighted: boolean }> = [];
+  /** Whether the reports recovery mark is in the database (REPORTS_HELD_SINCE). */
+  private reportsMarked = false;
+  /** The batch being written set the reports mark. */
+  private batchReportsMarked = false;
   /** The flush mark the batch being written has set, applied once it commits. */
   private batchMarkedAt: number | undefined;
   /** When this store last wrote the flush mark (-Infinity: the mark is absent). */
@@ -457,26 +462,42 @@ export class SqliteStore implements Store {
     this.accounts = new SqliteAccounts(db);
     this.flows = new SqliteFlows(db);
     this.dashboards = new SqliteDashboards(db);
-    if (settings.recover !== false) recoverRollups(db);
+    if (settings.recover !== false) {
+      recoverRollups(db);
+      recoverReports(db);
+    }
     // One additive upsert per held row; the mark moves to the flush time (null: removed, on close).
     this.flushRollupsTx = db.transaction((mark: number | null) => {
       const draining = this.draining;
-      if (draining) this.series.upsertRollups(draining.rows.slice(draining.next));
+      if (draining) {
+        const total = drainingTotal(draining);
+        for (let i = draining.next; i < total; i++) this.writeHeld(draining, i);
+      }
       this.series.upsertRollups(this.rollups.values());
+      const { reports, sightings } = this.reports.sorted();
+      for (const report of reports) this.s.markReported.run(report);
+      for (const sighting of sightings) this.s.sightPeripheral.run(sighting);
+      this.s.deleteSetting.run(REPORTS_HELD_SINCE);
       if (mark === null) this.s.deleteSetting.run(ROLLUPS_FLUSHED_AT);
       else this.s.setSetting.run(ROLLUPS_FLUSHED_AT, String(mark));
     }).immediate;
-    // One slice of a timed flush: rows from `from` until the time budget is spent; the last
-    // slice also moves the mark. Returns where the next slice starts.
-    this.writeSliceTx = db.transaction((rows: RollupRow[], from: number, mark: number) => {
+    // One slice of a timed flush: rows from `next` until the time budget is spent; the last
+    // slice also moves the marks. Returns where the next slice starts.
+    this.writeSliceTx = db.transaction((draining: Draining) => {
       const end = performance.now() + this.rollupSliceMs;
-      let i = from;
-      while (i < rows.length) {
-        this.series.addRollup(rows[i] as RollupRow);
+      const total = drainingTotal(draining);
+      let i = draining.next;
+      while (i < total) {
+        this.writeHeld(draining, i);
         i++;
         if ((i & 63) === 0 && performance.now() >= end) break;
       }
-      if (i === rows.length) this.s.setSetting.run(ROLLUPS_FLUSHED_AT, String(mark));
+      if (i === total) {
+        this.s.setSetting.run(ROLLUPS_FLUSHED_AT, String(draining.at));
+        // Reports committed during the flush are held under the old mark until now.
+        if (this.reports.size > 0) this.s.setSetting.run(REPORTS_HELD_SINCE, String(this.reports.oldest));
+        else this.s.deleteSetting.run(REPORTS_HELD_SINCE);
+      }
       return i;
     }).immediate;
     // IMMEDIATE takes the write lock up front: a deferred transaction that upgrades from read to
@@ -524,8 +545,9 @@ export class SqliteStore implements Store {
   }
 
   /**
-   * Merges the rollups held in memory into `state_rollups`, in one transaction that also moves
-   * the flush mark. On failure they stay held. Readers call it first, so they see exact data.
+   * Writes the rollups and reports held in memory (into `state_rollups`, `devices` and
+   * `peripheral_gateways`), in one transaction that also moves the flush marks. On failure they
+   * stay held. Readers call it first, so they see exact data.
    */
   flushRollups(): void {
     this.flushHeldRollups(false);
@@ -536,16 +558,32 @@ export class SqliteStore implements Store {
     return this.checkpointer?.stats;
   }
 
-  /** Rows held in memory: those of a timed flush not yet written, and the accumulator's. */
+  /** Rollup rows held in memory: those of a timed flush not yet written, and the accumulator's. */
   private heldRollups(): number {
     const d = this.draining;
-    return this.rollups.size + (d ? d.rows.length - d.next : 0);
+    return this.rollups.size + (d ? Math.max(0, d.rows.length - d.next) : 0);
+  }
+
+  /** Rows of every kind held in memory (rollups, reports, sightings). */
+  private held(): number {
+    const d = this.draining;
+    return this.rollups.size + this.reports.size + (d ? drainingTotal(d) - d.next : 0);
+  }
+
+  /** Writes the `i`th row of a timed flush: rollup rows first, then reports, then sightings. */
+  private writeHeld(draining: Draining, i: number): void {
+    const { rows, reports, sightings } = draining;
+    if (i < rows.length) this.series.addRollup(rows[i] as RollupRow);
+    else if (i < rows.length + reports.length) this.s.markReported.run(reports[i - rows.length] as ReportMark);
+    else this.s.sightPeripheral.run(sightings[i - rows.length - reports.length] as SightingRow);
   }
 
   private flushHeldRollups(closing: boolean): void {
     this.cancelRollupFlush();
     // On close the mark is removed even when nothing is held: a clean stop leaves nothing to rebuild.
-    if (this.heldRollups() === 0 && !(closing && this.rollupsMarkedAt > Number.NEGATIVE_INFINITY)) return;
+    if (this.held() === 0 && !this.reportsMarked && !(closing && this.rollupsMarkedAt > Number.NEGATIVE_INFINITY)) {
+      return;
+    }
     const at = this.now();
     // Whatever a timed flush has not written yet goes first, in this one transaction.
     try {
@@ -558,11 +596,14 @@ export class SqliteStore implements Store {
     if (!closing) this.checkpointer?.poke();
     this.draining = undefined;
     this.rollups.clear();
+    this.reports = new HeldReports();
+    this.reportsMarked = false;
     this.rollupsMarkedAt = closing ? Number.NEGATIVE_INFINITY : at;
   }
 
   private scheduleRollupFlush(): void {
-    if (this.rollupTimer !== undefined || this.draining !== undefined || this.rollups.size === 0) return;
+    if (this.rollupTimer !== undefined || this.draining !== undefined) return;
+    if (this.rollups.size === 0 && this.reports.size === 0) return;
     this.rollupTimer = setTimeout(() => {
       this.rollupTimer = undefined;
       if (this.db.open) this.startTimedFlush();
@@ -580,10 +621,13 @@ export class SqliteStore implements Store {
    * counted twice).
    */
   private startTimedFlush(): void {
-    if (this.draining !== undefined || this.rollups.size === 0) return;
+    if (this.draining !== undefined || (this.rollups.size === 0 && this.reports.size === 0)) return;
     const held = this.rollups;
+    const heldReports = this.reports;
     this.rollups = new RollupAccumulator();
-    this.draining = { held, rows: held.sortedRows(), next: 0, at: this.now() };
+    this.reports = new HeldReports();
+    const { reports, sightings } = heldReports.sorted();
+    this.draining = { held, heldReports, rows: held.sortedRows(), reports, sightings, next: 0, at: this.now() };
     this.writeSlice();
   }
 
@@ -592,7 +636,7 @@ export class SqliteStore implements Store {
     const draining = this.draining;
     if (draining === undefined || !this.db.open) return;
     try {
-      draining.next = this.unsynced(() => this.writeSliceTx(draining.rows, draining.next, draining.at));
+      draining.next = this.unsynced(() => this.writeSliceTx(draining));
       this.checkpointer?.poke();
     } catch (err) {
       // The slice rolled back; its rows stay held and are tried again later.
@@ -600,7 +644,7 @@ export class SqliteStore implements Store {
       this.retrySlice();
       return;
     }
-    if (draining.next < draining.rows.length) {
+    if (draining.next < drainingTotal(draining)) {
       const next = setImmediate(() => this.writeSlice());
       next.unref();
       this.cancelSlice = () => clearImmediate(next);
@@ -608,6 +652,7 @@ export class SqliteStore implements Store {
     }
     this.draining = undefined;
     this.rollupsMarkedAt = draining.at;
+    this.reportsMarked = this.reports.size > 0;
     this.scheduleRollupFlush();
   }
 
@@ -717,6 +762,8 @@ export class SqliteStore implements Store {
   }
 
   async listDevices(applicationId: string, query: DeviceQuery): Promise<{ items: Device[]; totalCount: number }> {
+    // The status filter reads "last reported": held reports first.
+    if (query.status) this.flushRollups();
     // An empty class list is taken as "no class filter", as an absent query parameter would be.
     const params: DeviceMatchParams = {
       applicationId,
@@ -751,8 +798,18 @@ export class SqliteStore implements Store {
   async getDeviceStatuses(ids: string[]): Promise<Map<string, DeviceStatus>> {
     const statuses = new Map<string, DeviceStatus>();
     if (ids.length === 0) return statuses;
-    for (const row of this.s.getStatuses.all(toJson(ids))) statuses.set(row.id, deviceStatusFromRow(row));
+    for (const row of this.s.getStatuses.all(toJson(ids)))
+      statuses.set(row.id, deviceStatusFromRow(this.withHeld(row)));
     return statuses;
+  }
+
+  /** A status row as it will be once the held reports are written (not written here: commands read it). */
+  private withHeld(row: DeviceStatusRow): DeviceStatusRow {
+    const fresh = this.reports.latest(row.id);
+    const draining = this.draining?.heldReports.latest(row.id);
+    const held = draining === undefined || (fresh !== undefined && fresh.time >= draining.time) ? fresh : draining;
+    if (held === undefined || (row.last_reported_at !== null && row.last_reported_at > held.time)) return row;
+    return { ...row, last_reported_by: held.reportedBy, last_reported_at: held.time, inactive_since: null };
   }
 
   async resetConnections(time: number): Promise<void> {
@@ -789,15 +846,21 @@ export class SqliteStore implements Store {
     try {
       this.unsynced(() => this.applyBatchTx(batch));
     } catch (err) {
-      // Rolled back: nothing of it may reach the rollups.
+      // Rolled back: nothing of it may reach the rollups or the held reports.
       this.batchRollups.clear();
       this.batchMarkedAt = undefined;
+      this.batchReports = [];
+      this.batchReportsMarked = false;
       throw err;
     }
     this.checkpointer?.poke();
     this.batchRollups.drainInto(this.rollups);
     if (this.batchMarkedAt !== undefined) this.rollupsMarkedAt = this.batchMarkedAt;
     this.batchMarkedAt = undefined;
+    for (const { report, sighted } of this.batchReports) this.reports.add(report, sighted);
+    this.batchReports = [];
+    if (this.batchReportsMarked) this.reportsMarked = true;
+    this.batchReportsMarked = false;
     this.scheduleRollupFlush();
     // Durable only now (wal-sync.ts). Should the sync fail, the batch is committed but not
     // acknowledged: a client sends it again, and a state of the same device and time merges.
@@ -872,6 +935,7 @@ export class SqliteStore implements Store {
   }
 
   async listGatewaySightings(peripheralId: string): Promise<GatewaySighting[]> {
+    this.flushRollups();
     return this.s.listSightings.all(peripheralId).map((r) => ({
       gatewayId: r.gateway_id,
       firstSeen: r.first_seen,
@@ -884,12 +948,14 @@ export class SqliteStore implements Store {
     gatewayId: string,
     since: number,
   ): Promise<Array<{ peripheralId: string; lastSeen: number; reports: number }>> {
+    this.flushRollups();
     return this.s.listSeenBy
       .all({ gatewayId, since })
       .map((r) => ({ peripheralId: r.peripheral_id, lastSeen: r.last_seen, reports: r.reports }));
   }
 
   async listInactivityCandidates(applicationId: string, activeBefore: number): Promise<string[]> {
+    this.flushRollups();
     return this.s.inactivityCandidates.all({ applicationId, before: activeBefore }).map((r) => r.id);
   }
 
@@ -972,9 +1038,19 @@ export class SqliteStore implements Store {
       }
     }
     this.series.upsertRollups(backfill.values());
+    // Held, and written by the timed flush in key order (held-reports.ts). The first report held
+    // since the last flush sets the recovery mark, durable with this batch.
+    this.batchReports = [];
+    this.batchReportsMarked = false;
+    let oldest = Number.POSITIVE_INFINITY;
     for (const report of batch.reports) {
-      this.s.markReported.run(report);
-      if (report.reportedBy !== report.deviceId && exists(report.deviceId)) this.s.sightPeripheral.run(report);
+      const sighted = report.reportedBy !== report.deviceId && exists(report.deviceId);
+      this.batchReports.push({ report, sighted });
+      if (report.time < oldest) oldest = report.time;
+    }
+    if (this.batchReports.length > 0 && !this.reportsMarked) {
+      this.s.setSetting.run(REPORTS_HELD_SINCE, String(oldest));
+      this.batchReportsMarked = true;
     }
     for (const change of batch.connections) {
       this.s.setConnection.run({ deviceId: change.deviceId, connected: change.connected ? 1 : 0, time: change.time });
@@ -994,6 +1070,21 @@ export class SqliteStore implements Store {
       });
     }
   }
+}
+
+/** A timed flush under way (see `SqliteStore.draining`). */
+interface Draining {
+  held: RollupAccumulator;
+  heldReports: HeldReports;
+  rows: RollupRow[];
+  reports: ReportMark[];
+  sightings: SightingRow[];
+  next: number;
+  at: number;
+}
+
+function drainingTotal(d: Draining): number {
+  return d.rows.length + d.reports.length + d.sightings.length;
 }
 
 function direction(sort: Direction): 'asc' | 'desc' {
