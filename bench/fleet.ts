@@ -6,9 +6,11 @@
  * with the fleet), server CPU per message, the server's RSS, and states stored against states
  * acknowledged.
  */
+import { writeFileSync } from 'node:fs';
 import type { MqttClient } from 'mqtt';
 import { StateCounter } from './db.js';
 import { startGatehouseProcess } from './gatehouse-process.js';
+import { allocationSites, INSPECT_ARG, Inspector, inspectorUrl } from './inspector.js';
 import { closeAll, connect } from './load.js';
 import { backgroundMeter, cpuMicros, statusKb } from './proc.js';
 import { type Cleanups, type Report, sleep } from './report.js';
@@ -26,6 +28,16 @@ export const fleetConfig = {
   periodSeconds: int('BENCH_FLEET_PERIOD_S', 60),
   durationSeconds: int('BENCH_FLEET_DURATION_S', 180),
 };
+
+/**
+ * BENCH_FLEET_ALLOCATIONS=FILE: the server runs with its inspector open and samples what it
+ * allocates during the measured run, leaving out what scavenges freed: what is left lived long
+ * enough to be promoted, and either lives on or waits for a full collection (the growth of the
+ * old generation, hence of the RSS). The profile goes to FILE (DevTools' `.heapprofile`) and the
+ * largest sites per message to the notes. The profiler costs the server CPU of its own.
+ */
+const allocationsFile = process.env.BENCH_FLEET_ALLOCATIONS || undefined;
+const SAMPLING_BYTES = 4096;
 
 export interface FleetMinute {
   minute: number;
@@ -48,8 +60,19 @@ export interface FleetOutcome {
 export async function fleetScenario(report: Report, cleanups: Cleanups): Promise<FleetOutcome> {
   const { peripherals, gateways, periodSeconds, durationSeconds } = fleetConfig;
   const perGateway = Math.max(1, Math.floor(peripherals / gateways));
-  const server = await startGatehouseProcess({ serveArgs: ['--log-level', 'warn'] });
+  const server = await startGatehouseProcess({
+    serveArgs: ['--log-level', 'warn'],
+    ...(allocationsFile ? { nodeArgs: [INSPECT_ARG] } : {}),
+  });
   cleanups.add(() => server.stop());
+  let inspector: Inspector | undefined;
+  if (allocationsFile) {
+    const url = inspectorUrl(server.output());
+    if (!url) throw new Error('fleet: the server printed no inspector address');
+    inspector = await Inspector.connect(url);
+    // A server waits at exit until its inspector's client is gone.
+    cleanups.add(async () => inspector?.close());
+  }
   const rest = new Rest(server.httpUrl, server.adminToken);
   const setup = performance.now();
   const fleet = await createFleet(rest, gateways, perGateway, 32);
@@ -65,6 +88,7 @@ export async function fleetScenario(report: Report, cleanups: Cleanups): Promise
   );
   const counter = new StateCounter(server.dbFile);
   const storedBefore = counter.count();
+  await inspector?.startSampling(SAMPLING_BYTES, false);
   const cpu0 = cpuMicros(server.pid);
   const bg = backgroundMeter([server.pid]);
   const perMinute: Latencies[] = [];
@@ -123,6 +147,22 @@ export async function fleetScenario(report: Report, cleanups: Cleanups): Promise
   });
   await Promise.race([Promise.allSettled([...pending]), sleep(30_000)]);
   const cpuUs = cpuMicros(server.pid) - cpu0;
+  const profile = await inspector?.stopSampling();
+  if (profile && allocationsFile) {
+    writeFileSync(allocationsFile, JSON.stringify(profile));
+    const sites = allocationSites(profile);
+    const top = (rows: Array<[string, number]>) =>
+      rows
+        .slice(0, 12)
+        .map(([site, bytes]) => `${fmt(bytes / Math.max(1, acked))} B ${site}`)
+        .join('; ');
+    const total = sites.byFunction.reduce((sum, [, bytes]) => sum + bytes, 0);
+    report.note(
+      `fleet: allocated during the run and not freed by a scavenge (sampled, ${allocationsFile}): ` +
+        `${fmt(total / Math.max(1, acked))} B per message; by function: ${top(sites.byFunction)}`,
+    );
+    report.note(`fleet: the same by the innermost of our functions on the stack: ${top(sites.byOurs)}`);
+  }
   report.background.push(['fleet', bg()]);
   await sleep(500);
   const stored = counter.count() - storedBefore;
@@ -130,6 +170,7 @@ export async function fleetScenario(report: Report, cleanups: Cleanups): Promise
   const rssKb = statusKb(server.pid, 'VmRSS');
   const peakRssKb = statusKb(server.pid, 'VmHWM');
   await closeAll(clients);
+  inspector?.close();
   await server.stop();
   return {
     minutes: perMinute.map((l, minute) => ({
