@@ -483,12 +483,17 @@ export class Platform {
   /**
    * Peripherals counted as connected whose last report is past their application's peripheral
    * timeout: each is disconnected once (`reason: "peripheral timeout"`). Runs with the sweep.
+   * A gateway's followers are kept in the order of their last report (a report moves its
+   * peripheral to the end), and share the gateway's application and so its timeout: the walk
+   * stops at the first one still within it. At fleet scale a walk of every follower held the
+   * event loop for tens of milliseconds every sweep. Reports committed a few milliseconds out of
+   * order can leave an expired follower behind a live one; the next sweep takes it.
    */
   expirePeripherals(now = this.clock()): void {
     for (const [gatewayId, followers] of this.peripheralsVia) {
       for (const [peripheralId, lastReport] of followers) {
         const peripheral = this.registry.deviceCached(peripheralId);
-        if (peripheral && this.withinPeripheralTimeout(peripheral, lastReport, now)) continue;
+        if (peripheral && this.withinPeripheralTimeout(peripheral, lastReport, now)) break;
         followers.delete(peripheralId);
         this.peripheralGateway.delete(peripheralId);
         if (peripheral) this.peripheralTimedOut(peripheral, gatewayId, now);
@@ -536,7 +541,10 @@ export class Platform {
         this.peripheralsVia.get(previousGateway)?.delete(peripheral.id);
       const followers = this.peripheralsVia.get(gatewayId) ?? new Map<string, number>();
       this.peripheralsVia.set(gatewayId, followers);
-      followers.set(peripheral.id, Math.max(report.time, followers.get(peripheral.id) ?? 0));
+      const last = Math.max(report.time, followers.get(peripheral.id) ?? 0);
+      // To the end: followers stay in the order of their last report (see expirePeripherals).
+      followers.delete(peripheral.id);
+      followers.set(peripheral.id, last);
       this.peripheralGateway.set(peripheral.id, gatewayId);
       if (!wasConnected) {
         this.bus.emit('connection', {

@@ -228,6 +228,43 @@ describe('workflow triggers', () => {
       await flow.remove();
     });
 
+    it("times out the peripheral whose last report is oldest, whichever of a gateway's peripherals reported first", async () => {
+      const flow = await debugFlow([
+        { type: 'deviceIdDisconnect', key: fleet.floating },
+        { type: 'deviceIdDisconnect', key: fleet.bound },
+      ]);
+      const { peripheralTimeoutSeconds } = ok(
+        await server.http<{ peripheralTimeoutSeconds: number }>('GET', app()),
+        200,
+      );
+      const gateway = await server.connect(fleet.gateway, fleet.key, fleet.secret);
+      const report = async (peripheral: string) => {
+        await gateway.publishAsync(`losant/${peripheral}/state`, JSON.stringify({ data: { temperature: 7 } }), {
+          qos: 1,
+        });
+        await settle();
+      };
+      await report(fleet.floating);
+      offset += 10_000;
+      await report(fleet.bound);
+      offset += 10_000;
+      await report(fleet.floating); // now the newer of the two
+      // The bound one is 5 s past the timeout, the floating one 5 s short of it.
+      offset += peripheralTimeoutSeconds * 1000 - 5_000;
+      server.running.platform.expirePeripherals();
+      await settle();
+      expect(flow.seen.map((p) => [p.triggerId, p.data.reason])).toEqual([[fleet.bound, 'peripheral timeout']]);
+      offset += 10_000;
+      server.running.platform.expirePeripherals();
+      await settle();
+      expect(flow.seen.map((p) => [p.triggerId, p.data.reason])).toEqual([
+        [fleet.bound, 'peripheral timeout'],
+        [fleet.floating, 'peripheral timeout'],
+      ]);
+      await gateway.endAsync();
+      await flow.remove();
+    });
+
     it('refuses a connect trigger without a device id or a tag', async () => {
       expect(await refused({ type: 'deviceIdConnect', key: 'gateway' })).toContain('key must be a device id');
       expect(await refused({ type: 'deviceTagDisconnect', key: 'notag' })).toContain('key must be "tagKey/tagValue"');
