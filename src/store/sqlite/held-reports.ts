@@ -33,13 +33,14 @@ export interface SightingRow {
 export class HeldReports {
   /** The newest report of each device (a later arrival wins a tie, as in the UPDATE it replaces). */
   private readonly latestOf = new Map<string, ReportMark>();
-  /** Keyed by peripheral id and gateway id, joined by a NUL (ids never hold one). */
-  private readonly sightings = new Map<string, SightingRow>();
+  /** By peripheral id, then gateway id. */
+  private readonly sightings = new Map<string, Map<string, SightingRow>>();
+  private sightingCount = 0;
   /** The earliest report time held: what the recovery mark says. */
   oldest = Number.POSITIVE_INFINITY;
 
   get size(): number {
-    return this.latestOf.size + this.sightings.size;
+    return this.latestOf.size + this.sightingCount;
   }
 
   /** Adds a committed report; `sighted`: its device exists and a gateway reported for it. */
@@ -48,10 +49,15 @@ export class HeldReports {
     if (held === undefined || held.time <= report.time) this.latestOf.set(report.deviceId, report);
     if (report.time < this.oldest) this.oldest = report.time;
     if (!sighted) return;
-    const key = `${report.deviceId}\u0000${report.reportedBy}`;
-    const sighting = this.sightings.get(key);
+    let ofPeripheral = this.sightings.get(report.deviceId);
+    if (ofPeripheral === undefined) {
+      ofPeripheral = new Map();
+      this.sightings.set(report.deviceId, ofPeripheral);
+    }
+    const sighting = ofPeripheral.get(report.reportedBy);
     if (sighting === undefined) {
-      this.sightings.set(key, {
+      this.sightingCount++;
+      ofPeripheral.set(report.reportedBy, {
         peripheralId: report.deviceId,
         gatewayId: report.reportedBy,
         firstSeen: report.time,
@@ -69,20 +75,23 @@ export class HeldReports {
     return this.latestOf.get(deviceId);
   }
 
-  /** What is held, each list in its table's primary-key order. */
+  /**
+   * What is held, each list in its table's primary-key order (the default sort compares UTF-16
+   * code units; for device ids, ASCII, that is SQLite's BINARY order).
+   */
   sorted(): { reports: ReportMark[]; sightings: SightingRow[] } {
-    const reports = [...this.latestOf.values()].sort((a, b) => compare(a.deviceId, b.deviceId));
-    const sightings = [...this.sightings.values()].sort(
-      (a, b) => compare(a.peripheralId, b.peripheralId) || compare(a.gatewayId, b.gatewayId),
-    );
+    const reports: ReportMark[] = [];
+    for (const deviceId of [...this.latestOf.keys()].sort()) reports.push(this.latestOf.get(deviceId) as ReportMark);
+    const sightings: SightingRow[] = [];
+    for (const peripheralId of [...this.sightings.keys()].sort()) {
+      const ofPeripheral = this.sightings.get(peripheralId) as Map<string, SightingRow>;
+      if (ofPeripheral.size === 1) for (const row of ofPeripheral.values()) sightings.push(row);
+      else
+        for (const gatewayId of [...ofPeripheral.keys()].sort())
+          sightings.push(ofPeripheral.get(gatewayId) as SightingRow);
+    }
     return { reports, sightings };
   }
-}
-
-// SQLite's default BINARY collation compares UTF-8 bytes; for the ASCII ids used here, code
-// units order the same way.
-function compare(a: string, b: string): number {
-  return a < b ? -1 : a > b ? 1 : 0;
 }
 
 /** A device whose states were stored since `from`: its reporters in time order. */
