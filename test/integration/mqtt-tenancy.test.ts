@@ -178,6 +178,33 @@ describe('MQTT tenancy and revocation', () => {
     await Promise.all([publisher.endAsync(), back.endAsync()]);
   });
 
+  it('ends a persistent session when its client comes back clean: nothing queued is sent, then or later [MQTT-3.1.2-6]', async () => {
+    const app = await application('clean-return');
+    const [publisherId, listenerId] = await Promise.all([app.device('publisher'), app.device('listener')]);
+    const publisher = await connect(app, publisherId);
+    const away = await connect(app, listenerId, { clean: false });
+    expect(await subscribeGranted(away, ['queued/+', 'own/sentinel'], 1)).toEqual([1, 1]);
+    await away.endAsync();
+    await publisher.publishAsync('queued/a', 'while away', { qos: 1 });
+
+    // Back with a clean session: the stored one ends, its queue with it.
+    const clean = await connect(app, listenerId, { clean: true });
+    const seenClean = collectMessages(clean);
+    expect(await subscribeGranted(clean, 'own/sentinel', 1)).toEqual([1]);
+    await flush(publisher, seenClean, 'own/sentinel');
+    expect(seenClean.map((m) => m.payload)).toEqual(['sentinel']);
+    await clean.endAsync();
+
+    // Persistent again: a new session, without the old subscriptions or queue.
+    await publisher.publishAsync('queued/a', 'after the clean session', { qos: 1 });
+    const fresh = await connect(app, listenerId, { clean: false });
+    const seenFresh = collectMessages(fresh);
+    expect(await subscribeGranted(fresh, 'own/sentinel', 1)).toEqual([1]);
+    await flush(publisher, seenFresh, 'own/sentinel');
+    expect(seenFresh.map((m) => m.payload)).toEqual(['sentinel']);
+    await Promise.all([publisher.endAsync(), fresh.endAsync()]);
+  });
+
   describe('Last Will', () => {
     /** A gateway connected with a will reporting state for its bound peripheral. */
     async function gatewayWithWill(app: App) {
