@@ -56,7 +56,8 @@ export function allocationSites(profile: SamplingProfile): {
   const add = (map: Map<string, number>, key: string, bytes: number) => map.set(key, (map.get(key) ?? 0) + bytes);
   const visit = (node: SamplingNode, ours: string) => {
     const name = frameName(node);
-    const inner = node.callFrame.url.includes('/dist/src/') ? name : ours;
+    // dist/src/ of this build, or of a copy beside it (dist-A/src/, for comparing builds).
+    const inner = /\/dist[^/]*\/src\//.test(node.callFrame.url) ? name : ours;
     if (node.selfSize > 0) {
       add(byFunction, name, node.selfSize);
       add(byOurs, inner, node.selfSize);

@@ -22,6 +22,7 @@ import {
 import type { DeviceQuery, Store } from '../store/types.js';
 import { GatehouseError } from './errors.js';
 import { generateSecret, hashSecret } from './secrets.js';
+import { SharedLists } from './shared-lists.js';
 
 export interface ApplicationInput {
   name: string;
@@ -58,6 +59,8 @@ export type RevocationListener = (change: { deviceId?: string; keyId?: string; a
 export class Registry {
   private readonly apps = new Map<string, Application>();
   private readonly devices = new Map<string, Device>();
+  private readonly sharedTags = new SharedLists<Tag>();
+  private readonly sharedAttributes = new SharedLists<AttributeDef>();
   private readonly keys = new Map<string, StoredAccessKey>();
   private readonly keyIdByKey = new Map<string, string>();
   private revocationListener: RevocationListener = () => {};
@@ -104,7 +107,7 @@ export class Registry {
     }
     if (change.deviceId && this.devices.has(change.deviceId)) {
       const device = await this.store.getDevice(change.deviceId);
-      if (device) this.devices.set(device.id, device);
+      if (device) this.cacheDevice(device);
       else this.devices.delete(change.deviceId);
     }
     if (change.keyId) {
@@ -199,8 +202,18 @@ export class Registry {
     };
     await this.validateDevice(device);
     await this.store.createDevice(device);
-    this.devices.set(device.id, device);
-    return device;
+    return this.cacheDevice(device);
+  }
+
+  /** Caches a device with its tags and attributes shared with equal devices' (shared-lists.ts). */
+  private cacheDevice(device: Device): Device {
+    const cached: Device = {
+      ...device,
+      tags: this.sharedTags.share(device.tags),
+      attributes: this.sharedAttributes.share(device.attributes),
+    };
+    this.devices.set(cached.id, cached);
+    return cached;
   }
 
   /** The cached device, or undefined when it is not in the cache (it may still exist). */
@@ -216,8 +229,7 @@ export class Registry {
     const cached = this.devices.get(id);
     if (cached) return cached;
     const device = await this.store.getDevice(id);
-    if (device) this.devices.set(id, device);
-    return device;
+    return device && this.cacheDevice(device);
   }
 
   /** The device when it belongs to the application; 404 otherwise. */
@@ -241,10 +253,10 @@ export class Registry {
     }
     await this.validateDevice(updated);
     await this.store.updateDevice(updated);
-    this.devices.set(id, updated);
+    const cached = this.cacheDevice(updated);
     this.revocationListener({ deviceId: id });
     this.changeListener({ deviceId: id });
-    return updated;
+    return cached;
   }
 
   async deleteDevice(applicationId: string, id: string): Promise<void> {
