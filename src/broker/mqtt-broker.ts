@@ -123,7 +123,6 @@ export class MqttBroker implements Connections {
   private readonly prefix: string;
   private readonly log: Logger;
   private readonly limits: BrokerLimits;
-  private readonly guards = new WeakMap<Client, PacketSizeGuard>();
   private readonly holds = new WriteHolds(HOLDS_PER_CONNECTION, HOLDS_TOTAL);
   private readonly retained: RetainedBounds;
   private readonly persistence: BoundedPersistence;
@@ -151,7 +150,7 @@ export class MqttBroker implements Connections {
     },
     keep: (client, packet) => {
       const { messageId } = packet;
-      return messageId !== undefined && (this.sessions.of(client as Client)?.keptQueued.delete(messageId) ?? false);
+      return messageId !== undefined && (this.sessions.of(client as Client)?.keptQueued?.delete(messageId) ?? false);
     },
   };
 
@@ -258,7 +257,7 @@ export class MqttBroker implements Connections {
     this.holds.wrap(stream as unknown as Parameters<WriteHolds['wrap']>[0]);
     const client = this.aedes.handle(stream, request);
     if (clientAddress) clientAddresses.set(client, clientAddress);
-    this.guards.set(client, new PacketSizeGuard(client));
+    new PacketSizeGuard(client);
   }
 
   /** Disconnects every client (reason `Server shutting down`) and stops the broker. */
@@ -312,7 +311,7 @@ export class MqttBroker implements Connections {
     for (const session of this.commandReceivers(target)) {
       if (!route.includes(session.deviceId)) continue;
       session.messagesToClient++;
-      this.send(session, topic, message, session.commandSubscriptions.get(target.id) ?? 0);
+      this.send(session, topic, message, session.commandSubscriptions?.get(target.id) ?? 0);
     }
   }
 
@@ -388,7 +387,7 @@ export class MqttBroker implements Connections {
     const previous = this.sessions.current(client.id);
     if (previous) previous.closeReason = 'Duplicate client id'; // [MQTT-3.1.4-2]
     setNoDelay(client);
-    this.guards.get(client)?.accept();
+    PacketSizeGuard.of(client)?.accept();
     this.sessions.bind({
       client,
       principal: result.principal,
@@ -397,7 +396,7 @@ export class MqttBroker implements Connections {
       connectedAt: this.platform.clock(),
       messagesFromClient: 0,
       messagesToClient: 0,
-      commandSubscriptions: new Map(),
+      commandSubscriptions: null,
       errorSubscription: null,
       closeReason: null,
       revoked: false,
@@ -406,7 +405,7 @@ export class MqttBroker implements Connections {
       pending: null,
       customPending: null,
       replayed: client.clean ? null : new Set(),
-      keptQueued: new Set(),
+      keptQueued: null,
     });
     return null;
   }
@@ -955,7 +954,7 @@ export class MqttBroker implements Connections {
     // until the live copy is acknowledged.
     const key = messageKey(packet);
     if (replayed.has(key)) {
-      if (packet.messageId !== undefined) session.keptQueued.add(packet.messageId);
+      if (packet.messageId !== undefined) (session.keptQueued ??= new Set()).add(packet.messageId);
       return null;
     }
     const forwarded = this.forwardable(session, packet);
