@@ -954,7 +954,10 @@ export class MqttBroker implements Connections {
     // until the live copy is acknowledged.
     const key = messageKey(packet);
     if (replayed.has(key)) {
-      if (packet.messageId !== undefined) (session.keptQueued ??= new Set()).add(packet.messageId);
+      if (packet.messageId !== undefined) {
+        session.keptQueued ??= new Set();
+        session.keptQueued.add(packet.messageId);
+      }
       return null;
     }
     const forwarded = this.forwardable(session, packet);

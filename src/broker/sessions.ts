@@ -80,7 +80,8 @@ export class SessionTable {
   }
 
   subscribeCommands(session: Session, deviceId: string, qos: 0 | 1): void {
-    (session.commandSubscriptions ??= new Map()).set(deviceId, qos);
+    session.commandSubscriptions ??= new Map();
+    session.commandSubscriptions.set(deviceId, qos);
     let set = this.commandSubscribers.get(deviceId);
     if (!set) {
       set = new Set();
