@@ -222,6 +222,7 @@ export class MqttBroker implements Connections {
       },
       authorizeForward: (client, packet) => this.authorizeForward(client, packet),
     });
+    skipSinkRouting(this.aedes);
     // aedes reports a failed offline enqueue or will sweep on itself; without a listener that
     // would end the process (it can happen while the session store's Redis is away).
     (this.aedes as unknown as NodeJS.EventEmitter).on('error', (err: Error) =>
@@ -670,18 +671,10 @@ export class MqttBroker implements Connections {
     const topic = packet.topic;
     const payload = packet.payload as Buffer;
     sink(packet); // state is ingested, never forwarded
-    const run = (): Promise<IngestOutcome> | IngestOutcome =>
-      ingestState(this.platform, {
-        principal: session.principal,
-        targetId: deviceId,
-        applicationId: session.principal.device.applicationId,
-        payload,
-        via: 'mqtt',
-        topic,
-        receivedAt: this.platform.clock(),
-      });
     // Publishes of one client are ingested in arrival order [MQTT-4.6.0-2]; see docs/aedes.md on ordering.
-    const outcome = session.pending ? session.pending.then(run) : run();
+    const outcome = session.pending
+      ? session.pending.then(() => this.ingest(session, deviceId, payload, topic))
+      : this.ingest(session, deviceId, payload, topic);
     if (outcome instanceof Promise) {
       const settled = outcome.then(
         () => {},
@@ -698,6 +691,18 @@ export class MqttBroker implements Connections {
     } else {
       this.afterIngest(session, packet, topic, outcome, done, startedAt);
     }
+  }
+
+  private ingest(session: Session, deviceId: string, payload: Buffer, topic: string) {
+    return ingestState(this.platform, {
+      principal: session.principal,
+      targetId: deviceId,
+      applicationId: session.principal.device.applicationId,
+      payload,
+      via: 'mqtt',
+      topic,
+      receivedAt: this.platform.clock(),
+    });
   }
 
   private afterIngest(
@@ -1101,6 +1106,23 @@ export class MqttBroker implements Connections {
     const key = registry.keyCached(session.principal.key.id);
     return device && key ? ({ kind: 'device', device, key } satisfies Principal) : undefined;
   }
+}
+
+/**
+ * A publish pointed at the sink (every state, every refused message) goes nowhere: aedes would
+ * still route it after its PUBACK (a queue look-up for persistent sessions, the emitter, its
+ * `published` hook), for every state. Its routing step ends at once for the sink instead, as
+ * it ends for a topic without subscribers (synchronously, as for a QoS 0 publish).
+ */
+function skipSinkRouting(aedes: Aedes): void {
+  type Route = (packet: PublishPacket, client: unknown, done?: (err?: Error | null) => void) => void;
+  const broker = aedes as unknown as { publish: Route };
+  const route = broker.publish;
+  broker.publish = function publish(this: unknown, packet, client, done) {
+    if (packet.topic !== SINK_TOPIC) return route.call(this, packet, client, done);
+    const callback = typeof client === 'function' ? (client as (err?: Error | null) => void) : done;
+    callback?.(null);
+  };
 }
 
 function sink(packet: PublishPacket): void {
