@@ -237,8 +237,7 @@ describe('parseStates', () => {
 
   it('keeps an attribute named __proto__ like any other', () => {
     const result = accepted(parseStates(JSON.parse('{"data":{"__proto__":5}}'), [attr('__proto__', 'number')], NOW));
-    expect(Object.keys(result.states[0]?.data ?? {})).toEqual(['__proto__']);
-    expect(result.states[0]?.data.__proto__).toBe(5);
+    expect(Object.entries(result.states[0]?.data ?? {})).toEqual([['__proto__', 5]]);
   });
 
   describe('accepted shapes', () => {
