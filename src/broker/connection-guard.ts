@@ -104,7 +104,6 @@ type WrappedStream = HeldStream & { [WRITE]: HeldStream['write'] };
 /** The holds of one backed-up connection, until it drains or closes. */
 interface Hold {
   count: number;
-  release: () => void;
 }
 
 /**
@@ -156,7 +155,7 @@ export class WriteHolds {
         this.held -= ended.count;
         this.holding.delete(stream);
       };
-      hold = { count: 0, release };
+      hold = { count: 0 };
       this.holding.set(stream, hold);
       stream.once('drain', release);
       stream.once('close', release);
