@@ -132,6 +132,11 @@ export class QueueAccounting implements QueueBounds {
     this.queues.delete(clientId);
   }
 
+  /** Whether anything of the client's is counted (queued, or sent and not yet acknowledged). */
+  holds(clientId: string): boolean {
+    return this.queues.has(clientId);
+  }
+
   queued(clientId: string): { messages: number; bytes: number } {
     const queue = this.queues.get(clientId);
     return { messages: queue?.messages ?? 0, bytes: queue?.bytes ?? 0 };
@@ -161,6 +166,11 @@ export function boundedPersistence(
     /** The backend drops a client's queue with its last subscription (aedes-persistence-redis does). */
     dropsQueueWithSubscriptions?: boolean;
     replay?: QueueReplay;
+    /**
+     * Whether the client's queue is known to be empty now (nothing queued, nothing sent and not
+     * yet acknowledged): its read after the CONNACK is then an empty stream, nothing more.
+     */
+    isEmpty?: (clientId: string) => boolean;
   } = {},
 ): BoundedPersistence {
   const persistence = backend as WrappedMethods;
@@ -253,7 +263,14 @@ export function boundedPersistence(
   persistence.outgoingStream = (client) => {
     // A clean session's queue went with its subscriptions (cleanSubscriptions, before the
     // CONNACK): nothing to read, and no Redis round trip after the CONNACK that could fail it.
-    if (client.clean === true && options.dropsQueueWithSubscriptions) return Readable.from([]);
+    if (client.clean === true && options.dropsQueueWithSubscriptions) return emptyStream();
+    // Most connections have nothing queued: aedes reads the queue of every one of them, and the
+    // generator below over the backend's stream cost about 1 KB of garbage per connection.
+    // Nothing queued also means no acknowledgement being written (it is counted until written).
+    if (options.isEmpty?.(client.id)) {
+      replay?.ended(client);
+      return emptyStream();
+    }
     async function* unsent(): AsyncGenerator<QueuedPacket> {
       try {
         await settled(client.id);
@@ -269,9 +286,20 @@ export function boundedPersistence(
   return Object.assign(persistence, { settled }) as unknown as BoundedPersistence;
 }
 
-/** A memory persistence for aedes whose per-client queues are bounded by `bounds`. */
-export function boundedMemoryPersistence(bounds: QueueBounds, replay?: QueueReplay): BoundedPersistence {
-  return boundedPersistence(memory(), bounds, replay ? { replay } : {});
+/** A memory persistence for aedes whose per-client queues are bounded and counted by `accounting`. */
+export function boundedMemoryPersistence(accounting: QueueAccounting, replay?: QueueReplay): BoundedPersistence {
+  // The memory backend's queue holds exactly what the accounting counts (admitted, not yet cleared).
+  const isEmpty = (clientId: string) => !accounting.holds(clientId);
+  return boundedPersistence(memory(), accounting, replay ? { replay, isEmpty } : { isEmpty });
+}
+
+/** Ends as soon as it is read: a queue with nothing in it. */
+function endAtOnce(this: Readable): void {
+  this.push(null);
+}
+
+function emptyStream(): Readable {
+  return new Readable({ objectMode: true, read: endAtOnce });
 }
 
 /** What the broker itself calls on the persistence, besides handing it to aedes. */

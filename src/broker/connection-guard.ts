@@ -31,9 +31,29 @@ interface ParserInternals {
   _emitError(err: Error): void;
 }
 
+/** Where a guarded parser keeps its guard. */
+const GUARD = Symbol('packetSizeGuard');
+
+type GuardedParser = ParserInternals & { [GUARD]: PacketSizeGuard };
+
+/**
+ * The parser's length step, guarded: one function for every connection, which finds the
+ * connection's guard on the parser (no closure per connection).
+ */
+function guardedParseLength(this: GuardedParser): boolean {
+  const guard = this[GUARD];
+  if (!guard.parseLength.call(this)) return false;
+  const refusal = guard.check(this.packet.length);
+  if (refusal === null) return true;
+  this._emitError(new Error(refusal));
+  return false;
+}
+
 export class PacketSizeGuard {
   private budget = PRE_AUTH_BYTES;
   private authenticated = false;
+  /** The parser's own length step, which the guarded one calls first. */
+  readonly parseLength: () => boolean;
 
   /** Watches the parser of one aedes client. */
   constructor(client: Client) {
@@ -42,15 +62,14 @@ export class PacketSizeGuard {
       // A changed aedes or mqtt-packet must not silently lose the bound.
       throw new Error('the MQTT parser has changed: the packet size guard cannot be installed');
     }
-    const parseLength = parser._parseLength;
-    const guard = this;
-    parser._parseLength = function guardedParseLength(this: ParserInternals): boolean {
-      if (!parseLength.call(this)) return false;
-      const refusal = guard.check(this.packet.length);
-      if (refusal === null) return true;
-      this._emitError(new Error(refusal));
-      return false;
-    };
+    this.parseLength = parser._parseLength;
+    (parser as GuardedParser)[GUARD] = this;
+    parser._parseLength = guardedParseLength;
+  }
+
+  /** The guard installed on an aedes client's parser, if any. */
+  static of(client: Client): PacketSizeGuard | undefined {
+    return (client as unknown as { _parser?: Partial<GuardedParser> })._parser?.[GUARD];
   }
 
   /** The client is authenticated: from now on each packet may be up to MAX_PACKET_BYTES. */
@@ -70,48 +89,80 @@ export class PacketSizeGuard {
   }
 }
 
+/** A connection as WriteHolds wraps it. */
+interface HeldStream {
+  write: (...args: never[]) => boolean;
+  once(event: 'drain' | 'close', listener: () => void): unknown;
+  removeListener(event: 'drain' | 'close', listener: () => void): unknown;
+}
+
+/** Where a wrapped connection keeps its own `write`. */
+const WRITE = Symbol('unheldWrite');
+
+type WrappedStream = HeldStream & { [WRITE]: HeldStream['write'] };
+
+/** The holds of one backed-up connection, until it drains or closes. */
+interface Hold {
+  count: number;
+}
+
 /**
  * How many deliveries backed-up connections may hold at once (see the module comment): at
  * most `perConnection` each and `total` together. A connection's holds end when it drains or
- * closes.
+ * closes. Only a connection that holds one costs more than its wrapped `write`: its count and
+ * its `drain` and `close` listeners live while it holds.
  */
 export class WriteHolds {
   private held = 0;
+  private readonly holding = new Map<WrappedStream, Hold>();
+  /** Every wrapped connection's `write`: one function, `this` being the connection. */
+  private readonly write: HeldStream['write'];
 
   constructor(
     private readonly perConnection: number,
     private readonly total: number,
-  ) {}
+  ) {
+    const holds = this;
+    // Three parameters, not a rest parameter: no array per write (several per PUBACK).
+    this.write = function heldWrite(this: WrappedStream, chunk: never, encoding: never, callback: never): boolean {
+      if (this[WRITE](chunk, encoding, callback)) return true;
+      return holds.hold(this);
+    } as HeldStream['write'];
+  }
 
   get size(): number {
     return this.held;
   }
 
   /** Wraps a connection's `write` so that backpressure is reported only within the holds. */
-  wrap(stream: {
-    write: (...args: never[]) => boolean;
-    once(event: 'drain' | 'close', listener: () => void): unknown;
-  }): void {
-    const write = stream.write;
-    let mine = 0;
-    let waiting = false;
-    const release = () => {
-      this.held -= mine;
-      mine = 0;
-      waiting = false;
-    };
-    stream.once('close', release);
-    stream.write = (...args: never[]): boolean => {
-      if (write.apply(stream, args)) return true;
-      if (mine >= this.perConnection || this.held >= this.total) return true;
-      mine++;
-      this.held++;
-      if (!waiting) {
-        waiting = true;
-        stream.once('drain', release);
-      }
-      return false;
-    };
+  wrap(stream: HeldStream): void {
+    const wrapped = stream as WrappedStream;
+    wrapped[WRITE] = stream.write;
+    stream.write = this.write;
+  }
+
+  /** A write the connection could not take: whether it may report backpressure (a hold). */
+  private hold(stream: WrappedStream): boolean {
+    if (this.held >= this.total) return true;
+    let hold = this.holding.get(stream);
+    if (hold && hold.count >= this.perConnection) return true;
+    if (!hold) {
+      const release = () => {
+        stream.removeListener('drain', release);
+        stream.removeListener('close', release);
+        const ended = this.holding.get(stream);
+        if (ended === undefined) return;
+        this.held -= ended.count;
+        this.holding.delete(stream);
+      };
+      hold = { count: 0 };
+      this.holding.set(stream, hold);
+      stream.once('drain', release);
+      stream.once('close', release);
+    }
+    hold.count++;
+    this.held++;
+    return false;
   }
 }
 

@@ -123,7 +123,6 @@ export class MqttBroker implements Connections {
   private readonly prefix: string;
   private readonly log: Logger;
   private readonly limits: BrokerLimits;
-  private readonly guards = new WeakMap<Client, PacketSizeGuard>();
   private readonly holds = new WriteHolds(HOLDS_PER_CONNECTION, HOLDS_TOTAL);
   private readonly retained: RetainedBounds;
   private readonly persistence: BoundedPersistence;
@@ -151,7 +150,7 @@ export class MqttBroker implements Connections {
     },
     keep: (client, packet) => {
       const { messageId } = packet;
-      return messageId !== undefined && (this.sessions.of(client as Client)?.keptQueued.delete(messageId) ?? false);
+      return messageId !== undefined && (this.sessions.of(client as Client)?.keptQueued?.delete(messageId) ?? false);
     },
   };
 
@@ -223,6 +222,7 @@ export class MqttBroker implements Connections {
       },
       authorizeForward: (client, packet) => this.authorizeForward(client, packet),
     });
+    skipSinkRouting(this.aedes);
     // aedes reports a failed offline enqueue or will sweep on itself; without a listener that
     // would end the process (it can happen while the session store's Redis is away).
     (this.aedes as unknown as NodeJS.EventEmitter).on('error', (err: Error) =>
@@ -258,7 +258,7 @@ export class MqttBroker implements Connections {
     this.holds.wrap(stream as unknown as Parameters<WriteHolds['wrap']>[0]);
     const client = this.aedes.handle(stream, request);
     if (clientAddress) clientAddresses.set(client, clientAddress);
-    this.guards.set(client, new PacketSizeGuard(client));
+    new PacketSizeGuard(client);
   }
 
   /** Disconnects every client (reason `Server shutting down`) and stops the broker. */
@@ -312,7 +312,7 @@ export class MqttBroker implements Connections {
     for (const session of this.commandReceivers(target)) {
       if (!route.includes(session.deviceId)) continue;
       session.messagesToClient++;
-      this.send(session, topic, message, session.commandSubscriptions.get(target.id) ?? 0);
+      this.send(session, topic, message, session.commandSubscriptions?.get(target.id) ?? 0);
     }
   }
 
@@ -388,7 +388,7 @@ export class MqttBroker implements Connections {
     const previous = this.sessions.current(client.id);
     if (previous) previous.closeReason = 'Duplicate client id'; // [MQTT-3.1.4-2]
     setNoDelay(client);
-    this.guards.get(client)?.accept();
+    PacketSizeGuard.of(client)?.accept();
     this.sessions.bind({
       client,
       principal: result.principal,
@@ -397,7 +397,7 @@ export class MqttBroker implements Connections {
       connectedAt: this.platform.clock(),
       messagesFromClient: 0,
       messagesToClient: 0,
-      commandSubscriptions: new Map(),
+      commandSubscriptions: null,
       errorSubscription: null,
       closeReason: null,
       revoked: false,
@@ -406,7 +406,7 @@ export class MqttBroker implements Connections {
       pending: null,
       customPending: null,
       replayed: client.clean ? null : new Set(),
-      keptQueued: new Set(),
+      keptQueued: null,
     });
     return null;
   }
@@ -671,18 +671,10 @@ export class MqttBroker implements Connections {
     const topic = packet.topic;
     const payload = packet.payload as Buffer;
     sink(packet); // state is ingested, never forwarded
-    const run = (): Promise<IngestOutcome> | IngestOutcome =>
-      ingestState(this.platform, {
-        principal: session.principal,
-        targetId: deviceId,
-        applicationId: session.principal.device.applicationId,
-        payload,
-        via: 'mqtt',
-        topic,
-        receivedAt: this.platform.clock(),
-      });
     // Publishes of one client are ingested in arrival order [MQTT-4.6.0-2]; see docs/aedes.md on ordering.
-    const outcome = session.pending ? session.pending.then(run) : run();
+    const outcome = session.pending
+      ? session.pending.then(() => this.ingest(session, deviceId, payload, topic))
+      : this.ingest(session, deviceId, payload, topic);
     if (outcome instanceof Promise) {
       const settled = outcome.then(
         () => {},
@@ -699,6 +691,18 @@ export class MqttBroker implements Connections {
     } else {
       this.afterIngest(session, packet, topic, outcome, done, startedAt);
     }
+  }
+
+  private ingest(session: Session, deviceId: string, payload: Buffer, topic: string) {
+    return ingestState(this.platform, {
+      principal: session.principal,
+      targetId: deviceId,
+      applicationId: session.principal.device.applicationId,
+      payload,
+      via: 'mqtt',
+      topic,
+      receivedAt: this.platform.clock(),
+    });
   }
 
   private afterIngest(
@@ -955,7 +959,10 @@ export class MqttBroker implements Connections {
     // until the live copy is acknowledged.
     const key = messageKey(packet);
     if (replayed.has(key)) {
-      if (packet.messageId !== undefined) session.keptQueued.add(packet.messageId);
+      if (packet.messageId !== undefined) {
+        session.keptQueued ??= new Set();
+        session.keptQueued.add(packet.messageId);
+      }
       return null;
     }
     const forwarded = this.forwardable(session, packet);
@@ -1099,6 +1106,23 @@ export class MqttBroker implements Connections {
     const key = registry.keyCached(session.principal.key.id);
     return device && key ? ({ kind: 'device', device, key } satisfies Principal) : undefined;
   }
+}
+
+/**
+ * A publish pointed at the sink (every state, every refused message) goes nowhere: aedes would
+ * still route it after its PUBACK (a queue look-up for persistent sessions, the emitter, its
+ * `published` hook), for every state. Its routing step ends at once for the sink instead, as
+ * it ends for a topic without subscribers (synchronously, as for a QoS 0 publish).
+ */
+function skipSinkRouting(aedes: Aedes): void {
+  type Route = (packet: PublishPacket, client: unknown, done?: (err?: Error | null) => void) => void;
+  const broker = aedes as unknown as { publish: Route };
+  const route = broker.publish;
+  broker.publish = function publish(this: unknown, packet, client, done) {
+    if (packet.topic !== SINK_TOPIC) return route.call(this, packet, client, done);
+    const callback = typeof client === 'function' ? (client as (err?: Error | null) => void) : done;
+    callback?.(null);
+  };
 }
 
 function sink(packet: PublishPacket): void {

@@ -10,8 +10,8 @@ export interface Session {
   connectedAt: number;
   messagesFromClient: number;
   messagesToClient: number;
-  /** Command topics subscribed, by device id, with the granted QoS. */
-  commandSubscriptions: Map<string, 0 | 1>;
+  /** Command topics subscribed, by device id, with the granted QoS; null until the first. */
+  commandSubscriptions: Map<string, 0 | 1> | null;
   /** QoS of the subscription to its own error topic, if any. */
   errorSubscription: 0 | 1 | null;
   /** Why the server is closing it, when the server is. */
@@ -34,8 +34,8 @@ export interface Session {
    * queue is read (mqtt-broker.ts, "the reconnect race"); null otherwise.
    */
   replayed: Set<string> | null;
-  /** Numbers of queued messages left out as already sent live (QueueReplay.keep). */
-  keptQueued: Set<number>;
+  /** Numbers of queued messages left out as already sent live (QueueReplay.keep); null until the first. */
+  keptQueued: Set<number> | null;
 }
 
 /** Sessions by device id, and who is subscribed to each device's command topic. */
@@ -59,7 +59,9 @@ export class SessionTable {
 
   /** Removes the session; false when a newer connection of the device had already replaced it. */
   deactivate(session: Session): boolean {
-    for (const deviceId of session.commandSubscriptions.keys()) this.unsubscribeCommands(session, deviceId);
+    if (session.commandSubscriptions) {
+      for (const deviceId of session.commandSubscriptions.keys()) this.unsubscribeCommands(session, deviceId);
+    }
     if (this.byDevice.get(session.deviceId) !== session) return false;
     this.byDevice.delete(session.deviceId);
     return true;
@@ -78,6 +80,7 @@ export class SessionTable {
   }
 
   subscribeCommands(session: Session, deviceId: string, qos: 0 | 1): void {
+    session.commandSubscriptions ??= new Map();
     session.commandSubscriptions.set(deviceId, qos);
     let set = this.commandSubscribers.get(deviceId);
     if (!set) {
@@ -88,7 +91,7 @@ export class SessionTable {
   }
 
   unsubscribeCommands(session: Session, deviceId: string): void {
-    session.commandSubscriptions.delete(deviceId);
+    session.commandSubscriptions?.delete(deviceId);
     const set = this.commandSubscribers.get(deviceId);
     if (!set) return;
     set.delete(session);

@@ -69,13 +69,14 @@ function ingestFor(platform: Platform, req: IngestRequest, found: Device | undef
   const { principal } = req;
   const actor = principal.kind === 'device' ? principal.device : undefined;
   const target = found && found.applicationId === req.applicationId ? found : undefined;
-  const where = req.topic ? ` on ${req.topic}` : '';
+  // Only refusals name the topic: the string is not made for a message that is stored.
+  const where = (): string => (req.topic ? ` on ${req.topic}` : '');
 
   const decision = authorize(principal, { type: 'reportState', target });
   if (!decision.allow) {
     // Refused messages count against the sender (spec: MQTT): past its limit it is disconnected.
     const overLimit = platform.countMessage(req.principal, undefined, req.receivedAt);
-    const outcome = platform.reject(req, target, decision.status, `${decision.reason}${where}`);
+    const outcome = platform.reject(req, target, decision.status, `${decision.reason}${where()}`);
     return overLimit ? { ...outcome, limited: overLimit } : outcome;
   }
   const device = target as Device;
@@ -90,12 +91,12 @@ function ingestFor(platform: Platform, req: IngestRequest, found: Device | undef
 
   const size = Buffer.byteLength(req.payload);
   if (size > MAX_PAYLOAD_BYTES) {
-    return platform.reject(req, device, 413, `payload of ${size} bytes exceeds ${MAX_PAYLOAD_BYTES} bytes${where}`);
+    return platform.reject(req, device, 413, `payload of ${size} bytes exceeds ${MAX_PAYLOAD_BYTES} bytes${where()}`);
   }
   const json = parseJson(req.payload);
-  if (!json.ok) return platform.reject(req, device, 400, `${json.reason}${where}`);
+  if (!json.ok) return platform.reject(req, device, 400, `${json.reason}${where()}`);
   const parsed = parseStates(json.value, device.attributes, req.receivedAt);
-  if (!parsed.ok) return platform.reject(req, device, 400, `${parsed.reason}${where}`);
+  if (!parsed.ok) return platform.reject(req, device, 400, `${parsed.reason}${where()}`);
 
   // A device's own id; otherwise who posted it (`token:ID`, `user:ID`, `flow:ID`).
   const reportedBy = actor?.id ?? principalId(principal);
@@ -114,7 +115,7 @@ function ingestFor(platform: Platform, req: IngestRequest, found: Device | undef
   // One entry per message, whatever the number of values left out of it.
   const issueLogs =
     parsed.issues.length === 0
-      ? []
+      ? undefined
       : platform.admitLogs([
           platform.logEntry(device, 'dropped', {
             via: req.via,
@@ -134,16 +135,16 @@ function ingestFor(platform: Platform, req: IngestRequest, found: Device | undef
             reportedBy,
           }),
         ]);
-  const committed = platform.writes.enqueue({
-    states,
-    logs: issueLogs,
-    reports: actor ? [{ deviceId: device.id, reportedBy: actor.id, time: req.receivedAt }] : [],
-  });
+  const committed = platform.writes.enqueue(
+    actor
+      ? { states, logs: issueLogs, reports: [{ deviceId: device.id, reportedBy: actor.id, time: req.receivedAt }] }
+      : { states, logs: issueLogs },
+  );
   platform.noteReport(device, actor, req.receivedAt);
   return {
     ok: true,
     stored: states.length,
-    issues: parsed.issues.slice(0, MAX_ISSUES_LISTED),
+    issues: parsed.issues.length > MAX_ISSUES_LISTED ? parsed.issues.slice(0, MAX_ISSUES_LISTED) : parsed.issues,
     issueCount: parsed.issues.length,
     issueSummary,
     committed,

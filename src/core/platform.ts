@@ -568,7 +568,16 @@ export class Platform {
   private announceStates(batch: WriteBatch): void {
     for (const state of batch.states) {
       const applicationId = this.registry.deviceCached(state.deviceId)?.applicationId;
-      if (applicationId) this.bus.emit('state', { ...state, applicationId });
+      // Written out rather than spread: this runs for every stored state.
+      if (applicationId) {
+        this.bus.emit('state', {
+          deviceId: state.deviceId,
+          time: state.time,
+          data: state.data,
+          reportedBy: state.reportedBy,
+          applicationId,
+        });
+      }
     }
   }
 }

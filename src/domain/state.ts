@@ -49,8 +49,7 @@ function gpsString(lat: number, lon: number): Conversion {
 
 /** Converts a reported value to the attribute's type when that loses nothing. */
 export function convertValue(dataType: DataType, value: unknown): Conversion {
-  const got = value === null ? 'null' : Array.isArray(value) ? 'array' : typeof value;
-  const wrong = (): Conversion => ({ ok: false, reason: `expected a ${dataType}, got ${got}` });
+  const wrong = (): Conversion => wrongType(dataType, value);
   switch (dataType) {
     case 'number': {
       if (typeof value === 'number') {
@@ -100,8 +99,28 @@ export function convertValue(dataType: DataType, value: unknown): Conversion {
   }
 }
 
+function wrongType(dataType: DataType, value: unknown): Conversion {
+  const got = value === null ? 'null' : Array.isArray(value) ? 'array' : typeof value;
+  return { ok: false, reason: `expected a ${dataType}, got ${got}` };
+}
+
 function clip(s: string): string {
   return s.length > 40 ? `${s.slice(0, 40)}…` : s;
+}
+
+/**
+ * A device's attributes by name, made once per attribute list: a device's definition is
+ * replaced, never changed in place, so its list stands for one version of it.
+ */
+const namedAttributes = new WeakMap<readonly AttributeDef[], Map<string, AttributeDef>>();
+
+function attributesByName(attributes: readonly AttributeDef[]): Map<string, AttributeDef> {
+  let byName = namedAttributes.get(attributes);
+  if (!byName) {
+    byName = new Map(attributes.map((a) => [a.name, a]));
+    namedAttributes.set(attributes, byName);
+  }
+  return byName;
 }
 
 /**
@@ -112,10 +131,12 @@ function clip(s: string): string {
 export function parseStates(payload: unknown, attributes: readonly AttributeDef[], now: number): StateParseResult {
   const shape = readStatePayload(payload);
   if (!shape.ok) return shape;
-  const byName = new Map(attributes.map((a) => [a.name, a]));
+  const byName = attributesByName(attributes);
   const states: ParsedState[] = [];
   const issues: StateIssue[] = [];
-  for (const [index, item] of shape.value.reports.entries()) {
+  const reports = shape.value.reports;
+  for (let index = 0; index < reports.length; index++) {
+    const item = reports[index] as (typeof reports)[number];
     const reading = readTime(item.time, now);
     if (!reading.ok && reading.why === 'outOfRange') {
       issues.push({ index, reason: 'state time is outside the range of dates; ignored' });
@@ -136,17 +157,22 @@ export function parseStates(payload: unknown, attributes: readonly AttributeDef[
     }
     // No prototype: an attribute named __proto__ must be stored like any other.
     const data: Record<string, unknown> = Object.create(null);
-    for (const [name, value] of Object.entries(item.data)) {
+    let stored = 0;
+    const given = item.data as Record<string, unknown>;
+    for (const name of Object.keys(given)) {
+      const value = given[name];
       const def = byName.get(name);
       if (!def) {
         issues.push({ index, attribute: name, reason: `unknown attribute "${name}"` });
         continue;
       }
       const converted = convertValue(def.dataType, value);
-      if (converted.ok) data[name] = converted.value;
-      else issues.push({ index, attribute: name, reason: `attribute "${name}": ${converted.reason}` });
+      if (converted.ok) {
+        data[name] = converted.value;
+        stored++;
+      } else issues.push({ index, attribute: name, reason: `attribute "${name}": ${converted.reason}` });
     }
-    if (Object.keys(data).length > 0) states.push(receiveTime ? { time, data, receiveTime } : { time, data });
+    if (stored > 0) states.push(receiveTime ? { time, data, receiveTime } : { time, data });
   }
   return { ok: true, states, issues };
 }

@@ -105,4 +105,26 @@ describe('the bounding layer around a persistence', () => {
     expect(await read(persistence, 'c')).toEqual([3]);
     expect(accounting.queued('c').messages).toBe(2);
   });
+
+  it('reads a client with nothing counted as an empty queue, and one with anything counted from the backend', async () => {
+    const ended: string[] = [];
+    const accounting = new QueueAccounting({ messages: 10, bytes: 1_000 }, () => {});
+    const persistence = boundedMemoryPersistence(accounting, {
+      skip: () => false,
+      ended: (client) => ended.push(client.id),
+      keep: () => false,
+    }) as unknown as Wrapped;
+    expect(await read(persistence, 'c')).toEqual([]);
+    expect(ended).toEqual(['c']);
+    await persistence.outgoingEnqueueCombi([{ clientId: 'c' }], unnumbered(1));
+    expect(accounting.holds('c')).toBe(true);
+    expect(await read(persistence, 'c')).toEqual([1]);
+    // Sent and not yet acknowledged: still read from the backend.
+    await persistence.outgoingUpdate({ id: 'c' }, numbered(1, 5));
+    expect(await read(persistence, 'c')).toEqual([1]);
+    await persistence.outgoingClearMessageId({ id: 'c' }, numbered(1, 5));
+    expect(accounting.holds('c')).toBe(false);
+    expect(await read(persistence, 'c')).toEqual([]);
+    expect(ended).toEqual(['c', 'c', 'c', 'c']);
+  });
 });

@@ -44,6 +44,22 @@ describe('PacketSizeGuard', () => {
     expect(errors).toEqual([expect.stringMatching(/^Packet too large/)]);
   });
 
+  it('is found again through the client, and guards each parser with its own budget', () => {
+    const one = clientWithParser();
+    const two = clientWithParser();
+    const guard = new PacketSizeGuard(one.client);
+    new PacketSizeGuard(two.client);
+    expect(PacketSizeGuard.of(one.client)).toBe(guard);
+    expect(PacketSizeGuard.of({ _parser: {} } as never)).toBeUndefined();
+    PacketSizeGuard.of(one.client)?.accept();
+    one.parser.next = PRE_AUTH_BYTES + 1;
+    two.parser.next = PRE_AUTH_BYTES + 1;
+    expect(one.parser._parseLength()).toBe(true);
+    expect(two.parser._parseLength()).toBe(false);
+    expect(one.errors).toEqual([]);
+    expect(two.errors).toEqual([expect.stringMatching(/before the connection was authenticated/)]);
+  });
+
   it('refuses to install on a parser it does not know', () => {
     expect(() => new PacketSizeGuard({ _parser: {} } as never)).toThrow(/parser has changed/);
   });
@@ -71,6 +87,34 @@ describe('WriteHolds', () => {
     expect(holds.size).toBe(0);
     conn.full = true;
     expect(conn.write()).toBe(false);
+  });
+
+  it('listens to a connection only while it holds a write', () => {
+    const holds = new WriteHolds(2, 10);
+    const conn = connection();
+    holds.wrap(conn);
+    expect(conn.write()).toBe(true);
+    expect([conn.listenerCount('close'), conn.listenerCount('drain')]).toEqual([0, 0]);
+    conn.full = true;
+    expect([conn.write(), conn.write()]).toEqual([false, false]);
+    expect([conn.listenerCount('close'), conn.listenerCount('drain')]).toEqual([1, 1]);
+    conn.emit('drain');
+    expect([conn.listenerCount('close'), conn.listenerCount('drain')]).toEqual([0, 0]);
+    expect(holds.size).toBe(0);
+  });
+
+  it('passes each write on with its arguments and its connection', () => {
+    const holds = new WriteHolds(2, 10);
+    const conn = connection();
+    const seen: unknown[][] = [];
+    conn.write = function (this: unknown, ...args: never[]) {
+      seen.push([this === conn, ...args]);
+      return true;
+    };
+    holds.wrap(conn);
+    const done = () => {};
+    expect((conn.write as (...a: unknown[]) => boolean)('x', 'utf8', done)).toBe(true);
+    expect(seen).toEqual([[true, 'x', 'utf8', done]]);
   });
 
   it('shares a total between connections, and frees a closed connection’s holds', () => {

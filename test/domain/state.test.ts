@@ -224,6 +224,22 @@ describe('convertValue', () => {
 });
 
 describe('parseStates', () => {
+  it('follows a device definition replaced with other attributes', () => {
+    const before: AttributeDef[] = [attr('temp', 'number')];
+    const after: AttributeDef[] = [attr('temp', 'string'), attr('seq', 'number')];
+    const payload = { data: { temp: 21, seq: 1 }, time: NOW };
+    for (const attrs of [before, after, before]) {
+      const result = accepted(parseStates(payload, attrs, NOW));
+      expect(result.states[0]?.data).toEqual(attrs === before ? { temp: 21 } : { temp: '21', seq: 1 });
+      expect(result.issues.map((i) => i.attribute)).toEqual(attrs === before ? ['seq'] : []);
+    }
+  });
+
+  it('keeps an attribute named __proto__ like any other', () => {
+    const result = accepted(parseStates(JSON.parse('{"data":{"__proto__":5}}'), [attr('__proto__', 'number')], NOW));
+    expect(Object.entries(result.states[0]?.data ?? {})).toEqual([['__proto__', 5]]);
+  });
+
   describe('accepted shapes', () => {
     it('accepts a single object', () => {
       const result = accepted(parseStates({ data: { temp: 72 } }, ATTRS, NOW));
