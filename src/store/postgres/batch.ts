@@ -238,8 +238,8 @@ export async function writeBatch(client: pg.ClientBase, batch: WriteBatch): Prom
 /**
  * Below this many states a batch runs WRITE_STATES as a prepared statement (named, so each pooled
  * connection parses it once and PostgreSQL may reuse a generic plan); from it on, the statement is
- * planned for each batch. Parsing and planning the statement costs PostgreSQL about 0.5-0.8 ms,
- * which is most of what a batch of 20 states costs it, and under 2 µs per state in a batch of 500,
+ * planned for each batch. Parsing and planning the statement costs PostgreSQL about 0.9 ms,
+ * over a third of what a batch of 20 states costs it, and under 2 µs per state in a batch of 500,
  * where a generic plan ran slower than one made for the batch's arrays (docs/scale-out.md,
  * "Capacity").
  */
