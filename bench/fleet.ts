@@ -4,17 +4,22 @@
  * seconds, over one real MQTT.js connection per gateway at QoS 1, on a fresh server. It prints
  * PUBACK p50/p99 per minute (flat is the goal: the cost of a message must not grow with time or
  * with the fleet), server CPU per message, the server's RSS, and states stored against states
- * acknowledged.
+ * acknowledged. BENCH_FLEET_STORES picks the stores it runs on, one fresh server each: SQLite (the
+ * default) and PostgreSQL (a database created for the run, as in s), where it also prints the CPU
+ * PostgreSQL spent per message, minute by minute, and what the tables grew to.
  */
 import { writeFileSync } from 'node:fs';
 import type { MqttClient } from 'mqtt';
+import pg from 'pg';
+import { createTestDatabase } from '../test/helpers/postgres.js';
 import { StateCounter } from './db.js';
 import { startGatehouseProcess } from './gatehouse-process.js';
 import { allocationSites, INSPECT_ARG, Inspector, inspectorUrl } from './inspector.js';
 import { closeAll, connect } from './load.js';
-import { backgroundMeter, cpuMicros, statusKb } from './proc.js';
+import { backgroundMeter, cpuMicros, statusKb, tryCpuMicros } from './proc.js';
 import { type Cleanups, type Report, sleep } from './report.js';
 import { createFleet, pool, Rest } from './rest.js';
+import { commits, PostgresProcesses, reachable } from './scale.js';
 import { fmt, Latencies, textTable } from './stats.js';
 
 const int = (name: string, fallback: number): number => {
@@ -22,11 +27,24 @@ const int = (name: string, fallback: number): number => {
   return Number.isInteger(n) && n >= 0 && process.env[name] !== '' ? n : fallback;
 };
 
+export type FleetStore = 'sqlite' | 'postgres';
+
+export const FLEET_STORE_TITLES: Record<FleetStore, string> = { sqlite: 'SQLite', postgres: 'PostgreSQL' };
+
 export const fleetConfig = {
   peripherals: int('BENCH_FLEET_PERIPHERALS', 100_000),
   gateways: int('BENCH_FLEET_GATEWAYS', 1_000),
   periodSeconds: int('BENCH_FLEET_PERIOD_S', 60),
   durationSeconds: int('BENCH_FLEET_DURATION_S', 180),
+  /** BENCH_FLEET_STORES=sqlite,postgres: the stores the scenario runs on, in that order (default SQLite alone). */
+  stores: [
+    ...new Set(
+      (process.env.BENCH_FLEET_STORES || 'sqlite')
+        .split(',')
+        .map((s) => s.trim())
+        .filter((s): s is FleetStore => s === 'sqlite' || s === 'postgres'),
+    ),
+  ],
 };
 
 /**
@@ -44,24 +62,154 @@ export interface FleetMinute {
   acked: number;
   p50: number;
   p99: number;
+  /** PostgreSQL only (NaN otherwise): the server's and PostgreSQL's CPU in the minute ÷ the messages sent in it. */
+  serverUs: number;
+  pgUs: number;
 }
 
 export interface FleetOutcome {
+  store: FleetStore;
+  /** Why the scenario did not run on this store (PostgreSQL not reachable), else undefined. */
+  skipped?: string;
   minutes: FleetMinute[];
   sent: number;
   acked: number;
   failed: number;
   stored: number;
   cpuUsPerMessage: number;
+  /** PostgreSQL's backends of the run's database and its own processes, µs per message (NaN on SQLite). */
+  pgUsPerMessage: number;
   rssMb: number;
   peakRssMb: number;
 }
 
-export async function fleetScenario(report: Report, cleanups: Cleanups): Promise<FleetOutcome> {
+/** Counts the stored states of the run, in the server's SQLite file or its PostgreSQL database. */
+interface Counter {
+  count(): Promise<number>;
+  close(): Promise<void>;
+}
+
+/**
+ * PostgreSQL's CPU for the run so far, read whenever asked: the processes of the run's database
+ * and the server's own, listed anew each time. A process first seen after the start counts whole,
+ * one that ended keeps what it had used when last read.
+ */
+class PostgresCpu {
+  private readonly first = new Map<number, number>();
+  private readonly last = new Map<number, number>();
+
+  private constructor(private readonly processes: PostgresProcesses) {}
+
+  static async start(processes: PostgresProcesses): Promise<PostgresCpu> {
+    const cpu = new PostgresCpu(processes);
+    for (const pid of await processes.ours()) {
+      const us = tryCpuMicros(pid);
+      if (us !== undefined) cpu.first.set(pid, us);
+    }
+    return cpu;
+  }
+
+  async read(): Promise<number> {
+    for (const pid of await this.processes.ours()) {
+      const us = tryCpuMicros(pid);
+      if (us === undefined) continue;
+      if (!this.first.has(pid)) this.first.set(pid, 0);
+      this.last.set(pid, us);
+    }
+    let total = 0;
+    for (const [pid, us] of this.last) total += us - (this.first.get(pid) ?? 0);
+    return total;
+  }
+}
+
+/** The tables a state writes: their size with indexes, dead row versions, HOT updates, vacuums. */
+const STATE_TABLES = ['device_states', 'devices', 'composite_state', 'state_rollups', 'peripheral_gateways'];
+
+async function noteTables(client: pg.Client, report: Report, label: string): Promise<void> {
+  const { rows } = await client.query<{
+    name: string;
+    heap: string;
+    indexes: string;
+    live: string;
+    dead: string;
+    upd: string;
+    hot: string;
+    vacuums: string;
+  }>(
+    `WITH t AS (
+       SELECT CASE WHEN c.relname LIKE 'device_states_d%' THEN 'device_states' ELSE c.relname END AS name, s.*,
+         pg_relation_size(c.oid) AS heap, pg_indexes_size(c.oid) AS indexes
+       FROM pg_stat_user_tables s JOIN pg_class c ON c.oid = s.relid
+     )
+     SELECT name, sum(heap) AS heap, sum(indexes) AS indexes, sum(n_live_tup) AS live, sum(n_dead_tup) AS dead,
+       sum(n_tup_upd) AS upd, sum(n_tup_hot_upd) AS hot, sum(autovacuum_count + vacuum_count) AS vacuums
+     FROM t WHERE name = ANY($1::text[]) GROUP BY name ORDER BY name`,
+    [STATE_TABLES],
+  );
+  const { rows: settings } = await client.query<{ autovacuum: string; shared: string }>(
+    `SELECT current_setting('autovacuum') AS autovacuum, current_setting('shared_buffers') AS shared`,
+  );
+  const mb = (n: string) => fmt(Number(n) / 2 ** 20, 1);
+  const parts = rows.map((r) => {
+    const upd = Number(r.upd);
+    return (
+      `${r.name} ${mb(r.heap)} + ${mb(r.indexes)} MB (table + indexes), ${fmt(Number(r.live))} live, ` +
+      `${fmt(Number(r.dead))} dead, ${upd > 0 ? `HOT ${fmt((100 * Number(r.hot)) / upd)}% of ${fmt(upd)} updates, ` : ''}` +
+      `${fmt(Number(r.vacuums))} vacuums`
+    );
+  });
+  report.note(
+    `${label}: at the end (pg_stat_user_tables; autovacuum ${settings[0]?.autovacuum}, ` +
+      `shared_buffers ${settings[0]?.shared}): ${parts.join('; ')}`,
+  );
+}
+
+const skippedOutcome = (store: FleetStore, reason: string): FleetOutcome => ({
+  store,
+  skipped: reason,
+  minutes: [],
+  sent: 0,
+  acked: 0,
+  failed: 0,
+  stored: 0,
+  cpuUsPerMessage: Number.NaN,
+  pgUsPerMessage: Number.NaN,
+  rssMb: Number.NaN,
+  peakRssMb: Number.NaN,
+});
+
+export async function fleetScenario(
+  report: Report,
+  cleanups: Cleanups,
+  store: FleetStore = 'sqlite',
+): Promise<FleetOutcome> {
   const { peripherals, gateways, periodSeconds, durationSeconds } = fleetConfig;
   const perGateway = Math.max(1, Math.floor(peripherals / gateways));
+  const label = store === 'sqlite' ? 'fleet' : `fleet.${store}`;
+  const serveArgs = ['--log-level', 'warn'];
+  let postgres: { url: string; client: pg.Client; processes: PostgresProcesses; done: () => Promise<void> } | undefined;
+  if (store === 'postgres') {
+    const missing = (await reachable()).pg;
+    if (missing) return skippedOutcome(store, missing);
+    const db = await createTestDatabase();
+    serveArgs.push('--database-url', db.url);
+    const client = new pg.Client({ connectionString: db.url });
+    client.on('error', () => {}); // the database is dropped under it if the run fails
+    const processes = await PostgresProcesses.open(db.name);
+    let done: Promise<void> | undefined;
+    // Once, whichever comes first: the end of the scenario or the clean-up of a failed run (after the server stopped).
+    const finish = () => {
+      done ??= processes
+        .close()
+        .catch(() => {})
+        .then(() => db.drop());
+      return done;
+    };
+    cleanups.add(finish);
+    postgres = { url: db.url, client, processes, done: finish };
+  }
   const server = await startGatehouseProcess({
-    serveArgs: ['--log-level', 'warn'],
+    serveArgs,
     ...(allocationsFile ? { nodeArgs: [INSPECT_ARG] } : {}),
   });
   cleanups.add(() => server.stop());
@@ -82,16 +230,38 @@ export async function fleetScenario(report: Report, cleanups: Cleanups): Promise
   cleanups.add(() => closeAll(clients));
   const total = fleet.gateways.length * perGateway;
   report.note(
-    `fleet: ${fmt(total)} peripherals behind ${fmt(gateways)} gateways set up and connected in ` +
+    `${label}: ${fmt(total)} peripherals behind ${fmt(gateways)} gateways set up and connected in ` +
       `${fmt((performance.now() - setup) / 1000, 1)} s; each reports every ${periodSeconds} s for ${durationSeconds} s ` +
       `(${fmt(total / periodSeconds)} states/s)`,
   );
-  const counter = new StateCounter(server.dbFile);
-  const storedBefore = counter.count();
+  let counter: Counter;
+  if (postgres) {
+    const client = postgres.client;
+    await client.connect();
+    counter = {
+      count: async () =>
+        Number((await client.query<{ n: string }>('SELECT count(*) AS n FROM device_states')).rows[0]?.n ?? 0),
+      close: () => client.end(),
+    };
+  } else {
+    const file = new StateCounter(server.dbFile);
+    counter = { count: async () => file.count(), close: async () => file.close() };
+  }
+  const storedBefore = await counter.count();
+  const pgCpu = postgres ? await PostgresCpu.start(postgres.processes) : undefined;
+  const pgPids = postgres ? await postgres.processes.ours() : [];
+  const commits0 = postgres ? await commits(server) : undefined;
   await inspector?.startSampling(SAMPLING_BYTES, false);
   const cpu0 = cpuMicros(server.pid);
-  const bg = backgroundMeter([server.pid]);
+  const bg = backgroundMeter([server.pid, ...pgPids]);
   const perMinute: Latencies[] = [];
+  // PostgreSQL only: the server's and PostgreSQL's CPU at each minute's end, and the messages sent in each minute.
+  const minuteCpu: Array<Promise<{ server: number; pg: number }>> = [];
+  const sentBy: number[] = [];
+  const readCpu = async (server0: number) => ({
+    server: cpuMicros(server.pid) - server0,
+    pg: pgCpu ? await pgCpu.read() : Number.NaN,
+  });
   const lastTime = new Float64Array(total);
   let sent = 0;
   let acked = 0;
@@ -118,6 +288,8 @@ export async function fleetScenario(report: Report, cleanups: Cleanups): Promise
         const t0 = performance.now();
         // The last tick sends at exactly the duration: it belongs to the last minute, not a new one.
         const minute = Math.min(Math.floor((t0 - start) / 60_000), lastMinute);
+        if (pgCpu && minute > minuteCpu.length) minuteCpu.push(readCpu(cpu0));
+        sentBy[minute] = (sentBy[minute] ?? 0) + 1;
         sent++;
         const p = (clients[g] as MqttClient).publishAsync(`losant/${peripheral}/state`, payload, { qos: 1 }).then(
           () => {
@@ -158,45 +330,85 @@ export async function fleetScenario(report: Report, cleanups: Cleanups): Promise
         .join('; ');
     const total = sites.byFunction.reduce((sum, [, bytes]) => sum + bytes, 0);
     report.note(
-      `fleet: allocated during the run and not freed by a scavenge (sampled, ${allocationsFile}): ` +
+      `${label}: allocated during the run and not freed by a scavenge (sampled, ${allocationsFile}): ` +
         `${fmt(total / Math.max(1, acked))} B per message; by function: ${top(sites.byFunction)}`,
     );
-    report.note(`fleet: the same by the innermost of our functions on the stack: ${top(sites.byOurs)}`);
+    report.note(`${label}: the same by the innermost of our functions on the stack: ${top(sites.byOurs)}`);
   }
-  report.background.push(['fleet', bg()]);
+  if (pgCpu) minuteCpu.push(readCpu(cpu0));
+  const cpuAtMinutes = await Promise.all(minuteCpu);
+  const pgUs = cpuAtMinutes.at(-1)?.pg ?? Number.NaN;
+  report.background.push([label, bg()]);
+  if (commits0) {
+    const c = await commits(server);
+    const n = Math.max(1, c.count - commits0.count);
+    report.note(
+      `${label}: ${fmt(c.count - commits0.count)} group commits of ${fmt((c.writes - commits0.writes) / n, 1)} writes ` +
+        `on average, ${fmt(((c.seconds - commits0.seconds) * 1000) / n, 2)} ms each`,
+    );
+  }
   await sleep(500);
-  const stored = counter.count() - storedBefore;
-  counter.close();
+  const stored = (await counter.count()) - storedBefore;
+  await counter.close();
   const rssKb = statusKb(server.pid, 'VmRSS');
   const peakRssKb = statusKb(server.pid, 'VmHWM');
   await closeAll(clients);
   inspector?.close();
   await server.stop();
+  if (postgres) {
+    // After the server stopped: its backends have flushed their statistics.
+    await sleep(500);
+    const client = new pg.Client({ connectionString: postgres.url });
+    await client.connect();
+    try {
+      await noteTables(client, report, label);
+    } finally {
+      await client.end();
+    }
+    await postgres.done();
+  }
   return {
-    minutes: perMinute.map((l, minute) => ({
-      minute: minute + 1,
-      acked: l?.count ?? 0,
-      p50: l?.percentile(50) ?? Number.NaN,
-      p99: l?.percentile(99) ?? Number.NaN,
-    })),
+    store,
+    minutes: perMinute.map((l, minute) => {
+      const cpu = cpuAtMinutes[minute];
+      const prev = cpuAtMinutes[minute - 1] ?? { server: 0, pg: 0 };
+      const n = Math.max(1, sentBy[minute] ?? 0);
+      return {
+        minute: minute + 1,
+        acked: l?.count ?? 0,
+        p50: l?.percentile(50) ?? Number.NaN,
+        p99: l?.percentile(99) ?? Number.NaN,
+        serverUs: cpu ? (cpu.server - prev.server) / n : Number.NaN,
+        pgUs: cpu ? (cpu.pg - prev.pg) / n : Number.NaN,
+      };
+    }),
     sent,
     acked,
     failed,
     stored,
     cpuUsPerMessage: cpuUs / Math.max(1, acked),
+    pgUsPerMessage: pgUs / Math.max(1, acked),
     rssMb: rssKb / 1024,
     peakRssMb: peakRssKb / 1024,
   };
 }
 
 export function fleetTable(o: FleetOutcome): string {
+  if (o.skipped) return `SKIPPED: ${o.skipped}`;
+  const pg = o.store === 'postgres';
   const head = ['minute', 'acknowledged', 'PUBACK p50 ms', 'PUBACK p99 ms'];
-  const lines = o.minutes.map((m) => [String(m.minute), fmt(m.acked), fmt(m.p50, 2), fmt(m.p99, 2)]);
+  if (pg) head.push('server CPU µs/msg', 'PostgreSQL µs/msg');
+  const lines = o.minutes.map((m) => {
+    const line = [String(m.minute), fmt(m.acked), fmt(m.p50, 2), fmt(m.p99, 2)];
+    if (pg) line.push(fmt(m.serverUs, 1), fmt(m.pgUs, 1));
+    return line;
+  });
   return [
     textTable(head, lines),
     '',
     `sent ${fmt(o.sent)}, acknowledged ${fmt(o.acked)}, failed ${fmt(o.failed)}, stored ${fmt(o.stored)}; ` +
-      `server CPU ${fmt(o.cpuUsPerMessage, 1)} µs per message; RSS ${fmt(o.rssMb, 1)} MB at the end, ` +
-      `${fmt(o.peakRssMb, 1)} MB at most`,
+      `server CPU ${fmt(o.cpuUsPerMessage, 1)} µs per message` +
+      (pg ? `, PostgreSQL ${fmt(o.pgUsPerMessage, 1)} µs per message` : '') +
+      `; RSS ${fmt(o.rssMb, 1)} MB at the end, ${fmt(o.peakRssMb, 1)} MB at most`,
   ].join('\n');
 }

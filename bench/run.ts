@@ -8,7 +8,7 @@ import { spawnSync } from 'node:child_process';
 import { type CommandOutcome, commandCount, commandScenario, commandTable } from './commands.js';
 import { config, TARGETS } from './config.js';
 import { type ConsoleRow, consoleAvailable, consoleScenario, consoleTable } from './console.js';
-import { type FleetOutcome, fleetConfig, fleetScenario, fleetTable } from './fleet.js';
+import { FLEET_STORE_TITLES, type FleetOutcome, fleetConfig, fleetScenario, fleetTable } from './fleet.js';
 import { startGatehouseProcess } from './gatehouse-process.js';
 import { idleScenario } from './idle.js';
 import { findMosquitto, mosquittoScenarios } from './mosquitto.js';
@@ -81,24 +81,35 @@ async function scrapeMetrics(httpUrl: string): Promise<string[]> {
 }
 
 function fleetTargets(o: FleetOutcome, smallFleetCpuUs: number | undefined): string[] {
+  const name = o.store === 'sqlite' ? 'fleet' : `fleet on ${FLEET_STORE_TITLES[o.store]}`;
+  if (o.skipped) return [`  ${verdict(undefined)}  ${name}: skipped (${o.skipped})`];
+  const small = o.store === 'sqlite' ? "the small fleet's (b)" : "the small fleet's on one PostgreSQL node (s, b)";
   const first = o.minutes[0]?.p99 ?? Number.NaN;
   const last = o.minutes.at(-1)?.p99 ?? Number.NaN;
   const worst = Math.max(...o.minutes.map((m) => m.p99));
   const lines = [
-    `  ${verdict(worst < TARGETS.fleetP99Ms)}  fleet: PUBACK p99 < ${TARGETS.fleetP99Ms} ms every minute: ` +
+    `  ${verdict(worst < TARGETS.fleetP99Ms)}  ${name}: PUBACK p99 < ${TARGETS.fleetP99Ms} ms every minute: ` +
       `${fmt(worst, 2)} ms at worst`,
-    `  ${verdict(last <= first * (1 + TARGETS.fleetP99Drift))}  fleet: last minute's p99 within ` +
+    `  ${verdict(last <= first * (1 + TARGETS.fleetP99Drift))}  ${name}: last minute's p99 within ` +
       `${TARGETS.fleetP99Drift * 100}% of the first's: ${fmt(first, 2)} → ${fmt(last, 2)} ms`,
-    `  ${verdict(o.peakRssMb < TARGETS.fleetRssMb)}  fleet: server RSS < ${TARGETS.fleetRssMb} MB: ${fmt(o.peakRssMb, 1)} MB at most`,
-    `  ${verdict(o.stored === o.acked)}  fleet: every acknowledged state stored: ` +
+    `  ${verdict(o.peakRssMb < TARGETS.fleetRssMb)}  ${name}: server RSS < ${TARGETS.fleetRssMb} MB: ${fmt(o.peakRssMb, 1)} MB at most`,
+    `  ${verdict(o.stored === o.acked)}  ${name}: every acknowledged state stored: ` +
       `${fmt(o.stored)} stored, ${fmt(o.acked)} acknowledged`,
   ];
   lines.push(
     `  ${verdict(smallFleetCpuUs === undefined ? undefined : o.cpuUsPerMessage <= TARGETS.fleetCpuRatio * smallFleetCpuUs)}  ` +
-      `fleet: CPU per message <= ${TARGETS.fleetCpuRatio}× the small fleet's (b): ${fmt(o.cpuUsPerMessage, 1)} µs` +
-      (smallFleetCpuUs === undefined ? ' (b not run)' : ` vs ${fmt(smallFleetCpuUs, 1)} µs`),
+      `${name}: CPU per message <= ${TARGETS.fleetCpuRatio}× ${small}: ${fmt(o.cpuUsPerMessage, 1)} µs` +
+      (smallFleetCpuUs === undefined
+        ? ` (${o.store === 'sqlite' ? 'b' : 's'} not run)`
+        : ` vs ${fmt(smallFleetCpuUs, 1)} µs`),
   );
   return lines;
+}
+
+/** BENCH_ONLY=fleet: each store's table, headed by its store when there are several. */
+function printFleet(o: FleetOutcome, titled: boolean): void {
+  if (titled) console.log(`\nfleet on ${FLEET_STORE_TITLES[o.store]}:`);
+  console.log(`${titled ? '' : '\n'}${fleetTable(o)}\n`);
 }
 
 function consoleTarget(rows: ConsoleRow[]): string {
@@ -179,10 +190,12 @@ async function main(): Promise<void> {
 
   // BENCH_ONLY=fleet: the fleet scenario alone.
   if (process.env.BENCH_ONLY === 'fleet') {
-    const outcome = await fleetScenario(report, cleanups);
-    console.log(`\n${fleetTable(outcome)}\n`);
+    const outcomes: FleetOutcome[] = [];
+    for (const store of fleetConfig.stores) outcomes.push(await fleetScenario(report, cleanups, store));
+    for (const outcome of outcomes) printFleet(outcome, outcomes.length > 1);
     for (const note of report.notes) console.log(`- ${note}`);
-    for (const line of fleetTargets(outcome, undefined)) console.log(line);
+    if (fleetConfig.stores.includes('postgres')) printBackground(m.cpus);
+    for (const outcome of outcomes) for (const line of fleetTargets(outcome, undefined)) console.log(line);
     return;
   }
 
@@ -259,9 +272,11 @@ async function main(): Promise<void> {
   // w on a fresh server: ingest with 0, 10 and 100 flows.
   const workflowRows: WorkflowRow[] = config.workflowStates > 0 ? await workflowScenario(report, cleanups) : [];
 
-  // The fleet scenario on a fresh server (BENCH_FLEET_PERIPHERALS=0 skips it).
-  const fleet: FleetOutcome | undefined =
-    fleetConfig.peripherals > 0 ? await fleetScenario(report, cleanups) : undefined;
+  // The fleet scenario on a fresh server per store (BENCH_FLEET_PERIPHERALS=0 skips it).
+  const fleets: FleetOutcome[] = [];
+  if (fleetConfig.peripherals > 0) {
+    for (const store of fleetConfig.stores) fleets.push(await fleetScenario(report, cleanups, store));
+  }
 
   // s: b and c on one SQLite node, one PostgreSQL node, two nodes with PostgreSQL and Redis.
   const scale: ScaleOutcome | undefined = scaleConfig.enabled ? await scaleScenario(report, cleanups) : undefined;
@@ -288,9 +303,10 @@ async function main(): Promise<void> {
     console.log(workflowTable(workflowRows));
     console.log('');
   }
-  if (fleet) {
+  for (const fleet of fleets) {
     console.log(
-      `fleet: ${fmt(fleetConfig.peripherals)} peripherals, ${fmt(fleetConfig.gateways)} gateways, every ` +
+      `fleet${fleet.store === 'sqlite' ? '' : ` on ${FLEET_STORE_TITLES[fleet.store]}`}: ` +
+        `${fmt(fleetConfig.peripherals)} peripherals, ${fmt(fleetConfig.gateways)} gateways, every ` +
         `${fleetConfig.periodSeconds} s for ${fleetConfig.durationSeconds} s`,
     );
     console.log(fleetTable(fleet));
@@ -349,7 +365,11 @@ async function main(): Promise<void> {
   );
   if (commands) console.log(commandTarget(commands));
   console.log(consoleTarget(consoleRows));
-  if (fleet) for (const line of fleetTargets(fleet, load.qos1CpuUs)) console.log(line);
+  const onePg = scale?.rows.find((r) => r.setup === 'pg' && r.scenario === 'b');
+  for (const fleet of fleets) {
+    for (const line of fleetTargets(fleet, fleet.store === 'sqlite' ? load.qos1CpuUs : onePg?.nodesUs))
+      console.log(line);
+  }
   if (scale) for (const line of scaleTargets(scale)) console.log(line);
   console.log(`\ntotal time ${fmt((performance.now() - started) / 1000, 1)} s`);
 }

@@ -79,7 +79,7 @@ export interface ScaleRow {
 }
 
 /** What the set-ups need and whether it is here: a reason to skip, or undefined. */
-async function reachable(): Promise<{ pg?: string; redis?: string }> {
+export async function reachable(): Promise<{ pg?: string; redis?: string }> {
   const out: { pg?: string; redis?: string } = {};
   const client = new pg.Client({ connectionString: ADMIN_DATABASE_URL, connectionTimeoutMillis: 3_000 });
   try {
@@ -119,7 +119,7 @@ function redact(url: string): string {
 }
 
 /** The processes of one PostgreSQL server: those serving one database and the server's own, and the rest. */
-class PostgresProcesses {
+export class PostgresProcesses {
   private constructor(
     private readonly admin: pg.Client,
     private readonly database: string,
@@ -257,14 +257,14 @@ async function noteUpdates(url: string, name: SetupName, report: Report): Promis
   }
 }
 
-interface Commits {
+export interface Commits {
   count: number;
   writes: number;
   seconds: number;
 }
 
 /** A node's group commits so far, from its metrics (docs/operations.md); zeros when unreachable. */
-async function commits(node: GatehouseProcess): Promise<Commits> {
+export async function commits(node: Pick<GatehouseProcess, 'httpUrl'>): Promise<Commits> {
   try {
     const text = await (await fetch(`${node.httpUrl}/metrics`, { signal: AbortSignal.timeout(10_000) })).text();
     const value = (name: string) => Number(new RegExp(`^gatehouse_${name} (\\S+)$`, 'm').exec(text)?.[1] ?? 0);

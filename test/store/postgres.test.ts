@@ -162,7 +162,7 @@ describe('PostgresStore group commit', () => {
         for (;;) {
           const { rows } = await admin.query<{ n: string }>(
             `SELECT count(*) AS n FROM pg_stat_activity
-             WHERE datname = current_database() AND wait_event_type = 'Lock' AND query LIKE '%WITH known AS%'`,
+             WHERE datname = current_database() AND wait_event_type = 'Lock' AND query LIKE '%known AS (%'`,
           );
           if (Number(rows[0]?.n) > 0) break;
           await new Promise((r) => setTimeout(r, 20));
