@@ -321,7 +321,9 @@ export async function fleetScenario(
   const cpuUs = cpuMicros(server.pid) - cpu0;
   const profile = await inspector?.stopSampling();
   if (profile && allocationsFile) {
-    writeFileSync(allocationsFile, JSON.stringify(profile));
+    // One file per store: FILE for SQLite, FILE.postgres for PostgreSQL.
+    const file = store === 'sqlite' ? allocationsFile : `${allocationsFile}.${store}`;
+    writeFileSync(file, JSON.stringify(profile));
     const sites = allocationSites(profile);
     const top = (rows: Array<[string, number]>) =>
       rows
@@ -330,7 +332,7 @@ export async function fleetScenario(
         .join('; ');
     const total = sites.byFunction.reduce((sum, [, bytes]) => sum + bytes, 0);
     report.note(
-      `${label}: allocated during the run and not freed by a scavenge (sampled, ${allocationsFile}): ` +
+      `${label}: allocated during the run and not freed by a scavenge (sampled, ${file}): ` +
         `${fmt(total / Math.max(1, acked))} B per message; by function: ${top(sites.byFunction)}`,
     );
     report.note(`${label}: the same by the innermost of our functions on the stack: ${top(sites.byOurs)}`);
