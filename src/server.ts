@@ -135,6 +135,7 @@ export async function startGatehouse(config: GatehouseConfig, options: StartOpti
       metrics.broker,
       cluster
         ? {
+            nodeId: cluster.nodeId,
             ownership: cluster.ownership,
             emitter: (concurrency) =>
               customTopicEmitter({ url: config.redisUrl as string, prefix: config.redisPrefix, concurrency }),

@@ -16,7 +16,7 @@ import {
 } from 'aedes';
 import type { BrokerEmitter } from '../cluster/custom-topic-emitter.js';
 import type { ConnectionOwnership } from '../cluster/ownership.js';
-import type { SharedSessionStore } from '../cluster/shared-sessions.js';
+import type { SharedSessionStore, StoredWill } from '../cluster/shared-sessions.js';
 import { type IngestOutcome, ingestState } from '../core/ingest.js';
 import type { Connections, Platform } from '../core/platform.js';
 import { authorize, type Principal } from '../domain/authorization.js';
@@ -138,6 +138,8 @@ export class MqttBroker implements Connections {
   /** Superseded connections whose CONNACK is not written yet: closed once it is. */
   private readonly closeAfterConnack = new WeakSet<Client>();
   private readonly ownership: ConnectionOwnership | undefined;
+  /** This node's id among nodes sharing Redis: aedes' broker id, under which the wills of its clients are stored. */
+  private readonly nodeId: string | undefined;
   private readonly emitter: ((concurrency: number) => BrokerEmitter) | undefined;
   /** The queue of a resumed session leaves out what reached it live already (the reconnect race). */
   private readonly replay: QueueReplay = {
@@ -165,12 +167,14 @@ export class MqttBroker implements Connections {
      * messages in Redis (src/cluster/). None on a single node.
      */
     shared: {
+      nodeId?: string;
       ownership?: ConnectionOwnership;
       emitter?: (concurrency: number) => BrokerEmitter;
       sessions?: SharedSessionStore;
     } = {},
   ) {
     this.ownership = shared.ownership;
+    this.nodeId = shared.nodeId;
     this.emitter = shared.emitter;
     this.sessionStore = shared.sessions;
     this.prefix = platform.topicPrefix;
@@ -186,6 +190,15 @@ export class MqttBroker implements Connections {
         this.sessionStore.queues(this.limits.queue, onQueueFull),
         { dropsQueueWithSubscriptions: true, replay: this.replay },
       );
+      // A will is stored with the access key its client connected with: if this node dies, the
+      // node that publishes the will in its place authorizes it with that key (publishWillsOf).
+      const wills = this.persistence as unknown as { putWill(client: Client, packet: object): Promise<unknown> };
+      const putWill = wills.putWill.bind(wills);
+      wills.putWill = (client, packet) => {
+        const session = this.sessions.of(client);
+        if (session) Object.assign(packet, { keyId: session.principal.key.id });
+        return putWill(client, packet);
+      };
     } else {
       this.retained = new RetainedBudget(this.limits.retained);
       this.persistence = boundedMemoryPersistence(new QueueAccounting(this.limits.queue, onQueueFull), this.replay);
@@ -196,6 +209,7 @@ export class MqttBroker implements Connections {
     const mq = this.emitter?.(EMITTER_CONCURRENCY);
     await mq?.ready?.();
     this.aedes = new Aedes({
+      ...(this.nodeId ? { id: this.nodeId } : {}),
       persistence: this.persistence,
       ...(mq ? { mq } : {}),
       // 24-hex device ids exceed MQTT 3.1's 23 characters; 3.1.1 has no such limit.
@@ -524,6 +538,77 @@ export class MqttBroker implements Connections {
         () => {},
       );
     }
+  }
+
+  /**
+   * Publishes the Last Wills left by the clients of a node that died (nodes sharing Redis; the
+   * sweep after dead nodes calls it, src/cluster/node-sweep.ts), as that node would have when
+   * their connections ended: each through the same authorization as a will here, with the access
+   * key its client connected with and the rights of the moment. Each will is taken from Redis
+   * once, whichever node sweeps. Answers how many wills were taken.
+   */
+  async publishWillsOf(nodeId: string): Promise<number> {
+    if (!this.sessionStore || nodeId === this.nodeId) return 0;
+    let taken = 0;
+    for await (const will of this.sessionStore.takeWills(nodeId)) {
+      taken++;
+      try {
+        await this.publishWill(will);
+      } catch (err) {
+        this.log.warn({ event: 'willFailed', err, clientId: will.clientId, nodeId }, 'publishing a will failed');
+      }
+    }
+    return taken;
+  }
+
+  /** One will of a dead node's client, through authorizePublish as on a closed connection here. */
+  private async publishWill(will: StoredWill): Promise<void> {
+    const { registry } = this.platform;
+    const [device, key] = await Promise.all([
+      registry.device(will.clientId),
+      will.keyId ? registry.keyById(will.keyId) : undefined,
+    ]);
+    const principal: DevicePrincipal | undefined =
+      device && key && key.applicationId === device.applicationId ? { kind: 'device', device, key } : undefined;
+    // A connection whose rights are gone is closed here with its will dropped (revalidate); the
+    // same rights decide now.
+    if (!principal || !authorize(principal, { type: 'connect' }).allow) return;
+    // The connection is gone: a stand-in, closed, so that the will is handled as on this node.
+    const client = { id: will.clientId, closed: true, close() {} } as unknown as Client;
+    this.sessions.bind({
+      client,
+      principal,
+      deviceId: will.clientId,
+      ipAddress: null,
+      connectedAt: this.platform.clock(),
+      messagesFromClient: 0,
+      messagesToClient: 0,
+      commandSubscriptions: new Map(),
+      errorSubscription: null,
+      closeReason: null,
+      revoked: false,
+      unflushed: 0,
+      generation: null,
+      pending: null,
+      customPending: null,
+      replayed: null,
+      keptQueued: new Set(),
+    });
+    const packet: PublishPacket = {
+      cmd: 'publish',
+      topic: will.topic,
+      payload: Buffer.from(will.payload),
+      qos: will.qos,
+      retain: will.retain,
+      dup: false,
+    };
+    await new Promise<void>((resolve, reject) =>
+      this.authorizePublish(client, packet, (err) => (err ? reject(err) : resolve())),
+    );
+    if (packet.topic === SINK_TOPIC) return;
+    await new Promise<void>((resolve, reject) =>
+      this.aedes.publish(packet, (err?: Error) => (err ? reject(err) : resolve())),
+    );
   }
 
   private onDisconnected(client: Client): void {

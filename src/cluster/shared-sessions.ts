@@ -62,15 +62,51 @@ redis.call('HSET', KEYS[1], ARGV[1], bytes)
 redis.call('HSET', KEYS[2], ARGV[5], total)
 return 1`;
 
+/**
+ * Takes the wills of a dead node out of the persistence's list of wills (KEYS[1]): the entries
+ * starting with ARGV[1], at most ARGV[2] of them. One script, so two nodes sweeping at once take
+ * disjoint sets. The list is rebuilt without them (one pass over it).
+ */
+const TAKE_WILLS = `
+local taken, kept = {}, {}
+local limit = tonumber(ARGV[2])
+for _, key in ipairs(redis.call('LRANGE', KEYS[1], 0, -1)) do
+  if #taken < limit and string.sub(key, 1, #ARGV[1]) == ARGV[1] then taken[#taken + 1] = key
+  else kept[#kept + 1] = key end
+end
+if #taken > 0 then
+  redis.call('DEL', KEYS[1])
+  for i = 1, #kept, 1000 do redis.call('RPUSH', KEYS[1], unpack(kept, i, math.min(i + 999, #kept))) end
+end
+return taken`;
+
+/** Wills taken from the list per script run. */
+const WILLS_PER_TAKE = 1_000;
+
 const FORGET_APP = `
 local topics = redis.call('HKEYS', KEYS[1])
 redis.call('DEL', KEYS[1])
 redis.call('HDEL', KEYS[2], ARGV[1])
 return topics`;
 
+/** A Last Will as a client's CONNECT left it, with the access key it connected with (put by the broker). */
+export interface StoredWill {
+  clientId: string;
+  topic: string;
+  payload: Buffer;
+  qos: 0 | 1 | 2;
+  retain: boolean;
+  keyId?: string;
+}
+
 export interface SharedSessionStore {
   /** The aedes persistence (not yet bounded: the broker wraps it). */
   persistence: unknown;
+  /**
+   * Takes the stored wills of the clients of broker `brokerId` (a node found dead), each one
+   * once across every node: whoever takes a will publishes it, nobody else sees it again.
+   */
+  takeWills(brokerId: string): AsyncGenerator<StoredWill>;
   queues(limits: QueueLimits, onOverflow: (clientId: string, limits: QueueLimits) => void): QueueBounds;
   retained(limits: RetainedLimits): RetainedBounds;
   close(): Promise<void>;
@@ -95,14 +131,37 @@ export function sharedSessionStore(options: { url: string; prefix: string }): Sh
   const queueKey = (clientId: string) => `queue:${clientId}`;
   const retainedKey = (applicationId: string) => `retained-budget:${applicationId}`;
   const RETAINED_BYTES = 'retained-bytes';
-  const persistence = redisPersistence({ conn }) as { streamWill(brokers: unknown): AsyncIterable<unknown> };
+  const persistence = redisPersistence({ conn }) as {
+    streamWill(brokers: unknown): AsyncIterable<unknown>;
+    delWill(client: { id: string; brokerId: string }): Promise<StoredWill | null>;
+  };
   // aedes publishes, every four heartbeats, the stored wills of brokers it has not heard from
   // lately. Heartbeats stay on each node (src/cluster/custom-topic-emitter.ts), so every node
   // would take the others for dead and publish the wills of their connected clients. A will is
-  // published by the node where its connection ends; one of a node that dies is not (docs/scale-out.md).
+  // published by the node where its connection ends; those of a node that dies are taken by the
+  // sweep after it (takeWills, src/cluster/node-sweep.ts), which knows which nodes are dead.
   persistence.streamWill = async function* () {};
   return {
     persistence,
+    async *takeWills(brokerId) {
+      // The persistence's keys: `will:<broker>:<client id, URI-encoded>`, listed in `will`.
+      const start = `will:${brokerId}:`;
+      for (;;) {
+        const taken = (await conn.eval(TAKE_WILLS, 1, 'will', start, WILLS_PER_TAKE)) as string[];
+        for (const key of taken) {
+          let id: string;
+          try {
+            id = decodeURIComponent(key.slice(start.length));
+          } catch {
+            continue;
+          }
+          // Out of the list: no other node takes it. The persistence reads and deletes the will.
+          const will = await persistence.delWill({ id, brokerId });
+          if (will) yield { ...will, clientId: id };
+        }
+        if (taken.length < WILLS_PER_TAKE) return;
+      }
+    },
     queues(limits, onOverflow) {
       return {
         async admitEach(clientIds: string[], packet: QueuedPacket): Promise<boolean[]> {

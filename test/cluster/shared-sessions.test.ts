@@ -105,4 +105,46 @@ describe('the session store in Redis', () => {
       await clearing;
     }
   });
+
+  it("gives each will of a dead node's clients to exactly one of two nodes taking them at once", async () => {
+    // What aedes' setup needs of a broker: its id (the wills are stored under it) and its emitter.
+    const broker = (id: string) => ({
+      id,
+      subscribe: (_topic: string, _listener: unknown, done: () => void) => done(),
+      publish: (_packet: unknown, done: () => void) => done(),
+    });
+    type Wills = { setup(b: unknown): Promise<void>; putWill(c: { id: string }, p: object): Promise<void> };
+    const dead = open().persistence as Wills;
+    const alive = open().persistence as Wills;
+    await dead.setup(broker('deadnode'));
+    await alive.setup(broker('livenode'));
+    const will = (n: number) => ({ topic: `status/${n}`, payload: Buffer.from(`gone ${n}`), qos: 1, retain: false });
+    const ids = Array.from({ length: 2_500 }, (_, n) => (n === 7 ? 'odd:id/ä %' : `device-${n}`));
+    await Promise.all(ids.map((id, n) => dead.putWill({ id }, { ...will(n), keyId: 'k1' })));
+    await alive.putWill({ id: 'device-0' }, will(-1));
+
+    const take = async (store: SharedSessionStore) => {
+      const taken: Array<{ clientId: string; topic: string; payload: string; keyId?: string }> = [];
+      for await (const w of store.takeWills('deadnode')) {
+        taken.push({ clientId: w.clientId, topic: w.topic, payload: w.payload.toString(), keyId: w.keyId });
+      }
+      return taken;
+    };
+    const [one, two] = await Promise.all([take(open()), take(open())]);
+    const all = [...one, ...two];
+    expect(all.length).toBe(ids.length);
+    expect(new Set(all.map((w) => w.clientId))).toEqual(new Set(ids));
+    expect(all.find((w) => w.clientId === 'odd:id/ä %')).toEqual({
+      clientId: 'odd:id/ä %',
+      topic: 'status/7',
+      payload: 'gone 7',
+      keyId: 'k1',
+    });
+    // Taken means gone from Redis; the wills of a live node stay.
+    expect(await take(open())).toEqual([]);
+    const redis = new Redis(REDIS_URL);
+    expect(await redis.keys(`${prefix}aedes:will:deadnode:*`)).toEqual([]);
+    expect(await redis.lrange(`${prefix}aedes:will`, 0, -1)).toEqual(['will:livenode:device-0']);
+    redis.disconnect();
+  });
 });
