@@ -147,4 +147,54 @@ describe('the session store in Redis', () => {
     expect(await redis.lrange(`${prefix}aedes:will`, 0, -1)).toEqual(['will:livenode:device-0']);
     redis.disconnect();
   });
+
+  it("drops a queue's copies only it held, and an acknowledgement after the drop does not count again", async () => {
+    // What aedes' setup needs of a broker: its id and an emitter carrying the subscription notices.
+    const listeners = new Map<string, (packet: unknown, done: () => void) => void>();
+    const broker = {
+      id: 'b',
+      subscribe: (topic: string, listener: (packet: unknown, done: () => void) => void, done: () => void) => {
+        listeners.set(topic, listener);
+        done();
+      },
+      publish: (packet: { topic: string }, done: () => void) => {
+        listeners.get('$SYS/sub/+')?.(packet, () => {});
+        done();
+      },
+    };
+    const persistence = open().persistence as {
+      setup(b: unknown): Promise<void>;
+      addSubscriptions(c: { id: string }, subs: object[]): Promise<void>;
+      cleanSubscriptions(c: { id: string }): Promise<void>;
+      outgoingEnqueueCombi(subs: Array<{ clientId: string }>, packet: object): Promise<void>;
+      outgoingUpdate(c: { id: string }, packet: object): Promise<void>;
+      outgoingClearMessageId(c: { id: string }, packet: object): Promise<unknown>;
+      outgoingStream(c: { id: string }): AsyncIterable<{ brokerCounter: number }>;
+    };
+    await persistence.setup(broker);
+    for (const id of ['drops', 'keeps']) await persistence.addSubscriptions({ id }, [{ topic: 'q/+', qos: 1 }]);
+    await persistence.outgoingEnqueueCombi([{ clientId: 'drops' }, { clientId: 'keeps' }], packet(901));
+    await persistence.outgoingEnqueueCombi([{ clientId: 'drops' }], packet(902));
+    // 901 is sent to the client that then drops its queue, and acknowledged only after the drop.
+    await persistence.outgoingUpdate({ id: 'drops' }, { ...packet(901), messageId: 1 });
+
+    const redis = new Redis(REDIS_URL);
+    const copies = async () =>
+      (await redis.keys(`${prefix}aedes:packet:b:90*`)).map((k) => k.slice(`${prefix}aedes:`.length)).sort();
+    expect(await copies()).toEqual([
+      'packet:b:901',
+      'packet:b:901:offlineCount',
+      'packet:b:902',
+      'packet:b:902:offlineCount',
+    ]);
+    await persistence.cleanSubscriptions({ id: 'drops' });
+    expect(await copies()).toEqual(['packet:b:901', 'packet:b:901:offlineCount']);
+    expect(await redis.get(`${prefix}aedes:packet:b:901:offlineCount`)).toBe('1');
+    expect(await persistence.outgoingClearMessageId({ id: 'drops' }, { messageId: 1 })).toBeUndefined();
+    expect(await redis.get(`${prefix}aedes:packet:b:901:offlineCount`)).toBe('1');
+    const queued: number[] = [];
+    for await (const p of persistence.outgoingStream({ id: 'keeps' })) queued.push(Number(p.brokerCounter));
+    expect(queued).toEqual([901]);
+    redis.disconnect();
+  });
 });
