@@ -111,6 +111,9 @@ const REPLAY_GRACE_MS = 5_000;
 /** Messages remembered per resumed session for that check; past this, it stops. */
 const REPLAY_KEYS = 5_000;
 
+/** Messages queued before their PUBACK and not yet routed by aedes; past this, the memory is reset. */
+const QUEUED_EARLY_KEYS = 10_000;
+
 /** What identifies one published message on every node: the broker that took it and its number there. */
 const messageKey = (packet: QueuedPacket): string => `${packet.brokerId}:${packet.brokerCounter}`;
 
@@ -135,6 +138,11 @@ export class MqttBroker implements Connections {
   private readonly refusedConnects = new WeakSet<Client>();
   /** Releases of devices under way (nodes sharing Redis): `close` waits for their writes to be queued. */
   private readonly releasing = new Set<Promise<void>>();
+  /**
+   * QoS 1 custom messages queued for persistent sessions before their PUBACK (nodes sharing
+   * Redis), by messageKey: aedes' own enqueue of them, after the PUBACK, is skipped.
+   */
+  private readonly queuedEarly = new Set<string>();
   /** Superseded connections whose CONNACK is not written yet: closed once it is. */
   private readonly closeAfterConnack = new WeakSet<Client>();
   private readonly ownership: ConnectionOwnership | undefined;
@@ -198,6 +206,18 @@ export class MqttBroker implements Connections {
         const session = this.sessions.of(client);
         if (session) Object.assign(packet, { keyId: session.principal.key.id });
         return putWill(client, packet);
+      };
+      // A QoS 1 custom message is queued before its PUBACK (queueEarly); aedes queues it again
+      // once acknowledged, which is skipped.
+      const queues = this.persistence as unknown as {
+        outgoingEnqueueCombi(subs: unknown[], packet: QueuedPacket, cb?: Done): Promise<void> | undefined;
+      };
+      const enqueue = queues.outgoingEnqueueCombi.bind(queues);
+      queues.outgoingEnqueueCombi = (subs, packet, cb) => {
+        if (!this.queuedEarly.delete(messageKey(packet))) return enqueue(subs, packet, cb);
+        if (!cb) return Promise.resolve();
+        cb(null);
+        return undefined;
       };
     } else {
       this.retained = new RetainedBudget(this.limits.retained);
@@ -862,23 +882,58 @@ export class MqttBroker implements Connections {
     const applicationId = principal.device.applicationId;
     const unscoped = packet.topic;
     const scoped = scopeTopic(applicationId, packet.topic);
-    const go = (refusal: string | null) => {
+    const go = (refusal: string | null): Promise<void> | undefined => {
       if (refusal) this.refuse(session, packet, 'RetainedBudget', refusal);
       else this.acceptCustom(session, packet, applicationId, unscoped, scoped);
-      next();
+      const queued = packet.topic === scoped ? this.queueEarly(packet) : undefined;
+      if (!queued) {
+        next();
+        return undefined;
+      }
+      return queued.then(next, (err: Error) => fail(err));
     };
-    if (!packet.retain) {
-      go(null);
-      return undefined;
-    }
+    if (!packet.retain) return go(null);
     const refusal = this.retained.admit(applicationId, scoped, size);
-    if (!(refusal instanceof Promise)) {
-      go(refusal);
-      return undefined;
-    }
+    if (!(refusal instanceof Promise)) return go(refusal);
     // Redis cannot be asked: the publish is not acknowledged and the connection closes, as when
     // a state cannot be committed; the client sends it again.
     return refusal.then(go, (err: Error) => fail(err));
+  }
+
+  /**
+   * Nodes sharing Redis: queues an accepted QoS 1 custom message for the persistent sessions
+   * subscribed to it before aedes writes its PUBACK (aedes queues after it, so a queue that
+   * fails, Redis away, would lose an acknowledged message). A failure closes the connection
+   * unacknowledged, and the client sends the message again. The message gets its identity (this
+   * broker's id and next number) here, and keeps it through aedes' routing.
+   */
+  private queueEarly(packet: PublishPacket): Promise<void> | undefined {
+    if (!this.sessionStore || packet.qos !== 1) return undefined;
+    const broker = this.aedes as unknown as { id: string; counter: number };
+    const identified = packet as PublishPacket & { brokerId?: string; brokerCounter?: number };
+    identified.brokerId = broker.id;
+    identified.brokerCounter = ++broker.counter;
+    const copy = {
+      cmd: 'publish',
+      brokerId: identified.brokerId,
+      brokerCounter: identified.brokerCounter,
+      topic: packet.topic,
+      payload: packet.payload,
+      qos: packet.qos,
+      retain: packet.retain,
+      dup: false,
+    };
+    const persistence = this.persistence as unknown as {
+      subscriptionsByTopic(topic: string): Promise<unknown[]>;
+      outgoingEnqueueCombi(subs: unknown[], packet: QueuedPacket): Promise<void>;
+    };
+    const key = messageKey(copy);
+    return persistence.subscriptionsByTopic(packet.topic).then(async (subs) => {
+      if (subs.length === 0) return;
+      await persistence.outgoingEnqueueCombi(subs, copy);
+      if (this.queuedEarly.size >= QUEUED_EARLY_KEYS) this.queuedEarly.clear();
+      this.queuedEarly.add(key);
+    });
   }
 
   private acceptCustom(

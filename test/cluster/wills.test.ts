@@ -87,17 +87,18 @@ describe('wills of a node that dies', () => {
 
     // The gateway's will reported for its bound peripheral, as a state.
     await eventually(
-      async () => (await stateHistory(survivor.asServer(), fleet.applicationId, fleet.bound)).length === 1,
+      async () =>
+        (await stateHistory(survivor as unknown as TestServer, fleet.applicationId, fleet.bound)).length === 1,
       5_000,
     );
-    expect((await stateHistory(survivor.asServer(), fleet.applicationId, fleet.bound))[0]).toMatchObject({
+    expect((await stateHistory(survivor as unknown as TestServer, fleet.applicationId, fleet.bound))[0]).toMatchObject({
       data: { label: 'gateway gone' },
       reportedBy: fleet.gateway,
     });
     // A will on a command topic is refused, as a publish there would be.
     const refused = await eventually(
       async () =>
-        (await deviceLogs(survivor.asServer(), fleet.applicationId, fleet.otherGateway)).find(
+        (await deviceLogs(survivor as unknown as TestServer, fleet.applicationId, fleet.otherGateway)).find(
           (e) => e.kind === 'rejected',
         ),
       5_000,
@@ -110,7 +111,7 @@ describe('wills of a node that dies', () => {
     // Later sweeps publish nothing again.
     await new Promise((r) => setTimeout(r, 4_500));
     expect(wills.filter((w) => w.topic === 'status/standalone')).toHaveLength(1);
-    expect(await stateHistory(survivor.asServer(), fleet.applicationId, fleet.bound)).toHaveLength(1);
+    expect(await stateHistory(survivor as unknown as TestServer, fleet.applicationId, fleet.bound)).toHaveLength(1);
     await subscriber.endAsync();
   }, 60_000);
 });
