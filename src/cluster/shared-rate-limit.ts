@@ -41,7 +41,21 @@ export class SharedRateLimiter implements MessageLimiter {
   private readonly unsent = new Set<Window>();
   private flushScheduled = false;
 
-  constructor(private readonly links: RedisLinks) {}
+  private readonly namespace: string;
+  private readonly maxKeys: number;
+
+  /**
+   * `namespace` keeps the counters of one use apart from another's in Redis; `maxKeys` bounds
+   * memory when the keys come from clients (remote addresses): a new key beyond it evicts the key
+   * seen first (its hits not yet sent are still sent).
+   */
+  constructor(
+    private readonly links: RedisLinks,
+    options: { namespace?: string; maxKeys?: number } = {},
+  ) {
+    this.namespace = options.namespace ?? '';
+    this.maxKeys = options.maxKeys ?? Number.POSITIVE_INFINITY;
+  }
 
   hit(key: string, limit: RateLimit, now: number): boolean {
     if (limit.messages <= 0) return true;
@@ -84,6 +98,10 @@ export class SharedRateLimiter implements MessageLimiter {
     const index = Math.floor(now / length);
     let w = this.windows.get(key);
     if (!w || w.index !== index || w.length !== length) {
+      if (!w && this.windows.size >= this.maxKeys) {
+        const oldest = this.windows.keys().next();
+        if (!oldest.done) this.windows.delete(oldest.value);
+      }
       w = { key, index, length, known: 0, sending: 0, pending: 0 };
       this.windows.set(key, w);
     }
@@ -114,7 +132,7 @@ export class SharedRateLimiter implements MessageLimiter {
     }
     this.unsent.clear();
     if (batch.length === 0) return;
-    const keys = batch.map(({ w }) => `${this.links.prefix}rate:${w.key}:${w.length}:${w.index}`);
+    const keys = batch.map(({ w }) => `${this.links.prefix}rate:${this.namespace}${w.key}:${w.length}:${w.index}`);
     const args = [...batch.map(({ hits }) => String(hits)), ...batch.map(({ w }) => String(w.length * 2))];
     this.links.command.eval(COUNT, keys.length, ...keys, ...args).then(
       (totals) => {
