@@ -24,7 +24,7 @@ import { ConfigError, type GatehouseConfig, optionName, redactDatabaseUrl } from
 import { newApiToken, newUser, publicUser } from './core/accounts.js';
 import { Maintenance, type MaintenanceOptions } from './core/maintenance.js';
 import { Platform } from './core/platform.js';
-import type { SecretCheckLimits } from './core/secrets.js';
+import { DEFAULT_SECRET_CHECK_LIMITS, type SecretCheckLimits } from './core/secrets.js';
 import { normalizeEmail, passwordProblem, type User } from './domain/accounts.js';
 import { acceptTlsOnHttpServer, type HttpTls } from './http-tls.js';
 import { createLogger, type Logger } from './logger.js';
@@ -80,6 +80,8 @@ export interface StartOptions {
  * Starts everything. Nothing new is written before every listener is up: a start that fails
  * (a port in use, a bad TLS file) leaves no admin token behind that was never printed.
  */
+/** Keys of failed secret checks a node tracks (credentials, addresses), as the per-node counters keep. */
+const SECRET_FAILURE_KEYS = DEFAULT_SECRET_CHECK_LIMITS.maxTracked;
 /** How long a trusted proxy's MQTT connection may take to send its PROXY protocol header. */
 const PROXY_HEADER_TIMEOUT_MS = 5_000;
 
@@ -115,6 +117,21 @@ export async function startGatehouse(config: GatehouseConfig, options: StartOpti
     sharedConnections: cluster !== undefined && !cluster.alone,
     // Per-device limits count across nodes (docs/scale-out.md).
     ...(cluster ? { limiter: new SharedRateLimiter(cluster.links) } : {}),
+    // So are failed secret checks, per credential and per address (docs/scale-out.md).
+    ...(cluster
+      ? {
+          secretFailures: {
+            credential: new SharedRateLimiter(cluster.links, {
+              namespace: 'secret-credential:',
+              maxKeys: SECRET_FAILURE_KEYS,
+            }),
+            address: new SharedRateLimiter(cluster.links, {
+              namespace: 'secret-address:',
+              maxKeys: SECRET_FAILURE_KEYS,
+            }),
+          },
+        }
+      : {}),
   });
   const readiness = new Readiness({
     store,
@@ -135,6 +152,7 @@ export async function startGatehouse(config: GatehouseConfig, options: StartOpti
       metrics.broker,
       cluster
         ? {
+            nodeId: cluster.nodeId,
             ownership: cluster.ownership,
             emitter: (concurrency) =>
               customTopicEmitter({ url: config.redisUrl as string, prefix: config.redisPrefix, concurrency }),

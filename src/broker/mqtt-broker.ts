@@ -16,7 +16,7 @@ import {
 } from 'aedes';
 import type { BrokerEmitter } from '../cluster/custom-topic-emitter.js';
 import type { ConnectionOwnership } from '../cluster/ownership.js';
-import type { SharedSessionStore } from '../cluster/shared-sessions.js';
+import type { SharedSessionStore, StoredWill } from '../cluster/shared-sessions.js';
 import { type IngestOutcome, ingestState } from '../core/ingest.js';
 import type { Connections, Platform } from '../core/platform.js';
 import { authorize, type Principal } from '../domain/authorization.js';
@@ -111,6 +111,9 @@ const REPLAY_GRACE_MS = 5_000;
 /** Messages remembered per resumed session for that check; past this, it stops. */
 const REPLAY_KEYS = 5_000;
 
+/** Messages queued before their PUBACK and not yet routed by aedes; past this, the memory is reset. */
+const QUEUED_EARLY_KEYS = 10_000;
+
 /** What identifies one published message on every node: the broker that took it and its number there. */
 const messageKey = (packet: QueuedPacket): string => `${packet.brokerId}:${packet.brokerCounter}`;
 
@@ -134,9 +137,16 @@ export class MqttBroker implements Connections {
   private readonly refusedConnects = new WeakSet<Client>();
   /** Releases of devices under way (nodes sharing Redis): `close` waits for their writes to be queued. */
   private readonly releasing = new Set<Promise<void>>();
+  /**
+   * QoS 1 custom messages queued for persistent sessions before their PUBACK (nodes sharing
+   * Redis), by messageKey: aedes' own enqueue of them, after the PUBACK, is skipped.
+   */
+  private readonly queuedEarly = new Set<string>();
   /** Superseded connections whose CONNACK is not written yet: closed once it is. */
   private readonly closeAfterConnack = new WeakSet<Client>();
   private readonly ownership: ConnectionOwnership | undefined;
+  /** This node's id among nodes sharing Redis: aedes' broker id, under which the wills of its clients are stored. */
+  private readonly nodeId: string | undefined;
   private readonly emitter: ((concurrency: number) => BrokerEmitter) | undefined;
   /** The queue of a resumed session leaves out what reached it live already (the reconnect race). */
   private readonly replay: QueueReplay = {
@@ -164,12 +174,14 @@ export class MqttBroker implements Connections {
      * messages in Redis (src/cluster/). None on a single node.
      */
     shared: {
+      nodeId?: string;
       ownership?: ConnectionOwnership;
       emitter?: (concurrency: number) => BrokerEmitter;
       sessions?: SharedSessionStore;
     } = {},
   ) {
     this.ownership = shared.ownership;
+    this.nodeId = shared.nodeId;
     this.emitter = shared.emitter;
     this.sessionStore = shared.sessions;
     this.prefix = platform.topicPrefix;
@@ -185,6 +197,27 @@ export class MqttBroker implements Connections {
         this.sessionStore.queues(this.limits.queue, onQueueFull),
         { dropsQueueWithSubscriptions: true, replay: this.replay },
       );
+      // A will is stored with the access key its client connected with: if this node dies, the
+      // node that publishes the will in its place authorizes it with that key (publishWillsOf).
+      const wills = this.persistence as unknown as { putWill(client: Client, packet: object): Promise<unknown> };
+      const putWill = wills.putWill.bind(wills);
+      wills.putWill = (client, packet) => {
+        const session = this.sessions.of(client);
+        if (session) Object.assign(packet, { keyId: session.principal.key.id });
+        return putWill(client, packet);
+      };
+      // A QoS 1 custom message is queued before its PUBACK (queueEarly); aedes queues it again
+      // once acknowledged, which is skipped.
+      const queues = this.persistence as unknown as {
+        outgoingEnqueueCombi(subs: unknown[], packet: QueuedPacket, cb?: Done): Promise<void> | undefined;
+      };
+      const enqueue = queues.outgoingEnqueueCombi.bind(queues);
+      queues.outgoingEnqueueCombi = (subs, packet, cb) => {
+        if (!this.queuedEarly.delete(messageKey(packet))) return enqueue(subs, packet, cb);
+        if (!cb) return Promise.resolve();
+        cb(null);
+        return undefined;
+      };
     } else {
       this.retained = new RetainedBudget(this.limits.retained);
       this.persistence = boundedMemoryPersistence(new QueueAccounting(this.limits.queue, onQueueFull), this.replay);
@@ -195,6 +228,7 @@ export class MqttBroker implements Connections {
     const mq = this.emitter?.(EMITTER_CONCURRENCY);
     await mq?.ready?.();
     this.aedes = new Aedes({
+      ...(this.nodeId ? { id: this.nodeId } : {}),
       persistence: this.persistence,
       ...(mq ? { mq } : {}),
       // 24-hex device ids exceed MQTT 3.1's 23 characters; 3.1.1 has no such limit.
@@ -526,6 +560,77 @@ export class MqttBroker implements Connections {
     }
   }
 
+  /**
+   * Publishes the Last Wills left by the clients of a node that died (nodes sharing Redis; the
+   * sweep after dead nodes calls it, src/cluster/node-sweep.ts), as that node would have when
+   * their connections ended: each through the same authorization as a will here, with the access
+   * key its client connected with and the rights of the moment. Each will is taken from Redis
+   * once, whichever node sweeps. Answers how many wills were taken.
+   */
+  async publishWillsOf(nodeId: string): Promise<number> {
+    if (!this.sessionStore || nodeId === this.nodeId) return 0;
+    let taken = 0;
+    for await (const will of this.sessionStore.takeWills(nodeId)) {
+      taken++;
+      try {
+        await this.publishWill(will);
+      } catch (err) {
+        this.log.warn({ event: 'willFailed', err, clientId: will.clientId, nodeId }, 'publishing a will failed');
+      }
+    }
+    return taken;
+  }
+
+  /** One will of a dead node's client, through authorizePublish as on a closed connection here. */
+  private async publishWill(will: StoredWill): Promise<void> {
+    const { registry } = this.platform;
+    const [device, key] = await Promise.all([
+      registry.device(will.clientId),
+      will.keyId ? registry.keyById(will.keyId) : undefined,
+    ]);
+    const principal: DevicePrincipal | undefined =
+      device && key && key.applicationId === device.applicationId ? { kind: 'device', device, key } : undefined;
+    // A connection whose rights are gone is closed here with its will dropped (revalidate); the
+    // same rights decide now.
+    if (!principal || !authorize(principal, { type: 'connect' }).allow) return;
+    // The connection is gone: a stand-in, closed, so that the will is handled as on this node.
+    const client = { id: will.clientId, closed: true, close() {} } as unknown as Client;
+    this.sessions.bind({
+      client,
+      principal,
+      deviceId: will.clientId,
+      ipAddress: null,
+      connectedAt: this.platform.clock(),
+      messagesFromClient: 0,
+      messagesToClient: 0,
+      commandSubscriptions: new Map(),
+      errorSubscription: null,
+      closeReason: null,
+      revoked: false,
+      unflushed: 0,
+      generation: null,
+      pending: null,
+      customPending: null,
+      replayed: null,
+      keptQueued: new Set(),
+    });
+    const packet: PublishPacket = {
+      cmd: 'publish',
+      topic: will.topic,
+      payload: Buffer.from(will.payload),
+      qos: will.qos,
+      retain: will.retain,
+      dup: false,
+    };
+    await new Promise<void>((resolve, reject) =>
+      this.authorizePublish(client, packet, (err) => (err ? reject(err) : resolve())),
+    );
+    if (packet.topic === SINK_TOPIC) return;
+    await new Promise<void>((resolve, reject) =>
+      this.aedes.publish(packet, (err?: Error) => (err ? reject(err) : resolve())),
+    );
+  }
+
   private onDisconnected(client: Client): void {
     const session = this.sessions.of(client);
     if (!session) return;
@@ -781,23 +886,64 @@ export class MqttBroker implements Connections {
     const applicationId = principal.device.applicationId;
     const unscoped = packet.topic;
     const scoped = scopeTopic(applicationId, packet.topic);
-    const go = (refusal: string | null) => {
+    const go = (refusal: string | null): Promise<void> | undefined => {
       if (refusal) this.refuse(session, packet, 'RetainedBudget', refusal);
       else this.acceptCustom(session, packet, applicationId, unscoped, scoped);
-      next();
+      const queued = packet.topic === scoped ? this.queueEarly(packet) : undefined;
+      if (!queued) {
+        next();
+        return undefined;
+      }
+      return queued.then(next, (err: Error) => fail(err));
     };
     if (!packet.retain) {
-      go(null);
+      // Not chained: the client's publishes are queued concurrently, in arrival order (one Redis
+      // connection answers in order, and each takes the same steps). Waiting for each queue
+      // before the next publish halved the rate one publisher could reach.
+      go(null)?.catch((err: unknown) => this.log.error({ event: 'brokerError', err }, 'broker error'));
       return undefined;
     }
     const refusal = this.retained.admit(applicationId, scoped, size);
-    if (!(refusal instanceof Promise)) {
-      go(refusal);
-      return undefined;
-    }
+    if (!(refusal instanceof Promise)) return go(refusal);
     // Redis cannot be asked: the publish is not acknowledged and the connection closes, as when
     // a state cannot be committed; the client sends it again.
     return refusal.then(go, (err: Error) => fail(err));
+  }
+
+  /**
+   * Nodes sharing Redis: queues an accepted QoS 1 custom message for the persistent sessions
+   * subscribed to it before aedes writes its PUBACK (aedes queues after it, so a queue that
+   * fails, Redis away, would lose an acknowledged message). A failure closes the connection
+   * unacknowledged, and the client sends the message again. The message gets its identity (this
+   * broker's id and next number) here, and keeps it through aedes' routing.
+   */
+  private queueEarly(packet: PublishPacket): Promise<void> | undefined {
+    if (!this.sessionStore || packet.qos !== 1) return undefined;
+    const broker = this.aedes as unknown as { id: string; counter: number };
+    const identified = packet as PublishPacket & { brokerId?: string; brokerCounter?: number };
+    identified.brokerId = broker.id;
+    identified.brokerCounter = ++broker.counter;
+    const copy = {
+      cmd: 'publish',
+      brokerId: identified.brokerId,
+      brokerCounter: identified.brokerCounter,
+      topic: packet.topic,
+      payload: packet.payload,
+      qos: packet.qos,
+      retain: packet.retain,
+      dup: false,
+    };
+    const persistence = this.persistence as unknown as {
+      subscriptionsByTopic(topic: string): Promise<unknown[]>;
+      outgoingEnqueueCombi(subs: unknown[], packet: QueuedPacket): Promise<void>;
+    };
+    const key = messageKey(copy);
+    return persistence.subscriptionsByTopic(packet.topic).then(async (subs) => {
+      if (subs.length === 0) return;
+      await persistence.outgoingEnqueueCombi(subs, copy);
+      if (this.queuedEarly.size >= QUEUED_EARLY_KEYS) this.queuedEarly.clear();
+      this.queuedEarly.add(key);
+    });
   }
 
   private acceptCustom(

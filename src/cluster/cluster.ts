@@ -62,7 +62,11 @@ export class Cluster {
    */
   attach(
     platform: Platform,
-    local: Connections & { supersede(deviceId: string, generation: number): void; reclaimAll(): Promise<void> },
+    local: Connections & {
+      supersede(deviceId: string, generation: number): void;
+      reclaimAll(): Promise<void>;
+      publishWillsOf(nodeId: string): Promise<number>;
+    },
   ): void {
     this.ownership.whenSuperseded((claim) => local.supersede(claim.deviceId, claim.generation));
     this.membership.whenRejoined(() => {
@@ -106,7 +110,11 @@ export class Cluster {
     this.sweepTimer = setInterval(() => {
       if (!this.lease.held || this.sweeping) return;
       this.sweeping = true;
-      sweepDeadNodes(platform, this)
+      sweepDeadNodes(platform, {
+        membership: this.membership,
+        ownership: this.ownership,
+        wills: (node) => local.publishWillsOf(node),
+      })
         .catch((err: unknown) => this.logger.error({ event: 'nodeSweepFailed', err }, 'sweep after dead nodes failed'))
         .finally(() => {
           this.sweeping = false;

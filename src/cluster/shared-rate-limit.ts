@@ -24,6 +24,7 @@ end
 return totals`;
 
 interface Window {
+  key: string;
   index: number;
   length: number;
   /** The cluster's count as of the last answer from Redis (this node's counted hits included). */
@@ -36,14 +37,31 @@ interface Window {
 
 export class SharedRateLimiter implements MessageLimiter {
   private readonly windows = new Map<string, Window>();
+  /** Windows with hits not sent yet: all a flush looks at, however many windows are open. */
+  private readonly unsent = new Set<Window>();
   private flushScheduled = false;
 
-  constructor(private readonly links: RedisLinks) {}
+  private readonly namespace: string;
+  private readonly maxKeys: number;
+
+  /**
+   * `namespace` keeps the counters of one use apart from another's in Redis; `maxKeys` bounds
+   * memory when the keys come from clients (remote addresses): a new key beyond it evicts the key
+   * seen first (its hits not yet sent are still sent).
+   */
+  constructor(
+    private readonly links: RedisLinks,
+    options: { namespace?: string; maxKeys?: number } = {},
+  ) {
+    this.namespace = options.namespace ?? '';
+    this.maxKeys = options.maxKeys ?? Number.POSITIVE_INFINITY;
+  }
 
   hit(key: string, limit: RateLimit, now: number): boolean {
     if (limit.messages <= 0) return true;
     const w = this.window(key, limit, now);
     w.pending++;
+    this.unsent.add(w);
     this.scheduleFlush();
     return w.known + w.sending + w.pending <= limit.messages;
   }
@@ -80,7 +98,11 @@ export class SharedRateLimiter implements MessageLimiter {
     const index = Math.floor(now / length);
     let w = this.windows.get(key);
     if (!w || w.index !== index || w.length !== length) {
-      w = { index, length, known: 0, sending: 0, pending: 0 };
+      if (!w && this.windows.size >= this.maxKeys) {
+        const oldest = this.windows.keys().next();
+        if (!oldest.done) this.windows.delete(oldest.value);
+      }
+      w = { key, index, length, known: 0, sending: 0, pending: 0 };
       this.windows.set(key, w);
     }
     return w;
@@ -95,17 +117,22 @@ export class SharedRateLimiter implements MessageLimiter {
     });
   }
 
-  /** Sends this turn's hits, all keys in one script, and takes the totals back. */
+  /**
+   * Sends this turn's hits, all keys in one script, and takes the totals back. Only the windows
+   * hit since the last flush are looked at (also one replaced by a newer window meanwhile: its
+   * hits still count in its own).
+   */
   private flush(): void {
-    const batch: Array<{ key: string; w: Window; hits: number }> = [];
-    for (const [key, w] of this.windows) {
+    const batch: Array<{ w: Window; hits: number }> = [];
+    for (const w of this.unsent) {
       if (w.pending === 0) continue;
-      batch.push({ key, w, hits: w.pending });
+      batch.push({ w, hits: w.pending });
       w.sending += w.pending;
       w.pending = 0;
     }
+    this.unsent.clear();
     if (batch.length === 0) return;
-    const keys = batch.map(({ key, w }) => `${this.links.prefix}rate:${key}:${w.length}:${w.index}`);
+    const keys = batch.map(({ w }) => `${this.links.prefix}rate:${this.namespace}${w.key}:${w.length}:${w.index}`);
     const args = [...batch.map(({ hits }) => String(hits)), ...batch.map(({ w }) => String(w.length * 2))];
     this.links.command.eval(COUNT, keys.length, ...keys, ...args).then(
       (totals) => {

@@ -78,6 +78,8 @@ export interface PlatformOptions {
   sharedConnections?: boolean;
   /** What messages and commands are counted with (default: this process's own counters). */
   limiter?: MessageLimiter;
+  /** What failed secret checks are counted with, per credential and per address (default: this process's own). */
+  secretFailures?: { credential: MessageLimiter; address: MessageLimiter };
   /** What the group commit and command routing count with (src/ops/metrics.ts); default: nothing. */
   instruments?: { writes: WriteQueueInstruments; commandRoutes: Record<CommandRoute, Count> };
 }
@@ -131,7 +133,10 @@ export class Platform {
     this.clock = options.clock ?? Date.now;
     this.topicPrefix = options.topicPrefix ?? DEFAULT_TOPIC_PREFIX;
     this.logger = options.logger ?? silentLogger;
-    this.verified = new VerifiedSecrets(options.secretCheckLimits ? { limits: options.secretCheckLimits } : {});
+    this.verified = new VerifiedSecrets({
+      ...(options.secretCheckLimits ? { limits: options.secretCheckLimits } : {}),
+      ...(options.secretFailures ? { failures: options.secretFailures } : {}),
+    });
     this.bus = new EventBus((err, busEvent) =>
       this.logger.error({ component: 'core', event: 'listenerFailed', busEvent, err }, 'event listener failed'),
     );

@@ -10,7 +10,7 @@
  * "Credentials and secrets").
  */
 import { createHash, randomBytes, scrypt, timingSafeEqual } from 'node:crypto';
-import { RateLimiter } from '../domain/rate-limit.js';
+import { type MessageLimiter, RateLimiter } from '../domain/rate-limit.js';
 
 const N = 16384;
 const R = 8;
@@ -185,8 +185,8 @@ export class VerifiedSecrets {
   private readonly refused = new Map<string, number>();
   private readonly pendingByCredential = new Map<string, number>();
   private readonly pendingByAddress = new Map<string, number>();
-  private readonly credentialFailures: RateLimiter;
-  private readonly addressFailures: RateLimiter;
+  private readonly credentialFailures: MessageLimiter;
+  private readonly addressFailures: MessageLimiter;
   private readonly queue: FairQueue;
 
   private readonly refusedTtlMs: number;
@@ -200,6 +200,11 @@ export class VerifiedSecrets {
       limits?: Partial<SecretCheckLimits>;
       clock?: () => number;
       check?: (secret: string, stored: string) => Promise<boolean>;
+      /**
+       * What failed checks are counted with, per credential and per address: this process's own
+       * counters unless given (nodes sharing Redis count them together, src/cluster/).
+       */
+      failures?: { credential: MessageLimiter; address: MessageLimiter };
     } = {},
   ) {
     this.refusedTtlMs = options.refusedTtlMs ?? 60_000;
@@ -208,8 +213,8 @@ export class VerifiedSecrets {
     this.check = options.check ?? verifySecret;
     this.queue = new FairQueue(this.limits.concurrency);
     // Credentials exist in the store, but keep a bound anyway; addresses are whatever connects.
-    this.credentialFailures = new RateLimiter(this.limits.maxTracked);
-    this.addressFailures = new RateLimiter(this.limits.maxTracked);
+    this.credentialFailures = options.failures?.credential ?? new RateLimiter(this.limits.maxTracked);
+    this.addressFailures = options.failures?.address ?? new RateLimiter(this.limits.maxTracked);
   }
 
   /**

@@ -8,7 +8,15 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTestDatabase, type TestDatabase } from '../helpers/postgres.js';
-import { createFleet, eventually, type TestServer } from '../helpers/server.js';
+import {
+  closed,
+  collectMessages,
+  createFleet,
+  eventually,
+  ok,
+  subscribeGranted,
+  type TestServer,
+} from '../helpers/server.js';
 import { freePort, type Node, Nodes, startRedis, stopRedis } from './nodes.js';
 
 const CLI = path.resolve('dist/src/cli.js');
@@ -81,6 +89,53 @@ describe('a node losing Redis', () => {
         )
       ).body.connectionInfo.connected;
     await eventually(async () => (await status(fleet.gateway)) === 0 && (await status(fleet.standalone)) === 0);
+  }, 40_000);
+
+  it('acknowledges a QoS 1 message for persistent subscribers only once it is queued: not while Redis is away', async () => {
+    const fleet = await createFleet(node as unknown as TestServer, {
+      application: { rateLimit: { messages: 0, windowSeconds: 15 } },
+    });
+    const key = ok(
+      await node.http<{ key: string; secret: string }>('POST', `/applications/${fleet.applicationId}/keys`, {
+        description: 'custom topics',
+        filterType: 'all',
+      }),
+    );
+    const persistent = { clean: false };
+    const subscriber = await node.connect(fleet.gateway, key.key, key.secret, persistent);
+    expect(await subscribeGranted(subscriber, 'jobs/+')).toEqual([1]);
+    await subscriber.endAsync();
+    const publisher = await node.connect(fleet.standalone, key.key, key.secret);
+    publisher.on('error', () => {});
+    const pubacks: number[] = [];
+    publisher.on('packetreceive', (packet) => {
+      if (packet.cmd === 'puback') pubacks.push(packet.messageId as number);
+    });
+    await publisher.publishAsync('jobs/1', 'before', { qos: 1 });
+    expect(pubacks).toHaveLength(1);
+
+    await stopRedis(redis);
+    const gone = closed(publisher);
+    // Unacknowledged promises stay pending while MQTT.js waits to send the message again.
+    void publisher.publishAsync('jobs/2', 'during', { qos: 1 }).catch(() => {});
+    await gone;
+    expect(pubacks).toHaveLength(1);
+
+    redis = await startRedis(port);
+    await eventually(async () => (await node.http('GET', '/ready')).status === 200, 15_000);
+    // The client sends it again (Redis came back empty: the session is made again first).
+    const again = await node.connect(fleet.gateway, key.key, key.secret, persistent);
+    expect(await subscribeGranted(again, 'jobs/+')).toEqual([1]);
+    await again.endAsync();
+    const resend = await node.connect(fleet.standalone, key.key, key.secret);
+    await resend.publishAsync('jobs/2', 'during', { qos: 1 });
+    await resend.endAsync();
+    const back = await node.connect(fleet.gateway, key.key, key.secret, persistent);
+    const seen = collectMessages(back);
+    await eventually(() => seen.length > 0);
+    await new Promise((r) => setTimeout(r, 200));
+    expect(seen).toEqual([{ topic: 'jobs/2', payload: 'during' }]);
+    await back.endAsync();
   }, 40_000);
 
   it('refuses to start on an unreachable Redis, or without a shared database, in one line', async () => {

@@ -9,6 +9,7 @@
  *
  * Needs the built CLI (`npm run build`), PostgreSQL and Redis (`.ci/run` starts both).
  */
+import { Redis } from 'ioredis';
 import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTestDatabase, type TestDatabase } from '../helpers/postgres.js';
@@ -22,7 +23,7 @@ import {
   subscribeGranted,
   type TestServer,
 } from '../helpers/server.js';
-import { type Node, Nodes } from './nodes.js';
+import { type Node, Nodes, REDIS_URL } from './nodes.js';
 
 /** Race iterations: each one a disconnect, a publish and an immediate reconnect. */
 const RACE_ROUNDS = Number(process.env.GATEHOUSE_TEST_RACE_ROUNDS ?? 60);
@@ -158,6 +159,67 @@ describe('persistent sessions and retained messages on nodes sharing Redis', () 
     const { client: fourth, sessionPresent: gone } = await connectWithConnack(a, fleet.otherGateway, persistent);
     expect(gone).toBe(false);
     await Promise.all([publisher.endAsync(), fourth.endAsync()]);
+  });
+
+  it("removes a dropped queue's stored copies from Redis, and keeps those other queues still hold", async () => {
+    const device = async (name: string) =>
+      ok(
+        await a.http<{ id: string }>('POST', `/applications/${fleet.applicationId}/devices`, {
+          name,
+          deviceClass: 'standalone',
+        }),
+      ).id;
+    const [dropping, keeping] = [await device('dropping'), await device('keeping')];
+    const persistent = { clean: false };
+    const first = await a.connect(dropping, key.key, key.secret, persistent);
+    expect(await subscribeGranted(first, 'copies/shared')).toEqual([1]);
+    expect(await subscribeGranted(first, 'copies/own')).toEqual([1]);
+    const second = await b.connect(keeping, key.key, key.secret, persistent);
+    expect(await subscribeGranted(second, 'copies/shared')).toEqual([1]);
+    await Promise.all([first.endAsync(), second.endAsync()]);
+
+    const publisher = await a.connect(fleet.standalone, key.key, key.secret);
+    for (const n of [1, 2, 3]) await publisher.publishAsync('copies/shared', `shared ${n}`, { qos: 1 });
+    for (const n of [1, 2]) await publisher.publishAsync('copies/own', `own ${n}`, { qos: 1 });
+    await publisher.endAsync();
+
+    // The stored copies of these messages (a copy, and its count of the queues holding it).
+    const redis = new Redis(REDIS_URL);
+    const copies = async () => {
+      const found: string[] = [];
+      for (const k of await redis.keys(`${nodes.prefix}aedes:packet:*`)) {
+        const value = await redis.getBuffer(k.replace(/:offlineCount$/, ''));
+        if (value?.includes('copies/'))
+          found.push(k.endsWith(':offlineCount') ? `count ${await redis.get(k)}` : 'copy');
+      }
+      return found.sort();
+    };
+    expect(await copies()).toEqual([
+      'copy',
+      'copy',
+      'copy',
+      'copy',
+      'copy',
+      'count 1',
+      'count 1',
+      'count 2',
+      'count 2',
+      'count 2',
+    ]);
+
+    // A clean connection drops the first queue: its own copies go, the shared ones are held once less.
+    const clean = await b.connect(dropping, key.key, key.secret, { clean: true });
+    await clean.endAsync();
+    expect(await copies()).toEqual(['copy', 'copy', 'copy', 'count 1', 'count 1', 'count 1']);
+
+    // The other queue is whole, and once it is acknowledged nothing is left.
+    const seen: string[] = [];
+    const { client: back } = await connectWithConnack(a, keeping, persistent, (payload) => seen.push(payload));
+    await eventually(() => seen.length === 3);
+    expect(seen).toEqual(['shared 1', 'shared 2', 'shared 3']);
+    await eventually(async () => (await copies()).length === 0);
+    await back.endAsync();
+    redis.disconnect();
   });
 
   it('gives a persistent session that reconnects at once, while a message is on its way, its CONNACK and every message', async () => {

@@ -105,4 +105,96 @@ describe('the session store in Redis', () => {
       await clearing;
     }
   });
+
+  it("gives each will of a dead node's clients to exactly one of two nodes taking them at once", async () => {
+    // What aedes' setup needs of a broker: its id (the wills are stored under it) and its emitter.
+    const broker = (id: string) => ({
+      id,
+      subscribe: (_topic: string, _listener: unknown, done: () => void) => done(),
+      publish: (_packet: unknown, done: () => void) => done(),
+    });
+    type Wills = { setup(b: unknown): Promise<void>; putWill(c: { id: string }, p: object): Promise<void> };
+    const dead = open().persistence as Wills;
+    const alive = open().persistence as Wills;
+    await dead.setup(broker('deadnode'));
+    await alive.setup(broker('livenode'));
+    const will = (n: number) => ({ topic: `status/${n}`, payload: Buffer.from(`gone ${n}`), qos: 1, retain: false });
+    const ids = Array.from({ length: 2_500 }, (_, n) => (n === 7 ? 'odd:id/ä %' : `device-${n}`));
+    await Promise.all(ids.map((id, n) => dead.putWill({ id }, { ...will(n), keyId: 'k1' })));
+    await alive.putWill({ id: 'device-0' }, will(-1));
+
+    const take = async (store: SharedSessionStore) => {
+      const taken: Array<{ clientId: string; topic: string; payload: string; keyId?: string }> = [];
+      for await (const w of store.takeWills('deadnode')) {
+        taken.push({ clientId: w.clientId, topic: w.topic, payload: w.payload.toString(), keyId: w.keyId });
+      }
+      return taken;
+    };
+    const [one, two] = await Promise.all([take(open()), take(open())]);
+    const all = [...one, ...two];
+    expect(all.length).toBe(ids.length);
+    expect(new Set(all.map((w) => w.clientId))).toEqual(new Set(ids));
+    expect(all.find((w) => w.clientId === 'odd:id/ä %')).toEqual({
+      clientId: 'odd:id/ä %',
+      topic: 'status/7',
+      payload: 'gone 7',
+      keyId: 'k1',
+    });
+    // Taken means gone from Redis; the wills of a live node stay.
+    expect(await take(open())).toEqual([]);
+    const redis = new Redis(REDIS_URL);
+    expect(await redis.keys(`${prefix}aedes:will:deadnode:*`)).toEqual([]);
+    expect(await redis.lrange(`${prefix}aedes:will`, 0, -1)).toEqual(['will:livenode:device-0']);
+    redis.disconnect();
+  });
+
+  it("drops a queue's copies only it held, and an acknowledgement after the drop does not count again", async () => {
+    // What aedes' setup needs of a broker: its id and an emitter carrying the subscription notices.
+    const listeners = new Map<string, (packet: unknown, done: () => void) => void>();
+    const broker = {
+      id: 'b',
+      subscribe: (topic: string, listener: (packet: unknown, done: () => void) => void, done: () => void) => {
+        listeners.set(topic, listener);
+        done();
+      },
+      publish: (packet: { topic: string }, done: () => void) => {
+        listeners.get('$SYS/sub/+')?.(packet, () => {});
+        done();
+      },
+    };
+    const persistence = open().persistence as {
+      setup(b: unknown): Promise<void>;
+      addSubscriptions(c: { id: string }, subs: object[]): Promise<void>;
+      cleanSubscriptions(c: { id: string }): Promise<void>;
+      outgoingEnqueueCombi(subs: Array<{ clientId: string }>, packet: object): Promise<void>;
+      outgoingUpdate(c: { id: string }, packet: object): Promise<void>;
+      outgoingClearMessageId(c: { id: string }, packet: object): Promise<unknown>;
+      outgoingStream(c: { id: string }): AsyncIterable<{ brokerCounter: number }>;
+    };
+    await persistence.setup(broker);
+    for (const id of ['drops', 'keeps']) await persistence.addSubscriptions({ id }, [{ topic: 'q/+', qos: 1 }]);
+    await persistence.outgoingEnqueueCombi([{ clientId: 'drops' }, { clientId: 'keeps' }], packet(901));
+    await persistence.outgoingEnqueueCombi([{ clientId: 'drops' }], packet(902));
+    // 901 is sent to the client that then drops its queue, and acknowledged only after the drop.
+    await persistence.outgoingUpdate({ id: 'drops' }, { ...packet(901), messageId: 1 });
+
+    const redis = new Redis(REDIS_URL);
+    const copies = async () =>
+      (await redis.keys(`${prefix}aedes:packet:b:90*`)).map((k) => k.slice(`${prefix}aedes:`.length)).sort();
+    expect(await copies()).toEqual([
+      'packet:b:901',
+      'packet:b:901:offlineCount',
+      'packet:b:902',
+      'packet:b:902:offlineCount',
+    ]);
+    await persistence.cleanSubscriptions({ id: 'drops' });
+    expect(await copies()).toEqual(['packet:b:901', 'packet:b:901:offlineCount']);
+    expect(await redis.get(`${prefix}aedes:packet:b:901:offlineCount`)).toBe('1');
+    expect(await persistence.outgoingClearMessageId({ id: 'drops' }, { messageId: 1 })).toBeUndefined();
+    expect(await redis.get(`${prefix}aedes:packet:b:901:offlineCount`)).toBe('1');
+    const queued: number[] = [];
+    for await (const p of persistence.outgoingStream({ id: 'keeps' })) queued.push(Number(p.brokerCounter));
+    expect(queued).toEqual([901]);
+    redis.disconnect();
+  });
 });
