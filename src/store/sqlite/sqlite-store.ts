@@ -125,11 +125,15 @@ export const DEFAULT_ROLLUP_FLUSH_MS = 5_000;
 export const ROLLUP_SLICE_MS = 4;
 
 /**
- * SQLite's page cache for the server's connection, in KiB (the default is 2 MB). The hot path
- * touches a page of device_states, composite_state, devices and peripheral_gateways per state,
- * spread over the whole tables; with 2 MB nearly every one was read back from the file.
+ * SQLite's page cache for the server's connection, in KiB: SQLite's default, 2 MB. The hot path
+ * touches pages spread over whole tables, so at fleet scale most reads miss any cache that fits
+ * in memory and come from the operating system's file cache. A 64 MB cache was tried and cost
+ * more than it saved: at the end of every commit SQLite walks its cache's whole hash table
+ * (`pcache1TruncateUnsafe`), which took 14–17% of the server's CPU in the fleet scenario, and
+ * the replay of the fleet's writes measured 165 µs of CPU per state and 160 MB of RSS with 2 MB
+ * against 183 µs and 200 MB with 64 MB (docs/benchmarks.md, "The fleet scenario").
  */
-export const CACHE_KIB = 65_536;
+export const CACHE_KIB = 2_048;
 
 export const DATABASE_FILENAME = 'gatehouse.db';
 
