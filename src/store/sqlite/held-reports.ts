@@ -9,6 +9,7 @@
  */
 import type Database from 'better-sqlite3';
 import type { ReportMark } from '../types.js';
+import { REBUILD_SQL } from './rollup-rebuild.js';
 
 /**
  * The settings key of the recovery mark: the arrival time (epoch ms) of the oldest report held in
@@ -113,9 +114,8 @@ interface StoredReport {
 export function recoverReports(db: Database.Database): number | undefined {
   const getMark = db.prepare<[string], { value: string }>('SELECT value FROM settings WHERE key = ?');
   const deleteMark = db.prepare<[string]>('DELETE FROM settings WHERE key = ?');
-  const devices = db.prepare<[{ from: number }], { device_id: string }>(
-    'SELECT DISTINCT device_id FROM composite_state WHERE time >= @from ORDER BY device_id',
-  );
+  // The devices with a state stored since `from`, found as the rollup rebuild finds them.
+  const devices = db.prepare<[{ from: number }], { device_id: string }>(REBUILD_SQL.devices);
   const stored = db.prepare<[{ deviceId: string; from: number }], StoredReport>(
     `SELECT reported_by, time FROM device_states
      WHERE device_id = @deviceId AND time >= @from AND instr(reported_by, ':') = 0 ORDER BY time`,
