@@ -8,12 +8,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import { newId } from '../../src/domain/ids.js';
-import type { Application, Device, DeviceClass } from '../../src/domain/model.js';
+import type { Device, DeviceClass } from '../../src/domain/model.js';
 import { REPORTS_HELD_SINCE } from '../../src/store/sqlite/held-reports.js';
 import { migrate } from '../../src/store/sqlite/migrations.js';
 import { DATABASE_FILENAME, openSqliteStore, SqliteStore } from '../../src/store/sqlite/sqlite-store.js';
 import { type ReportMark, writeBatch } from '../../src/store/types.js';
+import { makeApp, makeDevice } from './contract.js';
 
 const T = 1_700_000_040_000;
 const HOUR = 3_600_000;
@@ -30,32 +30,15 @@ function dbFile(): string {
   return join(dir, DATABASE_FILENAME);
 }
 
-const app: Application = {
-  id: newId(),
-  name: 'app',
-  description: '',
-  rateLimit: { messages: 30, windowSeconds: 15 },
-  peripheralTimeoutSeconds: 900,
-  inactivityTimeoutSeconds: null,
-  stateRetentionDays: null,
-  logRetentionDays: 30,
-  creationDate: 1,
-  lastUpdated: 1,
-};
+const app = makeApp();
 
 function device(deviceClass: DeviceClass, gatewayId: string | null = null): Device {
-  return {
-    id: newId(),
-    applicationId: app.id,
+  return makeDevice(app.id, {
     name: deviceClass,
-    description: '',
     deviceClass,
     gatewayId,
-    tags: [],
     attributes: [{ name: 't', dataType: 'number' }],
-    creationDate: 1,
-    lastUpdated: 1,
-  };
+  });
 }
 
 /** A state and its report, as ingest enqueues them. */
