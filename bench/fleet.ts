@@ -14,7 +14,7 @@ import pg from 'pg';
 import { createTestDatabase } from '../test/helpers/postgres.js';
 import { StateCounter } from './db.js';
 import { startGatehouseProcess } from './gatehouse-process.js';
-import { allocationSites, INSPECT_ARG, Inspector, inspectorUrl } from './inspector.js';
+import { allocationNotes, INSPECT_ARG, Inspector, inspectorUrl } from './inspector.js';
 import { closeAll, connect } from './load.js';
 import { backgroundMeter, cpuMicros, statusKb, tryCpuMicros } from './proc.js';
 import { type Cleanups, type Report, sleep } from './report.js';
@@ -324,18 +324,8 @@ export async function fleetScenario(
     // One file per store: FILE for SQLite, FILE.postgres for PostgreSQL.
     const file = store === 'sqlite' ? allocationsFile : `${allocationsFile}.${store}`;
     writeFileSync(file, JSON.stringify(profile));
-    const sites = allocationSites(profile);
-    const top = (rows: Array<[string, number]>) =>
-      rows
-        .slice(0, 12)
-        .map(([site, bytes]) => `${fmt(bytes / Math.max(1, acked))} B ${site}`)
-        .join('; ');
-    const total = sites.byFunction.reduce((sum, [, bytes]) => sum + bytes, 0);
-    report.note(
-      `${label}: allocated during the run and not freed by a scavenge (sampled, ${file}): ` +
-        `${fmt(total / Math.max(1, acked))} B per message; by function: ${top(sites.byFunction)}`,
-    );
-    report.note(`${label}: the same by the innermost of our functions on the stack: ${top(sites.byOurs)}`);
+    const sampled = `allocated during the run and not freed by a scavenge (sampled, ${file})`;
+    for (const note of allocationNotes(profile, label, sampled, acked, 'message')) report.note(note);
   }
   if (pgCpu) minuteCpu.push(readCpu(cpu0));
   const cpuAtMinutes = await Promise.all(minuteCpu);

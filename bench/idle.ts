@@ -7,7 +7,7 @@ import path from 'node:path';
 import type { MqttClient } from 'mqtt';
 import { config, deadline } from './config.js';
 import { startGatehouseProcess } from './gatehouse-process.js';
-import { allocationSites, INSPECT_ARG, Inspector, inspectorUrl, type MemoryUsage } from './inspector.js';
+import { allocationNotes, INSPECT_ARG, Inspector, inspectorUrl, type MemoryUsage } from './inspector.js';
 import { closeAll, connect } from './load.js';
 import { backgroundMeter, cpuMicros, type RssByMapping, rssByMapping, rssKb } from './proc.js';
 import { type Cleanups, type Report, sleep, waitForQuiet } from './report.js';
@@ -194,18 +194,8 @@ export async function idleScenario(report: Report, cleanups: Cleanups): Promise<
   }
   if (profile && allocationsFile) {
     writeFileSync(allocationsFile, JSON.stringify(profile));
-    const sites = allocationSites(profile);
-    const top = (rows: Array<[string, number]>) =>
-      rows
-        .slice(0, 12)
-        .map(([site, bytes]) => `${fmt(bytes / Math.max(1, connected))} B ${site}`)
-        .join('; ');
-    const total = sites.byFunction.reduce((sum, [, bytes]) => sum + bytes, 0);
-    report.note(
-      `d: allocated while connecting and idle, not freed by a scavenge (sampled, ${allocationsFile}): ` +
-        `${fmt(total / Math.max(1, connected))} B per connection; by function: ${top(sites.byFunction)}`,
-    );
-    report.note(`d: the same by the innermost of our functions on the stack: ${top(sites.byOurs)}`);
+    const sampled = `allocated while connecting and idle, not freed by a scavenge (sampled, ${allocationsFile})`;
+    for (const note of allocationNotes(profile, 'd', sampled, connected, 'connection')) report.note(note);
   }
   if (r.failures.length > 0) {
     report.note(`d: ${r.failures.length} connections failed, e.g. ${[...new Set(r.failures)].slice(0, 3).join(' | ')}`);

@@ -5,6 +5,7 @@
  */
 import { createWriteStream } from 'node:fs';
 import WebSocket from 'ws';
+import { fmt } from './stats.js';
 
 /** The `--inspect` flag that lets the server's node pick a free loopback port. */
 export const INSPECT_ARG = '--inspect=127.0.0.1:0';
@@ -67,6 +68,31 @@ export function allocationSites(profile: SamplingProfile): {
   visit(profile.head, '(none of ours on the stack)');
   const sorted = (m: Map<string, number>) => [...m].sort((a, b) => b[1] - a[1]);
   return { byFunction: sorted(byFunction), byOurs: sorted(byOurs) };
+}
+
+/**
+ * The two report notes on an allocation profile: what it sampled per unit in all and at its 12
+ * largest sites by function, then the same by the innermost of our own functions.
+ */
+export function allocationNotes(
+  profile: SamplingProfile,
+  label: string,
+  sampled: string,
+  count: number,
+  unit: string,
+): [string, string] {
+  const sites = allocationSites(profile);
+  const per = (bytes: number) => fmt(bytes / Math.max(1, count));
+  const top = (rows: Array<[string, number]>) =>
+    rows
+      .slice(0, 12)
+      .map(([site, bytes]) => `${per(bytes)} B ${site}`)
+      .join('; ');
+  const total = sites.byFunction.reduce((sum, [, bytes]) => sum + bytes, 0);
+  return [
+    `${label}: ${sampled}: ${per(total)} B per ${unit}; by function: ${top(sites.byFunction)}`,
+    `${label}: the same by the innermost of our functions on the stack: ${top(sites.byOurs)}`,
+  ];
 }
 
 export class Inspector {
