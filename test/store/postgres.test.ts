@@ -77,6 +77,53 @@ describe('PostgresStore schema', () => {
 });
 
 describe('PostgresStore with two nodes', () => {
+  it('takes batches from four stores, two at a time each, locking the same devices in different orders, without deadlock', async () => {
+    await db.truncate();
+    const stores = await Promise.all([0, 1, 2, 3].map(() => openPostgresStore({ url: db.url })));
+    try {
+      const app = makeApp();
+      await stores[0]!.createApplication(app);
+      const devices = Array.from({ length: 40 }, () => makeDevice(app.id));
+      for (const d of devices) await stores[0]!.createDevice(d);
+      const T = 1_700_000_080_000;
+      // Writer w, round r: every device, rotated and every other writer reversed, so the batches
+      // arrive in many orders; each writer its own times, so every state is a row of its own.
+      const writers = stores.flatMap((store, s) => [0, 1].map((lane) => ({ store, w: s * 2 + lane })));
+      const rounds = 40;
+      const orderOf = (w: number, r: number) => {
+        const turned = devices.map((_, i) => devices[(i + r * 7 + w * 13) % devices.length]!);
+        return w % 2 === 0 ? turned : turned.reverse();
+      };
+      const failures: unknown[] = [];
+      await Promise.all(
+        writers.map(async ({ store, w }) => {
+          for (let r = 0; r < rounds; r++) {
+            const time = T + r * writers.length + w;
+            const order = orderOf(w, r);
+            await store
+              .applyBatch(
+                writeBatch({
+                  states: order.map((d) => state(d.id, time, { n: r })),
+                  reports: order.map((d) => ({ deviceId: d.id, reportedBy: devices[0]!.id, time })),
+                }),
+              )
+              .catch((error: unknown) => failures.push(error));
+          }
+        }),
+      );
+      expect(failures).toEqual([]);
+      const lastTime = T + (rounds - 1) * writers.length + writers.length - 1;
+      for (const d of devices.slice(0, 3)) {
+        expect(await stores[1]!.queryStates(d.id, { limit: 1000, sortDirection: 'asc' })).toHaveLength(
+          rounds * writers.length,
+        );
+        expect((await stores[2]!.getCompositeState(d.id)).n).toEqual({ value: rounds - 1, time: lastTime });
+      }
+    } finally {
+      await Promise.all(stores.map((s) => s.close()));
+    }
+  });
+
   it('takes batches from two stores writing the same devices at once, without deadlock or loss', async () => {
     await db.truncate();
     const [one, two] = [await openPostgresStore({ url: db.url }), await openPostgresStore({ url: db.url })];

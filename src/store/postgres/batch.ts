@@ -40,18 +40,22 @@ const MARK_REPORTED_SET = `last_reported_by = CASE WHEN d.last_reported_at IS NU
 // is the batch's devices that exist, each row locked until the commit: data of a device deleted
 // while its messages waited is left out, and a delete arriving meanwhile waits for the commit
 // (and then removes what was written). A device with a report (every device with a state, under
-// load) is locked and found by `reported`, the update that marks it reported: a row lock of its
-// own before that update cost PostgreSQL a lock and a WAL record per device and batch
-// (docs/scale-out.md, "Capacity"). The others are locked with FOR KEY SHARE. Every sub-statement
+// load) is locked by `marked` in key order, then updated by `reported` (which returns it); the
+// others are locked with FOR KEY SHARE. The update alone would lock its rows in the order of the
+// plan PostgreSQL picks, a sequential scan in heap order on a small table, and two nodes updating
+// the same devices then deadlocked (docs/scale-out.md, "The group commit"). Every sub-statement
 // writes only rows of `known` devices, in the order given (ORDER BY ord), which is key order: two
 // nodes writing the same rows lock them in the same order. The devices found are returned, for the
 // commands and log entries of the batch.
 export const WRITE_STATES = `
-WITH reported AS (
+WITH marked AS (
+  SELECT id FROM devices WHERE id = ANY($19::text[]) ORDER BY id FOR NO KEY UPDATE
+),
+reported AS (
   UPDATE devices AS d SET
     ${MARK_REPORTED_SET}
-  FROM unnest($19::text[], $20::text[], $21::bigint[]) AS u(device_id, reported_by, time)
-  WHERE d.id = u.device_id
+  FROM marked AS m, unnest($19::text[], $20::text[], $21::bigint[]) AS u(device_id, reported_by, time)
+  WHERE d.id = m.id AND u.device_id = m.id
   RETURNING d.id
 ),
 unreported AS (
