@@ -27,6 +27,17 @@ const byKey = <T>(map: Map<string, T>): T[] =>
 // \u0000 cannot occur in a PostgreSQL text value, so it separates the parts of a key safely.
 const key = (...parts: Array<string | number>): string => parts.join('\u0000');
 
+// Locks, in key order, the devices a statement then updates (FOR NO KEY UPDATE: it conflicts with
+// other updates and deletes, not with the foreign-key checks of inserts). An UPDATE ... FROM
+// unnest(...) alone locks its rows in the order of the plan PostgreSQL picks, a sequential scan in
+// heap order on a small table, and the heap order two nodes see differs while they move each
+// other's rows: two nodes updating the same devices then deadlocked (docs/scale-out.md, "The
+// group commit"). Each statement joins its update to these rows, so it updates only rows locked
+// here, and so in this order. A statement given more ids than it updates (the connection changes
+// of the same transaction) takes their locks too: one order for the whole transaction.
+export const lockDevices = (ids: string) =>
+  `SELECT id FROM devices WHERE id = ANY(${ids}::text[]) ORDER BY id FOR NO KEY UPDATE`;
+
 // A report processed late must not move "last reported" backwards, but any report is activity:
 // the SET of both statements below that mark devices reported (rows `u`: reported_by, time).
 const MARK_REPORTED_SET = `last_reported_by = CASE WHEN d.last_reported_at IS NULL OR d.last_reported_at <= u.time
@@ -40,21 +51,19 @@ const MARK_REPORTED_SET = `last_reported_by = CASE WHEN d.last_reported_at IS NU
 // is the batch's devices that exist, each row locked until the commit: data of a device deleted
 // while its messages waited is left out, and a delete arriving meanwhile waits for the commit
 // (and then removes what was written). A device with a report (every device with a state, under
-// load) is locked by `marked` in key order, then updated by `reported` (which returns it); the
-// others are locked with FOR KEY SHARE. The update alone would lock its rows in the order of the
-// plan PostgreSQL picks, a sequential scan in heap order on a small table, and two nodes updating
-// the same devices then deadlocked (docs/scale-out.md, "The group commit"). Every sub-statement
+// load) is locked by `locked` in key order (lockDevices), then updated by `reported` (which
+// returns it); the others are locked with FOR KEY SHARE. Every sub-statement
 // writes only rows of `known` devices, in the order given (ORDER BY ord), which is key order: two
 // nodes writing the same rows lock them in the same order. The devices found are returned, for the
 // commands and log entries of the batch.
 export const WRITE_STATES = `
-WITH marked AS (
-  SELECT id FROM devices WHERE id = ANY($19::text[]) ORDER BY id FOR NO KEY UPDATE
+WITH locked AS (
+  ${lockDevices('$27')}
 ),
 reported AS (
   UPDATE devices AS d SET
     ${MARK_REPORTED_SET}
-  FROM marked AS m, unnest($19::text[], $20::text[], $21::bigint[]) AS u(device_id, reported_by, time)
+  FROM locked AS m, unnest($19::text[], $20::text[], $21::bigint[]) AS u(device_id, reported_by, time)
   WHERE d.id = m.id AND u.device_id = m.id
   RETURNING d.id
 ),
@@ -129,17 +138,23 @@ SELECT id FROM known`;
 
 // Reports without states (devices reporting about themselves only): as in WRITE_STATES.
 const MARK_REPORTED = `
+WITH locked AS (
+  ${lockDevices('$4')}
+)
 UPDATE devices AS d SET
   ${MARK_REPORTED_SET}
-FROM unnest($1::text[], $2::text[], $3::bigint[]) AS u(device_id, reported_by, time)
-WHERE d.id = u.device_id`;
+FROM locked AS m, unnest($1::text[], $2::text[], $3::bigint[]) AS u(device_id, reported_by, time)
+WHERE d.id = m.id AND u.device_id = m.id`;
 
 // Never older over newer: with several nodes, the disconnect of an old connection may commit
 // after the connect of the device's new one on another node.
 const SET_CONNECTIONS = `
+WITH locked AS (
+  ${lockDevices('$1')}
+)
 UPDATE devices AS d SET connected = u.connected, connection_time = u.time, inactive_since = NULL
-FROM unnest($1::text[], $2::integer[], $3::bigint[]) AS u(device_id, connected, time)
-WHERE d.id = u.device_id AND (d.connection_time IS NULL OR d.connection_time <= u.time)`;
+FROM locked AS m, unnest($1::text[], $2::integer[], $3::bigint[]) AS u(device_id, connected, time)
+WHERE d.id = m.id AND u.device_id = m.id AND (d.connection_time IS NULL OR d.connection_time <= u.time)`;
 
 // WITH ORDINALITY and ORDER BY: the identity (seq, id) follows arrival order.
 const INSERT_COMMANDS = `
@@ -180,6 +195,7 @@ export async function writeBatch(client: pg.ClientBase, batch: WriteBatch): Prom
     const rollups = combineRollups(batch.states);
     const { marks, seen } = combineReports(batch.reports);
     const marked = new Set(marks.map((r) => r.deviceId));
+    const locked = lockedIds(marks, batch.connections);
     const { rows } = await client.query<{ id: string }>({
       ...writeStatesStatement(states.length),
       values: [
@@ -209,6 +225,7 @@ export async function writeBatch(client: pg.ClientBase, batch: WriteBatch): Prom
         seen.map((s) => s.first),
         seen.map((s) => s.last),
         seen.map((s) => s.n),
+        locked,
       ],
     });
     for (const row of rows) known.add(row.id);
@@ -219,6 +236,7 @@ export async function writeBatch(client: pg.ClientBase, batch: WriteBatch): Prom
       marks.map((r) => r.deviceId),
       marks.map((r) => r.reportedBy),
       marks.map((r) => r.time),
+      lockedIds(marks, batch.connections),
     ]);
   }
 
@@ -341,6 +359,13 @@ function combineReports(reports: ReportMark[]) {
     }
   }
   return { marks: byKey(last), seen: byKey(sightings) };
+}
+
+/** The devices the batch's first statement locks: those it marks reported and those whose
+ * connection changes follow in the same transaction. */
+function lockedIds(marks: ReportMark[], connections: ConnectionChange[]): string[] {
+  if (connections.length === 0) return marks.map((r) => r.deviceId);
+  return [...new Set([...marks.map((r) => r.deviceId), ...connections.map((c) => c.deviceId)])];
 }
 
 async function writeConnections(client: pg.ClientBase, changes: ConnectionChange[]): Promise<void> {

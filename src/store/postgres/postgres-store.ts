@@ -55,7 +55,7 @@ import type {
 } from '../types.js';
 import { PostgresAccounts } from './accounts.js';
 import { PostgresApplicationLog } from './app-log.js';
-import { needsTransaction, writeBatch } from './batch.js';
+import { lockDevices, needsTransaction, writeBatch } from './batch.js';
 import { PostgresDashboards } from './dashboards.js';
 import { PostgresFlows } from './flows.js';
 import { MIGRATIONS, migrate } from './migrations.js';
@@ -99,6 +99,10 @@ const WRITABLE_CHECK_SETTING = 'writableCheck';
 
 /** "no partition of relation found for row": a partition another node dropped, or not yet made. */
 const NO_PARTITION = '23514';
+// PostgreSQL ended the transaction to break a deadlock (with a writer other than a group commit:
+// the group commits lock devices in key order). The batch wrote nothing, so it is written again.
+const DEADLOCK = '40P01';
+const BATCH_ATTEMPTS = 3;
 
 // Epoch ms and counts are int8: as numbers (exact below 2^53). jsonb and json come as text, so
 // the row mapping shared with SQLite (rows.ts) parses them.
@@ -542,14 +546,19 @@ export class PostgresStore implements Store {
       needsTransaction(batch)
         ? this.transaction((client) => writeBatch(client, batch))
         : this.connection((client) => writeBatch(client, batch));
-    try {
-      await write();
-    } catch (err) {
-      // A partition this node thought existed was dropped by another (retention): once more.
-      if ((err as { code?: string }).code !== NO_PARTITION) throw err;
-      await this.partitions.reload();
-      await this.partitions.ensure(times);
-      await write();
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await write();
+        return;
+      } catch (err) {
+        const code = (err as { code?: string }).code;
+        if (attempt >= BATCH_ATTEMPTS || (code !== NO_PARTITION && code !== DEADLOCK)) throw err;
+        // A partition this node thought existed was dropped by another (retention).
+        if (code === NO_PARTITION) {
+          await this.partitions.reload();
+          await this.partitions.ensure(times);
+        }
+      }
     }
   }
 
@@ -644,8 +653,10 @@ export class PostgresStore implements Store {
 
   async markInactive(deviceIds: string[], since: number): Promise<void> {
     if (deviceIds.length === 0) return;
+    // Locked in key order first, as the group commits lock them (batch.ts).
     await this.pool.query(
-      'UPDATE devices SET inactive_since = $2 WHERE id = ANY($1::text[]) AND inactive_since IS NULL',
+      `WITH locked AS (${lockDevices('$1')})
+       UPDATE devices AS d SET inactive_since = $2 FROM locked AS m WHERE d.id = m.id AND d.inactive_since IS NULL`,
       [deviceIds, since],
     );
   }
