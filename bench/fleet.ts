@@ -9,6 +9,7 @@
  * PostgreSQL spent per message, minute by minute, and what the tables grew to.
  */
 import { writeFileSync } from 'node:fs';
+import { monitorEventLoopDelay } from 'node:perf_hooks';
 import type { MqttClient } from 'mqtt';
 import pg from 'pg';
 import { createTestDatabase } from '../test/helpers/postgres.js';
@@ -20,6 +21,13 @@ import { backgroundMeter, cpuMicros, statusKb, tryCpuMicros } from './proc.js';
 import { type Cleanups, type Report, sleep } from './report.js';
 import { createFleet, pool, Rest } from './rest.js';
 import { commits, PostgresProcesses, reachable } from './scale.js';
+import {
+  type Histogram,
+  histogramCount,
+  histogramQuantile,
+  histogramSince,
+  readHistograms,
+} from './server-histograms.js';
 import { fmt, Latencies, textTable } from './stats.js';
 
 const int = (name: string, fallback: number): number => {
@@ -251,6 +259,10 @@ export async function fleetScenario(
   const pgCpu = postgres ? await PostgresCpu.start(postgres.processes) : undefined;
   const pgPids = postgres ? await postgres.processes.ours() : [];
   const commits0 = postgres ? await commits(server) : undefined;
+  const spans0 = await readHistograms(server.httpUrl, SERVER_SPANS);
+  // The generator's own stalls delay the sends and the PUBACKs it times, as the server's do.
+  const generatorLoop = monitorEventLoopDelay({ resolution: 5 });
+  generatorLoop.enable();
   await inspector?.startSampling(SAMPLING_BYTES, false);
   const cpu0 = cpuMicros(server.pid);
   const bg = backgroundMeter([server.pid, ...pgPids]);
@@ -319,6 +331,14 @@ export async function fleetScenario(
   });
   await Promise.race([Promise.allSettled([...pending]), sleep(30_000)]);
   const cpuUs = cpuMicros(server.pid) - cpu0;
+  generatorLoop.disable();
+  const spans1 = await readHistograms(server.httpUrl, SERVER_SPANS);
+  for (const note of spanNotes(label, spans0, spans1)) report.note(note);
+  report.note(
+    `${label}: the load generator's event loop (one process, ${fmt(clients.length)} clients): ` +
+      `delay p50 ${fmt(generatorLoop.percentile(50) / 1e6, 1)} ms, p99 ${fmt(generatorLoop.percentile(99) / 1e6, 1)} ms, ` +
+      `max ${fmt(generatorLoop.max / 1e6, 1)} ms`,
+  );
   const profile = await inspector?.stopSampling();
   if (profile && allocationsFile) {
     // One file per store: FILE for SQLite, FILE.postgres for PostgreSQL.
@@ -383,6 +403,39 @@ export async function fleetScenario(
     rssMb: rssKb / 1024,
     peakRssMb: peakRssKb / 1024,
   };
+}
+
+const PUBACK_SPAN = 'gatehouse_mqtt_puback_seconds';
+const COMMIT_SPAN = 'gatehouse_group_commit_duration_seconds';
+const SERVER_SPANS = [PUBACK_SPAN, COMMIT_SPAN];
+
+/**
+ * The server's own spans over the run, from its /metrics: the broker's (a publish reaching it to
+ * its PUBACK written) and the group commits'. What the generator measures beyond the first is
+ * sockets and the generator itself.
+ */
+function spanNotes(label: string, before: Map<string, Histogram>, after: Map<string, Histogram>): string[] {
+  const ms = (h: Histogram, q: number) => fmt(histogramQuantile(h, q) * 1000, 1);
+  const notes: string[] = [];
+  const puback = after.get(PUBACK_SPAN);
+  if (puback) {
+    const h = histogramSince(puback, before.get(PUBACK_SPAN));
+    notes.push(
+      `${label}: the server's span from a publish reaching the broker to its PUBACK written (${fmt(histogramCount(h))} ` +
+        `publishes, estimated within /metrics buckets): p50 ${ms(h, 0.5)} ms, p99 ${ms(h, 0.99)} ms, p99.9 ${ms(h, 0.999)} ms`,
+    );
+  }
+  const commit = after.get(COMMIT_SPAN);
+  if (commit) {
+    const h = histogramSince(commit, before.get(COMMIT_SPAN));
+    const n = histogramCount(h);
+    notes.push(
+      `${label}: ${fmt(n)} group commits, mean ${fmt((h.sum * 1000) / Math.max(1, n), 2)} ms, ` +
+        `p99 ${ms(h, 0.99)} ms, p99.9 ${ms(h, 0.999)} ms (estimated within /metrics buckets)`,
+    );
+  }
+  if (notes.length === 0) notes.push(`${label}: the server's /metrics could not be read; no server-side spans`);
+  return notes;
 }
 
 export function fleetTable(o: FleetOutcome): string {
