@@ -167,6 +167,96 @@ describe('RollupAccumulator', () => {
   });
 });
 
+describe('RollupAccumulator with wide devices', () => {
+  /** The rules stated plainly: one object per (device, attribute, minute) in a map on a joined key. */
+  function reference(values: Array<{ device: string; attribute: string; time: number; value: number }>) {
+    const byKey = new Map<string, RollupRow>();
+    for (const { device, attribute, time, value } of values) {
+      const bucket = minuteOf(time);
+      const k = `${device}|${attribute}|${bucket}`;
+      const r = byKey.get(k);
+      if (!r) {
+        byKey.set(k, {
+          deviceId: device,
+          attribute,
+          bucket,
+          count: 1,
+          sum: value,
+          min: value,
+          max: value,
+          firstTime: time,
+          firstValue: value,
+          lastTime: time,
+          lastValue: value,
+        });
+        continue;
+      }
+      r.count++;
+      r.sum += value;
+      r.min = Math.min(r.min, value);
+      r.max = Math.max(r.max, value);
+      if (time < r.firstTime) [r.firstTime, r.firstValue] = [time, value];
+      if (time >= r.lastTime) [r.lastTime, r.lastValue] = [time, value];
+    }
+    return [...byKey.values()].sort(keyOrder);
+  }
+
+  /** Primary-key order: device, attribute, minute. */
+  const keyOrder = (a: RollupRow, b: RollupRow): number =>
+    a.deviceId !== b.deviceId
+      ? a.deviceId < b.deviceId
+        ? -1
+        : 1
+      : a.attribute !== b.attribute
+        ? a.attribute < b.attribute
+          ? -1
+          : 1
+        : a.bucket - b.bucket;
+
+  it('keeps the rows of devices with many attributes and minutes exact, before and after they pass the chain length', () => {
+    const random = lcg(23);
+    // d-wide: 60 attributes over 4 minutes (240 rows); d-edge: just past the chain; d-narrow: 2 rows.
+    const shapes: Record<string, { attributes: number; minutes: number }> = {
+      'd-wide': { attributes: 60, minutes: 4 },
+      'd-edge': { attributes: 17, minutes: 1 },
+      'd-narrow': { attributes: 2, minutes: 1 },
+    };
+    const values = Array.from({ length: 6_000 }, () => {
+      const device = Object.keys(shapes)[Math.floor(random() * 3)] as string;
+      const shape = shapes[device] as { attributes: number; minutes: number };
+      return {
+        device,
+        attribute: `a${Math.floor(random() * shape.attributes)}`,
+        time: M + Math.floor(random() * shape.minutes * 12) * 5_000 + Math.floor(random() * 3),
+        value: Math.floor(random() * 100) - 50,
+      };
+    });
+    const acc = new RollupAccumulator();
+    for (const [i, v] of values.entries()) {
+      acc.add(v.device, v.attribute, v.time, v.value);
+      // Every row stays findable while the devices pass from chain to attribute index.
+      if (i % 97 === 0) expect(acc.has(v.device, v.attribute, minuteOf(v.time))).toBe(true);
+    }
+    const expected = reference(values);
+    expect(acc.size).toBe(expected.length);
+    expect([...acc.values()].sort(keyOrder)).toEqual(expected);
+    expect(acc.sortedRows()).toEqual(expected);
+    expect(acc.has('d-wide', 'a0', M + 4 * 60_000)).toBe(false);
+    expect(acc.has('d-edge', 'a17', M)).toBe(false);
+  });
+
+  it('starts empty again after clear, wide devices included', () => {
+    const acc = new RollupAccumulator();
+    for (let a = 0; a < 40; a++) acc.add('d', `a${a}`, M, a);
+    acc.clear();
+    expect(acc.size).toBe(0);
+    expect(acc.has('d', 'a0', M)).toBe(false);
+    acc.add('d', 'a0', M, 5);
+    acc.add('d', 'a0', M + 1, 7);
+    expect(rows(acc)).toEqual([expect.objectContaining({ deviceId: 'd', attribute: 'a0', count: 2, sum: 12 })]);
+  });
+});
+
 describe('RollupAccumulator.sortedRows', () => {
   it('gives every row once, in primary-key order (device, attribute, minute), whatever the arrival order', () => {
     const acc = new RollupAccumulator();

@@ -24,7 +24,6 @@ import {
   minuteOf,
   ROLLUP_MS,
   RollupAccumulator,
-  type RollupRow,
   RollupStage,
   recentFrom,
 } from '../rollup-accumulator.js';
@@ -577,7 +576,7 @@ export class SqliteStore implements Store {
   /** Writes the `i`th row of a timed flush: rollup rows first, then reports, then sightings. */
   private writeHeld(draining: Draining, i: number): void {
     const { rows, reports, sightings } = draining;
-    if (i < rows.length) this.series.addRollup(rows[i] as RollupRow);
+    if (i < rows.length) this.series.addRollup(draining.held.row(rows[i] as number));
     else if (i < rows.length + reports.length) this.s.markReported.run(reports[i - rows.length] as ReportMark);
     else this.s.sightPeripheral.run(sightings[i - rows.length - reports.length] as SightingRow);
   }
@@ -631,7 +630,7 @@ export class SqliteStore implements Store {
     this.rollups = new RollupAccumulator();
     this.reports = new HeldReports();
     const { reports, sightings } = heldReports.sorted();
-    this.draining = { held, heldReports, rows: held.sortedRows(), reports, sightings, next: 0, at: this.now() };
+    this.draining = { held, heldReports, rows: held.sortedIndexes(), reports, sightings, next: 0, at: this.now() };
     this.writeSlice();
   }
 
@@ -1080,7 +1079,8 @@ export class SqliteStore implements Store {
 interface Draining {
   held: RollupAccumulator;
   heldReports: HeldReports;
-  rows: RollupRow[];
+  /** The held rollup rows, by their index in `held`, in primary-key order. */
+  rows: Int32Array;
   reports: ReportMark[];
   sightings: SightingRow[];
   next: number;
