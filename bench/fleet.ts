@@ -8,7 +8,7 @@
  * default) and PostgreSQL (a database created for the run, as in s), where it also prints the CPU
  * PostgreSQL spent per message, minute by minute, and what the tables grew to.
  */
-import { writeFileSync } from 'node:fs';
+import { statSync, writeFileSync } from 'node:fs';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import type { MqttClient } from 'mqtt';
 import pg from 'pg';
@@ -26,7 +26,9 @@ import {
   histogramCount,
   histogramQuantile,
   histogramSince,
-  readHistograms,
+  parseHistogram,
+  parseValue,
+  readMetrics,
 } from './server-histograms.js';
 import { fmt, Latencies, textTable } from './stats.js';
 
@@ -259,7 +261,9 @@ export async function fleetScenario(
   const pgCpu = postgres ? await PostgresCpu.start(postgres.processes) : undefined;
   const pgPids = postgres ? await postgres.processes.ours() : [];
   const commits0 = postgres ? await commits(server) : undefined;
-  const spans0 = await readHistograms(server.httpUrl, SERVER_SPANS);
+  // Read once before the load: the server's event-loop figures cover what follows (prom-client
+  // resets its delay histogram at each read).
+  const metrics0 = await readMetrics(server.httpUrl);
   // The generator's own stalls delay the sends and the PUBACKs it times, as the server's do.
   const generatorLoop = monitorEventLoopDelay({ resolution: 5 });
   generatorLoop.enable();
@@ -332,8 +336,10 @@ export async function fleetScenario(
   await Promise.race([Promise.allSettled([...pending]), sleep(30_000)]);
   const cpuUs = cpuMicros(server.pid) - cpu0;
   generatorLoop.disable();
-  const spans1 = await readHistograms(server.httpUrl, SERVER_SPANS);
-  for (const note of spanNotes(label, spans0, spans1)) report.note(note);
+  for (const note of spanNotes(label, metrics0, await readMetrics(server.httpUrl))) report.note(note);
+  const wal = fileMb(`${server.dbFile}-wal`);
+  if (store === 'sqlite' && wal !== undefined)
+    report.note(`${label}: the SQLite log (WAL) file is ${fmt(wal, 1)} MB at the end`);
   report.note(
     `${label}: the load generator's event loop (one process, ${fmt(clients.length)} clients): ` +
       `delay p50 ${fmt(generatorLoop.percentile(50) / 1e6, 1)} ms, p99 ${fmt(generatorLoop.percentile(99) / 1e6, 1)} ms, ` +
@@ -405,36 +411,63 @@ export async function fleetScenario(
   };
 }
 
+const fileMb = (file: string): number | undefined => {
+  try {
+    return statSync(file).size / 1024 / 1024;
+  } catch {
+    return undefined;
+  }
+};
+
 const PUBACK_SPAN = 'gatehouse_mqtt_puback_seconds';
 const COMMIT_SPAN = 'gatehouse_group_commit_duration_seconds';
-const SERVER_SPANS = [PUBACK_SPAN, COMMIT_SPAN];
+const GC_PAUSES = 'nodejs_gc_duration_seconds';
 
 /**
- * The server's own spans over the run, from its /metrics: the broker's (a publish reaching it to
- * its PUBACK written) and the group commits'. What the generator measures beyond the first is
- * sockets and the generator itself.
+ * The server's own spans over the run, from its /metrics read before and after: the broker's (a
+ * publish reaching it to its PUBACK written), the group commits', the event loop's delay and the
+ * garbage collector's pauses. What the generator measures beyond the first is sockets and the
+ * generator itself.
  */
-function spanNotes(label: string, before: Map<string, Histogram>, after: Map<string, Histogram>): string[] {
+function spanNotes(label: string, before: string, after: string): string[] {
+  if (after === '') return [`${label}: the server's /metrics could not be read; no server-side spans`];
   const ms = (h: Histogram, q: number) => fmt(histogramQuantile(h, q) * 1000, 1);
+  const since = (name: string, labels?: string) => {
+    const h = parseHistogram(after, name, labels);
+    return h && histogramSince(h, parseHistogram(before, name, labels));
+  };
   const notes: string[] = [];
-  const puback = after.get(PUBACK_SPAN);
+  const puback = since(PUBACK_SPAN);
   if (puback) {
-    const h = histogramSince(puback, before.get(PUBACK_SPAN));
     notes.push(
-      `${label}: the server's span from a publish reaching the broker to its PUBACK written (${fmt(histogramCount(h))} ` +
-        `publishes, estimated within /metrics buckets): p50 ${ms(h, 0.5)} ms, p99 ${ms(h, 0.99)} ms, p99.9 ${ms(h, 0.999)} ms`,
+      `${label}: the server's span from a publish reaching the broker to its PUBACK written (${fmt(histogramCount(puback))} ` +
+        `publishes, estimated within /metrics buckets): p50 ${ms(puback, 0.5)} ms, p99 ${ms(puback, 0.99)} ms, ` +
+        `p99.9 ${ms(puback, 0.999)} ms`,
     );
   }
-  const commit = after.get(COMMIT_SPAN);
+  const commit = since(COMMIT_SPAN);
   if (commit) {
-    const h = histogramSince(commit, before.get(COMMIT_SPAN));
-    const n = histogramCount(h);
+    const n = histogramCount(commit);
     notes.push(
-      `${label}: ${fmt(n)} group commits, mean ${fmt((h.sum * 1000) / Math.max(1, n), 2)} ms, ` +
-        `p99 ${ms(h, 0.99)} ms, p99.9 ${ms(h, 0.999)} ms (estimated within /metrics buckets)`,
+      `${label}: ${fmt(n)} group commits, mean ${fmt((commit.sum * 1000) / Math.max(1, n), 2)} ms, ` +
+        `p99 ${ms(commit, 0.99)} ms, p99.9 ${ms(commit, 0.999)} ms (estimated within /metrics buckets)`,
     );
   }
-  if (notes.length === 0) notes.push(`${label}: the server's /metrics could not be read; no server-side spans`);
+  const pauses = ['minor', 'major', 'incremental']
+    .map((kind) => {
+      const gc = since(GC_PAUSES, `kind="${kind}"`);
+      if (!gc) return undefined;
+      const longest = gc.bounds.find((_, i) => gc.cumulative[i] === histogramCount(gc));
+      const bound = longest === undefined ? `over ${fmt((gc.bounds.at(-1) ?? 0) * 1000)}` : `≤ ${fmt(longest * 1000)}`;
+      return `${kind} ${fmt(histogramCount(gc))} (${fmt(gc.sum * 1000)} ms in all, longest ${bound} ms)`;
+    })
+    .filter((p) => p !== undefined);
+  const loopP99 = parseValue(after, 'nodejs_eventloop_lag_p99_seconds') * 1000;
+  const loopMax = parseValue(after, 'nodejs_eventloop_lag_max_seconds') * 1000;
+  notes.push(
+    `${label}: the server's event loop: delay p99 ${fmt(loopP99, 1)} ms, max ${fmt(loopMax, 1)} ms; ` +
+      `garbage collections: ${pauses.join(', ')}`,
+  );
   return notes;
 }
 

@@ -14,9 +14,13 @@ export interface Histogram {
 
 const literal = (s: string) => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
 
-/** The unlabelled histogram `name` in `text`, or undefined when the text has none. */
-export function parseHistogram(text: string, name: string): Histogram | undefined {
-  const bucket = new RegExp(`^${literal(name)}_bucket\\{le="([^"]+)"\\} (\\S+)$`, 'gm');
+/**
+ * The histogram `name` in `text`: the unlabelled one, or with `label` (such as `kind="major"`) the
+ * series that has it besides `le`. Undefined when the text has none.
+ */
+export function parseHistogram(text: string, name: string, label?: string): Histogram | undefined {
+  const others = label === undefined ? '' : `,${literal(label)}`;
+  const bucket = new RegExp(`^${literal(name)}_bucket\\{le="([^"]+)"${others}\\} (\\S+)$`, 'gm');
   const bounds: number[] = [];
   const cumulative: number[] = [];
   for (const m of text.matchAll(bucket)) {
@@ -24,8 +28,14 @@ export function parseHistogram(text: string, name: string): Histogram | undefine
     cumulative.push(Number(m[2]));
   }
   if (cumulative.length === 0) return undefined;
-  const sum = Number(new RegExp(`^${literal(name)}_sum (\\S+)$`, 'm').exec(text)?.[1] ?? 0);
+  const labels = label === undefined ? '' : `\\{${literal(label)}\\}`;
+  const sum = Number(new RegExp(`^${literal(name)}_sum${labels} (\\S+)$`, 'm').exec(text)?.[1] ?? 0);
   return { bounds, cumulative, sum };
+}
+
+/** The value of the unlabelled gauge or counter `name` in `text`, NaN when absent. */
+export function parseValue(text: string, name: string): number {
+  return Number(new RegExp(`^${literal(name)} (\\S+)$`, 'm').exec(text)?.[1] ?? Number.NaN);
 }
 
 /** What was observed between two readings of one histogram. */
@@ -57,17 +67,11 @@ export function histogramQuantile(h: Histogram, q: number): number {
   return h.bounds.at(-1) ?? Number.NaN;
 }
 
-/** Reads the named histograms from the server's /metrics; an unreachable server gives none. */
-export async function readHistograms(httpUrl: string, names: string[]): Promise<Map<string, Histogram>> {
-  const found = new Map<string, Histogram>();
+/** The server's /metrics text, or '' when it cannot be read (the notes that use it say so). */
+export async function readMetrics(httpUrl: string): Promise<string> {
   try {
-    const text = await (await fetch(`${httpUrl}/metrics`, { signal: AbortSignal.timeout(10_000) })).text();
-    for (const name of names) {
-      const h = parseHistogram(text, name);
-      if (h) found.set(name, h);
-    }
+    return await (await fetch(`${httpUrl}/metrics`, { signal: AbortSignal.timeout(10_000) })).text();
   } catch {
-    // The note that uses them says they are missing.
+    return '';
   }
-  return found;
 }

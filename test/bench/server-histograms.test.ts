@@ -1,5 +1,11 @@
 import { describe, expect, it } from 'vitest';
-import { histogramCount, histogramQuantile, histogramSince, parseHistogram } from '../../bench/server-histograms.js';
+import {
+  histogramCount,
+  histogramQuantile,
+  histogramSince,
+  parseHistogram,
+  parseValue,
+} from '../../bench/server-histograms.js';
 
 const metrics = (counts: [number, number, number, number], sum: number) => `# HELP x_seconds A span.
 # TYPE x_seconds histogram
@@ -31,5 +37,28 @@ describe('server histograms (bench)', () => {
     expect(histogramQuantile(h, 0.99)).toBe(0.05);
     expect(histogramQuantile(histogramSince(h, h), 0.5)).toBeNaN();
     expect(parseHistogram(metrics([0, 0, 0, 0], 0), 'y_seconds')).toBeUndefined();
+  });
+
+  it('reads the series of one label value, and plain values', () => {
+    const text = [
+      'gc_seconds_bucket{le="0.001",kind="minor"} 5',
+      'gc_seconds_bucket{le="0.1",kind="minor"} 6',
+      'gc_seconds_bucket{le="+Inf",kind="minor"} 6',
+      'gc_seconds_sum{kind="minor"} 0.02',
+      'gc_seconds_bucket{le="0.001",kind="major"} 0',
+      'gc_seconds_bucket{le="0.1",kind="major"} 2',
+      'gc_seconds_bucket{le="+Inf",kind="major"} 3',
+      'gc_seconds_sum{kind="major"} 0.4',
+      'lag_max_seconds 0.125',
+    ].join('\n');
+    expect(parseHistogram(text, 'gc_seconds', 'kind="major"')).toEqual({
+      bounds: [0.001, 0.1],
+      cumulative: [0, 2, 3],
+      sum: 0.4,
+    });
+    expect(histogramCount(parseHistogram(text, 'gc_seconds', 'kind="minor"')!)).toBe(6);
+    expect(parseHistogram(text, 'gc_seconds')).toBeUndefined();
+    expect(parseValue(text, 'lag_max_seconds')).toBe(0.125);
+    expect(parseValue(text, 'lag_p99_seconds')).toBeNaN();
   });
 });
