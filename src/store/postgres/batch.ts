@@ -327,17 +327,7 @@ function combineComposite(states: StateRecord[]): Array<{ deviceId: string; json
 function combineRollups(states: StateRecord[]) {
   const acc = new RollupAccumulator();
   for (const s of states) acc.addState(s.deviceId, s.time, s.data);
-  return [...acc.values()].sort((a, b) =>
-    a.deviceId !== b.deviceId
-      ? a.deviceId < b.deviceId
-        ? -1
-        : 1
-      : a.attribute !== b.attribute
-        ? a.attribute < b.attribute
-          ? -1
-          : 1
-        : a.bucket - b.bucket,
-  );
+  return acc.sortedRows();
 }
 
 /** Per device the report that wins (the latest, the later arrival on equal times), and the sightings of peripherals. */
