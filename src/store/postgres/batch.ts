@@ -38,13 +38,17 @@ const key = (...parts: Array<string | number>): string => parts.join('\u0000');
 export const lockDevices = (ids: string) =>
   `SELECT id FROM devices WHERE id = ANY(${ids}::text[]) ORDER BY id FOR NO KEY UPDATE`;
 
-// A report processed late must not move "last reported" backwards, but any report is activity:
-// the SET of both statements below that mark devices reported (rows `u`: reported_by, time).
-const MARK_REPORTED_SET = `last_reported_by = CASE WHEN d.last_reported_at IS NULL OR d.last_reported_at <= u.time
+// Marks the devices `locked` (lockDevices) reported, from the arrays of device ids, reporters and
+// times given: both statements below that do it. A report processed late must not move "last
+// reported" backwards, but any report is activity.
+const markReported = (ids: string, reportedBy: string, times: string) => `UPDATE devices AS d SET
+    last_reported_by = CASE WHEN d.last_reported_at IS NULL OR d.last_reported_at <= u.time
       THEN u.reported_by ELSE d.last_reported_by END,
     last_reported_at = CASE WHEN d.last_reported_at IS NULL OR d.last_reported_at <= u.time
       THEN u.time ELSE d.last_reported_at END,
-    inactive_since = NULL`;
+    inactive_since = NULL
+  FROM locked AS m, unnest(${ids}::text[], ${reportedBy}::text[], ${times}::bigint[]) AS u(device_id, reported_by, time)
+  WHERE d.id = m.id AND u.device_id = m.id`;
 
 // The states of a batch and everything that follows from them, in one statement (one round trip
 // instead of one per table; with nothing else in the batch, no BEGIN and COMMIT either). `known`
@@ -61,10 +65,7 @@ WITH locked AS (
   ${lockDevices('$27')}
 ),
 reported AS (
-  UPDATE devices AS d SET
-    ${MARK_REPORTED_SET}
-  FROM locked AS m, unnest($19::text[], $20::text[], $21::bigint[]) AS u(device_id, reported_by, time)
-  WHERE d.id = m.id AND u.device_id = m.id
+  ${markReported('$19', '$20', '$21')}
   RETURNING d.id
 ),
 unreported AS (
@@ -141,10 +142,7 @@ const MARK_REPORTED = `
 WITH locked AS (
   ${lockDevices('$4')}
 )
-UPDATE devices AS d SET
-  ${MARK_REPORTED_SET}
-FROM locked AS m, unnest($1::text[], $2::text[], $3::bigint[]) AS u(device_id, reported_by, time)
-WHERE d.id = m.id AND u.device_id = m.id`;
+${markReported('$1', '$2', '$3')}`;
 
 // Never older over newer: with several nodes, the disconnect of an old connection may commit
 // after the connect of the device's new one on another node.
