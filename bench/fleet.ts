@@ -15,7 +15,7 @@ import pg from 'pg';
 import { createTestDatabase } from '../test/helpers/postgres.js';
 import { StateCounter } from './db.js';
 import { startGatehouseProcess } from './gatehouse-process.js';
-import { allocationNotes, INSPECT_ARG, Inspector, inspectorUrl } from './inspector.js';
+import { allocationNotes, INSPECT_ARG, Inspector } from './inspector.js';
 import { closeAll, connect } from './load.js';
 import { backgroundMeter, cpuMicros, statusKb, tryCpuMicros } from './proc.js';
 import { type Cleanups, type Report, sleep } from './report.js';
@@ -223,14 +223,7 @@ export async function fleetScenario(
     ...(allocationsFile ? { nodeArgs: [INSPECT_ARG] } : {}),
   });
   cleanups.add(() => server.stop());
-  let inspector: Inspector | undefined;
-  if (allocationsFile) {
-    const url = inspectorUrl(server.output());
-    if (!url) throw new Error('fleet: the server printed no inspector address');
-    inspector = await Inspector.connect(url);
-    // A server waits at exit until its inspector's client is gone.
-    cleanups.add(async () => inspector?.close());
-  }
+  const inspector = allocationsFile ? await Inspector.attach(server, 'fleet', cleanups) : undefined;
   const rest = new Rest(server.httpUrl, server.adminToken);
   const setup = performance.now();
   const fleet = await createFleet(rest, gateways, perGateway, 32);

@@ -7,7 +7,7 @@ import path from 'node:path';
 import type { MqttClient } from 'mqtt';
 import { config, deadline } from './config.js';
 import { startGatehouseProcess } from './gatehouse-process.js';
-import { allocationNotes, INSPECT_ARG, Inspector, inspectorUrl, type MemoryUsage } from './inspector.js';
+import { allocationNotes, INSPECT_ARG, Inspector, type MemoryUsage } from './inspector.js';
 import { closeAll, connect } from './load.js';
 import { backgroundMeter, cpuMicros, type RssByMapping, rssByMapping, rssKb } from './proc.js';
 import { type Cleanups, type Report, sleep, waitForQuiet } from './report.js';
@@ -100,14 +100,8 @@ export async function idleScenario(report: Report, cleanups: Cleanups): Promise<
   const server = await startGatehouseProcess(inspect ? { nodeArgs: [INSPECT_ARG] } : {});
   cleanups.add(() => server.stop());
   const pid = server.pid;
-  let inspector: Inspector | undefined;
-  if (inspect) {
-    const url = inspectorUrl(server.output());
-    if (!url) throw new Error('d: the server printed no inspector address');
-    inspector = await Inspector.connect(url);
-    cleanups.add(async () => inspector?.close());
-    if (snapshotDir) mkdirSync(snapshotDir, { recursive: true });
-  }
+  const inspector = inspect ? await Inspector.attach(server, 'd', cleanups) : undefined;
+  if (inspect && snapshotDir) mkdirSync(snapshotDir, { recursive: true });
   /** After a forced collection: memoryUsage() inside the server, and a heap snapshot if asked. */
   const probe = async (connections: number): Promise<{ usage: MemoryUsage; mappings: RssByMapping } | undefined> => {
     if (!inspector) return undefined;

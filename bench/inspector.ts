@@ -5,6 +5,7 @@
  */
 import { createWriteStream } from 'node:fs';
 import WebSocket from 'ws';
+import type { Cleanups } from './report.js';
 import { fmt } from './stats.js';
 
 /** The `--inspect` flag that lets the server's node pick a free loopback port. */
@@ -119,6 +120,19 @@ export class Inspector {
       if (message.error) entry.reject(new Error(message.error.message));
       else entry.resolve(message.result);
     });
+  }
+
+  /**
+   * Connects to the inspector of a server started with INSPECT_ARG (`label` names the scenario in
+   * the error when it printed none), and closes the connection with `cleanups`: a server waits at
+   * exit until its inspector's client is gone.
+   */
+  static async attach(server: { output(): string }, label: string, cleanups: Cleanups): Promise<Inspector> {
+    const url = inspectorUrl(server.output());
+    if (!url) throw new Error(`${label}: the server printed no inspector address`);
+    const inspector = await Inspector.connect(url);
+    cleanups.add(async () => inspector.close());
+    return inspector;
   }
 
   static async connect(url: string): Promise<Inspector> {

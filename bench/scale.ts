@@ -20,6 +20,7 @@ import { backgroundMeter, cpuMicros, groupCpuMeter, tryCpuMicros } from './proc.
 import { type Cleanups, clientMeter, type Report, sleep, waitForQuiet } from './report.js';
 import { createFleet, Rest } from './rest.js';
 import { connectPublishers } from './scenarios.js';
+import { parseValue, readMetrics } from './server-histograms.js';
 import { fmt, textTable } from './stats.js';
 
 /** The local Redis of the multi-node tests unless GATEHOUSE_TEST_REDIS_URL names another. */
@@ -265,17 +266,16 @@ export interface Commits {
 
 /** A node's group commits so far, from its metrics (docs/operations.md); zeros when unreachable. */
 export async function commits(node: Pick<GatehouseProcess, 'httpUrl'>): Promise<Commits> {
-  try {
-    const text = await (await fetch(`${node.httpUrl}/metrics`, { signal: AbortSignal.timeout(10_000) })).text();
-    const value = (name: string) => Number(new RegExp(`^gatehouse_${name} (\\S+)$`, 'm').exec(text)?.[1] ?? 0);
-    return {
-      count: value('group_commit_batch_size_count'),
-      writes: value('group_commit_batch_size_sum'),
-      seconds: value('group_commit_duration_seconds_sum'),
-    };
-  } catch {
-    return { count: 0, writes: 0, seconds: 0 };
-  }
+  const text = await readMetrics(node.httpUrl);
+  const value = (name: string) => {
+    const v = parseValue(text, `gatehouse_${name}`);
+    return Number.isNaN(v) ? 0 : v;
+  };
+  return {
+    count: value('group_commit_batch_size_count'),
+    writes: value('group_commit_batch_size_sum'),
+    seconds: value('group_commit_duration_seconds_sum'),
+  };
 }
 
 /** One measured window: the load, then what every process of the set-up spent on it. */
