@@ -33,6 +33,7 @@ import { Readiness } from './ops/readiness.js';
 import { openPostgresStore } from './store/postgres/postgres-store.js';
 import { lockDataDir, makeDirectory } from './store/sqlite/data-dir.js';
 import { DATABASE_FILENAME, openSqliteStore } from './store/sqlite/sqlite-store.js';
+import { openSqliteStoreThread } from './store/sqlite/store-thread.js';
 import type { Store } from './store/types.js';
 import { type EngineLimits, WorkflowEngine } from './workflows/engine.js';
 import { Flows } from './workflows/flows.js';
@@ -375,7 +376,7 @@ async function openStore(dataDir: string, logger: Logger): Promise<{ store: Stor
     );
   }
   try {
-    const store = await openSqliteStore({
+    const store = await openSqliteStoreThread({
       dataDir,
       backgroundCheckpoints: true,
       onRollupFlushError: (err) =>
