@@ -67,9 +67,19 @@ describe('the SQLite store on its own thread', () => {
     await expect(store.constructor?.()).rejects.toThrow('the store has no method constructor');
   });
 
-  it('is not mistaken for a promise', async () => {
+  it('is not mistaken for a promise, and gives one function per method', async () => {
     const store = await open();
     await expect(Promise.resolve(store)).resolves.toBe(store);
+    expect(store.listApplications).toBe(store.listApplications);
+  });
+
+  it('uses a method assigned on it as assigned, and its own again once put back', async () => {
+    const store = await open();
+    const original = store.listApplications;
+    store.listApplications = () => Promise.reject(new Error('disk on fire'));
+    await expect(store.listApplications()).rejects.toThrow('disk on fire');
+    store.listApplications = original;
+    await expect(store.listApplications()).resolves.toEqual([]);
   });
 
   it('sends a batch’s lists alone: whatever else the write queue keeps on it stays behind', async () => {
@@ -107,7 +117,7 @@ describe('the SQLite store on its own thread', () => {
   it('closes once, and every call after that is refused', async () => {
     const store = await openSqliteStoreThread({ dataDir: tempDir() });
     await Promise.all([store.close(), store.close()]);
-    await expect(store.listApplications()).rejects.toThrow(/the store thread stopped/);
+    await expect(store.listApplications()).rejects.toThrow(/the store is not open: its thread stopped/);
   });
 
   it('leaves what it stored on disk for the next open', async () => {

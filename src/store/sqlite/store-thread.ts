@@ -119,7 +119,7 @@ export async function openSqliteStoreThread(options: SqliteStoreThreadOptions): 
       failAll(err);
     });
     void exited.then((code) => {
-      const err = new Error(`the store thread stopped (exit code ${code})`);
+      const err = new Error(`the store is not open: its thread stopped (exit code ${code})`);
       reject(err);
       failAll(err);
     });
@@ -155,16 +155,28 @@ export async function openSqliteStoreThread(options: SqliteStoreThreadOptions): 
     return closing;
   };
 
-  // Every other method of `Store` is a message to the thread. `then` stays undefined so that
-  // awaiting the store does not take it for a promise.
-  return new Proxy({ close } as unknown as Store, {
-    get(target, property) {
-      if (property === 'close') return target.close;
+  // Every other method of `Store` is a message to the thread, one function per name. `then`
+  // stays undefined so that awaiting the store does not take it for a promise. A method
+  // assigned on the store (tests wrap one to count or fail its calls) is used as assigned.
+  const methods = new Map<string, (...args: unknown[]) => Promise<unknown>>();
+  const forward = (method: string): ((...args: unknown[]) => Promise<unknown>) => {
+    let f = methods.get(method);
+    if (!f) {
       // The write queue hands over its open batch, which carries more than the batch (and a
       // promise, which cannot cross to the thread): only the batch's lists are sent.
-      if (property === 'applyBatch') return (batch: WriteBatch) => call('applyBatch', [batchLists(batch)]);
+      f =
+        method === 'applyBatch'
+          ? (batch) => call(method, [batchLists(batch as WriteBatch)])
+          : (...args) => call(method, args);
+      methods.set(method, f);
+    }
+    return f;
+  };
+  return new Proxy({ close } as unknown as Store, {
+    get(target, property) {
+      if (Object.hasOwn(target, property)) return (target as unknown as Record<PropertyKey, unknown>)[property];
       if (typeof property !== 'string' || property === 'then') return undefined;
-      return (...args: unknown[]) => call(property, args);
+      return forward(property);
     },
   });
 }
