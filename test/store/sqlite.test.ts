@@ -1,3 +1,4 @@
+import { spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -266,6 +267,28 @@ describe('SqliteStore', () => {
     ]);
     expect(store.synchronousSetting()).toBe(2);
     await store.close();
+  });
+
+  it('closes with its checkpoint worker in a process with nothing else to do', () => {
+    // A script that opens the store and closes it: the close must finish (and remove the log)
+    // even though the worker thread is unreferenced while it runs. Run on the build, in a
+    // process of its own, since the test runner keeps its own event loop busy.
+    const dir = tempDir();
+    const built = new URL('../../dist/src/store/sqlite/sqlite-store.js', import.meta.url).href;
+    const script = `
+      const { openSqliteStore } = await import(${JSON.stringify(built)});
+      const store = await openSqliteStore({ dataDir: ${JSON.stringify(dir)}, backgroundCheckpoints: true });
+      await store.close();
+      console.log('closed');
+    `;
+    const child = spawnSync(process.execPath, ['--input-type=module', '-e', script], {
+      encoding: 'utf8',
+      timeout: 30_000,
+    });
+    expect(child.stderr).toBe('');
+    expect(child.stdout.trim()).toBe('closed');
+    expect(child.status).toBe(0);
+    expect(existsSync(join(dir, `${DATABASE_FILENAME}-wal`))).toBe(false);
   });
 
   it('checkpoints in the background after other writes too (creating devices)', async () => {

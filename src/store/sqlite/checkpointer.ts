@@ -78,7 +78,9 @@ export class Checkpointer {
     private readonly onError: (err: unknown) => void,
   ) {
     const driver = createRequire(import.meta.url).resolve('better-sqlite3');
-    this.worker = new Worker(WORKER_SOURCE, { eval: true, workerData: { filename, driver } });
+    // No flags of the process: `--input-type=module` (a script given with -e) would make the
+    // CommonJS source above a module, where `require` does not exist.
+    this.worker = new Worker(WORKER_SOURCE, { eval: true, execArgv: [], workerData: { filename, driver } });
     this.worker.unref();
     this.exited = new Promise((resolve) => this.worker.once('exit', () => resolve()));
     this.worker.on('message', (reply: Reply) => {
@@ -136,6 +138,9 @@ export class Checkpointer {
       this.stopped = true;
       this.worker.postMessage('close');
     }
+    // Unreferenced while it runs, so that it never keeps a process alive; while closing it must,
+    // or a process with nothing else to do would end before the store has closed.
+    this.worker.ref();
     const timeout = new Promise<'timeout'>((resolve) => setTimeout(() => resolve('timeout'), 10_000).unref());
     if ((await Promise.race([this.exited, timeout])) === 'timeout') await this.worker.terminate();
   }
