@@ -2,8 +2,9 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
+import { WriteQueue } from '../../src/core/write-queue.js';
 import { openSqliteStore } from '../../src/store/sqlite/sqlite-store.js';
-import { openSqliteStoreThread } from '../../src/store/sqlite/store-thread.js';
+import { openSqliteStoreThread, THREAD_COMMITS_IN_FLIGHT } from '../../src/store/sqlite/store-thread.js';
 import { type Store, writeBatch } from '../../src/store/types.js';
 import { makeApp, makeDevice, state, storeContract } from './contract.js';
 import { visibilityContract } from './contract-visibility.js';
@@ -112,6 +113,37 @@ describe('the SQLite store on its own thread', () => {
     const read = store.getCompositeState(device.id);
     await Promise.all(writes);
     expect((await read).n).toEqual({ value: 5, time: 5_000 });
+  });
+
+  it('lets the write queue hand it two batches at a time, never more', async () => {
+    const store = await open();
+    expect(store.maxCommitsInFlight).toBe(THREAD_COMMITS_IN_FLIGHT);
+    const app = makeApp();
+    await store.createApplication(app);
+    const devices = Array.from({ length: 40 }, () => makeDevice(app.id));
+    for (const device of devices) await store.createDevice(device);
+    let outstanding = 0;
+    let most = 0;
+    const apply = store.applyBatch;
+    store.applyBatch = async (batch) => {
+      most = Math.max(most, ++outstanding);
+      try {
+        await apply(batch);
+      } finally {
+        outstanding--;
+      }
+    };
+    const queue = new WriteQueue(store);
+    // One part per turn of the event loop, each on a device of its own: every turn could start
+    // a batch, if the queue allowed it.
+    const writes: Promise<void>[] = [];
+    for (let i = 0; i < 200; i++) {
+      const device = devices[i % devices.length] as { id: string };
+      writes.push(queue.enqueue({ states: [state(device.id, 1_000 + i, { n: i })] }));
+      await new Promise((resolve) => setImmediate(resolve));
+    }
+    await Promise.all(writes);
+    expect(most).toBe(THREAD_COMMITS_IN_FLIGHT);
   });
 
   it('closes once, and every call after that is refused', async () => {

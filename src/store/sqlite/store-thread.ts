@@ -20,6 +20,9 @@ export type SqliteStoreThreadOptions = ({ dataDir: string } | { filename: string
   Pick<SqliteStoreSettings, 'rollupFlushMs' | 'rollupSliceMs' | 'backgroundCheckpoints' | 'shared'> &
   Pick<SqliteStoreSettings, 'onCheckpointError' | 'onRollupFlushError'>;
 
+/** `Store.maxCommitsInFlight` of the store on its thread. */
+export const THREAD_COMMITS_IN_FLIGHT = 2;
+
 /** How long the thread may take to end once its store has closed. */
 const CLOSE_GRACE_MS = 5_000;
 
@@ -155,7 +158,7 @@ export async function openSqliteStoreThread(options: SqliteStoreThreadOptions): 
     return closing;
   };
 
-  // Every other method of `Store` is a message to the thread, one function per name. `then`
+  // Every method of `Store` is a message to the thread, one function per name. `then`
   // stays undefined so that awaiting the store does not take it for a promise. A method
   // assigned on the store (tests wrap one to count or fail its calls) is used as assigned.
   const methods = new Map<string, (...args: unknown[]) => Promise<unknown>>();
@@ -172,7 +175,10 @@ export async function openSqliteStoreThread(options: SqliteStoreThreadOptions): 
     }
     return f;
   };
-  return new Proxy({ close } as unknown as Store, {
+  // Two batches at a time, as on PostgreSQL: the thread commits one while the other's log sync
+  // runs (the store syncs on libuv's pool). The thread still runs one transaction at a time.
+  const target = { close, maxCommitsInFlight: THREAD_COMMITS_IN_FLIGHT };
+  return new Proxy(target as unknown as Store, {
     get(target, property) {
       if (Object.hasOwn(target, property)) return (target as unknown as Record<PropertyKey, unknown>)[property];
       if (typeof property !== 'string' || property === 'then') return undefined;
