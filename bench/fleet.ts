@@ -13,6 +13,7 @@ import { monitorEventLoopDelay } from 'node:perf_hooks';
 import type { MqttClient } from 'mqtt';
 import pg from 'pg';
 import { createTestDatabase } from '../test/helpers/postgres.js';
+import { TARGETS } from './config.js';
 import { StateCounter } from './db.js';
 import { startGatehouseProcess } from './gatehouse-process.js';
 import { allocationNotes, INSPECT_ARG, Inspector } from './inspector.js';
@@ -30,7 +31,7 @@ import {
   parseValue,
   readMetrics,
 } from './server-histograms.js';
-import { fmt, Latencies, textTable } from './stats.js';
+import { fmt, Latencies, textTable, verdict } from './stats.js';
 
 const int = (name: string, fallback: number): number => {
   const n = Number(process.env[name]);
@@ -482,4 +483,36 @@ export function fleetTable(o: FleetOutcome): string {
       (pg ? `, PostgreSQL ${fmt(o.pgUsPerMessage, 1)} µs per message` : '') +
       `; RSS ${fmt(o.rssMb, 1)} MB at the end, ${fmt(o.peakRssMb, 1)} MB at most`,
   ].join('\n');
+}
+
+/**
+ * The fleet scenario's verdicts. A run in which some states were never acknowledged passes none
+ * of the latency targets: its percentiles describe only the states that got through.
+ */
+export function fleetTargets(o: FleetOutcome, smallFleetCpuUs: number | undefined): string[] {
+  const name = o.store === 'sqlite' ? 'fleet' : `fleet on ${FLEET_STORE_TITLES[o.store]}`;
+  if (o.skipped) return [`  ${verdict(undefined)}  ${name}: skipped (${o.skipped})`];
+  const small = o.store === 'sqlite' ? "the small fleet's (b)" : "the small fleet's on one PostgreSQL node (s, b)";
+  const first = o.minutes[0]?.p99 ?? Number.NaN;
+  const last = o.minutes.at(-1)?.p99 ?? Number.NaN;
+  const worst = Math.max(...o.minutes.map((m) => m.p99));
+  const complete = o.minutes.length > 0 && o.acked > 0 && o.acked === o.sent;
+  const lost = complete ? '' : ` (${fmt(o.acked)} of ${fmt(o.sent)} states acknowledged)`;
+  const lines = [
+    `  ${verdict(complete && worst < TARGETS.fleetP99Ms)}  ${name}: PUBACK p99 < ${TARGETS.fleetP99Ms} ms every minute: ` +
+      `${fmt(worst, 2)} ms at worst${lost}`,
+    `  ${verdict(complete && last <= first * (1 + TARGETS.fleetP99Drift))}  ${name}: last minute's p99 within ` +
+      `${TARGETS.fleetP99Drift * 100}% of the first's: ${fmt(first, 2)} → ${fmt(last, 2)} ms`,
+    `  ${verdict(o.peakRssMb < TARGETS.fleetRssMb)}  ${name}: server RSS < ${TARGETS.fleetRssMb} MB: ${fmt(o.peakRssMb, 1)} MB at most`,
+    `  ${verdict(o.acked > 0 && o.stored === o.acked)}  ${name}: every acknowledged state stored: ` +
+      `${fmt(o.stored)} stored, ${fmt(o.acked)} acknowledged`,
+  ];
+  lines.push(
+    `  ${verdict(smallFleetCpuUs === undefined ? undefined : o.cpuUsPerMessage <= TARGETS.fleetCpuRatio * smallFleetCpuUs)}  ` +
+      `${name}: CPU per message <= ${TARGETS.fleetCpuRatio}× ${small}: ${fmt(o.cpuUsPerMessage, 1)} µs` +
+      (smallFleetCpuUs === undefined
+        ? ` (${o.store === 'sqlite' ? 'b' : 's'} not run)`
+        : ` vs ${fmt(smallFleetCpuUs, 1)} µs`),
+  );
+  return lines;
 }

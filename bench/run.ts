@@ -8,7 +8,14 @@ import { spawnSync } from 'node:child_process';
 import { type CommandOutcome, commandCount, commandScenario, commandTable } from './commands.js';
 import { config, TARGETS } from './config.js';
 import { type ConsoleRow, consoleAvailable, consoleScenario, consoleTable } from './console.js';
-import { FLEET_STORE_TITLES, type FleetOutcome, fleetConfig, fleetScenario, fleetTable } from './fleet.js';
+import {
+  FLEET_STORE_TITLES,
+  type FleetOutcome,
+  fleetConfig,
+  fleetScenario,
+  fleetTable,
+  fleetTargets,
+} from './fleet.js';
 import { startGatehouseProcess } from './gatehouse-process.js';
 import { idleScenario } from './idle.js';
 import { findMosquitto, mosquittoScenarios } from './mosquitto.js';
@@ -17,7 +24,7 @@ import { type QueryRow, queryScenario, queryTable } from './query.js';
 import { Cleanups, Report } from './report.js';
 import { type ScaleOutcome, scaleCapacity, scaleConfig, scaleScenario, scaleTable, scaleTargets } from './scale.js';
 import { type LoadOutcome, loadScenarios } from './scenarios.js';
-import { fmt, table } from './stats.js';
+import { fmt, table, verdict } from './stats.js';
 import { type WorkflowRow, workflowScenario, workflowTable } from './workflows.js';
 
 const report = new Report();
@@ -80,32 +87,6 @@ async function scrapeMetrics(httpUrl: string): Promise<string[]> {
   }
 }
 
-function fleetTargets(o: FleetOutcome, smallFleetCpuUs: number | undefined): string[] {
-  const name = o.store === 'sqlite' ? 'fleet' : `fleet on ${FLEET_STORE_TITLES[o.store]}`;
-  if (o.skipped) return [`  ${verdict(undefined)}  ${name}: skipped (${o.skipped})`];
-  const small = o.store === 'sqlite' ? "the small fleet's (b)" : "the small fleet's on one PostgreSQL node (s, b)";
-  const first = o.minutes[0]?.p99 ?? Number.NaN;
-  const last = o.minutes.at(-1)?.p99 ?? Number.NaN;
-  const worst = Math.max(...o.minutes.map((m) => m.p99));
-  const lines = [
-    `  ${verdict(worst < TARGETS.fleetP99Ms)}  ${name}: PUBACK p99 < ${TARGETS.fleetP99Ms} ms every minute: ` +
-      `${fmt(worst, 2)} ms at worst`,
-    `  ${verdict(last <= first * (1 + TARGETS.fleetP99Drift))}  ${name}: last minute's p99 within ` +
-      `${TARGETS.fleetP99Drift * 100}% of the first's: ${fmt(first, 2)} → ${fmt(last, 2)} ms`,
-    `  ${verdict(o.peakRssMb < TARGETS.fleetRssMb)}  ${name}: server RSS < ${TARGETS.fleetRssMb} MB: ${fmt(o.peakRssMb, 1)} MB at most`,
-    `  ${verdict(o.stored === o.acked)}  ${name}: every acknowledged state stored: ` +
-      `${fmt(o.stored)} stored, ${fmt(o.acked)} acknowledged`,
-  ];
-  lines.push(
-    `  ${verdict(smallFleetCpuUs === undefined ? undefined : o.cpuUsPerMessage <= TARGETS.fleetCpuRatio * smallFleetCpuUs)}  ` +
-      `${name}: CPU per message <= ${TARGETS.fleetCpuRatio}× ${small}: ${fmt(o.cpuUsPerMessage, 1)} µs` +
-      (smallFleetCpuUs === undefined
-        ? ` (${o.store === 'sqlite' ? 'b' : 's'} not run)`
-        : ` vs ${fmt(smallFleetCpuUs, 1)} µs`),
-  );
-  return lines;
-}
-
 /** BENCH_ONLY=fleet: each store's table, headed by its store when there are several. */
 function printFleet(o: FleetOutcome, titled: boolean): void {
   if (titled) console.log(`\nfleet on ${FLEET_STORE_TITLES[o.store]}:`);
@@ -151,10 +132,6 @@ function commandTarget(outcome: CommandOutcome): string {
     `  ${verdict(p99 < TARGETS.commandP99Ms)}  REST command delivered to the gateway, p99 < ${TARGETS.commandP99Ms} ms (k): ${fmt(p99, 2)} ms` +
     ` (the disk's sync alone: p99 ${fmt(outcome.diskSync.percentile(99), 2)} ms)`
   );
-}
-
-function verdict(ok: boolean | undefined): string {
-  return ok === undefined ? 'SKIPPED' : ok ? 'PASS' : 'MISS';
 }
 
 async function main(): Promise<void> {

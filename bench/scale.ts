@@ -21,7 +21,7 @@ import { type Cleanups, clientMeter, type Report, sleep, waitForQuiet } from './
 import { createFleet, Rest } from './rest.js';
 import { connectPublishers } from './scenarios.js';
 import { parseValue, readMetrics } from './server-histograms.js';
-import { fmt, textTable } from './stats.js';
+import { fmt, textTable, verdict } from './stats.js';
 
 /** The local Redis of the multi-node tests unless GATEHOUSE_TEST_REDIS_URL names another. */
 const REDIS_URL = process.env.GATEHOUSE_TEST_REDIS_URL ?? 'redis://127.0.0.1:6379';
@@ -566,7 +566,6 @@ export function scaleTargets(o: ScaleOutcome): string[] {
   const sqlite = find(o, 'sqlite', 'b');
   const one = find(o, 'pg', 'b');
   const two = find(o, 'pg2', 'b');
-  const verdict = (ok: boolean | undefined) => (ok === undefined ? 'SKIPPED' : ok ? 'PASS' : 'MISS');
   // With several rounds, the median of the ratios round by round (not the ratio of median rows).
   const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
   const stored = sqlite && one ? median(o.ratios.stored) : undefined;

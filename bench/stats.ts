@@ -89,3 +89,8 @@ export function textTable(head: string[], lines: string[][]): string {
   const row = (cells: string[]) => `| ${cells.map((c, i) => c.padStart(widths[i] ?? 0)).join(' | ')} |`;
   return [row(head), `|${widths.map((w) => '-'.repeat(w + 2)).join('|')}|`, ...lines.map(row)].join('\n');
 }
+
+/** A target's verdict: undefined when it could not be judged (its scenario did not run). */
+export function verdict(ok: boolean | undefined): string {
+  return ok === undefined ? 'SKIPPED' : ok ? 'PASS' : 'MISS';
+}
